@@ -1,0 +1,105 @@
+/**
+ * @module D1 schema (drizzle-orm): tasks, clients, rounds, participants, model versions.
+ *
+ * D1 holds metadata only. Weights live in R2; the live round (ledger, running sum) lives in the
+ * task's Durable Object and is copied here when the round ends. Migrations in `migrations/` are
+ * generated from this file by `npm run db:generate` (drizzle-kit).
+ */
+import { index, integer, primaryKey, sqliteTable, text } from 'drizzle-orm/sqlite-core';
+
+export const tasks = sqliteTable('tasks', {
+  id: text('id').primaryKey(),
+  name: text('name').notNull(),
+  /** `active` while rounds run; reserved: `paused`, `archived`. */
+  status: text('status', { enum: ['active', 'paused', 'archived'] }).notNull().default('active'),
+  /** The `modelTopology` of a tfjs `model.json`, as JSON text. */
+  modelTopology: text('model_topology', { mode: 'json' }).notNull(),
+  /** `[{ name, shape, dtype }]` in wire order. */
+  weightSpecs: text('weight_specs', { mode: 'json' }).notNull(),
+  numParams: integer('num_params').notNull(),
+  /** Round rules and training plan, as validated at creation (see api/schemas.ts). */
+  rules: text('rules', { mode: 'json' }).notNull(),
+  plan: text('plan', { mode: 'json' }).notNull(),
+  currentVersion: integer('current_version').notNull().default(0),
+  createdAt: integer('created_at', { mode: 'timestamp_ms' }).notNull(),
+});
+
+export const clients = sqliteTable(
+  'clients',
+  {
+    id: text('id').primaryKey(),
+    taskId: text('task_id')
+      .notNull()
+      .references(() => tasks.id),
+    /** SHA-256 (hex) of the client token's secret part; the token itself is never stored. */
+    tokenHash: text('token_hash').notNull(),
+    label: text('label'),
+    createdAt: integer('created_at', { mode: 'timestamp_ms' }).notNull(),
+  },
+  (t) => [index('clients_task_idx').on(t.taskId)],
+);
+
+export const modelVersions = sqliteTable(
+  'model_versions',
+  {
+    taskId: text('task_id')
+      .notNull()
+      .references(() => tasks.id),
+    version: integer('version').notNull(),
+    parentVersion: integer('parent_version'),
+    /** The round that produced it; null for the initial version. */
+    round: integer('round'),
+    /** SHA-256 (hex) of the weights blob; the R2 key is derived from it. */
+    contentHash: text('content_hash').notNull(),
+    r2Key: text('r2_key').notNull(),
+    byteLength: integer('byte_length').notNull(),
+    participants: integer('participants').notNull().default(0),
+    numExamples: integer('num_examples').notNull().default(0),
+    metrics: text('metrics', { mode: 'json' }),
+    createdAt: integer('created_at', { mode: 'timestamp_ms' }).notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.taskId, t.version] })],
+);
+
+export const rounds = sqliteTable(
+  'rounds',
+  {
+    taskId: text('task_id')
+      .notNull()
+      .references(() => tasks.id),
+    round: integer('round').notNull(),
+    status: text('status', { enum: ['closed', 'abandoned'] }).notNull(),
+    baseVersion: integer('base_version').notNull(),
+    resultVersion: integer('result_version'),
+    assigned: integer('assigned').notNull(),
+    accepted: integer('accepted').notNull(),
+    rejected: integer('rejected').notNull(),
+    /** Rejections by error code, e.g. `{ "non_finite": 2 }`. */
+    rejectedByCode: text('rejected_by_code', { mode: 'json' }).notNull(),
+    numExamples: integer('num_examples').notNull(),
+    /** Example-weighted means of the clients' reported local metrics. */
+    metrics: text('metrics', { mode: 'json' }),
+    openedAt: integer('opened_at', { mode: 'timestamp_ms' }).notNull(),
+    closedAt: integer('closed_at', { mode: 'timestamp_ms' }).notNull(),
+    closeReason: text('close_reason').notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.taskId, t.round] })],
+);
+
+export const roundParticipants = sqliteTable(
+  'round_participants',
+  {
+    taskId: text('task_id').notNull(),
+    round: integer('round').notNull(),
+    clientId: text('client_id').notNull(),
+    numExamples: integer('num_examples').notNull(),
+    /** Client-reported local metrics for this update. */
+    metrics: text('metrics', { mode: 'json' }),
+    acceptedAt: integer('accepted_at', { mode: 'timestamp_ms' }).notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.taskId, t.round, t.clientId] }), index('participants_client_idx').on(t.clientId)],
+);
+
+export type TaskRow = typeof tasks.$inferSelect;
+export type ModelVersionRow = typeof modelVersions.$inferSelect;
+export type RoundRow = typeof rounds.$inferSelect;

@@ -1,0 +1,57 @@
+/**
+ * @module Stable error codes of the fedge HTTP API, shared by the aggregator and the client SDK.
+ *
+ * A code never changes meaning once published; the HTTP status is the one the server sends with it.
+ * Error bodies are always `{ "error": { "code": ErrorCode, "message": string } }`.
+ */
+
+export const ERROR_STATUS = {
+  /** Body is not JSON, or JSON that does not match the route's schema. */
+  invalid_request: 400,
+  /** The request body of a JSON route is not parseable JSON. */
+  malformed_json: 400,
+  /** No bearer token was sent. */
+  unauthorized: 401,
+  /** A token was sent but it is not valid for this resource (wrong token, wrong task, client on an operator route). */
+  forbidden: 403,
+  /** No route matches the path. */
+  not_found: 404,
+  task_not_found: 404,
+  round_not_found: 404,
+  version_not_found: 404,
+  /** The client was not assigned to this round (check in first). */
+  not_assigned: 409,
+  /** The round already closed or was abandoned: a late update. */
+  round_closed: 409,
+  /** The update was trained on another base version than the round's. */
+  base_version_mismatch: 409,
+  /** An update for (task, round, client) was already accepted with a different body. */
+  duplicate_conflict: 409,
+  /** The body is larger than the cap derived from the task's model size. */
+  payload_too_large: 413,
+  /** The body is not a well-formed fedge/safetensors message (truncated, corrupt header, bad offsets). */
+  malformed_update: 400,
+  /** Tensor names, shapes or dtypes differ from the task's model. */
+  tensor_mismatch: 422,
+  /** NaN or Infinity in a tensor. */
+  non_finite: 422,
+  /** The declared example count is missing, not a positive integer, or above the task's cap. */
+  invalid_example_count: 422,
+  /** Required metadata is missing or malformed (base version, metrics). */
+  invalid_metadata: 422,
+  /** Too much work in flight: retry after the `retry-after` header. */
+  overloaded: 429,
+  /** Unexpected server error (logged). */
+  internal_error: 500,
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_STATUS;
+
+/** The JSON body of every error response. */
+export interface ErrorBody {
+  error: { code: ErrorCode; message: string };
+}
+
+export function isErrorCode(value: unknown): value is ErrorCode {
+  return typeof value === 'string' && Object.prototype.hasOwnProperty.call(ERROR_STATUS, value);
+}

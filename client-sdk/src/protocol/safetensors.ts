@@ -1,0 +1,175 @@
+/**
+ * @module The fedge wire format: model weights and model updates as safetensors.
+ *
+ * Layout (https://github.com/huggingface/safetensors): an 8-byte little-endian header length N,
+ * N bytes of JSON header `{ name: { dtype, shape, data_offsets: [begin, end] }, __metadata__: {..} }`,
+ * then the raw little-endian tensor bytes. The header is padded with spaces so the data section
+ * starts on an 8-byte boundary, which lets the decoder return `Float32Array` views over the
+ * received buffer without copying. Python tools (`safetensors.numpy.load_file`) read the same bytes.
+ *
+ * This module imports nothing but the platform: the aggregator bundles it, the SDK ships it.
+ */
+
+/** Tensor dtypes on the wire. Only float32 today; float16/int8 compression will add entries. */
+export type WireDType = 'F32';
+
+const BYTES_PER_ELEMENT: Record<WireDType, number> = { F32: 4 };
+
+export interface WireTensor {
+  name: string;
+  shape: number[];
+  data: Float32Array;
+}
+
+export interface DecodedMessage {
+  /** Tensors in the order of their data offsets. */
+  tensors: WireTensor[];
+  /** The `__metadata__` string map (empty when absent). */
+  metadata: Record<string, string>;
+}
+
+export interface DecodeOptions {
+  /** Refuse headers longer than this many bytes. Default 16 MiB. */
+  maxHeaderBytes?: number;
+  /** Refuse more tensors than this. Default 10,000. */
+  maxTensors?: number;
+}
+
+/** Why a message could not be decoded; `code` is stable. */
+export class WireFormatError extends Error {
+  override readonly name = 'WireFormatError';
+  readonly code: 'malformed_update' | 'tensor_mismatch';
+  constructor(code: 'malformed_update' | 'tensor_mismatch', message: string) {
+    super(message);
+    this.code = code;
+  }
+}
+
+const HEADER_ALIGN = 8;
+const encoder = new TextEncoder();
+const decoder = new TextDecoder('utf-8', { fatal: true });
+
+/**
+ * Encodes tensors (and an optional string metadata map) as one safetensors message.
+ *
+ * @example
+ * const bytes = encodeTensors([{ name: 'dense/kernel', shape: [2, 2], data: new Float32Array(4) }], { round: '3' });
+ */
+export function encodeTensors(tensors: readonly WireTensor[], metadata?: Record<string, string>): Uint8Array {
+  const header: Record<string, unknown> = {};
+  if (metadata && Object.keys(metadata).length > 0) header.__metadata__ = metadata;
+  let offset = 0;
+  for (const t of tensors) {
+    if (t.name === '__metadata__' || t.name in header) throw new WireFormatError('tensor_mismatch', `duplicate or reserved tensor name "${t.name}"`);
+    const count = elementCount(t.shape);
+    if (count !== t.data.length) {
+      throw new WireFormatError('tensor_mismatch', `tensor "${t.name}": shape [${t.shape.join(',')}] needs ${count} values, got ${t.data.length}`);
+    }
+    const size = count * BYTES_PER_ELEMENT.F32;
+    header[t.name] = { dtype: 'F32', shape: t.shape, data_offsets: [offset, offset + size] };
+    offset += size;
+  }
+  const json = encoder.encode(JSON.stringify(header));
+  const padded = Math.ceil((8 + json.length) / HEADER_ALIGN) * HEADER_ALIGN - 8;
+  const out = new Uint8Array(8 + padded + offset);
+  const view = new DataView(out.buffer);
+  view.setUint32(0, padded, true);
+  view.setUint32(4, 0, true);
+  out.set(json, 8);
+  out.fill(0x20, 8 + json.length, 8 + padded);
+  let pos = 8 + padded;
+  for (const t of tensors) {
+    out.set(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength), pos);
+    pos += t.data.byteLength;
+  }
+  return out;
+}
+
+/**
+ * Decodes a safetensors message. Float32 tensors are zero-copy views when the data is 4-byte
+ * aligned in memory (always, for messages written by {@link encodeTensors} into a fresh buffer).
+ * Any malformed input raises {@link WireFormatError}; it never throws anything else.
+ */
+export function decodeTensors(input: ArrayBuffer | Uint8Array, options: DecodeOptions = {}): DecodedMessage {
+  const bytes = input instanceof Uint8Array ? input : new Uint8Array(input);
+  const maxHeader = options.maxHeaderBytes ?? 16 * 1024 * 1024;
+  const maxTensors = options.maxTensors ?? 10_000;
+  if (bytes.length < 8) throw malformed(`message is ${bytes.length} bytes, shorter than the 8-byte header length`);
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const lo = view.getUint32(0, true);
+  const hi = view.getUint32(4, true);
+  if (hi !== 0 || lo > maxHeader) throw malformed(`header length ${hi * 2 ** 32 + lo} exceeds ${maxHeader} bytes`);
+  if (8 + lo > bytes.length) throw malformed(`truncated: header needs ${lo} bytes, ${bytes.length - 8} present`);
+  let header: unknown;
+  try {
+    header = JSON.parse(decoder.decode(bytes.subarray(8, 8 + lo)));
+  } catch {
+    throw malformed('header is not valid UTF-8 JSON');
+  }
+  if (typeof header !== 'object' || header === null || Array.isArray(header)) throw malformed('header is not a JSON object');
+
+  const dataStart = 8 + lo;
+  const dataLength = bytes.length - dataStart;
+  const metadata: Record<string, string> = {};
+  const entries: { name: string; shape: number[]; begin: number; end: number }[] = [];
+  for (const [name, raw] of Object.entries(header as Record<string, unknown>)) {
+    if (name === '__metadata__') {
+      if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw malformed('__metadata__ is not an object');
+      for (const [k, v] of Object.entries(raw as Record<string, unknown>)) {
+        if (typeof v !== 'string') throw malformed(`__metadata__.${k} is not a string`);
+        metadata[k] = v;
+      }
+      continue;
+    }
+    if (entries.length >= maxTensors) throw malformed(`more than ${maxTensors} tensors`);
+    entries.push(parseEntry(name, raw));
+  }
+  entries.sort((a, b) => a.begin - b.begin);
+  let expected = 0;
+  for (const e of entries) {
+    if (e.begin !== expected) throw malformed(`tensor "${e.name}" starts at ${e.begin}, expected ${expected} (gap or overlap)`);
+    expected = e.end;
+  }
+  if (expected !== dataLength) {
+    throw malformed(expected > dataLength ? `truncated: tensors need ${expected} data bytes, ${dataLength} present` : `${dataLength - expected} trailing bytes after the last tensor`);
+  }
+  const tensors = entries.map((e) => ({ name: e.name, shape: e.shape, data: f32View(bytes, dataStart + e.begin, (e.end - e.begin) / 4) }));
+  return { tensors, metadata };
+}
+
+function parseEntry(name: string, raw: unknown): { name: string; shape: number[]; begin: number; end: number } {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw malformed(`tensor "${name}" entry is not an object`);
+  const { dtype, shape, data_offsets: offsets } = raw as Record<string, unknown>;
+  if (dtype !== 'F32') {
+    throw new WireFormatError('tensor_mismatch', `tensor "${name}" has dtype ${JSON.stringify(dtype)}; only F32 is accepted`);
+  }
+  if (!Array.isArray(shape) || shape.length > 8 || !shape.every(isSize)) throw malformed(`tensor "${name}" has an invalid shape`);
+  if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every(isSize)) throw malformed(`tensor "${name}" has invalid data_offsets`);
+  const [begin, end] = offsets as [number, number];
+  const count = elementCount(shape as number[]);
+  if (end < begin || end - begin !== count * BYTES_PER_ELEMENT.F32) {
+    throw malformed(`tensor "${name}": data_offsets [${begin}, ${end}] do not match shape [${(shape as number[]).join(',')}]`);
+  }
+  return { name, shape: shape as number[], begin, end };
+}
+
+function isSize(v: unknown): v is number {
+  return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+}
+
+/** Number of elements of a shape (1 for a scalar). */
+export function elementCount(shape: readonly number[]): number {
+  let n = 1;
+  for (const d of shape) n *= d;
+  return n;
+}
+
+function f32View(bytes: Uint8Array, offset: number, length: number): Float32Array {
+  const abs = bytes.byteOffset + offset;
+  if (abs % 4 === 0) return new Float32Array(bytes.buffer, abs, length);
+  return new Float32Array(bytes.slice(offset, offset + length * 4).buffer);
+}
+
+function malformed(message: string): WireFormatError {
+  return new WireFormatError('malformed_update', message);
+}

@@ -1,0 +1,40 @@
+import { cloudflareTest, readD1Migrations } from '@cloudflare/vitest-plugin';
+import { defineConfig } from 'vitest/config';
+
+/**
+ * Two projects:
+ * - `workers`: runs inside workerd with real D1, R2 and Durable Object storage (the Cloudflare
+ *   Vitest integration), migrations applied by test/worker/setup.ts.
+ * - `node`: pure modules (codec, kernels, state machine), the client SDK and the simulated clients.
+ */
+export default defineConfig({
+  test: {
+    projects: [
+      {
+        plugins: [
+          cloudflareTest(async () => ({
+            wrangler: { configPath: './wrangler.jsonc' },
+            miniflare: {
+              bindings: {
+                ADMIN_TOKEN: 'test-admin-token',
+                TEST_MIGRATIONS: await readD1Migrations('./migrations'),
+              },
+            },
+          })),
+        ],
+        test: {
+          name: 'workers',
+          include: ['test/worker/**/*.test.ts'],
+          setupFiles: ['./test/worker/setup.ts'],
+        },
+      },
+      {
+        test: {
+          name: 'node',
+          environment: 'node',
+          include: ['aggregator/src/**/*.test.ts', 'client-sdk/**/*.test.ts', 'test/node/**/*.test.ts'],
+        },
+      },
+    ],
+  },
+});
