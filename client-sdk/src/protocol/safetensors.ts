@@ -47,7 +47,7 @@ export class WireFormatError extends Error {
 
 const HEADER_ALIGN = 8;
 const encoder = new TextEncoder();
-const decoder = new TextDecoder('utf-8', { fatal: true });
+const decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: false });
 
 /**
  * Encodes tensors (and an optional string metadata map) as one safetensors message.

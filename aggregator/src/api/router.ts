@@ -1,0 +1,18 @@
+/**
+ * @module The router factory every route module uses, so all share one validation-error hook.
+ */
+import { OpenAPIHono } from '@hono/zod-openapi';
+import type { AppEnv } from './auth.ts';
+import { ApiError } from './errors.ts';
+
+/** An OpenAPIHono whose failed validations raise `invalid_request` with the zod issues in the message. */
+export function newRouter() {
+  return new OpenAPIHono<AppEnv>({
+    defaultHook: (result) => {
+      if (!result.success) {
+        const issues = result.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ');
+        throw new ApiError('invalid_request', `${result.target} is invalid: ${issues}`);
+      }
+    },
+  });
+}

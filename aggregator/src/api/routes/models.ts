@@ -1,0 +1,125 @@
+/**
+ * @module Model versions: manifests and immutable, content-addressed weight blobs.
+ */
+import { createRoute, z } from '@hono/zod-openapi';
+import type { ModelVersionRow, TaskRow } from '../../db/schema.ts';
+import { database, getVersion, listVersions } from '../../db/store.ts';
+import type { TensorSpec } from '../../master/task-spec.ts';
+import { requireTaskAccess, type AppEnv } from '../auth.ts';
+import { ApiError } from '../errors.ts';
+import { newRouter } from '../router.ts';
+import { errors, ModelManifestSchema, PageQuery, TaskIdParam, VersionParam } from '../schemas.ts';
+import { loadTask, tensorEntries } from '../tasks-view.ts';
+
+export const modelsApp = newRouter();
+
+const IMMUTABLE = 'public, max-age=31536000, immutable';
+
+modelsApp.openapi(
+  createRoute({
+    method: 'get',
+    path: '/tasks/{taskId}/models',
+    tags: ['models'],
+    summary: "A task's model versions, newest first",
+    middleware: [requireTaskAccess] as const,
+    request: { params: TaskIdParam, query: PageQuery },
+    responses: { 200: { description: 'Versions', content: { 'application/json': { schema: z.object({ versions: z.array(ModelManifestSchema) }) } } }, ...errors(401, 403, 404) },
+  }),
+  async (c) => {
+    const { taskId } = c.req.valid('param');
+    const { limit, before } = c.req.valid('query');
+    const task = await loadTask(c.env, taskId);
+    const rows = await listVersions(database(c.env.DB), taskId, limit, before);
+    return c.json({ versions: rows.map((r) => manifest(task, r)) }, 200);
+  },
+);
+
+modelsApp.openapi(
+  createRoute({
+    method: 'get',
+    path: '/tasks/{taskId}/models/current',
+    tags: ['models'],
+    summary: 'The manifest of the current (latest) version',
+    middleware: [requireTaskAccess] as const,
+    request: { params: TaskIdParam },
+    responses: { 200: { description: 'Manifest', content: { 'application/json': { schema: ModelManifestSchema } } }, ...errors(401, 403, 404) },
+  }),
+  async (c) => {
+    const { taskId } = c.req.valid('param');
+    const task = await loadTask(c.env, taskId);
+    const row = await getVersion(database(c.env.DB), taskId, task.currentVersion);
+    if (!row) throw new ApiError('version_not_found', `version ${task.currentVersion} of task "${taskId}" is missing`);
+    c.header('cache-control', 'no-cache');
+    return c.json(manifest(task, row), 200);
+  },
+);
+
+modelsApp.openapi(
+  createRoute({
+    method: 'get',
+    path: '/tasks/{taskId}/models/{version}',
+    tags: ['models'],
+    summary: "One version's manifest (immutable)",
+    middleware: [requireTaskAccess] as const,
+    request: { params: VersionParam },
+    responses: { 200: { description: 'Manifest', content: { 'application/json': { schema: ModelManifestSchema } } }, ...errors(401, 403, 404) },
+  }),
+  async (c) => {
+    const { taskId, version } = c.req.valid('param');
+    const task = await loadTask(c.env, taskId);
+    const row = await versionOrThrow(c.env, taskId, version);
+    c.header('cache-control', IMMUTABLE);
+    c.header('etag', `"${row.contentHash}"`);
+    return c.json(manifest(task, row), 200);
+  },
+);
+
+modelsApp.openapi(
+  createRoute({
+    method: 'get',
+    path: '/tasks/{taskId}/models/{version}/weights',
+    tags: ['models'],
+    summary: "One version's weights: a safetensors blob, cacheable forever (ETag = content hash)",
+    middleware: [requireTaskAccess] as const,
+    request: { params: VersionParam },
+    responses: {
+      200: { description: 'safetensors bytes', content: { 'application/octet-stream': { schema: z.string().openapi({ format: 'binary' }) } } },
+      304: { description: 'Not modified (If-None-Match matched)' },
+      ...errors(401, 403, 404),
+    },
+  }),
+  async (c) => {
+    const { taskId, version } = c.req.valid('param');
+    const row = await versionOrThrow(c.env, taskId, version);
+    const etag = `"${row.contentHash}"`;
+    const headers = { etag, 'cache-control': IMMUTABLE };
+    if (c.req.header('if-none-match')?.split(',').some((t) => t.trim() === etag)) return c.body(null, 304, headers);
+    const object = await c.env.MODELS.get(row.r2Key);
+    if (!object) throw new Error(`R2 object ${row.r2Key} of version ${taskId}/${version} is missing`);
+    return c.body(object.body, 200, { ...headers, 'content-type': 'application/octet-stream', 'content-length': String(object.size) });
+  },
+);
+
+async function versionOrThrow(env: Env, taskId: string, version: number): Promise<ModelVersionRow> {
+  const row = await getVersion(database(env.DB), taskId, version);
+  if (row) return row;
+  await loadTask(env, taskId); // task_not_found takes precedence
+  throw new ApiError('version_not_found', `task "${taskId}" has no version ${version}`);
+}
+
+export function manifest(task: TaskRow, r: ModelVersionRow) {
+  return {
+    taskId: r.taskId,
+    version: r.version,
+    parentVersion: r.parentVersion,
+    round: r.round,
+    contentHash: r.contentHash,
+    byteLength: r.byteLength,
+    tensors: tensorEntries(task.weightSpecs as TensorSpec[]),
+    participants: r.participants,
+    numExamples: r.numExamples,
+    metrics: (r.metrics as Record<string, number> | null) ?? null,
+    createdAt: r.createdAt.toISOString(),
+    weightsUrl: `/v1/tasks/${r.taskId}/models/${r.version}/weights`,
+  };
+}

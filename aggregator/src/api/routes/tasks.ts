@@ -1,0 +1,145 @@
+/**
+ * @module Tasks and their clients (operator routes, plus task status for the task's clients).
+ */
+import { createRoute } from '@hono/zod-openapi';
+import { modelVersions, tasks, clients } from '../../db/schema.ts';
+import { database, listTasks } from '../../db/store.ts';
+import { firstNonFinite } from '../../kernels/running-sum.ts';
+import { accumulateWasm } from '../../kernels/wasm-worker.ts';
+import { maxUpdateBytes, type TaskSpec } from '../../master/task-spec.ts';
+import { putWeights } from '../../storage/weights.ts';
+import { decodeTensors, WireFormatError } from '../../../../client-sdk/src/protocol/safetensors.ts';
+import { newClientToken, requireAdmin, requireTaskAccess, type AppEnv } from '../auth.ts';
+import { ApiError } from '../errors.ts';
+import { newRouter } from '../router.ts';
+import { ClientCredentialsSchema, CreateClientSchema, CreateTaskSchema, errors, PageQuery, TaskIdParam, TaskSchema, TaskSummarySchema } from '../schemas.ts';
+import { aggregatorOf, loadTask, planOf, rulesOf, tensorEntries } from '../tasks-view.ts';
+import { z } from '@hono/zod-openapi';
+
+/** One Durable Object holds the task's float64 running sum in memory (8 bytes per parameter, 128 MB isolates). */
+export const MAX_PARAMS = 4_000_000;
+const MAX_TOPOLOGY_BYTES = 512 * 1024;
+
+export const tasksApp = newRouter();
+
+tasksApp.openapi(
+  createRoute({
+    method: 'post',
+    path: '/tasks',
+    tags: ['tasks'],
+    summary: 'Create a task from a tfjs model topology and initial weights',
+    middleware: [requireAdmin] as const,
+    request: { body: { required: true, content: { 'application/json': { schema: CreateTaskSchema } } } },
+    responses: { 201: { description: 'Created', content: { 'application/json': { schema: TaskSchema } } }, ...errors(400, 401, 403, 413, 422) },
+  }),
+  async (c) => {
+    const body = c.req.valid('json');
+    const rules = { ...body.rounds, minClients: body.rounds.minClients ?? body.rounds.clientsPerRound };
+    if (rules.minClients > rules.clientsPerRound) throw new ApiError('invalid_request', `rounds.minClients (${rules.minClients}) exceeds rounds.clientsPerRound (${rules.clientsPerRound})`);
+    const topologyJson = JSON.stringify(body.modelTopology);
+    if (topologyJson.length > MAX_TOPOLOGY_BYTES) throw new ApiError('payload_too_large', `modelTopology is ${topologyJson.length} bytes; the limit is ${MAX_TOPOLOGY_BYTES}`);
+
+    let decoded;
+    try {
+      decoded = decodeTensors(Uint8Array.from(atob(body.initialWeights), (ch) => ch.charCodeAt(0)));
+    } catch (e) {
+      if (e instanceof WireFormatError) throw new ApiError(e.code, `initialWeights: ${e.message}`);
+      throw e;
+    }
+    if (decoded.tensors.length === 0) throw new ApiError('tensor_mismatch', 'initialWeights holds no tensors');
+    const tensors = decoded.tensors.map((t) => ({ name: t.name, shape: t.shape }));
+    const numParams = decoded.tensors.reduce((a, t) => a + t.data.length, 0);
+    if (numParams > MAX_PARAMS) throw new ApiError('payload_too_large', `the model has ${numParams} parameters; one aggregator holds at most ${MAX_PARAMS}`);
+    const flat = new Float32Array(numParams);
+    let pos = 0;
+    for (const t of decoded.tensors) {
+      flat.set(t.data, pos);
+      pos += t.data.length;
+    }
+    const bad = firstNonFinite(flat, accumulateWasm);
+    if (bad >= 0) throw new ApiError('non_finite', `initialWeights has a non-finite value at flat index ${bad}`);
+
+    const id = crypto.randomUUID();
+    const now = new Date();
+    const blob = await putWeights(c.env.MODELS, id, 0, tensors, flat);
+    const spec: TaskSpec = { taskId: id, tensors, numParams, rules };
+    // The Durable Object first: a task becomes visible (D1) only once its aggregator is ready.
+    await aggregatorOf(c.env, id).init({ spec, plan: body.plan, version0: { key: blob.key } });
+    const db = database(c.env.DB);
+    await db.batch([
+      db.insert(tasks).values({ id, name: body.name, modelTopology: body.modelTopology, weightSpecs: tensors, numParams, rules, plan: body.plan, currentVersion: 0, createdAt: now }),
+      db.insert(modelVersions).values({ taskId: id, version: 0, parentVersion: null, round: null, contentHash: blob.contentHash, r2Key: blob.key, byteLength: blob.byteLength, participants: 0, numExamples: 0, metrics: null, createdAt: now }),
+    ]);
+    return c.json(await taskView(c.env, id), 201);
+  },
+);
+
+tasksApp.openapi(
+  createRoute({
+    method: 'get',
+    path: '/tasks',
+    tags: ['tasks'],
+    summary: 'List tasks, newest first',
+    middleware: [requireAdmin] as const,
+    request: { query: PageQuery },
+    responses: { 200: { description: 'Tasks', content: { 'application/json': { schema: z.object({ tasks: z.array(TaskSummarySchema) }) } } }, ...errors(401, 403) },
+  }),
+  async (c) => {
+    const { limit, before } = c.req.valid('query');
+    const rows = await listTasks(database(c.env.DB), limit, before);
+    return c.json({ tasks: rows.map((r) => ({ ...r, createdAt: r.createdAt.toISOString() })) }, 200);
+  },
+);
+
+tasksApp.openapi(
+  createRoute({
+    method: 'get',
+    path: '/tasks/{taskId}',
+    tags: ['tasks'],
+    summary: "A task's configuration and live status (current version, open round)",
+    middleware: [requireTaskAccess] as const,
+    request: { params: TaskIdParam },
+    responses: { 200: { description: 'The task', content: { 'application/json': { schema: TaskSchema } } }, ...errors(401, 403, 404) },
+  }),
+  async (c) => c.json(await taskView(c.env, c.req.valid('param').taskId), 200),
+);
+
+tasksApp.openapi(
+  createRoute({
+    method: 'post',
+    path: '/tasks/{taskId}/clients',
+    tags: ['clients'],
+    summary: 'Register a client; its token is returned once',
+    middleware: [requireAdmin] as const,
+    request: { params: TaskIdParam, body: { required: false, content: { 'application/json': { schema: CreateClientSchema } } } },
+    responses: { 201: { description: 'Credentials', content: { 'application/json': { schema: ClientCredentialsSchema } } }, ...errors(400, 401, 403, 404) },
+  }),
+  async (c) => {
+    const { taskId } = c.req.valid('param');
+    await loadTask(c.env, taskId);
+    const label = c.req.header('content-type')?.includes('json') ? c.req.valid('json')?.label : undefined;
+    const clientId = `c_${crypto.randomUUID().replace(/-/g, '')}`;
+    const { token, tokenHash } = await newClientToken(clientId);
+    await database(c.env.DB).insert(clients).values({ id: clientId, taskId, tokenHash, label: label ?? null, createdAt: new Date() });
+    return c.json({ clientId, taskId, token }, 201);
+  },
+);
+
+export async function taskView(env: Env, taskId: string) {
+  const row = await loadTask(env, taskId);
+  const tensors = row.weightSpecs as TaskSpec['tensors'];
+  return {
+    id: row.id,
+    name: row.name,
+    status: row.status,
+    createdAt: row.createdAt.toISOString(),
+    numParams: row.numParams,
+    currentVersion: row.currentVersion,
+    tensors: tensorEntries(tensors),
+    rounds: rulesOf(row),
+    plan: planOf(row),
+    maxUpdateBytes: maxUpdateBytes({ numParams: row.numParams, tensors }),
+    currentRound: await aggregatorOf(env, taskId).status(),
+    modelTopology: row.modelTopology as Record<string, unknown>,
+  };
+}

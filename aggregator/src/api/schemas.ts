@@ -1,0 +1,151 @@
+/**
+ * @module Request and response schemas of the edge API (zod), from which the OpenAPI document is generated.
+ */
+import { z } from '@hono/zod-openapi';
+
+export const ErrorSchema = z
+  .object({ error: z.object({ code: z.string().openapi({ example: 'task_not_found' }), message: z.string() }) })
+  .openapi('Error');
+
+export const TaskIdParam = z.object({ taskId: z.string().min(1).max(64).openapi({ param: { name: 'taskId', in: 'path' }, example: 'a3c1…' }) });
+export const VersionParam = TaskIdParam.extend({ version: z.coerce.number().int().min(0).openapi({ param: { name: 'version', in: 'path' }, example: 3 }) });
+export const RoundParam = TaskIdParam.extend({ round: z.coerce.number().int().min(1).openapi({ param: { name: 'round', in: 'path' }, example: 1 }) });
+export const PageQuery = z.object({
+  limit: z.coerce.number().int().min(1).max(200).default(50).openapi({ param: { name: 'limit', in: 'query' } }),
+  before: z.coerce.number().int().min(0).optional().openapi({ param: { name: 'before', in: 'query' }, description: 'Only items with a smaller number (version, round) or an earlier creation time (tasks, ms)' }),
+});
+
+export const RoundRulesSchema = z
+  .object({
+    clientsPerRound: z.number().int().min(1).max(10_000).default(10).describe('Accepted updates that close a round at once (goal count)'),
+    minClients: z.number().int().min(1).max(10_000).optional().describe('Fewest accepted updates with which a round closes at its deadline (default: clientsPerRound)'),
+    deadlineSeconds: z.number().int().min(1).max(7 * 86_400).default(600).describe("Seconds from a round's first assignment to its deadline"),
+    overSelection: z.number().min(1).max(3).default(1.3).describe('Clients assigned per round = ceil(clientsPerRound × overSelection)'),
+    maxExamplesPerClient: z.number().int().min(1).max(1_000_000_000).default(100_000).describe('Cap on the example count one update may claim'),
+  })
+  .openapi('RoundRules');
+
+export const TrainingPlanSchema = z
+  .object({
+    epochs: z.number().int().min(1).max(1000).default(1),
+    batchSize: z.number().int().min(1).max(1_000_000).default(32),
+    learningRate: z.number().positive().max(100).default(0.01),
+    optimizer: z.enum(['sgd', 'adam']).default('sgd'),
+  })
+  .openapi('TrainingPlan');
+
+export const CreateTaskSchema = z
+  .object({
+    name: z.string().min(1).max(200),
+    modelTopology: z.record(z.string(), z.unknown()).describe('The `modelTopology` of a TensorFlow.js model.json'),
+    initialWeights: z.base64().describe('Base64 of a safetensors message holding every weight of the model, float32, in model.weights order'),
+    rounds: RoundRulesSchema.prefault({}),
+    plan: TrainingPlanSchema.prefault({}),
+  })
+  .openapi('CreateTask');
+
+export const TensorEntrySchema = z.object({ name: z.string(), shape: z.array(z.number().int()), dtype: z.literal('float32') }).openapi('TensorEntry');
+
+export const LiveRoundSchema = z
+  .object({
+    round: z.number().int(),
+    status: z.enum(['open', 'closing', 'closed', 'abandoned']),
+    baseVersion: z.number().int(),
+    openedAt: z.number().int(),
+    deadlineAt: z.number().int().nullable(),
+    assigned: z.number().int(),
+    accepted: z.number().int(),
+    rejected: z.number().int(),
+    rejectedByCode: z.record(z.string(), z.number()),
+  })
+  .openapi('LiveRound');
+
+export const TaskSchema = z
+  .object({
+    id: z.string(),
+    name: z.string(),
+    status: z.string(),
+    createdAt: z.string(),
+    numParams: z.number().int(),
+    currentVersion: z.number().int(),
+    tensors: z.array(TensorEntrySchema),
+    rounds: RoundRulesSchema.required(),
+    plan: TrainingPlanSchema,
+    maxUpdateBytes: z.number().int(),
+    currentRound: LiveRoundSchema.nullable(),
+    modelTopology: z.record(z.string(), z.unknown()),
+  })
+  .openapi('Task');
+
+export const TaskSummarySchema = z
+  .object({ id: z.string(), name: z.string(), status: z.string(), numParams: z.number().int(), currentVersion: z.number().int(), createdAt: z.string() })
+  .openapi('TaskSummary');
+
+export const CreateClientSchema = z.object({ label: z.string().max(200).optional() }).openapi('CreateClient');
+export const ClientCredentialsSchema = z
+  .object({ clientId: z.string(), taskId: z.string(), token: z.string().describe('Shown once; the server keeps only its hash') })
+  .openapi('ClientCredentials');
+
+export const CheckInSchema = z
+  .discriminatedUnion('status', [
+    z.object({ status: z.literal('assigned'), taskId: z.string(), round: z.number().int(), baseVersion: z.number().int(), deadlineAt: z.number().int(), plan: TrainingPlanSchema }),
+    z.object({ status: z.literal('retry_later'), taskId: z.string(), retryAfterSeconds: z.number().int(), reason: z.enum(['round_full', 'round_closing', 'already_submitted']) }),
+  ])
+  .openapi('CheckIn');
+
+export const ModelManifestSchema = z
+  .object({
+    taskId: z.string(),
+    version: z.number().int(),
+    parentVersion: z.number().int().nullable(),
+    round: z.number().int().nullable(),
+    contentHash: z.string().describe('SHA-256 (hex) of the weights blob; also its ETag'),
+    byteLength: z.number().int(),
+    tensors: z.array(TensorEntrySchema),
+    participants: z.number().int(),
+    numExamples: z.number().int(),
+    metrics: z.record(z.string(), z.number()).nullable(),
+    createdAt: z.string(),
+    weightsUrl: z.string(),
+  })
+  .openapi('ModelManifest');
+
+export const UpdateAckSchema = z
+  .object({
+    taskId: z.string(),
+    round: z.number().int(),
+    clientId: z.string(),
+    seq: z.number().int(),
+    numExamples: z.number().int(),
+    bodySha256: z.string(),
+    acceptedAt: z.number().int(),
+  })
+  .openapi('UpdateAck');
+
+export const RoundSchema = z
+  .object({
+    round: z.number().int(),
+    status: z.enum(['open', 'closing', 'closed', 'abandoned']),
+    baseVersion: z.number().int(),
+    resultVersion: z.number().int().nullable(),
+    assigned: z.number().int(),
+    accepted: z.number().int(),
+    rejected: z.number().int(),
+    rejectedByCode: z.record(z.string(), z.number()),
+    numExamples: z.number().int().nullable(),
+    metrics: z.record(z.string(), z.number()).nullable(),
+    openedAt: z.string(),
+    closedAt: z.string().nullable(),
+    closeReason: z.string().nullable(),
+    deadlineAt: z.string().nullable(),
+  })
+  .openapi('Round');
+
+export const ParticipantSchema = z
+  .object({ clientId: z.string(), numExamples: z.number().int(), metrics: z.record(z.string(), z.number()).nullable(), acceptedAt: z.string() })
+  .openapi('Participant');
+
+/** Standard error responses, by status, for route definitions. */
+export function errors(...statuses: (400 | 401 | 403 | 404 | 409 | 413 | 422 | 429)[]) {
+  return Object.fromEntries(statuses.map((s) => [s, { description: 'Error (see the code)', content: { 'application/json': { schema: ErrorSchema } } }]));
+}

@@ -1,0 +1,87 @@
+/**
+ * @module D1 queries (drizzle-orm) used by the edge API and the master aggregator.
+ */
+import { and, asc, desc, eq, lt, sql } from 'drizzle-orm';
+import { drizzle, type DrizzleD1Database } from 'drizzle-orm/d1';
+import * as schema from './schema.ts';
+import { clients, modelVersions, roundParticipants, rounds, tasks } from './schema.ts';
+
+export type Db = DrizzleD1Database<typeof schema>;
+
+export function database(d1: D1Database): Db {
+  return drizzle(d1, { schema });
+}
+
+export async function getTask(db: Db, taskId: string): Promise<schema.TaskRow | undefined> {
+  return db.select().from(tasks).where(eq(tasks.id, taskId)).get();
+}
+
+export async function listTasks(db: Db, limit: number, before?: number) {
+  const q = db
+    .select({ id: tasks.id, name: tasks.name, status: tasks.status, numParams: tasks.numParams, currentVersion: tasks.currentVersion, createdAt: tasks.createdAt })
+    .from(tasks);
+  return (before === undefined ? q : q.where(lt(tasks.createdAt, new Date(before)))).orderBy(desc(tasks.createdAt)).limit(limit).all();
+}
+
+/** The token hash and task of a client, for authenticating its calls. */
+export async function getClientAuth(db: Db, clientId: string) {
+  return db.select({ tokenHash: clients.tokenHash, taskId: clients.taskId }).from(clients).where(eq(clients.id, clientId)).get();
+}
+
+export async function getVersion(db: Db, taskId: string, version: number): Promise<schema.ModelVersionRow | undefined> {
+  return db.select().from(modelVersions).where(and(eq(modelVersions.taskId, taskId), eq(modelVersions.version, version))).get();
+}
+
+export async function listVersions(db: Db, taskId: string, limit: number, before?: number) {
+  const where = before === undefined ? eq(modelVersions.taskId, taskId) : and(eq(modelVersions.taskId, taskId), lt(modelVersions.version, before));
+  return db.select().from(modelVersions).where(where).orderBy(desc(modelVersions.version)).limit(limit).all();
+}
+
+export async function listRounds(db: Db, taskId: string, limit: number, before?: number) {
+  const where = before === undefined ? eq(rounds.taskId, taskId) : and(eq(rounds.taskId, taskId), lt(rounds.round, before));
+  return db.select().from(rounds).where(where).orderBy(desc(rounds.round)).limit(limit).all();
+}
+
+export async function getRound(db: Db, taskId: string, round: number) {
+  return db.select().from(rounds).where(and(eq(rounds.taskId, taskId), eq(rounds.round, round))).get();
+}
+
+export async function listParticipants(db: Db, taskId: string, round: number) {
+  return db
+    .select({ clientId: roundParticipants.clientId, numExamples: roundParticipants.numExamples, metrics: roundParticipants.metrics, acceptedAt: roundParticipants.acceptedAt })
+    .from(roundParticipants)
+    .where(and(eq(roundParticipants.taskId, taskId), eq(roundParticipants.round, round)))
+    .orderBy(asc(roundParticipants.acceptedAt))
+    .all();
+}
+
+export type NewRound = typeof rounds.$inferInsert;
+export type NewVersion = typeof modelVersions.$inferInsert;
+export type NewParticipant = typeof roundParticipants.$inferInsert;
+
+/** D1 allows 100 bound parameters per statement; participants have 6 columns. */
+const PARTICIPANTS_PER_INSERT = 16;
+
+/**
+ * Records a finished round in one D1 batch (one transaction): its row, its participants and, for
+ * a closed round, the version it produced and the task's current version. Every insert ignores
+ * an existing row, so a publish retried after a crash writes nothing twice.
+ */
+export async function recordRound(db: Db, round: NewRound, participants: NewParticipant[], version: NewVersion | null): Promise<void> {
+  const statements = [];
+  if (version) {
+    statements.push(db.insert(modelVersions).values(version).onConflictDoNothing());
+    statements.push(
+      db
+        .update(tasks)
+        .set({ currentVersion: sql`max(${tasks.currentVersion}, ${version.version})` })
+        .where(eq(tasks.id, round.taskId)),
+    );
+  }
+  statements.push(db.insert(rounds).values(round).onConflictDoNothing());
+  for (let i = 0; i < participants.length; i += PARTICIPANTS_PER_INSERT) {
+    statements.push(db.insert(roundParticipants).values(participants.slice(i, i + PARTICIPANTS_PER_INSERT)).onConflictDoNothing());
+  }
+  const [first, ...rest] = statements;
+  if (first) await db.batch([first, ...rest]);
+}

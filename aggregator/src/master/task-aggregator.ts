@@ -1,0 +1,444 @@
+/**
+ * @module The master aggregator: one Durable Object per task, SQLite storage.
+ *
+ * It owns the round state machine, the assignments, the exactly-once ledger, the running sum and
+ * the deadline alarm. Durability: each accepted update's Δ is written, with its ledger row and the
+ * new round state, in one SQLite transaction before it is acknowledged; every
+ * CHECKPOINT_EVERY accepted updates the in-memory float64 sum is checkpointed and the updates it
+ * covers are deleted. After an eviction or crash the sum is rebuilt from the checkpoint plus the
+ * updates after it, in acceptance order, which gives the same bits as before. (Rewriting the whole
+ * sum on every update measured at half the ingest rate; see the README's architecture section.)
+ */
+import { DurableObject } from 'cloudflare:workers';
+import type { ErrorCode } from '../../../client-sdk/src/protocol/codes.ts';
+import type { CheckInResponse, TrainingPlan, UpdateAck } from '../../../client-sdk/src/protocol/messages.ts';
+import { decodeTensors } from '../../../client-sdk/src/protocol/safetensors.ts';
+import { database, recordRound, type NewParticipant } from '../db/store.ts';
+import { createRunningSum, firstNonFinite, type RunningSum } from '../kernels/running-sum.ts';
+import { accumulateWasm } from '../kernels/wasm-worker.ts';
+import { putWeights, sha256Hex } from '../storage/weights.ts';
+import * as machine from './round-machine.ts';
+import type { RoundState } from './round-machine.ts';
+import { maxUpdateBytes, type TaskSpec } from './task-spec.ts';
+import { validateUpdate } from './update-validation.ts';
+
+/** Checkpoint the running sum after this many accepted updates. */
+export const CHECKPOINT_EVERY = 16;
+/** SQLite values must stay under 2 MB; weights are stored in chunks of this many bytes. */
+const CHUNK_BYTES = 1024 * 1024;
+/** Keep ledger rows of this many past rounds, so a retry whose ack was lost still gets it. */
+const LEDGER_ROUNDS_KEPT = 2;
+
+export interface InitArgs {
+  spec: TaskSpec;
+  plan: TrainingPlan;
+  version0: { key: string };
+}
+
+export type SubmitResult = { ok: true; ack: UpdateAck; replay: boolean } | { ok: false; code: ErrorCode; message: string };
+
+export interface LiveRound {
+  round: number;
+  status: machine.RoundStatus;
+  baseVersion: number;
+  openedAt: number;
+  deadlineAt: number | null;
+  assigned: number;
+  accepted: number;
+  rejected: number;
+  rejectedByCode: Record<string, number>;
+}
+
+interface Meta {
+  spec: TaskSpec;
+  plan: TrainingPlan;
+  state: RoundState;
+  /** Latest published version and its R2 key: the next round's base. */
+  latestVersion: number;
+  latestKey: string;
+}
+
+interface Checkpoint {
+  round: number;
+  seq: number;
+  totalWeight: number;
+  count: number;
+  chunks: number;
+}
+
+/** Fault injection for tests: throw after the named publish step, as a crash there would. */
+export type PublishFault = 'after_blob' | 'after_d1' | null;
+
+export class TaskAggregator extends DurableObject<Env> {
+  private readonly sql: SqlStorage;
+  private meta: Meta | null = null;
+  private acc: RunningSum | null = null;
+  private accRound = -1;
+  /** Set by tests only. */
+  publishFault: PublishFault = null;
+
+  constructor(ctx: DurableObjectState, env: Env) {
+    super(ctx, env);
+    this.sql = ctx.storage.sql;
+    ctx.blockConcurrencyWhile(async () => {
+      this.migrate();
+      this.meta = this.readMeta();
+    });
+  }
+
+  private migrate(): void {
+    this.sql.exec(`
+      CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+      CREATE TABLE IF NOT EXISTS assignments (round INTEGER NOT NULL, client_id TEXT NOT NULL, assigned_at INTEGER NOT NULL, PRIMARY KEY (round, client_id));
+      CREATE TABLE IF NOT EXISTS ledger (
+        round INTEGER NOT NULL, client_id TEXT NOT NULL, seq INTEGER NOT NULL, body_sha256 TEXT NOT NULL,
+        num_examples INTEGER NOT NULL, metrics TEXT, ack TEXT NOT NULL, accepted_at INTEGER NOT NULL,
+        PRIMARY KEY (round, client_id));
+      CREATE UNIQUE INDEX IF NOT EXISTS ledger_seq ON ledger (round, seq);
+      CREATE TABLE IF NOT EXISTS update_chunks (round INTEGER NOT NULL, seq INTEGER NOT NULL, idx INTEGER NOT NULL, data BLOB NOT NULL, PRIMARY KEY (round, seq, idx));
+      CREATE TABLE IF NOT EXISTS checkpoint_chunks (idx INTEGER PRIMARY KEY, data BLOB NOT NULL);
+      CREATE TABLE IF NOT EXISTS rejections (round INTEGER NOT NULL, code TEXT NOT NULL, n INTEGER NOT NULL, PRIMARY KEY (round, code));
+    `);
+  }
+
+  private readMeta(): Meta | null {
+    const row = this.sql.exec<{ value: string }>(`SELECT value FROM meta WHERE key = 'task'`).toArray()[0];
+    return row ? (JSON.parse(row.value) as Meta) : null;
+  }
+
+  private writeMeta(meta: Meta): void {
+    this.sql.exec(`INSERT OR REPLACE INTO meta (key, value) VALUES ('task', ?)`, JSON.stringify(meta));
+    this.meta = meta;
+  }
+
+  /** Creates the task's first round on version 0. Idempotent: a second call changes nothing. */
+  async init(args: InitArgs): Promise<void> {
+    if (this.meta) return;
+    const now = Date.now();
+    this.ctx.storage.transactionSync(() => {
+      this.writeMeta({ spec: args.spec, plan: args.plan, state: machine.openRound(1, 0, now), latestVersion: 0, latestKey: args.version0.key });
+    });
+  }
+
+  /** Pace steering: an assignment to the open round, or when to come back. */
+  async checkIn(clientId: string): Promise<CheckInResponse | { error: ErrorCode }> {
+    const meta = this.meta;
+    if (!meta) return { error: 'task_not_found' };
+    await this.recoverIfStuck();
+    const { state, spec, plan } = meta;
+    const taskId = spec.taskId;
+    const already = this.sql.exec<{ n: number }>(`SELECT count(*) AS n FROM assignments WHERE round = ? AND client_id = ?`, state.round, clientId).one().n > 0;
+    if (already) {
+      const submitted = this.sql.exec<{ n: number }>(`SELECT count(*) AS n FROM ledger WHERE round = ? AND client_id = ?`, state.round, clientId).one().n > 0;
+      if (submitted || state.status !== 'open') {
+        const wait = state.status === 'open' && state.deadlineAt !== null ? state.deadlineAt - Date.now() : machine.CLOSING_RETRY_MS;
+        return { status: 'retry_later', taskId, retryAfterSeconds: retrySeconds(wait), reason: submitted ? 'already_submitted' : 'round_closing' };
+      }
+      return { status: 'assigned', taskId, round: state.round, baseVersion: state.baseVersion, deadlineAt: state.deadlineAt ?? Date.now(), plan };
+    }
+    const now = Date.now();
+    const decision = machine.assign(state, spec.rules, now);
+    if (decision.kind === 'wait') return { status: 'retry_later', taskId, retryAfterSeconds: retrySeconds(decision.retryAfterMs), reason: decision.reason };
+    const next = decision.state;
+    this.ctx.storage.transactionSync(() => {
+      this.sql.exec(`INSERT INTO assignments (round, client_id, assigned_at) VALUES (?, ?, ?)`, next.round, clientId, now);
+      this.writeMeta({ ...meta, state: next });
+    });
+    if (state.deadlineAt === null) await this.scheduleAlarm();
+    return { status: 'assigned', taskId, round: next.round, baseVersion: next.baseVersion, deadlineAt: next.deadlineAt!, plan };
+  }
+
+  /**
+   * Ingests one update body. Acknowledged only after the Δ, the ledger row and the new round
+   * state are committed together; any rejection leaves the sum, ledger and versions untouched.
+   */
+  async submit(clientId: string, round: number, body: ArrayBuffer): Promise<SubmitResult> {
+    const meta = this.meta;
+    if (!meta) return fail('task_not_found', 'no such task');
+    await this.recoverIfStuck();
+    const { state, spec } = meta;
+    if (round > state.round || round < 1) return fail('round_not_found', `round ${round} does not exist (the current round is ${state.round})`);
+    if (body.byteLength > maxUpdateBytes(spec)) return this.reject(round, 'payload_too_large', `update is ${body.byteLength} bytes; the cap for this task is ${maxUpdateBytes(spec)}`);
+
+    const bodySha256 = await sha256Hex(body);
+    const prior = this.sql.exec<{ body_sha256: string; ack: string }>(`SELECT body_sha256, ack FROM ledger WHERE round = ? AND client_id = ?`, round, clientId).toArray()[0];
+    if (prior) {
+      if (prior.body_sha256 === bodySha256) return { ok: true, ack: JSON.parse(prior.ack) as UpdateAck, replay: true };
+      return this.reject(round, 'duplicate_conflict', `an update from this client for round ${round} was already accepted with different content`);
+    }
+    if (round < state.round || state.status !== 'open') {
+      return fail('round_closed', `round ${round} is ${round < state.round ? 'over' : state.status}; it accepts no more updates`);
+    }
+    const assigned = this.sql.exec<{ n: number }>(`SELECT count(*) AS n FROM assignments WHERE round = ? AND client_id = ?`, round, clientId).one().n > 0;
+    if (!assigned) return this.reject(round, 'not_assigned', `this client was not assigned to round ${round}; check in first`);
+
+    const valid = validateUpdate(body, spec, state.baseVersion, (d) => firstNonFinite(d, accumulateWasm));
+    if (!valid.ok) return this.reject(round, valid.code, valid.message);
+
+    const now = Date.now();
+    const seq = state.accepted + 1;
+    const ack: UpdateAck = { taskId: spec.taskId, round, clientId, seq, numExamples: valid.numExamples, bodySha256, acceptedAt: now };
+    const next = machine.accept(state, spec.rules);
+    const acc = this.accumulator();
+    this.ctx.storage.transactionSync(() => {
+      this.sql.exec(
+        `INSERT INTO ledger (round, client_id, seq, body_sha256, num_examples, metrics, ack, accepted_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+        round, clientId, seq, bodySha256, valid.numExamples, valid.metrics ? JSON.stringify(valid.metrics) : null, JSON.stringify(ack), now,
+      );
+      const bytes = new Uint8Array(valid.delta.buffer, valid.delta.byteOffset, valid.delta.byteLength);
+      forEachChunk(bytes, (chunk, idx) => this.sql.exec(`INSERT INTO update_chunks (round, seq, idx, data) VALUES (?, ?, ?, ?)`, round, seq, idx, chunk));
+      this.writeMeta({ ...meta, state: next });
+    });
+    // Committed: now fold it into the in-memory sum (rebuilt from storage if the object restarts).
+    try {
+      acc.add(valid.delta, valid.numExamples);
+    } catch (e) {
+      this.acc = null; // rebuilt from storage on the next use, where the update already is
+      throw e;
+    }
+    if (next.status === 'closing') await this.scheduleAlarm();
+    else if (seq % CHECKPOINT_EVERY === 0) this.checkpoint(round, seq, acc);
+    return { ok: true, ack, replay: false };
+  }
+
+  /** Counts a rejection the edge made before the body reached this object (for round statistics). */
+  async recordRejection(round: number, code: ErrorCode): Promise<void> {
+    this.countRejection(round, code);
+  }
+
+  async status(): Promise<LiveRound | null> {
+    const meta = this.meta;
+    if (!meta) return null;
+    const s = meta.state;
+    const rejectedByCode = this.rejectionsOf(s.round);
+    const rejected = Object.values(rejectedByCode).reduce((a, b) => a + b, 0);
+    return { round: s.round, status: s.status, baseVersion: s.baseVersion, openedAt: s.openedAt, deadlineAt: s.deadlineAt, assigned: s.assigned, accepted: s.accepted, rejected, rejectedByCode };
+  }
+
+  /** Deadline or close: applies the deadline, then publishes or abandons. Safe to run any number of times. */
+  override async alarm(): Promise<void> {
+    const meta = this.meta;
+    if (!meta) return;
+    const now = Date.now();
+    const state = machine.applyDeadline(meta.state, meta.spec.rules, now);
+    if (state !== meta.state) this.ctx.storage.transactionSync(() => this.writeMeta({ ...meta, state }));
+    if (state.status === 'closing') await this.publish();
+    else if (state.status === 'abandoned') await this.abandon();
+    await this.scheduleAlarm();
+  }
+
+  private async publish(): Promise<void> {
+    const meta = this.meta!;
+    const { spec, state } = meta;
+    const acc = this.accumulator();
+    const version = meta.latestVersion + 1;
+    const baseObject = await this.env.MODELS.get(meta.latestKey);
+    if (!baseObject) throw new Error(`base weights ${meta.latestKey} missing from R2`);
+    const baseTensors = decodeTensors(await baseObject.arrayBuffer()).tensors;
+    const base = new Float32Array(spec.numParams);
+    let pos = 0;
+    for (const t of baseTensors) {
+      base.set(t.data, pos);
+      pos += t.data.length;
+    }
+    const next = new Float32Array(spec.numParams);
+    acc.finalizeInto(base, next);
+
+    const blob = await putWeights(this.env.MODELS, spec.taskId, version, spec.tensors, next);
+    if (this.publishFault === 'after_blob') throw new Error('injected fault after the R2 write');
+
+    const ledger = this.ledgerOf(state.round);
+    const now = Date.now();
+    const numExamples = ledger.reduce((a, r) => a + r.num_examples, 0);
+    const metrics = weightedMetrics(ledger);
+    const participants: NewParticipant[] = ledger.map((r) => ({ taskId: spec.taskId, round: state.round, clientId: r.client_id, numExamples: r.num_examples, metrics: r.metrics ? JSON.parse(r.metrics) : null, acceptedAt: new Date(r.accepted_at) }));
+    const rejectedByCode = this.rejectionsOf(state.round);
+    await recordRound(
+      database(this.env.DB),
+      {
+        taskId: spec.taskId, round: state.round, status: 'closed', baseVersion: state.baseVersion, resultVersion: version,
+        assigned: state.assigned, accepted: state.accepted, rejected: sum(Object.values(rejectedByCode)), rejectedByCode,
+        numExamples, metrics, openedAt: new Date(state.openedAt), closedAt: new Date(now), closeReason: state.closeReason ?? 'goal_reached',
+      },
+      participants,
+      {
+        taskId: spec.taskId, version, parentVersion: state.baseVersion, round: state.round, contentHash: blob.contentHash, r2Key: blob.key,
+        byteLength: blob.byteLength, participants: ledger.length, numExamples, metrics, createdAt: new Date(now),
+      },
+    );
+    if (this.publishFault === 'after_d1') throw new Error('injected fault after the D1 write');
+
+    const closed = machine.published(state, now);
+    this.ctx.storage.transactionSync(() => {
+      this.clearRound(state.round);
+      this.writeMeta({ ...meta, latestVersion: version, latestKey: blob.key, state: machine.openRound(closed.round + 1, version, now) });
+    });
+    this.acc = null;
+  }
+
+  private async abandon(): Promise<void> {
+    const meta = this.meta!;
+    const { spec, state } = meta;
+    const now = Date.now();
+    const rejectedByCode = this.rejectionsOf(state.round);
+    const ledger = this.ledgerOf(state.round);
+    await recordRound(
+      database(this.env.DB),
+      {
+        taskId: spec.taskId, round: state.round, status: 'abandoned', baseVersion: state.baseVersion, resultVersion: null,
+        assigned: state.assigned, accepted: state.accepted, rejected: sum(Object.values(rejectedByCode)), rejectedByCode,
+        numExamples: ledger.reduce((a, r) => a + r.num_examples, 0), metrics: weightedMetrics(ledger),
+        openedAt: new Date(state.openedAt), closedAt: new Date(state.closedAt ?? now), closeReason: state.closeReason ?? 'below_minimum',
+      },
+      [],
+      null,
+    );
+    this.ctx.storage.transactionSync(() => {
+      this.clearRound(state.round);
+      this.writeMeta({ ...meta, state: machine.openRound(state.round + 1, state.baseVersion, now) });
+    });
+    this.acc = null;
+  }
+
+  /** Drops a finished round's bulky data and prunes old ledger rows (bounded storage). */
+  private clearRound(round: number): void {
+    this.sql.exec(`DELETE FROM update_chunks WHERE round <= ?`, round);
+    this.sql.exec(`DELETE FROM checkpoint_chunks`);
+    this.sql.exec(`DELETE FROM meta WHERE key = 'checkpoint'`);
+    this.sql.exec(`DELETE FROM assignments WHERE round <= ?`, round);
+    this.sql.exec(`DELETE FROM ledger WHERE round <= ?`, round - LEDGER_ROUNDS_KEPT);
+    this.sql.exec(`DELETE FROM rejections WHERE round <= ?`, round);
+  }
+
+  /** Sets the alarm the state machine asks for, if it is not already set to that time. */
+  private async scheduleAlarm(): Promise<void> {
+    const meta = this.meta;
+    if (!meta) return;
+    const at = machine.nextAlarmAt(meta.state, Date.now());
+    const current = await this.ctx.storage.getAlarm();
+    if (at === null) {
+      if (current !== null) await this.ctx.storage.deleteAlarm();
+    } else if (current !== at) {
+      await this.ctx.storage.setAlarm(at);
+    }
+  }
+
+  /** A round left closing or abandoned with no alarm (alarm storage lost) is resumed on the next call. */
+  private async recoverIfStuck(): Promise<void> {
+    const s = this.meta?.state;
+    if (s && (s.status === 'closing' || s.status === 'abandoned') && (await this.ctx.storage.getAlarm()) === null) await this.scheduleAlarm();
+  }
+
+  /** The running sum of the current round, rebuilt from the checkpoint and stored updates when needed. */
+  private accumulator(): RunningSum {
+    const meta = this.meta!;
+    const round = meta.state.round;
+    if (this.acc && this.accRound === round) return this.acc;
+    const acc = this.acc ?? createRunningSum(meta.spec.numParams, { wasm: accumulateWasm });
+    acc.reset();
+    let fromSeq = 0;
+    const cpRow = this.sql.exec<{ value: string }>(`SELECT value FROM meta WHERE key = 'checkpoint'`).toArray()[0];
+    const cp = cpRow ? (JSON.parse(cpRow.value) as Checkpoint) : null;
+    if (cp && cp.round === round) {
+      const sumBytes = new Uint8Array(meta.spec.numParams * 8);
+      let off = 0;
+      for (const { data } of this.sql.exec<{ data: ArrayBuffer }>(`SELECT data FROM checkpoint_chunks ORDER BY idx`)) {
+        sumBytes.set(new Uint8Array(data), off);
+        off += data.byteLength;
+      }
+      acc.load(new Float64Array(sumBytes.buffer), cp.totalWeight, cp.count);
+      fromSeq = cp.seq;
+    }
+    const replay = this.sql
+      .exec<{ seq: number; num_examples: number }>(`SELECT seq, num_examples FROM ledger WHERE round = ? AND seq > ? ORDER BY seq`, round, fromSeq)
+      .toArray();
+    const delta = new Float32Array(meta.spec.numParams);
+    const deltaBytes = new Uint8Array(delta.buffer);
+    for (const { seq, num_examples } of replay) {
+      let off = 0;
+      for (const { data } of this.sql.exec<{ data: ArrayBuffer }>(`SELECT data FROM update_chunks WHERE round = ? AND seq = ? ORDER BY idx`, round, seq)) {
+        deltaBytes.set(new Uint8Array(data), off);
+        off += data.byteLength;
+      }
+      if (off !== deltaBytes.byteLength) throw new Error(`stored update ${round}/${seq} is ${off} bytes, expected ${deltaBytes.byteLength}`);
+      acc.add(delta, num_examples);
+    }
+    this.acc = acc;
+    this.accRound = round;
+    return acc;
+  }
+
+  private checkpoint(round: number, seq: number, acc: RunningSum): void {
+    const s = acc.sum();
+    const bytes = new Uint8Array(s.buffer, s.byteOffset, s.byteLength);
+    this.ctx.storage.transactionSync(() => {
+      this.sql.exec(`DELETE FROM checkpoint_chunks`);
+      const chunks = forEachChunk(bytes, (chunk, idx) => this.sql.exec(`INSERT INTO checkpoint_chunks (idx, data) VALUES (?, ?)`, idx, chunk));
+      const cp: Checkpoint = { round, seq, totalWeight: acc.totalWeight, count: acc.count, chunks };
+      this.sql.exec(`INSERT OR REPLACE INTO meta (key, value) VALUES ('checkpoint', ?)`, JSON.stringify(cp));
+      this.sql.exec(`DELETE FROM update_chunks WHERE round = ? AND seq <= ?`, round, seq);
+    });
+  }
+
+  private reject(round: number, code: ErrorCode, message: string): SubmitResult {
+    this.countRejection(round, code);
+    return fail(code, message);
+  }
+
+  private countRejection(round: number, code: ErrorCode): void {
+    if (round !== this.meta?.state.round) return;
+    this.sql.exec(`INSERT INTO rejections (round, code, n) VALUES (?, ?, 1) ON CONFLICT (round, code) DO UPDATE SET n = n + 1`, round, code);
+  }
+
+  private rejectionsOf(round: number): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const r of this.sql.exec<{ code: string; n: number }>(`SELECT code, n FROM rejections WHERE round = ?`, round)) out[r.code] = r.n;
+    return out;
+  }
+
+  private ledgerOf(round: number) {
+    return this.sql
+      .exec<{ client_id: string; num_examples: number; metrics: string | null; accepted_at: number }>(
+        `SELECT client_id, num_examples, metrics, accepted_at FROM ledger WHERE round = ? ORDER BY seq`,
+        round,
+      )
+      .toArray();
+  }
+}
+
+/** Calls `write` with ≤ 1 MiB copies of `bytes` (SQLite values are limited to 2 MB); returns the chunk count. */
+function forEachChunk(bytes: Uint8Array, write: (chunk: ArrayBuffer, idx: number) => void): number {
+  let idx = 0;
+  for (let off = 0; off < bytes.byteLength; off += CHUNK_BYTES, idx++) {
+    write(bytes.slice(off, Math.min(off + CHUNK_BYTES, bytes.byteLength)).buffer, idx);
+  }
+  return idx;
+}
+
+/** Example-weighted mean of each metric the clients reported (over the clients that reported it). */
+export function weightedMetrics(rows: readonly { num_examples: number; metrics: string | null }[]): Record<string, number> | null {
+  const sums = new Map<string, { s: number; w: number }>();
+  for (const r of rows) {
+    if (!r.metrics) continue;
+    for (const [k, v] of Object.entries(JSON.parse(r.metrics) as Record<string, number>)) {
+      const e = sums.get(k) ?? { s: 0, w: 0 };
+      e.s += v * r.num_examples;
+      e.w += r.num_examples;
+      sums.set(k, e);
+    }
+  }
+  if (sums.size === 0) return null;
+  return Object.fromEntries([...sums].map(([k, { s, w }]) => [k, s / w]));
+}
+
+function sum(xs: number[]): number {
+  return xs.reduce((a, b) => a + b, 0);
+}
+
+function retrySeconds(ms: number): number {
+  return Math.max(1, Math.min(machine.MAX_RETRY_MS / 1000, Math.ceil(ms / 1000)));
+}
+
+function fail(code: ErrorCode, message: string): SubmitResult {
+  return { ok: false, code, message };
+}

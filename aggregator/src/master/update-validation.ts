@@ -1,0 +1,125 @@
+/**
+ * @module Validates one decoded update against its task and round, before any of it is summed.
+ *
+ * Pure: bytes and plain data in, a flat float32 vector (zero-copy when the sender used the
+ * task's tensor order) or a stable error code out. Nothing here touches storage, so a rejected
+ * update cannot change the running sum, the ledger or the versions.
+ */
+import type { ErrorCode } from '../../../client-sdk/src/protocol/codes.ts';
+import { decodeTensors, WireFormatError } from '../../../client-sdk/src/protocol/safetensors.ts';
+import { UPDATE_META } from '../../../client-sdk/src/protocol/messages.ts';
+import type { TaskSpec } from './task-spec.ts';
+
+export interface ValidUpdate {
+  ok: true;
+  /** Δ = trained − base, the task's tensors concatenated in spec order. */
+  delta: Float32Array;
+  numExamples: number;
+  metrics: Record<string, number> | null;
+}
+
+export interface InvalidUpdate {
+  ok: false;
+  code: ErrorCode;
+  message: string;
+}
+
+/** Finds the first NaN or ±Infinity; injected so the Worker can use its Wasm kernel. */
+export type FiniteCheck = (data: Float32Array) => number;
+
+const MAX_METRICS = 32;
+
+export function validateUpdate(body: ArrayBuffer | Uint8Array, spec: TaskSpec, baseVersion: number, firstNonFinite: FiniteCheck): ValidUpdate | InvalidUpdate {
+  let decoded;
+  try {
+    decoded = decodeTensors(body, { maxTensors: spec.tensors.length + 1, maxHeaderBytes: 1024 * 1024 });
+  } catch (e) {
+    if (e instanceof WireFormatError) return { ok: false, code: e.code, message: e.message };
+    throw e;
+  }
+  const { tensors, metadata } = decoded;
+
+  const base = metadata[UPDATE_META.baseVersion];
+  if (base === undefined || !/^\d+$/.test(base)) return invalid('invalid_metadata', `metadata "${UPDATE_META.baseVersion}" must be the version number the update was trained from`);
+  if (Number(base) !== baseVersion) return invalid('base_version_mismatch', `update was trained on version ${base}; this round's base version is ${baseVersion}`);
+
+  const rawCount = metadata[UPDATE_META.numExamples];
+  const numExamples = rawCount !== undefined && /^\d+$/.test(rawCount) ? Number(rawCount) : NaN;
+  if (!Number.isSafeInteger(numExamples) || numExamples <= 0) {
+    return invalid('invalid_example_count', `metadata "${UPDATE_META.numExamples}" must be a positive integer, got ${JSON.stringify(rawCount ?? null)}`);
+  }
+  if (numExamples > spec.rules.maxExamplesPerClient) {
+    return invalid('invalid_example_count', `example count ${numExamples} exceeds the task's cap of ${spec.rules.maxExamplesPerClient}`);
+  }
+
+  const metrics = parseMetrics(metadata[UPDATE_META.metrics]);
+  if (metrics === undefined) return invalid('invalid_metadata', `metadata "${UPDATE_META.metrics}" must be a JSON object of at most ${MAX_METRICS} finite numbers`);
+
+  if (tensors.length !== spec.tensors.length) {
+    return invalid('tensor_mismatch', `expected ${spec.tensors.length} tensors, got ${tensors.length}`);
+  }
+  const byName = new Map(tensors.map((t) => [t.name, t]));
+  let inOrder = true;
+  for (let i = 0; i < spec.tensors.length; i++) {
+    const want = spec.tensors[i]!;
+    const got = byName.get(want.name);
+    if (!got) return invalid('tensor_mismatch', `missing tensor "${want.name}"`);
+    if (got.shape.length !== want.shape.length || got.shape.some((d, j) => d !== want.shape[j])) {
+      return invalid('tensor_mismatch', `tensor "${want.name}" has shape [${got.shape.join(',')}], expected [${want.shape.join(',')}]`);
+    }
+    if (tensors[i] !== got) inOrder = false;
+  }
+
+  const delta = flatten(tensors, spec, inOrder, byName);
+  const bad = firstNonFinite(delta);
+  if (bad >= 0) return invalid('non_finite', `non-finite value ${delta[bad]} at flat index ${bad} (${locate(spec, bad)})`);
+  return { ok: true, delta, numExamples, metrics };
+}
+
+function flatten(tensors: { data: Float32Array }[], spec: TaskSpec, inOrder: boolean, byName: Map<string, { data: Float32Array }>): Float32Array {
+  const first = tensors[0]?.data;
+  // Contiguous in spec order: the data section itself is the flat vector (no copy).
+  if (inOrder && first) {
+    const last = tensors[tensors.length - 1]!.data;
+    if (first.buffer === last.buffer && last.byteOffset + last.byteLength - first.byteOffset === spec.numParams * 4) {
+      return new Float32Array(first.buffer, first.byteOffset, spec.numParams);
+    }
+  }
+  const out = new Float32Array(spec.numParams);
+  let pos = 0;
+  for (const t of spec.tensors) {
+    const data = byName.get(t.name)!.data;
+    out.set(data, pos);
+    pos += data.length;
+  }
+  return out;
+}
+
+function parseMetrics(raw: string | undefined): Record<string, number> | null | undefined {
+  if (raw === undefined) return null;
+  let v: unknown;
+  try {
+    v = JSON.parse(raw);
+  } catch {
+    return undefined;
+  }
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return undefined;
+  const entries = Object.entries(v as Record<string, unknown>);
+  if (entries.length > MAX_METRICS) return undefined;
+  for (const [k, x] of entries) if (k.length > 64 || typeof x !== 'number' || !Number.isFinite(x)) return undefined;
+  return v as Record<string, number>;
+}
+
+function locate(spec: TaskSpec, flatIndex: number): string {
+  let start = 0;
+  for (const t of spec.tensors) {
+    const n = t.shape.reduce((a, b) => a * b, 1);
+    if (flatIndex < start + n) return `tensor "${t.name}" element ${flatIndex - start}`;
+    start += n;
+  }
+  return 'out of range';
+}
+
+function invalid(code: ErrorCode, message: string): InvalidUpdate {
+  return { ok: false, code, message };
+}

@@ -1,0 +1,65 @@
+/**
+ * @module JSON shapes of the fedge HTTP API and the metadata keys of update messages,
+ * shared by the aggregator (which validates them with zod) and the client SDK.
+ */
+
+/** `__metadata__` keys of an update message (all values are strings, as safetensors requires). */
+export const UPDATE_META = {
+  /** The model version the client trained from (decimal). */
+  baseVersion: 'fedge.base_version',
+  /** How many local examples the update was trained on (decimal, positive). */
+  numExamples: 'fedge.num_examples',
+  /** Optional JSON object of finite local metrics, e.g. `{"loss":0.31,"accuracy":0.9}`. */
+  metrics: 'fedge.metrics',
+} as const;
+
+/** `__metadata__` keys of a published model version's weights blob. */
+export const MODEL_META = {
+  task: 'fedge.task',
+  version: 'fedge.version',
+} as const;
+
+/** The local training plan a task sends to its clients. */
+export interface TrainingPlan {
+  epochs: number;
+  batchSize: number;
+  learningRate: number;
+  optimizer: 'sgd' | 'adam';
+}
+
+export type CheckInResponse =
+  | { status: 'assigned'; taskId: string; round: number; baseVersion: number; deadlineAt: number; plan: TrainingPlan }
+  | { status: 'retry_later'; taskId: string; retryAfterSeconds: number; reason: 'round_full' | 'round_closing' | 'already_submitted' };
+
+export interface UpdateAck {
+  taskId: string;
+  round: number;
+  clientId: string;
+  /** Order in which the round accepted it (1-based). */
+  seq: number;
+  numExamples: number;
+  /** SHA-256 (hex) of the accepted body: a retry with these exact bytes returns this same ack. */
+  bodySha256: string;
+  acceptedAt: number;
+}
+
+export interface TensorManifestEntry {
+  name: string;
+  shape: number[];
+  dtype: 'float32';
+}
+
+export interface ModelManifest {
+  taskId: string;
+  version: number;
+  parentVersion: number | null;
+  round: number | null;
+  contentHash: string;
+  byteLength: number;
+  tensors: TensorManifestEntry[];
+  participants: number;
+  numExamples: number;
+  metrics: Record<string, number> | null;
+  createdAt: string;
+  weightsUrl: string;
+}

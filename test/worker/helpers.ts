@@ -1,0 +1,140 @@
+/** @module Helpers for the in-runtime tests: a tiny model, tasks, clients, updates, all over real HTTP routes. */
+import { env, SELF } from 'cloudflare:test';
+import { decodeTensors, encodeTensors, type WireTensor } from '../../client-sdk/src/protocol/safetensors.ts';
+import { UPDATE_META } from '../../client-sdk/src/protocol/messages.ts';
+
+export const ADMIN = { authorization: 'Bearer test-admin-token' };
+
+/** A 4-3 dense layer: 12 + 3 parameters, the shapes a tfjs `dense` layer names. */
+export const TENSORS = [
+  { name: 'dense/kernel', shape: [4, 3] },
+  { name: 'dense/bias', shape: [3] },
+] as const;
+export const NUM_PARAMS = 15;
+
+export const TOPOLOGY = {
+  class_name: 'Sequential',
+  config: { name: 'tiny', layers: [{ class_name: 'Dense', config: { units: 3, activation: 'softmax', batch_input_shape: [null, 4], name: 'dense' } }] },
+  keras_version: 'tfjs-layers 4.22.0',
+  backend: 'tensor_flow.js',
+};
+
+export function initialWeights(): Float32Array {
+  return Float32Array.from({ length: NUM_PARAMS }, (_, i) => (i - 7) / 10);
+}
+
+export function split(flat: Float32Array): WireTensor[] {
+  let pos = 0;
+  return TENSORS.map((t) => {
+    const n = t.shape.reduce((a, b) => a * b, 1);
+    const data = flat.slice(pos, pos + n);
+    pos += n;
+    return { name: t.name, shape: [...t.shape], data };
+  });
+}
+
+export function base64(bytes: Uint8Array): string {
+  let s = '';
+  for (const b of bytes) s += String.fromCharCode(b);
+  return btoa(s);
+}
+
+export function api(path: string, init: RequestInit & { headers?: Record<string, string> } = {}): Promise<Response> {
+  return SELF.fetch(`https://fedge.test/v1${path}`, init);
+}
+
+export function adminJson(path: string, method: string, body?: unknown): Promise<Response> {
+  return api(path, { method, headers: { ...ADMIN, 'content-type': 'application/json' }, ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
+}
+
+export interface TaskOptions {
+  clientsPerRound?: number;
+  minClients?: number;
+  deadlineSeconds?: number;
+  overSelection?: number;
+  maxExamplesPerClient?: number;
+}
+
+export async function createTask(opts: TaskOptions = {}, weights = initialWeights()): Promise<{ id: string; task: any }> {
+  const res = await adminJson('/tasks', 'POST', {
+    name: 'tiny',
+    modelTopology: TOPOLOGY,
+    initialWeights: base64(encodeTensors(split(weights))),
+    rounds: { clientsPerRound: 3, overSelection: 1, deadlineSeconds: 60, ...opts },
+    plan: { epochs: 1, batchSize: 8, learningRate: 0.1 },
+  });
+  const task = await res.json<any>();
+  if (res.status !== 201) throw new Error(`create task: ${res.status} ${JSON.stringify(task)}`);
+  return { id: task.id, task };
+}
+
+export interface Client {
+  clientId: string;
+  token: string;
+  auth: Record<string, string>;
+}
+
+export async function registerClient(taskId: string): Promise<Client> {
+  const res = await adminJson(`/tasks/${taskId}/clients`, 'POST', {});
+  const body = await res.json<any>();
+  if (res.status !== 201) throw new Error(`register: ${res.status} ${JSON.stringify(body)}`);
+  return { clientId: body.clientId, token: body.token, auth: { authorization: `Bearer ${body.token}` } };
+}
+
+export async function checkIn(taskId: string, client: Client): Promise<any> {
+  const res = await api(`/tasks/${taskId}/checkin`, { method: 'POST', headers: client.auth });
+  return { status: res.status, retryAfter: res.headers.get('retry-after'), body: await res.json<any>() };
+}
+
+export function encodeUpdate(delta: Float32Array, meta: { baseVersion?: number | string; numExamples?: number | string; metrics?: unknown } = {}): Uint8Array {
+  const metadata: Record<string, string> = {};
+  if (meta.baseVersion !== undefined) metadata[UPDATE_META.baseVersion] = String(meta.baseVersion);
+  if (meta.numExamples !== undefined) metadata[UPDATE_META.numExamples] = String(meta.numExamples);
+  if (meta.metrics !== undefined) metadata[UPDATE_META.metrics] = JSON.stringify(meta.metrics);
+  return encodeTensors(split(delta), metadata);
+}
+
+export async function submit(taskId: string, client: Client, round: number, body: Uint8Array | string): Promise<{ status: number; body: any; headers: Headers }> {
+  const res = await api(`/tasks/${taskId}/rounds/${round}/update`, { method: 'PUT', headers: { ...client.auth, 'content-type': 'application/octet-stream' }, body });
+  return { status: res.status, body: await res.json<any>(), headers: res.headers };
+}
+
+export async function downloadWeights(taskId: string, version: number, auth: Record<string, string> = ADMIN): Promise<Float32Array> {
+  const res = await api(`/tasks/${taskId}/models/${version}/weights`, { headers: auth });
+  if (res.status !== 200) throw new Error(`weights: ${res.status} ${await res.text()}`);
+  const { tensors } = decodeTensors(await res.arrayBuffer());
+  const out = new Float32Array(NUM_PARAMS);
+  let pos = 0;
+  for (const t of tensors) {
+    out.set(t.data, pos);
+    pos += t.data.length;
+  }
+  return out;
+}
+
+export function stubOf(taskId: string) {
+  return env.AGGREGATOR.get(env.AGGREGATOR.idFromName(taskId));
+}
+
+/** Deterministic pseudo-random deltas (mulberry32). */
+export function randomDelta(seed: number, scale = 1): Float32Array {
+  let a = seed >>> 0;
+  return Float32Array.from({ length: NUM_PARAMS }, () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = Math.imul(a ^ (a >>> 15), a | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((((t ^ (t >>> 14)) >>> 0) / 4294967296) * 2 - 1) * scale;
+  });
+}
+
+/** The FedAvg reference, in float64, computed independently of the server's kernels. */
+export function fedavgReference(base: Float32Array, updates: { delta: Float32Array; n: number }[]): Float64Array {
+  const total = updates.reduce((a, u) => a + u.n, 0);
+  return Float64Array.from(base, (b, i) => b + updates.reduce((a, u) => a + u.n * u.delta[i]!, 0) / total);
+}
+
+export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
+  return m;
+}
