@@ -35,7 +35,42 @@ describe('a whole round on the real runtime', () => {
     const round = await (await api(`/tasks/${id}/rounds/1`, { headers: ADMIN })).json<any>();
     expect(round).toMatchObject({ round: 1, status: 'closed', resultVersion: 1, accepted: 3, rejected: 0, closeReason: 'goal_reached' });
     expect(round.participants.map((p: any) => p.clientId).sort()).toEqual(clients.map((c) => c.clientId).sort());
+    // Versions are immutable: cacheable forever, ETag = content hash, 304 on a match.
+    const blob = await api(`/tasks/${id}/models/1/weights`, { headers: clients[0]!.auth });
+    expect(blob.headers.get('etag')).toBe(`"${manifest.contentHash}"`);
+    expect(blob.headers.get('cache-control')).toBe('public, max-age=31536000, immutable');
+    expect(Number(blob.headers.get('content-length'))).toBe(manifest.byteLength);
+    await blob.arrayBuffer();
+    const cached = await api(`/tasks/${id}/models/1/weights`, { headers: { ...clients[0]!.auth, 'if-none-match': `"${manifest.contentHash}"` } });
+    expect(cached.status).toBe(304);
+    const current = await (await api(`/tasks/${id}/models/current`, { headers: clients[1]!.auth })).json<any>();
+    expect(current).toMatchObject({ version: 1, contentHash: manifest.contentHash, weightsUrl: `/v1/tasks/${id}/models/1/weights` });
     const next = await checkIn(id, clients[0]!);
     expect(next.body).toMatchObject({ status: 'assigned', round: 2, baseVersion: 1 });
+  });
+});
+
+describe('OpenAPI document', () => {
+  it('is served by the API and describes every route with its schemas', async () => {
+    const { SELF } = await import('cloudflare:test');
+    const doc = await (await SELF.fetch('https://fedge.test/openapi.json')).json<any>();
+    expect(doc.openapi).toBe('3.1.0');
+    expect(Object.keys(doc.paths).sort()).toEqual(
+      [
+        '/v1/tasks',
+        '/v1/tasks/{taskId}',
+        '/v1/tasks/{taskId}/checkin',
+        '/v1/tasks/{taskId}/clients',
+        '/v1/tasks/{taskId}/models',
+        '/v1/tasks/{taskId}/models/current',
+        '/v1/tasks/{taskId}/models/{version}',
+        '/v1/tasks/{taskId}/models/{version}/weights',
+        '/v1/tasks/{taskId}/rounds',
+        '/v1/tasks/{taskId}/rounds/{round}',
+        '/v1/tasks/{taskId}/rounds/{round}/update',
+      ].sort(),
+    );
+    expect(doc.components.schemas).toHaveProperty('CreateTask');
+    expect(doc.paths['/v1/tasks/{taskId}/rounds/{round}/update'].put.responses).toHaveProperty('409');
   });
 });
