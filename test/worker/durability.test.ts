@@ -50,6 +50,20 @@ describe('exactly-once ingestion', () => {
   });
 });
 
+describe('concurrent submissions', () => {
+  it('accepts simultaneous updates with distinct sequence numbers and sums each once', async () => {
+    const n = 12;
+    const { id } = await createTask({ clientsPerRound: n });
+    const clients = await joinAll(id, n);
+    const updates = clients.map((_, i) => ({ delta: randomDelta(300 + i), n: i + 1 }));
+    const results = await Promise.all(clients.map((c, i) => submit(id, c, 1, encodeUpdate(updates[i]!.delta, { baseVersion: 0, numExamples: updates[i]!.n }))));
+    expect(results.map((r) => r.status)).toEqual(Array(n).fill(200));
+    expect(results.map((r) => r.body.seq).sort((a, b) => a - b)).toEqual(Array.from({ length: n }, (_, i) => i + 1));
+    await runDurableObjectAlarm(stubOf(id));
+    expect(maxAbsDiff(await downloadWeights(id, 1), fedavgReference(initialWeights(), updates))).toBeLessThanOrEqual(1e-6);
+  });
+});
+
 describe('eviction and restart', () => {
   it('survives evictions mid-round: every acknowledged update counts once, bit-identical to an uninterrupted run', async () => {
     const n = CHECKPOINT_EVERY + 9;

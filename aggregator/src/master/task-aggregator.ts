@@ -122,9 +122,10 @@ export class TaskAggregator extends DurableObject<Env> {
 
   /** Pace steering: an assignment to the open round, or when to come back. */
   async checkIn(clientId: string): Promise<CheckInResponse | { error: ErrorCode }> {
-    const meta = this.meta;
-    if (!meta) return { error: 'task_not_found' };
+    if (!this.meta) return { error: 'task_not_found' };
     await this.recoverIfStuck();
+    // No await from here to the commit: requests interleave only at awaits, so the state read here is current.
+    const meta = this.meta;
     const { state, spec, plan } = meta;
     const taskId = spec.taskId;
     const already = this.sql.exec<{ n: number }>(`SELECT count(*) AS n FROM assignments WHERE round = ? AND client_id = ?`, state.round, clientId).one().n > 0;
@@ -153,14 +154,16 @@ export class TaskAggregator extends DurableObject<Env> {
    * state are committed together; any rejection leaves the sum, ledger and versions untouched.
    */
   async submit(clientId: string, round: number, body: ArrayBuffer): Promise<SubmitResult> {
-    const meta = this.meta;
-    if (!meta) return fail('task_not_found', 'no such task');
+    if (!this.meta) return fail('task_not_found', 'no such task');
+    const cap = maxUpdateBytes(this.meta.spec);
+    if (body.byteLength > cap) return this.reject(round, 'payload_too_large', `update is ${body.byteLength} bytes; the cap for this task is ${cap}`);
     await this.recoverIfStuck();
+    const bodySha256 = await sha256Hex(body);
+    // No await from here to the commit: concurrent submits interleave only at awaits, so the
+    // round state read here is current and sequence numbers cannot collide.
+    const meta = this.meta;
     const { state, spec } = meta;
     if (round > state.round || round < 1) return fail('round_not_found', `round ${round} does not exist (the current round is ${state.round})`);
-    if (body.byteLength > maxUpdateBytes(spec)) return this.reject(round, 'payload_too_large', `update is ${body.byteLength} bytes; the cap for this task is ${maxUpdateBytes(spec)}`);
-
-    const bodySha256 = await sha256Hex(body);
     const prior = this.sql.exec<{ body_sha256: string; ack: string }>(`SELECT body_sha256, ack FROM ledger WHERE round = ? AND client_id = ?`, round, clientId).toArray()[0];
     if (prior) {
       if (prior.body_sha256 === bodySha256) return { ok: true, ack: JSON.parse(prior.ack) as UpdateAck, replay: true };
@@ -268,10 +271,12 @@ export class TaskAggregator extends DurableObject<Env> {
     );
     if (this.publishFault === 'after_d1') throw new Error('injected fault after the D1 write');
 
-    const closed = machine.published(state, now);
+    const current = this.meta!;
+    if (current.state.round !== state.round || current.state.status !== 'closing') throw new Error(`round ${state.round} changed while it was being published`);
+    const closed = machine.published(current.state, now);
     this.ctx.storage.transactionSync(() => {
       this.clearRound(state.round);
-      this.writeMeta({ ...meta, latestVersion: version, latestKey: blob.key, state: machine.openRound(closed.round + 1, version, now) });
+      this.writeMeta({ ...current, latestVersion: version, latestKey: blob.key, state: machine.openRound(closed.round + 1, version, now) });
     });
     this.acc = null;
   }
@@ -295,7 +300,7 @@ export class TaskAggregator extends DurableObject<Env> {
     );
     this.ctx.storage.transactionSync(() => {
       this.clearRound(state.round);
-      this.writeMeta({ ...meta, state: machine.openRound(state.round + 1, state.baseVersion, now) });
+      this.writeMeta({ ...this.meta!, state: machine.openRound(state.round + 1, state.baseVersion, now) });
     });
     this.acc = null;
   }
