@@ -3,161 +3,173 @@
 ;; Compiled by scripts/build-wasm.mjs (npm package `wabt`, SIMD enabled) into accumulate.wasm,
 ;; which is committed beside this file; a unit test recompiles this source and compares bytes.
 ;;
-;; Memory is imported ("env" "memory") so the host sizes it once per running sum.
-;; All pointers are byte offsets into that memory; counts are element counts.
-;;
-;; Layout used by running-sum.ts (the kernels only assume what their comments say):
-;;   [0, 8*length)          float64 running sum
-;;   [scratch, +4*SLOT)     four float32 staging slots of SLOT_BYTES each; update k of a batch
-;;                          is read at u + k*SLOT_BYTES (memarg offset immediates, so one pointer
-;;                          walks all four slots).
+;; Memory is imported ("env" "memory") so the host sizes it for one running sum. All pointers are
+;; byte offsets into that memory (float32 data needs 4-byte, float64 data 8-byte alignment only);
+;; counts are element counts. Nothing here allocates or keeps state between calls.
 ;;
 ;; Determinism: every kernel performs exactly the IEEE-754 double operations of the plain-JS
-;; fallback, in the same order: s = s + w0*f64(u0); s = s + w1*f64(u1); ... (no FMA, no
-;; reassociation), and finalize's out = f32(f64(base) + s*invW). Lane-wise SIMD and the scalar
-;; tail therefore give bit-identical results to `sum[i] += w * update[i]` in JS.
+;; fallback in running-sum.ts, in the same order: s = s + w0*f64(u0); s = s + w1*f64(u1); ...
+;; (no fused multiply-add, no reassociation; relaxed SIMD is not used), and finalize's
+;; out = f32(f64(base) + s*invW). So lane-wise SIMD, the scalar tail, accN for any N, and the JS
+;; loops give bit-identical sums for finite inputs.
 (module
   (import "env" "memory" (memory 1))
 
-  ;; Distance in bytes between the staging slots of a batch (16384 float32 = 64 KiB).
-  (global (export "SLOT_BYTES") i32 (i32.const 65536))
-
-  ;; acc1(s, u, n, w0): s[i] += w0 * u[i] for i < n.
-  (func (export "acc1") (param $s i32) (param $u i32) (param $n i32) (param $w0 f64)
-    (local $end i32) (local $v0 v128)
+  ;; acc1(s, p0, n, w0): for i < n, s = s + w0*f64(p0[i]).
+  (func (export "acc1") (param $s i32) (param $p0 i32) (param $n i32) (param $w0 f64)
+    (local $end i32) (local $v0 v128) (local $a v128) (local $b v128) (local $x f64)
     (local.set $v0 (f64x2.splat (local.get $w0)))
-    (local.set $end (i32.add (local.get $u) (i32.shl (i32.and (local.get $n) (i32.const -4)) (i32.const 2))))
+    ;; 4 values per step: two f64x2 sums, each update read as two 8-byte halves (load64_zero + promote)
+    (local.set $end (i32.add (local.get $s) (i32.shl (i32.and (local.get $n) (i32.const -4)) (i32.const 3))))
     (block $vdone
-      (br_if $vdone (i32.ge_u (local.get $u) (local.get $end)))
-      (loop $v
-        (v128.store (local.get $s)
-          (f64x2.add (v128.load (local.get $s))
-            (f64x2.mul (local.get $v0) (f64x2.promote_low_f32x4 (v128.load64_zero (local.get $u))))))
-        (v128.store offset=16 (local.get $s)
-          (f64x2.add (v128.load offset=16 (local.get $s))
-            (f64x2.mul (local.get $v0) (f64x2.promote_low_f32x4 (v128.load64_zero offset=8 (local.get $u))))))
-        (local.set $s (i32.add (local.get $s) (i32.const 32)))
-        (local.set $u (i32.add (local.get $u) (i32.const 16)))
-        (br_if $v (i32.lt_u (local.get $u) (local.get $end)))))
-    (local.set $end (i32.add (local.get $u) (i32.shl (i32.and (local.get $n) (i32.const 3)) (i32.const 2))))
-    (block $done
-      (br_if $done (i32.ge_u (local.get $u) (local.get $end)))
-      (loop $t
-        (f64.store (local.get $s)
-          (f64.add (f64.load (local.get $s))
-            (f64.mul (local.get $w0) (f64.promote_f32 (f32.load (local.get $u))))))
-        (local.set $s (i32.add (local.get $s) (i32.const 8)))
-        (local.set $u (i32.add (local.get $u) (i32.const 4)))
-        (br_if $t (i32.lt_u (local.get $u) (local.get $end))))))
-
-  ;; acc2(s, u, n, w0, w1): s[i] = (s[i] + w0*u0[i]) + w1*u1[i], uk = u + k*SLOT_BYTES.
-  (func (export "acc2") (param $s i32) (param $u i32) (param $n i32) (param $w0 f64) (param $w1 f64)
-    (local $end i32) (local $v0 v128) (local $v1 v128) (local $a v128) (local $b v128) (local $x f64)
-    (local.set $v0 (f64x2.splat (local.get $w0)))
-    (local.set $v1 (f64x2.splat (local.get $w1)))
-    (local.set $end (i32.add (local.get $u) (i32.shl (i32.and (local.get $n) (i32.const -4)) (i32.const 2))))
-    (block $vdone
-      (br_if $vdone (i32.ge_u (local.get $u) (local.get $end)))
+      (br_if $vdone (i32.ge_u (local.get $s) (local.get $end)))
       (loop $v
         (local.set $a (v128.load (local.get $s)))
         (local.set $b (v128.load offset=16 (local.get $s)))
-        (local.set $a (f64x2.add (local.get $a) (f64x2.mul (local.get $v0) (f64x2.promote_low_f32x4 (v128.load64_zero (local.get $u))))))
-        (local.set $b (f64x2.add (local.get $b) (f64x2.mul (local.get $v0) (f64x2.promote_low_f32x4 (v128.load64_zero offset=8 (local.get $u))))))
-        (local.set $a (f64x2.add (local.get $a) (f64x2.mul (local.get $v1) (f64x2.promote_low_f32x4 (v128.load64_zero offset=65536 (local.get $u))))))
-        (local.set $b (f64x2.add (local.get $b) (f64x2.mul (local.get $v1) (f64x2.promote_low_f32x4 (v128.load64_zero offset=65544 (local.get $u))))))
+        (local.set $a (f64x2.add (local.get $a) (f64x2.mul (local.get $v0) (f64x2.promote_low_f32x4 (v128.load64_zero (local.get $p0))))))
+        (local.set $b (f64x2.add (local.get $b) (f64x2.mul (local.get $v0) (f64x2.promote_low_f32x4 (v128.load64_zero offset=8 (local.get $p0))))))
         (v128.store (local.get $s) (local.get $a))
         (v128.store offset=16 (local.get $s) (local.get $b))
         (local.set $s (i32.add (local.get $s) (i32.const 32)))
-        (local.set $u (i32.add (local.get $u) (i32.const 16)))
-        (br_if $v (i32.lt_u (local.get $u) (local.get $end)))))
-    (local.set $end (i32.add (local.get $u) (i32.shl (i32.and (local.get $n) (i32.const 3)) (i32.const 2))))
+        (local.set $p0 (i32.add (local.get $p0) (i32.const 16)))
+        (br_if $v (i32.lt_u (local.get $s) (local.get $end)))))
+    ;; scalar tail (n mod 4 values), same operations
+    (local.set $end (i32.add (local.get $s) (i32.shl (i32.and (local.get $n) (i32.const 3)) (i32.const 3))))
     (block $done
-      (br_if $done (i32.ge_u (local.get $u) (local.get $end)))
+      (br_if $done (i32.ge_u (local.get $s) (local.get $end)))
       (loop $t
         (local.set $x (f64.load (local.get $s)))
-        (local.set $x (f64.add (local.get $x) (f64.mul (local.get $w0) (f64.promote_f32 (f32.load (local.get $u))))))
-        (local.set $x (f64.add (local.get $x) (f64.mul (local.get $w1) (f64.promote_f32 (f32.load offset=65536 (local.get $u))))))
+        (local.set $x (f64.add (local.get $x) (f64.mul (local.get $w0) (f64.promote_f32 (f32.load (local.get $p0))))))
         (f64.store (local.get $s) (local.get $x))
         (local.set $s (i32.add (local.get $s) (i32.const 8)))
-        (local.set $u (i32.add (local.get $u) (i32.const 4)))
-        (br_if $t (i32.lt_u (local.get $u) (local.get $end))))))
+        (local.set $p0 (i32.add (local.get $p0) (i32.const 4)))
+        (br_if $t (i32.lt_u (local.get $s) (local.get $end))))))
 
-  ;; acc3(s, u, n, w0, w1, w2): as acc2 with a third slot.
-  (func (export "acc3") (param $s i32) (param $u i32) (param $n i32) (param $w0 f64) (param $w1 f64) (param $w2 f64)
+  ;; acc2(s, p0, p1, n, w0, w1): for i < n, s = s + w0*f64(p0[i]); s = s + w1*f64(p1[i]).
+  (func (export "acc2") (param $s i32) (param $p0 i32) (param $p1 i32) (param $n i32) (param $w0 f64) (param $w1 f64)
+    (local $end i32) (local $v0 v128) (local $v1 v128) (local $a v128) (local $b v128) (local $x f64)
+    (local.set $v0 (f64x2.splat (local.get $w0)))
+    (local.set $v1 (f64x2.splat (local.get $w1)))
+    ;; 4 values per step: two f64x2 sums, each update read as two 8-byte halves (load64_zero + promote)
+    (local.set $end (i32.add (local.get $s) (i32.shl (i32.and (local.get $n) (i32.const -4)) (i32.const 3))))
+    (block $vdone
+      (br_if $vdone (i32.ge_u (local.get $s) (local.get $end)))
+      (loop $v
+        (local.set $a (v128.load (local.get $s)))
+        (local.set $b (v128.load offset=16 (local.get $s)))
+        (local.set $a (f64x2.add (local.get $a) (f64x2.mul (local.get $v0) (f64x2.promote_low_f32x4 (v128.load64_zero (local.get $p0))))))
+        (local.set $b (f64x2.add (local.get $b) (f64x2.mul (local.get $v0) (f64x2.promote_low_f32x4 (v128.load64_zero offset=8 (local.get $p0))))))
+        (local.set $a (f64x2.add (local.get $a) (f64x2.mul (local.get $v1) (f64x2.promote_low_f32x4 (v128.load64_zero (local.get $p1))))))
+        (local.set $b (f64x2.add (local.get $b) (f64x2.mul (local.get $v1) (f64x2.promote_low_f32x4 (v128.load64_zero offset=8 (local.get $p1))))))
+        (v128.store (local.get $s) (local.get $a))
+        (v128.store offset=16 (local.get $s) (local.get $b))
+        (local.set $s (i32.add (local.get $s) (i32.const 32)))
+        (local.set $p0 (i32.add (local.get $p0) (i32.const 16)))
+        (local.set $p1 (i32.add (local.get $p1) (i32.const 16)))
+        (br_if $v (i32.lt_u (local.get $s) (local.get $end)))))
+    ;; scalar tail (n mod 4 values), same operations
+    (local.set $end (i32.add (local.get $s) (i32.shl (i32.and (local.get $n) (i32.const 3)) (i32.const 3))))
+    (block $done
+      (br_if $done (i32.ge_u (local.get $s) (local.get $end)))
+      (loop $t
+        (local.set $x (f64.load (local.get $s)))
+        (local.set $x (f64.add (local.get $x) (f64.mul (local.get $w0) (f64.promote_f32 (f32.load (local.get $p0))))))
+        (local.set $x (f64.add (local.get $x) (f64.mul (local.get $w1) (f64.promote_f32 (f32.load (local.get $p1))))))
+        (f64.store (local.get $s) (local.get $x))
+        (local.set $s (i32.add (local.get $s) (i32.const 8)))
+        (local.set $p0 (i32.add (local.get $p0) (i32.const 4)))
+        (local.set $p1 (i32.add (local.get $p1) (i32.const 4)))
+        (br_if $t (i32.lt_u (local.get $s) (local.get $end))))))
+
+  ;; acc3(s, p0, p1, p2, n, w0, w1, w2): for i < n, s = s + w0*f64(p0[i]); s = s + w1*f64(p1[i]); s = s + w2*f64(p2[i]).
+  (func (export "acc3") (param $s i32) (param $p0 i32) (param $p1 i32) (param $p2 i32) (param $n i32) (param $w0 f64) (param $w1 f64) (param $w2 f64)
     (local $end i32) (local $v0 v128) (local $v1 v128) (local $v2 v128) (local $a v128) (local $b v128) (local $x f64)
     (local.set $v0 (f64x2.splat (local.get $w0)))
     (local.set $v1 (f64x2.splat (local.get $w1)))
     (local.set $v2 (f64x2.splat (local.get $w2)))
-    (local.set $end (i32.add (local.get $u) (i32.shl (i32.and (local.get $n) (i32.const -4)) (i32.const 2))))
+    ;; 4 values per step: two f64x2 sums, each update read as two 8-byte halves (load64_zero + promote)
+    (local.set $end (i32.add (local.get $s) (i32.shl (i32.and (local.get $n) (i32.const -4)) (i32.const 3))))
     (block $vdone
-      (br_if $vdone (i32.ge_u (local.get $u) (local.get $end)))
+      (br_if $vdone (i32.ge_u (local.get $s) (local.get $end)))
       (loop $v
         (local.set $a (v128.load (local.get $s)))
         (local.set $b (v128.load offset=16 (local.get $s)))
-        (local.set $a (f64x2.add (local.get $a) (f64x2.mul (local.get $v0) (f64x2.promote_low_f32x4 (v128.load64_zero (local.get $u))))))
-        (local.set $b (f64x2.add (local.get $b) (f64x2.mul (local.get $v0) (f64x2.promote_low_f32x4 (v128.load64_zero offset=8 (local.get $u))))))
-        (local.set $a (f64x2.add (local.get $a) (f64x2.mul (local.get $v1) (f64x2.promote_low_f32x4 (v128.load64_zero offset=65536 (local.get $u))))))
-        (local.set $b (f64x2.add (local.get $b) (f64x2.mul (local.get $v1) (f64x2.promote_low_f32x4 (v128.load64_zero offset=65544 (local.get $u))))))
-        (local.set $a (f64x2.add (local.get $a) (f64x2.mul (local.get $v2) (f64x2.promote_low_f32x4 (v128.load64_zero offset=131072 (local.get $u))))))
-        (local.set $b (f64x2.add (local.get $b) (f64x2.mul (local.get $v2) (f64x2.promote_low_f32x4 (v128.load64_zero offset=131080 (local.get $u))))))
+        (local.set $a (f64x2.add (local.get $a) (f64x2.mul (local.get $v0) (f64x2.promote_low_f32x4 (v128.load64_zero (local.get $p0))))))
+        (local.set $b (f64x2.add (local.get $b) (f64x2.mul (local.get $v0) (f64x2.promote_low_f32x4 (v128.load64_zero offset=8 (local.get $p0))))))
+        (local.set $a (f64x2.add (local.get $a) (f64x2.mul (local.get $v1) (f64x2.promote_low_f32x4 (v128.load64_zero (local.get $p1))))))
+        (local.set $b (f64x2.add (local.get $b) (f64x2.mul (local.get $v1) (f64x2.promote_low_f32x4 (v128.load64_zero offset=8 (local.get $p1))))))
+        (local.set $a (f64x2.add (local.get $a) (f64x2.mul (local.get $v2) (f64x2.promote_low_f32x4 (v128.load64_zero (local.get $p2))))))
+        (local.set $b (f64x2.add (local.get $b) (f64x2.mul (local.get $v2) (f64x2.promote_low_f32x4 (v128.load64_zero offset=8 (local.get $p2))))))
         (v128.store (local.get $s) (local.get $a))
         (v128.store offset=16 (local.get $s) (local.get $b))
         (local.set $s (i32.add (local.get $s) (i32.const 32)))
-        (local.set $u (i32.add (local.get $u) (i32.const 16)))
-        (br_if $v (i32.lt_u (local.get $u) (local.get $end)))))
-    (local.set $end (i32.add (local.get $u) (i32.shl (i32.and (local.get $n) (i32.const 3)) (i32.const 2))))
+        (local.set $p0 (i32.add (local.get $p0) (i32.const 16)))
+        (local.set $p1 (i32.add (local.get $p1) (i32.const 16)))
+        (local.set $p2 (i32.add (local.get $p2) (i32.const 16)))
+        (br_if $v (i32.lt_u (local.get $s) (local.get $end)))))
+    ;; scalar tail (n mod 4 values), same operations
+    (local.set $end (i32.add (local.get $s) (i32.shl (i32.and (local.get $n) (i32.const 3)) (i32.const 3))))
     (block $done
-      (br_if $done (i32.ge_u (local.get $u) (local.get $end)))
+      (br_if $done (i32.ge_u (local.get $s) (local.get $end)))
       (loop $t
         (local.set $x (f64.load (local.get $s)))
-        (local.set $x (f64.add (local.get $x) (f64.mul (local.get $w0) (f64.promote_f32 (f32.load (local.get $u))))))
-        (local.set $x (f64.add (local.get $x) (f64.mul (local.get $w1) (f64.promote_f32 (f32.load offset=65536 (local.get $u))))))
-        (local.set $x (f64.add (local.get $x) (f64.mul (local.get $w2) (f64.promote_f32 (f32.load offset=131072 (local.get $u))))))
+        (local.set $x (f64.add (local.get $x) (f64.mul (local.get $w0) (f64.promote_f32 (f32.load (local.get $p0))))))
+        (local.set $x (f64.add (local.get $x) (f64.mul (local.get $w1) (f64.promote_f32 (f32.load (local.get $p1))))))
+        (local.set $x (f64.add (local.get $x) (f64.mul (local.get $w2) (f64.promote_f32 (f32.load (local.get $p2))))))
         (f64.store (local.get $s) (local.get $x))
         (local.set $s (i32.add (local.get $s) (i32.const 8)))
-        (local.set $u (i32.add (local.get $u) (i32.const 4)))
-        (br_if $t (i32.lt_u (local.get $u) (local.get $end))))))
+        (local.set $p0 (i32.add (local.get $p0) (i32.const 4)))
+        (local.set $p1 (i32.add (local.get $p1) (i32.const 4)))
+        (local.set $p2 (i32.add (local.get $p2) (i32.const 4)))
+        (br_if $t (i32.lt_u (local.get $s) (local.get $end))))))
 
-  ;; acc4(s, u, n, w0, w1, w2, w3): four updates per pass over the sum (one float64
-  ;; read-modify-write for four float32 reads), sequential order kept per element.
-  (func (export "acc4") (param $s i32) (param $u i32) (param $n i32) (param $w0 f64) (param $w1 f64) (param $w2 f64) (param $w3 f64)
+  ;; acc4(s, p0, p1, p2, p3, n, w0, w1, w2, w3): for i < n, s = s + w0*f64(p0[i]); s = s + w1*f64(p1[i]); s = s + w2*f64(p2[i]); s = s + w3*f64(p3[i]).
+  (func (export "acc4") (param $s i32) (param $p0 i32) (param $p1 i32) (param $p2 i32) (param $p3 i32) (param $n i32) (param $w0 f64) (param $w1 f64) (param $w2 f64) (param $w3 f64)
     (local $end i32) (local $v0 v128) (local $v1 v128) (local $v2 v128) (local $v3 v128) (local $a v128) (local $b v128) (local $x f64)
     (local.set $v0 (f64x2.splat (local.get $w0)))
     (local.set $v1 (f64x2.splat (local.get $w1)))
     (local.set $v2 (f64x2.splat (local.get $w2)))
     (local.set $v3 (f64x2.splat (local.get $w3)))
-    (local.set $end (i32.add (local.get $u) (i32.shl (i32.and (local.get $n) (i32.const -4)) (i32.const 2))))
+    ;; 4 values per step: two f64x2 sums, each update read as two 8-byte halves (load64_zero + promote)
+    (local.set $end (i32.add (local.get $s) (i32.shl (i32.and (local.get $n) (i32.const -4)) (i32.const 3))))
     (block $vdone
-      (br_if $vdone (i32.ge_u (local.get $u) (local.get $end)))
+      (br_if $vdone (i32.ge_u (local.get $s) (local.get $end)))
       (loop $v
         (local.set $a (v128.load (local.get $s)))
         (local.set $b (v128.load offset=16 (local.get $s)))
-        (local.set $a (f64x2.add (local.get $a) (f64x2.mul (local.get $v0) (f64x2.promote_low_f32x4 (v128.load64_zero (local.get $u))))))
-        (local.set $b (f64x2.add (local.get $b) (f64x2.mul (local.get $v0) (f64x2.promote_low_f32x4 (v128.load64_zero offset=8 (local.get $u))))))
-        (local.set $a (f64x2.add (local.get $a) (f64x2.mul (local.get $v1) (f64x2.promote_low_f32x4 (v128.load64_zero offset=65536 (local.get $u))))))
-        (local.set $b (f64x2.add (local.get $b) (f64x2.mul (local.get $v1) (f64x2.promote_low_f32x4 (v128.load64_zero offset=65544 (local.get $u))))))
-        (local.set $a (f64x2.add (local.get $a) (f64x2.mul (local.get $v2) (f64x2.promote_low_f32x4 (v128.load64_zero offset=131072 (local.get $u))))))
-        (local.set $b (f64x2.add (local.get $b) (f64x2.mul (local.get $v2) (f64x2.promote_low_f32x4 (v128.load64_zero offset=131080 (local.get $u))))))
-        (local.set $a (f64x2.add (local.get $a) (f64x2.mul (local.get $v3) (f64x2.promote_low_f32x4 (v128.load64_zero offset=196608 (local.get $u))))))
-        (local.set $b (f64x2.add (local.get $b) (f64x2.mul (local.get $v3) (f64x2.promote_low_f32x4 (v128.load64_zero offset=196616 (local.get $u))))))
+        (local.set $a (f64x2.add (local.get $a) (f64x2.mul (local.get $v0) (f64x2.promote_low_f32x4 (v128.load64_zero (local.get $p0))))))
+        (local.set $b (f64x2.add (local.get $b) (f64x2.mul (local.get $v0) (f64x2.promote_low_f32x4 (v128.load64_zero offset=8 (local.get $p0))))))
+        (local.set $a (f64x2.add (local.get $a) (f64x2.mul (local.get $v1) (f64x2.promote_low_f32x4 (v128.load64_zero (local.get $p1))))))
+        (local.set $b (f64x2.add (local.get $b) (f64x2.mul (local.get $v1) (f64x2.promote_low_f32x4 (v128.load64_zero offset=8 (local.get $p1))))))
+        (local.set $a (f64x2.add (local.get $a) (f64x2.mul (local.get $v2) (f64x2.promote_low_f32x4 (v128.load64_zero (local.get $p2))))))
+        (local.set $b (f64x2.add (local.get $b) (f64x2.mul (local.get $v2) (f64x2.promote_low_f32x4 (v128.load64_zero offset=8 (local.get $p2))))))
+        (local.set $a (f64x2.add (local.get $a) (f64x2.mul (local.get $v3) (f64x2.promote_low_f32x4 (v128.load64_zero (local.get $p3))))))
+        (local.set $b (f64x2.add (local.get $b) (f64x2.mul (local.get $v3) (f64x2.promote_low_f32x4 (v128.load64_zero offset=8 (local.get $p3))))))
         (v128.store (local.get $s) (local.get $a))
         (v128.store offset=16 (local.get $s) (local.get $b))
         (local.set $s (i32.add (local.get $s) (i32.const 32)))
-        (local.set $u (i32.add (local.get $u) (i32.const 16)))
-        (br_if $v (i32.lt_u (local.get $u) (local.get $end)))))
-    (local.set $end (i32.add (local.get $u) (i32.shl (i32.and (local.get $n) (i32.const 3)) (i32.const 2))))
+        (local.set $p0 (i32.add (local.get $p0) (i32.const 16)))
+        (local.set $p1 (i32.add (local.get $p1) (i32.const 16)))
+        (local.set $p2 (i32.add (local.get $p2) (i32.const 16)))
+        (local.set $p3 (i32.add (local.get $p3) (i32.const 16)))
+        (br_if $v (i32.lt_u (local.get $s) (local.get $end)))))
+    ;; scalar tail (n mod 4 values), same operations
+    (local.set $end (i32.add (local.get $s) (i32.shl (i32.and (local.get $n) (i32.const 3)) (i32.const 3))))
     (block $done
-      (br_if $done (i32.ge_u (local.get $u) (local.get $end)))
+      (br_if $done (i32.ge_u (local.get $s) (local.get $end)))
       (loop $t
         (local.set $x (f64.load (local.get $s)))
-        (local.set $x (f64.add (local.get $x) (f64.mul (local.get $w0) (f64.promote_f32 (f32.load (local.get $u))))))
-        (local.set $x (f64.add (local.get $x) (f64.mul (local.get $w1) (f64.promote_f32 (f32.load offset=65536 (local.get $u))))))
-        (local.set $x (f64.add (local.get $x) (f64.mul (local.get $w2) (f64.promote_f32 (f32.load offset=131072 (local.get $u))))))
-        (local.set $x (f64.add (local.get $x) (f64.mul (local.get $w3) (f64.promote_f32 (f32.load offset=196608 (local.get $u))))))
+        (local.set $x (f64.add (local.get $x) (f64.mul (local.get $w0) (f64.promote_f32 (f32.load (local.get $p0))))))
+        (local.set $x (f64.add (local.get $x) (f64.mul (local.get $w1) (f64.promote_f32 (f32.load (local.get $p1))))))
+        (local.set $x (f64.add (local.get $x) (f64.mul (local.get $w2) (f64.promote_f32 (f32.load (local.get $p2))))))
+        (local.set $x (f64.add (local.get $x) (f64.mul (local.get $w3) (f64.promote_f32 (f32.load (local.get $p3))))))
         (f64.store (local.get $s) (local.get $x))
         (local.set $s (i32.add (local.get $s) (i32.const 8)))
-        (local.set $u (i32.add (local.get $u) (i32.const 4)))
-        (br_if $t (i32.lt_u (local.get $u) (local.get $end))))))
+        (local.set $p0 (i32.add (local.get $p0) (i32.const 4)))
+        (local.set $p1 (i32.add (local.get $p1) (i32.const 4)))
+        (local.set $p2 (i32.add (local.get $p2) (i32.const 4)))
+        (local.set $p3 (i32.add (local.get $p3) (i32.const 4)))
+        (br_if $t (i32.lt_u (local.get $s) (local.get $end))))))
 
   ;; first_non_finite(p, n) -> index of the first float32 in [p, p+4n) whose exponent bits are
   ;; all ones (NaN, +Inf, -Inf), or -1. Scans 16 floats per step, then pinpoints scalar-wise.

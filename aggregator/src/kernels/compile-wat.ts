@@ -1,6 +1,6 @@
 /**
  * @module Build-time only (Node): compiles accumulate.wat to the bytes of accumulate.wasm with the
- * npm package `wabt`. Shared by scripts/build-wasm.mjs and the drift test, so both use the same
+ * npm package `wabt`. Shared by aggregator/scripts/build-wasm.mjs and the drift test, so both use the same
  * feature flags and writer options. Never imported by Worker code.
  */
 import wabtInit from 'wabt';

@@ -1,21 +1,26 @@
 /**
  * @module Running weighted sums for aggregation: the hot path of the master aggregator.
  *
- * A running sum is the mergeable triple (Σ wᵢ·Δᵢ, Σ wᵢ, count) with a float64 sum over float32
- * updates. Two implementations with one interface:
+ * A running sum is the mergeable triple (Σ wᵢ·Δᵢ, Σ wᵢ, count): a float64 sum over float32
+ * updates. Two implementations behind one interface:
  *
- * - **wasm**: WebAssembly SIMD kernels (accumulate.wat). Updates live in JS memory, so each is
- *   staged into the instance's memory in 64 KiB slices that stay in cache while the kernel reads
- *   them; `addBatch` folds up to four updates per pass over the float64 sum, and walks the sum
- *   slice by slice so one slice stays in cache across all updates of the batch.
+ * - **wasm**: WebAssembly SIMD kernels (accumulate.wat) over a memory owned by the running sum.
+ *   Updates that live in ordinary JS buffers are copied into the memory slice by slice (a 64 KiB
+ *   slice stays in cache while the kernel reads it); updates written straight into the memory via
+ *   {@link RunningSum.staging} are read in place, with no copy. `addBatch` folds up to four updates
+ *   per pass over the float64 sum, and walks the sum slice by slice so each sum slice stays in
+ *   cache across the whole batch.
  * - **js**: plain typed-array loops with the same blocking, used when no module is given.
  *
  * Both perform the same IEEE-754 double operations in the same order (`s = s + w*f64(u)` per
- * update, no fused multiply-add, no reassociation), so for finite inputs `add`, `addBatch`, wasm
- * and js all give bit-identical sums for the same sequence of updates. `merge` adds partial sums,
- * which rounds differently from one sequential sum (close, not bit-identical).
+ * update, no fused multiply-add, no reassociation), so for finite inputs `add`, `addBatch`, staged
+ * or not, wasm or js, all give bit-identical sums for the same sequence of updates. `merge` adds
+ * whole partial sums, which rounds differently from one sequential sum (close, not bit-identical).
  *
- * Pure: imports nothing, uses no Node APIs. The wasm module is injected (see wasm-worker.ts for
+ * Memory: one running sum per model, reused across rounds with `reset()`. The hot path allocates no
+ * buffers; copying from an ordinary buffer creates one small subarray view object per 64 KiB slice.
+ *
+ * Pure: imports nothing, uses no Node APIs. The wasm module is injected (wasm-worker.ts for
  * workerd, wasm-node.ts for Node), because Workers cannot compile wasm bytes at runtime.
  */
 
@@ -29,9 +34,9 @@ export interface SumState {
 export interface RunningSum {
   /** Number of parameters. */
   readonly length: number;
-  /** Σ wᵢ over the updates folded in (including merged and loaded state). */
+  /** Σ wᵢ over everything folded in (added, merged, loaded). */
   readonly totalWeight: number;
-  /** Number of updates folded in (including merged and loaded state). */
+  /** Number of updates folded in (added, merged, loaded). */
   readonly count: number;
   /** Which kernels this instance runs. */
   readonly implementation: 'wasm' | 'js';
@@ -39,7 +44,10 @@ export interface RunningSum {
   add(update: Float32Array, weight: number): void;
   /** Same result, bit for bit, as `add(updates[i], weights[i])` for i = 0, 1, ...; faster. */
   addBatch(updates: readonly Float32Array[], weights: readonly number[]): void;
-  /** The current float64 sum: a live view (may alias wasm memory), valid until `dispose()`. Copy it to keep a snapshot. */
+  /**
+   * The current float64 sum: a live view, possibly over wasm memory. Valid until the next
+   * `staging()` call that grows the memory, or `dispose()`. Copy it to keep a snapshot.
+   */
   sum(): Float64Array;
   /** Restores a checkpoint (copies `sum`). */
   load(sum: Float64Array, totalWeight: number, count: number): void;
@@ -49,6 +57,16 @@ export interface RunningSum {
   finalizeInto(base: Float32Array, out: Float32Array): void;
   /** Back to the empty sum (zeros, weight 0, count 0); keeps the memory for the next round. */
   reset(): void;
+  /**
+   * A reusable region of `byteLength` bytes to write an update into directly, e.g. a request body
+   * read chunk by chunk, then `decodeTensors` over it (its Float32Array views are zero-copy when the
+   * data is 4-byte aligned, which safetensors' 8-byte header padding ensures). Float32Array views
+   * into this region are folded by add/addBatch/finalizeInto and checked by `firstNonFinite` in
+   * place, saving the copy an ordinary buffer needs. Each call returns the same region (moved and
+   * grown when needed): earlier staging views and `sum()` views may be invalidated. In the js
+   * implementation it is a plain reusable buffer with no speed benefit.
+   */
+  staging(byteLength: number): Uint8Array;
   /** Drops the buffers (wasm memory) so they can be collected; any later call throws. */
   dispose(): void;
 }
@@ -58,18 +76,22 @@ export interface RunningSumOptions {
   wasm?: WebAssembly.Module | null;
 }
 
-/** float32 elements per staging slice; must equal the wasm module's SLOT_BYTES / 4. */
-export const SLICE = 16384;
-const SLOT_BYTES = SLICE * 4;
-/** Updates folded per pass over the sum. */
+/**
+ * Elements per sum slice, the unit of blocking and of staging copies: FOLD slots of 64 KiB plus a
+ * 128 KiB sum slice stay in L2. (Tuned on a 2-core Zen 4; 4096..32768 are within noise.)
+ */
+const SLICE = 16384;
+/** Updates folded per pass over a sum slice. */
 const FOLD = 4;
+/** Elements per copy+scan step of the finite check over ordinary buffers (stays in L1). */
+const CHECK_PIECE = 1024;
 const PAGE = 65536;
 
 /**
  * Creates an empty running sum of `length` parameters. With `options.wasm` it instantiates the
- * kernels over a fresh memory sized for the sum plus 256 KiB of staging (8·length + 256 KiB bytes
- * in total); otherwise it allocates one Float64Array. Create one per model and `reset()` it
- * between rounds.
+ * kernels over a fresh memory sized for the sum plus 256 KiB of staging slots (8·length + 256 KiB
+ * bytes, rounded up to 64 KiB pages; `staging()` grows it); otherwise it allocates one
+ * Float64Array. Create one per model and `reset()` it between rounds.
  */
 export function createRunningSum(length: number, options: RunningSumOptions = {}): RunningSum {
   if (!Number.isSafeInteger(length) || length < 0) throw new RangeError(`length must be a non-negative integer, got ${length}`);
@@ -77,14 +99,18 @@ export function createRunningSum(length: number, options: RunningSumOptions = {}
 }
 
 /**
- * Index of the first NaN, +Inf or -Inf in `data`, or -1 when every value is finite. Checks the
- * exponent bits (all ones) over a Uint32 view, so it never allocates more than that view. The
- * `wasm` argument is accepted for symmetry; the JS loop is as fast as staging into wasm memory
- * plus a SIMD scan (see bench/README.md), so it is used in both cases.
+ * Index of the first NaN, +Inf or -Inf in `data`, or -1 when every value is finite.
+ *
+ * Uses the fastest path available: in place when `data` is a view into a running sum's staging
+ * area; otherwise, with `wasm`, a SIMD scan over cache-sized copies (one shared 64 KiB memory per
+ * module); otherwise a JS loop (about a third as fast; see bench/README.md). Allocates no buffers besides that memory, created
+ * once per module (the copy path creates one small subarray view per 4 KiB).
  */
 export function firstNonFinite(data: Float32Array, wasm?: WebAssembly.Module | null): number {
-  void wasm;
-  return firstNonFiniteBits(new Uint32Array(data.buffer, data.byteOffset, data.length));
+  const owner = memories.get(data.buffer);
+  if (owner) return owner.k.first_non_finite(data.byteOffset, data.length);
+  if (wasm) return checkerScan(checkerFor(wasm), data);
+  return jsFirstNonFinite(data);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -112,6 +138,10 @@ function checkState(sum: Float64Array, totalWeight: number, count: number, lengt
   if (!Number.isSafeInteger(count) || count < 0) throw new RangeError(`count must be a non-negative integer, got ${count}`);
 }
 
+function checkStagingLength(byteLength: number): void {
+  if (!Number.isSafeInteger(byteLength) || byteLength < 0) throw new RangeError(`byteLength must be a non-negative integer, got ${byteLength}`);
+}
+
 function invWeight(totalWeight: number): number {
   if (totalWeight === 0) throw new RangeError('cannot finalize a running sum with total weight 0');
   return 1 / totalWeight;
@@ -123,19 +153,21 @@ function sumWeights(total: number, weights: readonly number[]): number {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Hot loops (small top-level functions so the JIT optimizes them on their own)
+// Plain-JS hot loops (small top-level functions so the JIT optimizes each on its own)
 
-/** Exponent bits all ones ⇔ NaN or ±Inf. Branch-free inside 16-value blocks. */
-function firstNonFiniteBits(bits: Uint32Array): number {
-  const n = bits.length;
-  const end16 = n - (n % 16);
+/** x*0 is ±0 for finite x and NaN for NaN/±Inf; a block sum of those is nonzero iff one is bad. */
+function jsFirstNonFinite(a: Float32Array): number {
+  const n = a.length;
+  const end8 = n - (n % 8);
   let i = 0;
-  for (; i < end16; i += 16) {
-    let flag = 0;
-    for (let j = i; j < i + 16; j++) flag |= ((bits[j]! & 0x7f800000) + 0x00800000) | 0;
-    if (flag < 0) break;
+  for (; i < end8; i += 8) {
+    const z = a[i]! * 0 + a[i + 1]! * 0 + a[i + 2]! * 0 + a[i + 3]! * 0 + a[i + 4]! * 0 + a[i + 5]! * 0 + a[i + 6]! * 0 + a[i + 7]! * 0;
+    if (z !== 0) break;
   }
-  for (; i < n; i++) if ((bits[i]! & 0x7f800000) === 0x7f800000) return i;
+  for (; i < n; i++) {
+    const x = a[i]!;
+    if (x - x !== 0) return i;
+  }
   return -1;
 }
 
@@ -158,20 +190,18 @@ function jsAcc4(
   for (let i = b; i < e; i++) s[i] = s[i]! + w0 * u0[i]! + w1 * u1[i]! + w2 * u2[i]! + w3 * u3[i]!;
 }
 
-/** Blocked batch: slice outer (the sum slice stays in cache), groups of four inner. */
-function jsAddBatch(s: Float64Array, updates: readonly Float32Array[], weights: readonly number[]): void {
+/** Blocked batch: sum slices outer (each stays in cache), groups of four updates inner. */
+function jsAddBatch(s: Float64Array, us: readonly Float32Array[], ws: readonly number[]): void {
   const n = s.length;
-  const m = updates.length;
+  const m = us.length;
   for (let b = 0; b < n; b += SLICE) {
     const e = b + SLICE < n ? b + SLICE : n;
     let g = 0;
-    for (; g + FOLD <= m; g += FOLD) {
-      jsAcc4(s, updates[g]!, updates[g + 1]!, updates[g + 2]!, updates[g + 3]!, weights[g]!, weights[g + 1]!, weights[g + 2]!, weights[g + 3]!, b, e);
-    }
+    for (; g + FOLD <= m; g += FOLD) jsAcc4(s, us[g]!, us[g + 1]!, us[g + 2]!, us[g + 3]!, ws[g]!, ws[g + 1]!, ws[g + 2]!, ws[g + 3]!, b, e);
     const r = m - g;
-    if (r === 3) jsAcc3(s, updates[g]!, updates[g + 1]!, updates[g + 2]!, weights[g]!, weights[g + 1]!, weights[g + 2]!, b, e);
-    else if (r === 2) jsAcc2(s, updates[g]!, updates[g + 1]!, weights[g]!, weights[g + 1]!, b, e);
-    else if (r === 1) jsAcc1(s, updates[g]!, weights[g]!, b, e);
+    if (r === 3) jsAcc3(s, us[g]!, us[g + 1]!, us[g + 2]!, ws[g]!, ws[g + 1]!, ws[g + 2]!, b, e);
+    else if (r === 2) jsAcc2(s, us[g]!, us[g + 1]!, ws[g]!, ws[g + 1]!, b, e);
+    else if (r === 1) jsAcc1(s, us[g]!, ws[g]!, b, e);
   }
 }
 
@@ -194,6 +224,7 @@ class JsRunningSum implements RunningSum {
   totalWeight = 0;
   count = 0;
   private s: Float64Array;
+  private stage = new Uint8Array(0);
 
   constructor(length: number) {
     this.length = length;
@@ -245,8 +276,15 @@ class JsRunningSum implements RunningSum {
     this.count = 0;
   }
 
+  staging(byteLength: number): Uint8Array {
+    checkStagingLength(byteLength);
+    if (this.stage.length < byteLength) this.stage = new Uint8Array(Math.ceil(byteLength / PAGE) * PAGE);
+    return this.stage.subarray(0, byteLength);
+  }
+
   dispose(): void {
     this.s = new Float64Array(0);
+    this.stage = new Uint8Array(0);
     disposed(this);
   }
 }
@@ -255,70 +293,108 @@ class JsRunningSum implements RunningSum {
 // WebAssembly SIMD
 
 interface Kernels {
-  acc1(s: number, u: number, n: number, w0: number): void;
-  acc2(s: number, u: number, n: number, w0: number, w1: number): void;
-  acc3(s: number, u: number, n: number, w0: number, w1: number, w2: number): void;
-  acc4(s: number, u: number, n: number, w0: number, w1: number, w2: number, w3: number): void;
+  acc1(s: number, p0: number, n: number, w0: number): void;
+  acc2(s: number, p0: number, p1: number, n: number, w0: number, w1: number): void;
+  acc3(s: number, p0: number, p1: number, p2: number, n: number, w0: number, w1: number, w2: number): void;
+  acc4(s: number, p0: number, p1: number, p2: number, p3: number, n: number, w0: number, w1: number, w2: number, w3: number): void;
   first_non_finite(p: number, n: number): number;
   finalize(out: number, base: number, s: number, n: number, invW: number): void;
 }
 
-/** Instantiates the kernels over a new memory of at least `bytes` bytes. */
-function instantiate(module: WebAssembly.Module, bytes: number): { memory: WebAssembly.Memory; k: Kernels } {
-  const pages = Math.max(1, Math.ceil(bytes / PAGE));
-  if (pages > 65536) throw new RangeError(`a running sum of ${bytes} bytes exceeds the 4 GiB wasm memory limit`);
-  const memory = new WebAssembly.Memory({ initial: pages });
-  const instance = new WebAssembly.Instance(module, { env: { memory } });
-  const ex = instance.exports as Record<string, unknown>;
-  const slot = ex.SLOT_BYTES as WebAssembly.Global | undefined;
-  if (!slot || slot.value !== SLOT_BYTES || typeof ex.acc4 !== 'function' || typeof ex.finalize !== 'function') {
-    throw new TypeError('the wasm module is not a compatible accumulate.wasm (rebuild it with npm run build:wasm)');
-  }
-  return { memory, k: ex as unknown as Kernels };
+/** The memory and views a wasm running sum works on; replaced wholesale when the memory grows. */
+interface Heap {
+  k: Kernels;
+  buffer: ArrayBuffer;
+  f32: Float32Array;
+  /** Byte range of the staging area: views into it are read in place. */
+  stageBegin: number;
+  stageEnd: number;
 }
 
-/** add(): stage each slice of the update, fold it into the sum slice. */
-function wasmAdd(k: Kernels, heap: Float32Array, scratch: number, u: Float32Array, w: number, n: number): void {
-  const slot = scratch >>> 2;
+/** Live wasm buffers → their kernels, so firstNonFinite can scan staged views in place. */
+const memories = new WeakMap<ArrayBufferLike, Heap>();
+
+function kernelsOf(instance: WebAssembly.Instance): Kernels {
+  const ex = instance.exports as Record<string, unknown>;
+  for (const name of ['acc1', 'acc2', 'acc3', 'acc4', 'first_non_finite', 'finalize']) {
+    if (typeof ex[name] !== 'function') throw new TypeError(`the wasm module is not accumulate.wasm (no export ${name}); rebuild it with npm run build:wasm`);
+  }
+  return ex as unknown as Kernels;
+}
+
+function pagesFor(bytes: number): number {
+  const pages = Math.max(1, Math.ceil(bytes / PAGE));
+  if (pages > 65536) throw new RangeError(`${bytes} bytes exceed the 4 GiB wasm memory limit`);
+  return pages;
+}
+
+/**
+ * Byte offset of the data for elements [b, e) of `u`: in place when `u` is a view into the staging
+ * area (checked by checkOwnView beforehand), otherwise after copying them into the slot at byte
+ * offset `slotPtr` (a 64 KiB copy that stays in cache for the kernel call that follows).
+ */
+function place(h: Heap, u: Float32Array, slotPtr: number, b: number, e: number): number {
+  if (u.buffer === h.buffer) return u.byteOffset + b * 4;
+  h.f32.set(u.subarray(b, e), slotPtr >>> 2);
+  return slotPtr;
+}
+
+/** Views into the running sum's own memory must lie in the staging area (checked before any work). */
+function checkOwnView(h: Heap, u: Float32Array): void {
+  if (u.buffer === h.buffer && (u.byteOffset < h.stageBegin || u.byteOffset + u.byteLength > h.stageEnd)) {
+    throw new RangeError("a view into the running sum's own memory must lie inside its staging area");
+  }
+}
+
+function wasmAdd(h: Heap, slots: number, u: Float32Array, w: number, n: number): void {
+  const k = h.k;
   for (let b = 0; b < n; b += SLICE) {
     const e = b + SLICE < n ? b + SLICE : n;
-    heap.set(u.subarray(b, e), slot);
-    k.acc1(b * 8, scratch, e - b, w);
+    k.acc1(b * 8, place(h, u, slots, b, e), e - b, w);
   }
 }
 
-/** addBatch(): slice outer so the float64 sum slice stays in cache; up to four updates per pass. */
-function wasmAddBatch(k: Kernels, heap: Float32Array, scratch: number, us: readonly Float32Array[], ws: readonly number[], n: number): void {
-  const slot = scratch >>> 2;
+function wasmAddBatch(h: Heap, slots: number, us: readonly Float32Array[], ws: readonly number[], n: number): void {
+  const k = h.k;
   const m = us.length;
+  const slot = SLICE * 4;
   for (let b = 0; b < n; b += SLICE) {
     const e = b + SLICE < n ? b + SLICE : n;
     const len = e - b;
     const s = b * 8;
     let g = 0;
     for (; g + FOLD <= m; g += FOLD) {
-      heap.set(us[g]!.subarray(b, e), slot);
-      heap.set(us[g + 1]!.subarray(b, e), slot + SLICE);
-      heap.set(us[g + 2]!.subarray(b, e), slot + 2 * SLICE);
-      heap.set(us[g + 3]!.subarray(b, e), slot + 3 * SLICE);
-      k.acc4(s, scratch, len, ws[g]!, ws[g + 1]!, ws[g + 2]!, ws[g + 3]!);
+      const p0 = place(h, us[g]!, slots, b, e);
+      const p1 = place(h, us[g + 1]!, slots + slot, b, e);
+      const p2 = place(h, us[g + 2]!, slots + 2 * slot, b, e);
+      const p3 = place(h, us[g + 3]!, slots + 3 * slot, b, e);
+      k.acc4(s, p0, p1, p2, p3, len, ws[g]!, ws[g + 1]!, ws[g + 2]!, ws[g + 3]!);
     }
     const r = m - g;
-    for (let j = 0; j < r; j++) heap.set(us[g + j]!.subarray(b, e), slot + j * SLICE);
-    if (r === 3) k.acc3(s, scratch, len, ws[g]!, ws[g + 1]!, ws[g + 2]!);
-    else if (r === 2) k.acc2(s, scratch, len, ws[g]!, ws[g + 1]!);
-    else if (r === 1) k.acc1(s, scratch, len, ws[g]!);
+    if (r === 3) {
+      const p0 = place(h, us[g]!, slots, b, e);
+      const p1 = place(h, us[g + 1]!, slots + slot, b, e);
+      const p2 = place(h, us[g + 2]!, slots + 2 * slot, b, e);
+      k.acc3(s, p0, p1, p2, len, ws[g]!, ws[g + 1]!, ws[g + 2]!);
+    } else if (r === 2) {
+      const p0 = place(h, us[g]!, slots, b, e);
+      const p1 = place(h, us[g + 1]!, slots + slot, b, e);
+      k.acc2(s, p0, p1, len, ws[g]!, ws[g + 1]!);
+    } else if (r === 1) {
+      k.acc1(s, place(h, us[g]!, slots, b, e), len, ws[g]!);
+    }
   }
 }
 
-function wasmFinalize(k: Kernels, heap: Float32Array, scratch: number, base: Float32Array, out: Float32Array, invW: number, n: number): void {
-  const slot = scratch >>> 2;
-  const staged = heap.subarray(slot, slot + SLICE);
+function wasmFinalize(h: Heap, slots: number, base: Float32Array, out: Float32Array, invW: number, n: number): void {
+  const outInPlace = out.buffer === h.buffer;
+  const staged = h.f32.subarray(slots >>> 2, (slots >>> 2) + SLICE);
   for (let b = 0; b < n; b += SLICE) {
     const e = b + SLICE < n ? b + SLICE : n;
-    heap.set(base.subarray(b, e), slot);
-    k.finalize(scratch, scratch, b * 8, e - b, invW);
-    out.set(e - b === SLICE ? staged : staged.subarray(0, e - b), b);
+    const bp = place(h, base, slots, b, e);
+    const op = outInPlace ? out.byteOffset + b * 4 : slots;
+    h.k.finalize(op, bp, b * 8, e - b, invW);
+    if (!outInPlace) out.set(e - b === SLICE ? staged : staged.subarray(0, e - b), b);
   }
 }
 
@@ -327,35 +403,45 @@ class WasmRunningSum implements RunningSum {
   readonly implementation = 'wasm' as const;
   totalWeight = 0;
   count = 0;
-  private k: Kernels;
-  private memory: WebAssembly.Memory | null;
-  private heap: Float32Array;
+  private memory: WebAssembly.Memory;
+  private h: Heap;
   private s: Float64Array;
-  /** Byte offset of the four staging slots (after the sum, 64-byte aligned). */
-  private readonly scratch: number;
+  /** Byte offset of the FOLD staging slots (after the sum, 64-byte aligned). */
+  private readonly slots: number;
 
   constructor(length: number, module: WebAssembly.Module) {
     this.length = length;
-    this.scratch = Math.ceil((length * 8) / 64) * 64;
-    const { memory, k } = instantiate(module, this.scratch + FOLD * SLOT_BYTES);
-    this.k = k;
-    this.memory = memory;
-    // The memory never grows after this, so these views stay attached.
-    this.heap = new Float32Array(memory.buffer);
-    this.s = new Float64Array(memory.buffer, 0, length);
+    this.slots = Math.ceil((length * 8) / 64) * 64;
+    const stageBegin = this.slots + FOLD * SLICE * 4;
+    this.memory = new WebAssembly.Memory({ initial: pagesFor(stageBegin) });
+    const k = kernelsOf(new WebAssembly.Instance(module, { env: { memory: this.memory } }));
+    this.h = { k, buffer: this.memory.buffer, f32: new Float32Array(0), stageBegin, stageEnd: stageBegin };
+    this.s = this.attach();
+  }
+
+  /** (Re)creates the views after construction or growth; the memory is never shrunk or grown elsewhere. */
+  private attach(): Float64Array {
+    const buffer = this.memory.buffer;
+    this.h.buffer = buffer;
+    this.h.f32 = new Float32Array(buffer);
+    this.h.stageEnd = buffer.byteLength;
+    memories.set(buffer, this.h);
+    return new Float64Array(buffer, 0, this.length);
   }
 
   add(update: Float32Array, weight: number): void {
     checkUpdate(update, this.length);
     checkWeight(weight);
-    wasmAdd(this.k, this.heap, this.scratch, update, weight, this.length);
+    checkOwnView(this.h, update);
+    wasmAdd(this.h, this.slots, update, weight, this.length);
     this.totalWeight += weight;
     this.count += 1;
   }
 
   addBatch(updates: readonly Float32Array[], weights: readonly number[]): void {
     checkBatch(updates, weights, this.length);
-    wasmAddBatch(this.k, this.heap, this.scratch, updates, weights, this.length);
+    for (const u of updates) checkOwnView(this.h, u);
+    wasmAddBatch(this.h, this.slots, updates, weights, this.length);
     this.totalWeight = sumWeights(this.totalWeight, weights);
     this.count += updates.length;
   }
@@ -381,7 +467,9 @@ class WasmRunningSum implements RunningSum {
   finalizeInto(base: Float32Array, out: Float32Array): void {
     checkUpdate(base, this.length);
     checkUpdate(out, this.length);
-    wasmFinalize(this.k, this.heap, this.scratch, base, out, invWeight(this.totalWeight), this.length);
+    checkOwnView(this.h, base);
+    checkOwnView(this.h, out);
+    wasmFinalize(this.h, this.slots, base, out, invWeight(this.totalWeight), this.length);
   }
 
   reset(): void {
@@ -390,10 +478,21 @@ class WasmRunningSum implements RunningSum {
     this.count = 0;
   }
 
+  staging(byteLength: number): Uint8Array {
+    checkStagingLength(byteLength);
+    const need = this.h.stageBegin + byteLength;
+    const have = this.memory.buffer.byteLength;
+    if (need > have) {
+      this.memory.grow(pagesFor(need) - have / PAGE);
+      this.s = this.attach();
+    }
+    return new Uint8Array(this.h.buffer, this.h.stageBegin, byteLength);
+  }
+
   dispose(): void {
-    this.memory = null;
-    this.heap = new Float32Array(0);
+    memories.delete(this.h.buffer);
     this.s = new Float64Array(0);
+    this.h = { k: this.h.k, buffer: new ArrayBuffer(0), f32: new Float32Array(0), stageBegin: 0, stageEnd: 0 };
     disposed(this);
   }
 }
@@ -403,7 +502,38 @@ function disposed(target: RunningSum): void {
   const fail = (): never => {
     throw new Error('running sum was disposed');
   };
-  for (const name of ['add', 'addBatch', 'sum', 'load', 'merge', 'finalizeInto', 'reset', 'dispose'] as const) {
+  for (const name of ['add', 'addBatch', 'sum', 'load', 'merge', 'finalizeInto', 'reset', 'staging', 'dispose'] as const) {
     Object.defineProperty(target, name, { value: fail });
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Finite check over ordinary buffers with the wasm kernel: one small memory per module
+
+interface Checker {
+  k: Kernels;
+  f32: Float32Array;
+}
+
+const checkers = new WeakMap<WebAssembly.Module, Checker>();
+
+function checkerFor(module: WebAssembly.Module): Checker {
+  let c = checkers.get(module);
+  if (!c) {
+    const memory = new WebAssembly.Memory({ initial: 1 });
+    c = { k: kernelsOf(new WebAssembly.Instance(module, { env: { memory } })), f32: new Float32Array(memory.buffer, 0, CHECK_PIECE) };
+    checkers.set(module, c);
+  }
+  return c;
+}
+
+function checkerScan(c: Checker, data: Float32Array): number {
+  const n = data.length;
+  for (let b = 0; b < n; b += CHECK_PIECE) {
+    const e = b + CHECK_PIECE < n ? b + CHECK_PIECE : n;
+    c.f32.set(data.subarray(b, e));
+    const i = c.k.first_non_finite(0, e - b);
+    if (i >= 0) return b + i;
+  }
+  return -1;
 }
