@@ -180,3 +180,25 @@ describe('publishing after a crash', () => {
     });
   }
 });
+
+describe('a failed group commit', () => {
+  it('acknowledges nothing, leaves no trace, and the retry is accepted and counted once', async () => {
+    const { id } = await createTask({ clientsPerRound: 2 });
+    const [a, b] = await joinAll(id, 2);
+    const ups = [{ delta: randomDelta(41), n: 3 }, { delta: randomDelta(42), n: 9 }];
+    await runInDurableObject(stubOf(id), (o: TaskAggregator) => {
+      o.commitFault = true;
+    });
+    const body = encodeUpdate(ups[0]!.delta, { baseVersion: 0, numExamples: 3 });
+    const failed = await submit(id, a!, 1, body);
+    expect([failed.status, failed.body.error.code]).toEqual([500, 'internal_error']);
+    const live = await (await api(`/tasks/${id}`, { headers: ADMIN })).json<any>();
+    expect(live.currentRound).toMatchObject({ accepted: 0 });
+    const ledger = await runInDurableObject(stubOf(id), async (_o: TaskAggregator, state) => state.storage.sql.exec<{ n: number }>('SELECT count(*) AS n FROM ledger').one().n);
+    expect(ledger).toBe(0);
+    expect((await submit(id, a!, 1, body)).status).toBe(200);
+    expect((await submit(id, b!, 1, encodeUpdate(ups[1]!.delta, { baseVersion: 0, numExamples: 9 }))).status).toBe(200);
+    await runDurableObjectAlarm(stubOf(id));
+    expect(maxAbsDiff(await downloadWeights(id, 1), fedavgReference(initialWeights(), ups))).toBeLessThanOrEqual(1e-6);
+  });
+});

@@ -1,6 +1,6 @@
 /** @module Helpers for the in-runtime tests: a tiny model, tasks, clients, updates, all over real HTTP routes. */
 import { env, SELF } from 'cloudflare:test';
-import { decodeTensors, encodeTensors, type WireTensor } from '../../client-sdk/src/protocol/safetensors.ts';
+import { concatTensors, decodeTensors, encodeTensors, splitFlat, type WireTensor } from '../../client-sdk/src/protocol/safetensors.ts';
 import { UPDATE_META } from '../../client-sdk/src/protocol/messages.ts';
 
 export const ADMIN = { authorization: 'Bearer test-admin-token' };
@@ -24,13 +24,7 @@ export function initialWeights(): Float32Array {
 }
 
 export function split(flat: Float32Array): WireTensor[] {
-  let pos = 0;
-  return TENSORS.map((t) => {
-    const n = t.shape.reduce((a, b) => a * b, 1);
-    const data = flat.slice(pos, pos + n);
-    pos += n;
-    return { name: t.name, shape: [...t.shape], data };
-  });
+  return splitFlat(TENSORS, flat);
 }
 
 export function base64(bytes: Uint8Array): string {
@@ -102,14 +96,7 @@ export async function submit(taskId: string, client: Client, round: number, body
 export async function downloadWeights(taskId: string, version: number, auth: Record<string, string> = ADMIN): Promise<Float32Array> {
   const res = await api(`/tasks/${taskId}/models/${version}/weights`, { headers: auth });
   if (res.status !== 200) throw new Error(`weights: ${res.status} ${await res.text()}`);
-  const { tensors } = decodeTensors(await res.arrayBuffer());
-  const out = new Float32Array(NUM_PARAMS);
-  let pos = 0;
-  for (const t of tensors) {
-    out.set(t.data, pos);
-    pos += t.data.length;
-  }
-  return out;
+  return concatTensors(decodeTensors(await res.arrayBuffer()).tensors);
 }
 
 export function stubOf(taskId: string) {

@@ -2,17 +2,18 @@
  * @module The master aggregator: one Durable Object per task, SQLite storage.
  *
  * It owns the round state machine, the assignments, the exactly-once ledger, the running sum and
- * the deadline alarm. Durability: each accepted update's Δ is written, with its ledger row and the
- * new round state, in one SQLite transaction before it is acknowledged; every
- * CHECKPOINT_EVERY accepted updates the in-memory float64 sum is checkpointed and the updates it
- * covers are deleted. After an eviction or crash the sum is rebuilt from the checkpoint plus the
- * updates after it, in acceptance order, which gives the same bits as before. (Rewriting the whole
- * sum on every update measured at half the ingest rate; see the README's architecture section.)
+ * the deadline alarm. Durability is a group commit: accepted updates are folded into the in-memory
+ * float64 sum at once and acknowledged only when the transaction holding their ledger rows commits.
+ * A batch of one stores its Δ (≤ 1 MiB chunks); a batch of several, or every CHECKPOINT_EVERY
+ * stored updates, writes a checkpoint of the sum instead and drops the updates it covers, so under
+ * load the storage written per update falls below the update's own size. After an eviction or
+ * crash the sum is rebuilt from the checkpoint plus the stored updates after it, in acceptance
+ * order: the same bits as before. A failed commit acknowledges nothing and rebuilds from storage.
  */
 import { DurableObject } from 'cloudflare:workers';
 import type { ErrorCode } from '../../../client-sdk/src/protocol/codes.ts';
 import type { CheckInResponse, TrainingPlan, UpdateAck } from '../../../client-sdk/src/protocol/messages.ts';
-import { decodeTensors } from '../../../client-sdk/src/protocol/safetensors.ts';
+import { concatTensors, decodeTensors } from '../../../client-sdk/src/protocol/safetensors.ts';
 import { database, recordRound, type NewParticipant } from '../db/store.ts';
 import { createRunningSum, firstNonFinite, type RunningSum } from '../kernels/running-sum.ts';
 import { accumulateWasm } from '../kernels/wasm-worker.ts';
@@ -20,10 +21,13 @@ import { putWeights, sha256Hex } from '../storage/weights.ts';
 import * as machine from './round-machine.ts';
 import type { RoundState } from './round-machine.ts';
 import { maxUpdateBytes, type TaskSpec } from './task-spec.ts';
+import { readCapped } from './read-body.ts';
 import { validateUpdate } from './update-validation.ts';
 
 /** Checkpoint the running sum after this many accepted updates. */
 export const CHECKPOINT_EVERY = 16;
+/** How long the first accept of a batch waits for others to join its commit. */
+const GROUP_COMMIT_DELAY_MS = 25;
 /** SQLite values must stay under 2 MB; weights are stored in chunks of this many bytes. */
 const CHUNK_BYTES = 1024 * 1024;
 /** Keep ledger rows of this many past rounds, so a retry whose ack was lost still gets it. */
@@ -69,13 +73,28 @@ interface Checkpoint {
 /** Fault injection for tests: throw after the named publish step, as a crash there would. */
 export type PublishFault = 'after_blob' | 'after_d1' | null;
 
+/** An accepted update waiting for the group commit that makes it durable. */
+interface PendingAccept {
+  ack: UpdateAck;
+  metrics: Record<string, number> | null;
+  delta: Float32Array;
+  durable: Promise<void>;
+  resolve: () => void;
+  reject: (e: unknown) => void;
+}
+
 export class TaskAggregator extends DurableObject<Env> {
   private readonly sql: SqlStorage;
   private meta: Meta | null = null;
   private acc: RunningSum | null = null;
   private accRound = -1;
+  /** Accepted (summed in memory) but not yet committed; acknowledged when their commit lands. */
+  private pending: PendingAccept[] = [];
+  private flushScheduled = false;
   /** Set by tests only. */
   publishFault: PublishFault = null;
+  /** Set by tests only: the next group commit of accepted updates fails inside its transaction. */
+  commitFault = false;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -106,18 +125,73 @@ export class TaskAggregator extends DurableObject<Env> {
     return row ? (JSON.parse(row.value) as Meta) : null;
   }
 
-  private writeMeta(meta: Meta): void {
-    this.sql.exec(`INSERT OR REPLACE INTO meta (key, value) VALUES ('task', ?)`, JSON.stringify(meta));
-    this.meta = meta;
+  /**
+   * Persists `this.meta` together with every pending accept (ledger rows, and their Δ or a
+   * checkpoint of the sum) and whatever `extra` writes, in one transaction; then acknowledges the
+   * pending accepts. Every write of the task's state goes through here, so the stored round state
+   * never counts an update whose ledger row is not stored with it.
+   */
+  private commit(extra?: () => void): void {
+    const batch = this.pending;
+    this.pending = [];
+    try {
+      this.ctx.storage.transactionSync(() => {
+        if (batch.length > 0) this.persistAccepts(batch);
+        extra?.();
+        this.sql.exec(`INSERT OR REPLACE INTO meta (key, value) VALUES ('task', ?)`, JSON.stringify(this.meta));
+      });
+    } catch (e) {
+      // Nothing of this batch is durable: forget the in-memory progress, rebuild from storage.
+      this.meta = this.readMeta();
+      this.acc = null;
+      for (const p of batch) p.reject(e);
+      throw e;
+    }
+    for (const p of batch) p.resolve();
+  }
+
+  private persistAccepts(batch: PendingAccept[]): void {
+    if (this.commitFault) {
+      this.commitFault = false;
+      throw new Error('injected fault in the group commit');
+    }
+    for (const { ack, metrics } of batch) {
+      this.sql.exec(
+        `INSERT INTO ledger (round, client_id, seq, body_sha256, num_examples, metrics, ack, accepted_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+        ack.round, ack.clientId, ack.seq, ack.bodySha256, ack.numExamples, metrics ? JSON.stringify(metrics) : null, JSON.stringify(ack), ack.acceptedAt,
+      );
+    }
+    const round = batch[0]!.ack.round;
+    const stored = this.sql.exec<{ n: number }>(`SELECT count(DISTINCT seq) AS n FROM update_chunks WHERE round = ?`, round).one().n;
+    if (batch.length === 1 && stored + 1 < CHECKPOINT_EVERY) {
+      const { ack, delta } = batch[0]!;
+      const bytes = new Uint8Array(delta.buffer, delta.byteOffset, delta.byteLength);
+      forEachChunk(bytes, (chunk, idx) => this.sql.exec(`INSERT INTO update_chunks (round, seq, idx, data) VALUES (?, ?, ?, ?)`, round, ack.seq, idx, chunk));
+    } else {
+      this.writeCheckpoint(round, batch[batch.length - 1]!.ack.seq, this.acc!);
+    }
+  }
+
+  /** Commits pending accepts soon, batching those that arrive meanwhile. */
+  private scheduleFlush(): void {
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    setTimeout(() => {
+      this.flushScheduled = false;
+      if (this.pending.length === 0) return;
+      try {
+        this.commit();
+      } catch (e) {
+        console.error('group commit failed; its updates were not acknowledged:', e);
+      }
+    }, GROUP_COMMIT_DELAY_MS);
   }
 
   /** Creates the task's first round on version 0. Idempotent: a second call changes nothing. */
   async init(args: InitArgs): Promise<void> {
     if (this.meta) return;
-    const now = Date.now();
-    this.ctx.storage.transactionSync(() => {
-      this.writeMeta({ spec: args.spec, plan: args.plan, state: machine.openRound(1, 0, now), latestVersion: 0, latestKey: args.version0.key });
-    });
+    this.meta = { spec: args.spec, plan: args.plan, state: machine.openRound(1, 0, Date.now()), latestVersion: 0, latestKey: args.version0.key };
+    this.commit();
   }
 
   /** Pace steering: an assignment to the open round, or when to come back. */
@@ -141,10 +215,8 @@ export class TaskAggregator extends DurableObject<Env> {
     const decision = machine.assign(state, spec.rules, now);
     if (decision.kind === 'wait') return { status: 'retry_later', taskId, retryAfterSeconds: retrySeconds(decision.retryAfterMs), reason: decision.reason };
     const next = decision.state;
-    this.ctx.storage.transactionSync(() => {
-      this.sql.exec(`INSERT INTO assignments (round, client_id, assigned_at) VALUES (?, ?, ?)`, next.round, clientId, now);
-      this.writeMeta({ ...meta, state: next });
-    });
+    this.meta = { ...meta, state: next };
+    this.commit(() => this.sql.exec(`INSERT INTO assignments (round, client_id, assigned_at) VALUES (?, ?, ?)`, next.round, clientId, now));
     if (state.deadlineAt === null) await this.scheduleAlarm();
     return { status: 'assigned', taskId, round: next.round, baseVersion: next.baseVersion, deadlineAt: next.deadlineAt!, plan };
   }
@@ -153,10 +225,14 @@ export class TaskAggregator extends DurableObject<Env> {
    * Ingests one update body. Acknowledged only after the Δ, the ledger row and the new round
    * state are committed together; any rejection leaves the sum, ledger and versions untouched.
    */
-  async submit(clientId: string, round: number, body: ArrayBuffer): Promise<SubmitResult> {
-    if (!this.meta) return fail('task_not_found', 'no such task');
+  async submit(clientId: string, round: number, stream: ReadableStream<Uint8Array>, declaredLength: number | null): Promise<SubmitResult> {
+    if (!this.meta) {
+      await stream.cancel();
+      return fail('task_not_found', 'no such task');
+    }
     const cap = maxUpdateBytes(this.meta.spec);
-    if (body.byteLength > cap) return this.reject(round, 'payload_too_large', `update is ${body.byteLength} bytes; the cap for this task is ${cap}`);
+    const body = await readCapped(stream, cap, declaredLength);
+    if (!body) return this.reject(round, 'payload_too_large', `update exceeds the cap for this task (${cap} bytes)`);
     await this.recoverIfStuck();
     const bodySha256 = await sha256Hex(body);
     // No await from here to the commit: concurrent submits interleave only at awaits, so the
@@ -165,9 +241,13 @@ export class TaskAggregator extends DurableObject<Env> {
     const { state, spec } = meta;
     if (round > state.round || round < 1) return fail('round_not_found', `round ${round} does not exist (the current round is ${state.round})`);
     const prior = this.sql.exec<{ body_sha256: string; ack: string }>(`SELECT body_sha256, ack FROM ledger WHERE round = ? AND client_id = ?`, round, clientId).toArray()[0];
-    if (prior) {
-      if (prior.body_sha256 === bodySha256) return { ok: true, ack: JSON.parse(prior.ack) as UpdateAck, replay: true };
-      return this.reject(round, 'duplicate_conflict', `an update from this client for round ${round} was already accepted with different content`);
+    const inFlight = this.pending.find((p) => p.ack.round === round && p.ack.clientId === clientId);
+    if (prior || inFlight) {
+      if ((prior?.body_sha256 ?? inFlight!.ack.bodySha256) !== bodySha256) {
+        return this.reject(round, 'duplicate_conflict', `an update from this client for round ${round} was already accepted with different content`);
+      }
+      if (inFlight) await inFlight.durable;
+      return { ok: true, ack: inFlight?.ack ?? (JSON.parse(prior!.ack) as UpdateAck), replay: true };
     }
     if (round < state.round || state.status !== 'open') {
       return fail('round_closed', `round ${round} is ${round < state.round ? 'over' : state.status}; it accepts no more updates`);
@@ -182,25 +262,17 @@ export class TaskAggregator extends DurableObject<Env> {
     const seq = state.accepted + 1;
     const ack: UpdateAck = { taskId: spec.taskId, round, clientId, seq, numExamples: valid.numExamples, bodySha256, acceptedAt: now };
     const next = machine.accept(state, spec.rules);
-    const acc = this.accumulator();
-    this.ctx.storage.transactionSync(() => {
-      this.sql.exec(
-        `INSERT INTO ledger (round, client_id, seq, body_sha256, num_examples, metrics, ack, accepted_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-        round, clientId, seq, bodySha256, valid.numExamples, valid.metrics ? JSON.stringify(valid.metrics) : null, JSON.stringify(ack), now,
-      );
-      const bytes = new Uint8Array(valid.delta.buffer, valid.delta.byteOffset, valid.delta.byteLength);
-      forEachChunk(bytes, (chunk, idx) => this.sql.exec(`INSERT INTO update_chunks (round, seq, idx, data) VALUES (?, ?, ?, ?)`, round, seq, idx, chunk));
-      this.writeMeta({ ...meta, state: next });
-    });
-    // Committed: now fold it into the in-memory sum (rebuilt from storage if the object restarts).
-    try {
-      acc.add(valid.delta, valid.numExamples);
-    } catch (e) {
-      this.acc = null; // rebuilt from storage on the next use, where the update already is
-      throw e;
-    }
+    // The sum must be current (rebuilt from storage if needed) before this update joins it.
+    this.accumulator().add(valid.delta, valid.numExamples);
+    this.meta = { ...meta, state: next };
+    let resolve!: () => void;
+    let reject!: (e: unknown) => void;
+    const durable = new Promise<void>((res, rej) => ((resolve = res), (reject = rej)));
+    durable.catch(() => {}); // a failed commit is reported by the await below, not as unhandled
+    this.pending.push({ ack, metrics: valid.metrics, delta: valid.delta, durable, resolve, reject });
+    this.scheduleFlush();
+    await durable; // the acknowledgement waits for the commit
     if (next.status === 'closing') await this.scheduleAlarm();
-    else if (seq % CHECKPOINT_EVERY === 0) this.checkpoint(round, seq, acc);
     return { ok: true, ack, replay: false };
   }
 
@@ -220,11 +292,15 @@ export class TaskAggregator extends DurableObject<Env> {
 
   /** Deadline or close: applies the deadline, then publishes or abandons. Safe to run any number of times. */
   override async alarm(): Promise<void> {
+    if (!this.meta) return;
+    if (this.pending.length > 0) this.commit(); // the round's result counts exactly what is durable
     const meta = this.meta;
-    if (!meta) return;
     const now = Date.now();
     const state = machine.applyDeadline(meta.state, meta.spec.rules, now);
-    if (state !== meta.state) this.ctx.storage.transactionSync(() => this.writeMeta({ ...meta, state }));
+    if (state !== meta.state) {
+      this.meta = { ...meta, state };
+      this.commit();
+    }
     if (state.status === 'closing') await this.publish();
     else if (state.status === 'abandoned') await this.abandon();
     await this.scheduleAlarm();
@@ -237,13 +313,7 @@ export class TaskAggregator extends DurableObject<Env> {
     const version = meta.latestVersion + 1;
     const baseObject = await this.env.MODELS.get(meta.latestKey);
     if (!baseObject) throw new Error(`base weights ${meta.latestKey} missing from R2`);
-    const baseTensors = decodeTensors(await baseObject.arrayBuffer()).tensors;
-    const base = new Float32Array(spec.numParams);
-    let pos = 0;
-    for (const t of baseTensors) {
-      base.set(t.data, pos);
-      pos += t.data.length;
-    }
+    const base = concatTensors(decodeTensors(await baseObject.arrayBuffer()).tensors);
     const next = new Float32Array(spec.numParams);
     acc.finalizeInto(base, next);
 
@@ -274,10 +344,8 @@ export class TaskAggregator extends DurableObject<Env> {
     const current = this.meta!;
     if (current.state.round !== state.round || current.state.status !== 'closing') throw new Error(`round ${state.round} changed while it was being published`);
     const closed = machine.published(current.state, now);
-    this.ctx.storage.transactionSync(() => {
-      this.clearRound(state.round);
-      this.writeMeta({ ...current, latestVersion: version, latestKey: blob.key, state: machine.openRound(closed.round + 1, version, now) });
-    });
+    this.meta = { ...current, latestVersion: version, latestKey: blob.key, state: machine.openRound(closed.round + 1, version, now) };
+    this.commit(() => this.clearRound(state.round));
     this.acc = null;
   }
 
@@ -298,10 +366,8 @@ export class TaskAggregator extends DurableObject<Env> {
       [],
       null,
     );
-    this.ctx.storage.transactionSync(() => {
-      this.clearRound(state.round);
-      this.writeMeta({ ...this.meta!, state: machine.openRound(state.round + 1, state.baseVersion, now) });
-    });
+    this.meta = { ...this.meta!, state: machine.openRound(state.round + 1, state.baseVersion, now) };
+    this.commit(() => this.clearRound(state.round));
     this.acc = null;
   }
 
@@ -373,16 +439,15 @@ export class TaskAggregator extends DurableObject<Env> {
     return acc;
   }
 
-  private checkpoint(round: number, seq: number, acc: RunningSum): void {
+  /** Inside a transaction: replaces the checkpoint with the current sum (covering updates ≤ seq). */
+  private writeCheckpoint(round: number, seq: number, acc: RunningSum): void {
     const s = acc.sum();
     const bytes = new Uint8Array(s.buffer, s.byteOffset, s.byteLength);
-    this.ctx.storage.transactionSync(() => {
-      this.sql.exec(`DELETE FROM checkpoint_chunks`);
-      const chunks = forEachChunk(bytes, (chunk, idx) => this.sql.exec(`INSERT INTO checkpoint_chunks (idx, data) VALUES (?, ?)`, idx, chunk));
-      const cp: Checkpoint = { round, seq, totalWeight: acc.totalWeight, count: acc.count, chunks };
-      this.sql.exec(`INSERT OR REPLACE INTO meta (key, value) VALUES ('checkpoint', ?)`, JSON.stringify(cp));
-      this.sql.exec(`DELETE FROM update_chunks WHERE round = ? AND seq <= ?`, round, seq);
-    });
+    this.sql.exec(`DELETE FROM checkpoint_chunks`);
+    const chunks = forEachChunk(bytes, (chunk, idx) => this.sql.exec(`INSERT INTO checkpoint_chunks (idx, data) VALUES (?, ?)`, idx, chunk));
+    const cp: Checkpoint = { round, seq, totalWeight: acc.totalWeight, count: acc.count, chunks };
+    this.sql.exec(`INSERT OR REPLACE INTO meta (key, value) VALUES ('checkpoint', ?)`, JSON.stringify(cp));
+    this.sql.exec(`DELETE FROM update_chunks WHERE round = ? AND seq <= ?`, round, seq);
   }
 
   private reject(round: number, code: ErrorCode, message: string): SubmitResult {

@@ -1,7 +1,7 @@
 /**
  * @module Model version blobs in R2: content-addressed, immutable, safetensors.
  */
-import { encodeTensors } from '../../../client-sdk/src/protocol/safetensors.ts';
+import { encodeTensors, splitFlat } from '../../../client-sdk/src/protocol/safetensors.ts';
 import { MODEL_META } from '../../../client-sdk/src/protocol/messages.ts';
 import type { TensorSpec } from '../master/task-spec.ts';
 
@@ -18,17 +18,6 @@ export async function sha256Hex(data: ArrayBuffer | ArrayBufferView): Promise<st
 
 export function weightsKey(taskId: string, contentHash: string): string {
   return `tasks/${taskId}/weights/${contentHash}.safetensors`;
-}
-
-/** Encodes a flat float32 vector as the task's tensors (views, no copy). */
-export function splitFlat(tensors: readonly TensorSpec[], flat: Float32Array): { name: string; shape: number[]; data: Float32Array }[] {
-  let pos = 0;
-  return tensors.map((t) => {
-    const n = t.shape.reduce((a, b) => a * b, 1);
-    const data = flat.subarray(pos, pos + n);
-    pos += n;
-    return { name: t.name, shape: t.shape, data };
-  });
 }
 
 /**

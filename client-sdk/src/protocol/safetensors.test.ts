@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { decodeTensors, encodeTensors, WireFormatError, type WireTensor } from './safetensors.ts';
+import { concatTensors, decodeTensors, encodeTensors, splitFlat, WireFormatError, type WireTensor } from './safetensors.ts';
 
 /** mulberry32: a tiny seeded PRNG so the fuzz inputs are the same on every run. */
 function rng(seed: number): () => number {
@@ -51,6 +51,14 @@ describe('safetensors codec', () => {
     shifted.set(bytes, 1);
     const { tensors } = decodeTensors(shifted.subarray(1));
     expect(Array.from(tensors[0]!.data)).toEqual(Array.from(sample[0]!.data));
+  });
+
+  it('splits a flat vector into tensor views and concatenates them back', () => {
+    const flat = Float32Array.from({ length: 9 }, (_, i) => i);
+    const parts = splitFlat([{ name: 'a', shape: [2, 3] }, { name: 'b', shape: [3] }], flat);
+    expect(parts.map((p) => [p.name, p.shape, Array.from(p.data)])).toEqual([['a', [2, 3], [0, 1, 2, 3, 4, 5]], ['b', [3], [6, 7, 8]]]);
+    expect(parts[1]!.data.buffer).toBe(flat.buffer);
+    expect(Array.from(concatTensors(parts))).toEqual(Array.from(flat));
   });
 
   it('refuses to encode data that does not match the shape', () => {

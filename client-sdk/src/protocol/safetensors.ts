@@ -55,7 +55,7 @@ const decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: false });
  * @example
  * const bytes = encodeTensors([{ name: 'dense/kernel', shape: [2, 2], data: new Float32Array(4) }], { round: '3' });
  */
-export function encodeTensors(tensors: readonly WireTensor[], metadata?: Record<string, string>): Uint8Array {
+export function encodeTensors(tensors: readonly WireTensor[], metadata?: Record<string, string>): Uint8Array<ArrayBuffer> {
   const header: Record<string, unknown> = {};
   if (metadata && Object.keys(metadata).length > 0) header.__metadata__ = metadata;
   let offset = 0;
@@ -155,6 +155,28 @@ function parseEntry(name: string, raw: unknown): { name: string; shape: number[]
 
 function isSize(v: unknown): v is number {
   return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+}
+
+/** Views of a flat vector as the named tensors laid end to end (no copy). */
+export function splitFlat(specs: readonly { name: string; shape: readonly number[] }[], flat: Float32Array): WireTensor[] {
+  let pos = 0;
+  return specs.map((t) => {
+    const n = elementCount(t.shape);
+    const data = flat.subarray(pos, pos + n);
+    pos += n;
+    return { name: t.name, shape: [...t.shape], data };
+  });
+}
+
+/** The tensors' values laid end to end in one new vector (the inverse of {@link splitFlat}). */
+export function concatTensors(tensors: readonly { data: Float32Array }[]): Float32Array {
+  const out = new Float32Array(tensors.reduce((a, t) => a + t.data.length, 0));
+  let pos = 0;
+  for (const t of tensors) {
+    out.set(t.data, pos);
+    pos += t.data.length;
+  }
+  return out;
 }
 
 /** Number of elements of a shape (1 for a scalar). */

@@ -4,6 +4,7 @@
 import { createRoute, z } from '@hono/zod-openapi';
 import type { Context } from 'hono';
 import { requireClient, type AppEnv, type Caller } from '../auth.ts';
+import { ByteBudget } from '../admission.ts';
 import { ApiError } from '../errors.ts';
 import { newRouter } from '../router.ts';
 import { CheckInSchema, errors, RoundParam, TaskIdParam, UpdateAckSchema } from '../schemas.ts';
@@ -30,13 +31,8 @@ participationApp.openapi(
   },
 );
 
-/**
- * Admission control: update bodies being read or handed to an aggregator in this isolate, in
- * bytes. Past the budget a client is told to retry (429 + Retry-After) before its body is read,
- * instead of the runtime running out of memory or dropping connections under a long queue.
- */
-let inflightBytes = 0;
-export const INFLIGHT_BUDGET_BYTES = 64 * 1024 * 1024;
+/** Update bodies admitted at once per isolate (64 MiB); others wait up to 5 s, then get 429. */
+export const admission = new ByteBudget({ budgetBytes: 64 * 1024 * 1024, maxWaitMs: 5_000, maxWaiters: 1_000 });
 
 participationApp.openapi(
   createRoute({
@@ -64,23 +60,17 @@ participationApp.openapi(
       c.executionCtx.waitUntil(stub.recordRejection(round, 'payload_too_large'));
       throw new ApiError('payload_too_large', `update is ${declared} bytes; the cap for this task is ${layout.maxUpdateBytes}`);
     }
-    const reserve = Number.isFinite(declared) && declared > 0 ? declared : layout.maxUpdateBytes;
-    if (inflightBytes > 0 && inflightBytes + reserve > INFLIGHT_BUDGET_BYTES) {
-      throw new ApiError('overloaded', 'too many updates in flight; retry shortly', { 'retry-after': '1' });
-    }
-    inflightBytes += reserve;
+    const release = await admission.acquire(Number.isFinite(declared) && declared > 0 ? declared : layout.maxUpdateBytes);
+    if (!release) throw new ApiError('overloaded', 'too many updates in flight; retry shortly', { 'retry-after': '2' });
     try {
-      const body = await readCapped(c.req.raw, layout.maxUpdateBytes, Number.isFinite(declared) ? declared : undefined);
-      if (!body) {
-        c.executionCtx.waitUntil(stub.recordRejection(round, 'payload_too_large'));
-        throw new ApiError('payload_too_large', `update exceeds the cap for this task (${layout.maxUpdateBytes} bytes)`);
-      }
-      const result = await stub.submit(client.clientId, round, body);
+      // The body streams straight into the aggregator: no copy at the edge, none for the RPC.
+      const body = c.req.raw.body ?? new Blob([]).stream();
+      const result = await stub.submit(client.clientId, round, body, Number.isFinite(declared) ? declared : null);
       if (!result.ok) throw new ApiError(result.code, result.message);
       if (result.replay) c.header('fedge-replayed', 'true');
       return c.json(result.ack, 200);
     } finally {
-      inflightBytes -= reserve;
+      release();
     }
   },
 );
@@ -89,28 +79,4 @@ function clientOf(c: Context<AppEnv>): Extract<Caller, { kind: 'client' }> {
   const caller = c.get('caller');
   if (caller.kind !== 'client') throw new ApiError('forbidden', 'this operation needs a client token');
   return caller;
-}
-
-/** Reads a body into one buffer, or returns null as soon as it passes `cap` bytes. */
-async function readCapped(req: Request, cap: number, declared: number | undefined): Promise<ArrayBuffer | null> {
-  if (!req.body) return new ArrayBuffer(0);
-  const reader = req.body.getReader();
-  let buf = new Uint8Array(declared ?? 64 * 1024);
-  let len = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    if (len + value.byteLength > cap) {
-      await reader.cancel();
-      return null;
-    }
-    if (len + value.byteLength > buf.byteLength) {
-      const grown = new Uint8Array(Math.min(cap, Math.max(buf.byteLength * 2, len + value.byteLength)));
-      grown.set(buf.subarray(0, len));
-      buf = grown;
-    }
-    buf.set(value, len);
-    len += value.byteLength;
-  }
-  return len === buf.byteLength ? buf.buffer : buf.slice(0, len).buffer;
 }

@@ -8,7 +8,7 @@ import { firstNonFinite } from '../../kernels/running-sum.ts';
 import { accumulateWasm } from '../../kernels/wasm-worker.ts';
 import { maxUpdateBytes, type TaskSpec } from '../../master/task-spec.ts';
 import { putWeights } from '../../storage/weights.ts';
-import { decodeTensors, WireFormatError } from '../../../../client-sdk/src/protocol/safetensors.ts';
+import { concatTensors, decodeTensors, WireFormatError } from '../../../../client-sdk/src/protocol/safetensors.ts';
 import { newClientToken, requireAdmin, requireTaskAccess, type AppEnv } from '../auth.ts';
 import { ApiError } from '../errors.ts';
 import { newRouter } from '../router.ts';
@@ -50,12 +50,7 @@ tasksApp.openapi(
     const tensors = decoded.tensors.map((t) => ({ name: t.name, shape: t.shape }));
     const numParams = decoded.tensors.reduce((a, t) => a + t.data.length, 0);
     if (numParams > MAX_PARAMS) throw new ApiError('payload_too_large', `the model has ${numParams} parameters; one aggregator holds at most ${MAX_PARAMS}`);
-    const flat = new Float32Array(numParams);
-    let pos = 0;
-    for (const t of decoded.tensors) {
-      flat.set(t.data, pos);
-      pos += t.data.length;
-    }
+    const flat = concatTensors(decoded.tensors);
     const bad = firstNonFinite(flat, accumulateWasm);
     if (bad >= 0) throw new ApiError('non_finite', `initialWeights has a non-finite value at flat index ${bad}`);
 

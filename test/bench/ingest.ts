@@ -1,0 +1,191 @@
+/**
+ * @module End-to-end ingest benchmark: N clients submit 1M-parameter updates to one task's
+ * Durable Object through `wrangler dev`, C at a time, with durable acknowledgement.
+ *
+ *   npm run bench:ingest -- [--clients 300] [--concurrency 50] [--params 1000000]
+ *
+ * Prints JSON lines, then a summary: accepted updates/s, latency, 429/503/reset retries, workerd's
+ * peak RSS, publish time, and the published version's max abs error against a float64 FedAvg
+ * computed here. Clients retry what is safe (429 with Retry-After, 503, connection resets) with
+ * the same bytes: the ledger makes that idempotent.
+ */
+import { readFileSync, readdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { concatTensors, decodeTensors, encodeTensors, splitFlat } from '../../client-sdk/src/protocol/safetensors.ts';
+import { UPDATE_META } from '../../client-sdk/src/protocol/messages.ts';
+import { findFreePort, startLocalServer } from '../../aggregator/scripts/lib/local-server.mjs';
+
+const { values: args } = parseArgs({
+  options: {
+    clients: { type: 'string', default: '300' },
+    concurrency: { type: 'string', default: '50' },
+    params: { type: 'string', default: '1000000' },
+    pool: { type: 'string', default: '8' },
+  },
+});
+const N = Number(args.clients);
+const C = Number(args.concurrency);
+const P = Number(args.params);
+const POOL = Number(args.pool);
+const emit = (o: Record<string, unknown>) => console.log(JSON.stringify(o));
+
+// A two-tensor model of P parameters: kernel [rows, 1000] and bias [rest].
+const cols = 1000;
+const rows = Math.floor((P - 1) / cols);
+const tensors = [
+  { name: 'dense/kernel', shape: [rows, cols] },
+  { name: 'dense/bias', shape: [P - rows * cols] },
+];
+const split = (flat: Float32Array) => splitFlat(tensors, flat);
+function seeded(seed: number, n: number, scale: number): Float32Array {
+  let a = seed >>> 0;
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = Math.imul(a ^ (a >>> 15), a | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    out[i] = ((((t ^ (t >>> 14)) >>> 0) / 4294967296) * 2 - 1) * scale;
+  }
+  return out;
+}
+
+/** RSS of every workerd process, polled; the peak is what we report. */
+function workerdRss(): number {
+  let total = 0;
+  for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+    try {
+      if (!readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('workerd')) continue;
+      const m = readFileSync(`/proc/${pid}/status`, 'utf8').match(/VmRSS:\s+(\d+) kB/);
+      if (m) total += Number(m[1]) * 1024;
+    } catch {
+      /* process ended */
+    }
+  }
+  return total;
+}
+
+const stateDir = mkdtempSync(join(tmpdir(), 'fedge-bench-'));
+const server = await startLocalServer({ port: await findFreePort(), stateDir, adminToken: 'bench-admin', onOutput: () => {} });
+const api = `${server.url}/v1`;
+const admin = { authorization: `Bearer ${server.adminToken}` };
+emit({ name: 'server', startupMs: server.startupMs, url: server.url });
+
+try {
+  const base = seeded(1, P, 0.1);
+  const created = await fetch(`${api}/tasks`, {
+    method: 'POST',
+    headers: { ...admin, 'content-type': 'application/json' },
+    body: JSON.stringify({
+      name: 'ingest bench',
+      modelTopology: { class_name: 'Sequential', config: { layers: [] } },
+      initialWeights: Buffer.from(encodeTensors(split(base))).toString('base64'),
+      rounds: { clientsPerRound: N, overSelection: 1, deadlineSeconds: 3600, maxExamplesPerClient: 1000 },
+    }),
+  });
+  const task = (await created.json()) as { id: string };
+  if (created.status !== 201) throw new Error(`create task: ${created.status} ${JSON.stringify(task)}`);
+
+  const deltas = Array.from({ length: POOL }, (_, k) => seeded(100 + k, P, 0.01));
+  const clients: { token: string; body: Uint8Array; k: number; n: number }[] = [];
+  for (let i = 0; i < N; i++) {
+    const reg = (await (await fetch(`${api}/tasks/${task.id}/clients`, { method: 'POST', headers: admin })).json()) as { token: string };
+    const ci = (await (await fetch(`${api}/tasks/${task.id}/checkin`, { method: 'POST', headers: { authorization: `Bearer ${reg.token}` } })).json()) as { status: string };
+    if (ci.status !== 'assigned') throw new Error(`client ${i} not assigned: ${JSON.stringify(ci)}`);
+    const k = i % POOL;
+    const n = 1 + (i % 50);
+    clients.push({ token: reg.token, k, n, body: new Uint8Array(0) });
+  }
+  // Bodies are encoded just in time (a pool of POOL distinct deltas), so the driver's memory stays small.
+  const encode = (c: (typeof clients)[number]) =>
+    encodeTensors(split(deltas[c.k]!), { [UPDATE_META.baseVersion]: '0', [UPDATE_META.numExamples]: String(c.n) });
+
+  let peakRss = workerdRss();
+  const sampler = setInterval(() => (peakRss = Math.max(peakRss, workerdRss())), 100);
+  const stats = { accepted: 0, overloaded: 0, unavailable: 0, resets: 0, otherErrors: 0 };
+  const latencies: number[] = [];
+  let next = 0;
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: C }, async () => {
+      while (next < clients.length) {
+        const c = clients[next++]!;
+        const body = encode(c);
+        const started = performance.now();
+        for (let attempt = 0; ; attempt++) {
+          if (attempt > 50) throw new Error('too many retries');
+          let res: Response;
+          try {
+            res = await fetch(`${api}/tasks/${task.id}/rounds/1/update`, { method: 'PUT', headers: { authorization: `Bearer ${c.token}`, 'content-type': 'application/octet-stream' }, body });
+          } catch {
+            stats.resets++;
+            await new Promise((r) => setTimeout(r, 200 + Math.random() * 300));
+            continue;
+          }
+          const text = await res.text();
+          if (res.status === 200) {
+            stats.accepted++;
+            latencies.push(performance.now() - started);
+            break;
+          }
+          if (res.status === 429 || res.status === 503) {
+            if (res.status === 429) stats.overloaded++;
+            else stats.unavailable++;
+            const wait = Number(res.headers.get('retry-after') ?? 1) * 1000;
+            await new Promise((r) => setTimeout(r, wait * (0.5 + Math.random())));
+            continue;
+          }
+          stats.otherErrors++;
+          throw new Error(`submit: ${res.status} ${text}`);
+        }
+      }
+    }),
+  );
+  const seconds = (performance.now() - t0) / 1000;
+  latencies.sort((a, b) => a - b);
+  const pct = (p: number) => Math.round(latencies[Math.min(latencies.length - 1, Math.floor(p * latencies.length))]!);
+
+  // The last accept closed the round: wait for version 1.
+  const tPublish = performance.now();
+  for (;;) {
+    const cur = (await (await fetch(`${api}/tasks/${task.id}/models/current`, { headers: admin })).json()) as { version: number };
+    if (cur.version === 1) break;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  const publishMs = Math.round(performance.now() - tPublish);
+  clearInterval(sampler);
+
+  const blob = new Uint8Array(await (await fetch(`${api}/tasks/${task.id}/models/1/weights`, { headers: admin })).arrayBuffer());
+  const flat = concatTensors(decodeTensors(blob).tensors);
+  const weightOf = new Float64Array(POOL);
+  let total = 0;
+  for (const c of clients) {
+    weightOf[c.k]! += c.n;
+    total += c.n;
+  }
+  let maxErr = 0;
+  for (let i = 0; i < P; i++) {
+    let s = 0;
+    for (let k = 0; k < POOL; k++) s += weightOf[k]! * deltas[k]![i]!;
+    maxErr = Math.max(maxErr, Math.abs(flat[i]! - (base[i]! + s / total)));
+  }
+  const summary = {
+    name: 'ingest',
+    clients: N,
+    concurrency: C,
+    params: P,
+    bodyBytes: encode(clients[0]!).byteLength,
+    seconds: Number(seconds.toFixed(2)),
+    acceptedPerSecond: Number((stats.accepted / seconds).toFixed(1)),
+    ...stats,
+    latencyMs: { p50: pct(0.5), p95: pct(0.95), max: pct(1) },
+    workerdPeakRssMiB: Math.round(peakRss / 2 ** 20),
+    publishMs,
+    maxAbsErrorVsFloat64Reference: maxErr,
+  };
+  emit(summary);
+} finally {
+  await server.stop();
+  rmSync(stateDir, { recursive: true, force: true });
+}
