@@ -31,6 +31,7 @@ export const TrainingPlanSchema = z
     batchSize: z.number().int().min(1).max(1_000_000).default(32),
     learningRate: z.number().positive().max(100).default(0.01),
     optimizer: z.enum(['sgd', 'adam']).default('sgd'),
+    loss: z.enum(['categoricalCrossentropy', 'sparseCategoricalCrossentropy', 'binaryCrossentropy', 'meanSquaredError']).default('categoricalCrossentropy'),
   })
   .openapi('TrainingPlan');
 

@@ -25,6 +25,8 @@ export interface TrainingPlan {
   batchSize: number;
   learningRate: number;
   optimizer: 'sgd' | 'adam';
+  /** The local loss, by its tfjs name. */
+  loss: 'categoricalCrossentropy' | 'sparseCategoricalCrossentropy' | 'binaryCrossentropy' | 'meanSquaredError';
 }
 
 export type CheckInResponse =

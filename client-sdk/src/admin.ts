@@ -1,0 +1,117 @@
+/**
+ * @module FedgeAdmin: the operator's side, for scripts and simulations: create a task from a
+ * tfjs model, register clients, read rounds and versions.
+ */
+import type * as tf from '@tensorflow/tfjs';
+import { FedgeError } from './errors.ts';
+import { Http, type Logger } from './internal/http.ts';
+import type { ModelManifest, TrainingPlan } from './protocol/messages.ts';
+import { encodeTensors } from './protocol/safetensors.ts';
+
+export interface FedgeAdminOptions {
+  baseUrl: string;
+  /** The admin token. */
+  token: string;
+  fetch?: typeof fetch;
+  timeoutMs?: number;
+  maxRetries?: number;
+  logger?: Logger;
+}
+
+export interface RoundRules {
+  clientsPerRound?: number;
+  minClients?: number;
+  deadlineSeconds?: number;
+  overSelection?: number;
+  maxExamplesPerClient?: number;
+}
+
+export interface CreateTaskOptions {
+  name: string;
+  rounds?: RoundRules;
+  plan?: Partial<TrainingPlan>;
+}
+
+export interface CreatedTask {
+  id: string;
+  numParams: number;
+  currentVersion: number;
+  [key: string]: unknown;
+}
+
+export interface ClientCredentials {
+  clientId: string;
+  taskId: string;
+  token: string;
+}
+
+export interface RoundInfo {
+  round: number;
+  status: 'open' | 'closing' | 'closed' | 'abandoned';
+  baseVersion: number;
+  resultVersion: number | null;
+  assigned: number;
+  accepted: number;
+  rejected: number;
+  rejectedByCode: Record<string, number>;
+  numExamples: number | null;
+  metrics: Record<string, number> | null;
+  openedAt: string;
+  closedAt: string | null;
+  closeReason: string | null;
+}
+
+export class FedgeAdmin {
+  private readonly http: Http;
+  constructor(options: FedgeAdminOptions) {
+    if (!options.baseUrl || !options.token) throw new FedgeError('FedgeAdmin needs baseUrl and token');
+    const f = options.fetch ?? globalThis.fetch;
+    this.http = new Http({
+      baseUrl: `${options.baseUrl.replace(/\/+$/, '')}/v1`,
+      token: options.token,
+      fetch: (input, init) => f(input, init),
+      timeoutMs: options.timeoutMs ?? 120_000,
+      maxRetries: options.maxRetries ?? 2,
+      logger: options.logger,
+      onTraffic: undefined,
+    });
+  }
+
+  /**
+   * Creates a task whose initial version is `model`'s current weights. The task's tensors are the
+   * model's weights in `model.weights` order, named by their original names.
+   */
+  async createTask(model: tf.LayersModel, options: CreateTaskOptions): Promise<CreatedTask> {
+    const artifacts = model.toJSON(undefined, false) as unknown as Record<string, unknown>;
+    const tensors = model.weights.map((w) => ({ name: w.originalName, shape: w.shape.map((d) => d ?? 0), data: w.read().dataSync() as Float32Array }));
+    const weights = encodeTensors(tensors);
+    return this.http.json<CreatedTask>({
+      method: 'POST',
+      path: '/tasks',
+      json: { name: options.name, modelTopology: artifacts, initialWeights: base64(weights), rounds: options.rounds ?? {}, plan: options.plan ?? {} },
+      retry: false,
+    });
+  }
+
+  registerClient(taskId: string, label?: string): Promise<ClientCredentials> {
+    return this.http.json<ClientCredentials>({ method: 'POST', path: `/tasks/${encodeURIComponent(taskId)}/clients`, json: label === undefined ? {} : { label }, retry: false });
+  }
+
+  getTask(taskId: string): Promise<CreatedTask & { currentRound: RoundInfo | null }> {
+    return this.http.json({ method: 'GET', path: `/tasks/${encodeURIComponent(taskId)}`, retry: true });
+  }
+
+  async listRounds(taskId: string, limit = 50): Promise<RoundInfo[]> {
+    return (await this.http.json<{ rounds: RoundInfo[] }>({ method: 'GET', path: `/tasks/${encodeURIComponent(taskId)}/rounds?limit=${limit}`, retry: true })).rounds;
+  }
+
+  getManifest(taskId: string, version: number | 'current'): Promise<ModelManifest> {
+    return this.http.json({ method: 'GET', path: `/tasks/${encodeURIComponent(taskId)}/models/${version}`, retry: true });
+  }
+}
+
+function base64(bytes: Uint8Array): string {
+  let s = '';
+  for (let i = 0; i < bytes.length; i += 0x8000) s += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  return btoa(s);
+}

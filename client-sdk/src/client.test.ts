@@ -1,0 +1,200 @@
+/**
+ * The SDK against the real aggregator (wrangler dev, started by test/node/global-setup.ts) with
+ * real tfjs training. Fault injection through the SDK's `fetch` option only.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { beforeAll, describe, expect, inject, it } from 'vitest';
+import { useWasmBackend } from '../../test/sim/tf-backend.ts';
+import { APITimeoutError, FedgeAdmin, FedgeClient, LateUpdateError, NotFoundError, PermissionDeniedError, ValidationError } from './index.ts';
+import { UPDATE_META } from './protocol/messages.ts';
+import { concatTensors, decodeTensors } from './protocol/safetensors.ts';
+import { buildModel, trainLocally } from './training.ts';
+
+const url = inject('fedgeUrl');
+const admin = new FedgeAdmin({ baseUrl: url, token: inject('fedgeAdminToken') });
+
+/** A 4-feature, 3-class problem: the class is the argmax of the first three features. */
+function data(n: number, seed: number): { xs: tf.Tensor2D; ys: tf.Tensor2D; raw: Float32Array } {
+  let a = seed >>> 0;
+  const next = () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = Math.imul(a ^ (a >>> 15), a | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  const raw = Float32Array.from({ length: n * 4 }, next);
+  const labels = Array.from({ length: n }, (_, i) => [0, 1, 2].reduce((best, k) => (raw[i * 4 + k]! > raw[i * 4 + best]! ? k : best), 0));
+  return { xs: tf.tensor2d(raw, [n, 4]), ys: tf.oneHot(tf.tensor1d(labels, 'int32'), 3) as tf.Tensor2D, raw };
+}
+
+function tinyModel(): tf.LayersModel {
+  return tf.sequential({ layers: [tf.layers.dense({ name: 'hidden', units: 8, activation: 'relu', inputShape: [4] }), tf.layers.dense({ name: 'out', units: 3, activation: 'softmax' })] });
+}
+
+async function newTask(rounds: Record<string, number> = {}) {
+  const model = tinyModel();
+  const task = await admin.createTask(model, { name: 'sdk test', rounds: { clientsPerRound: 2, overSelection: 1, deadlineSeconds: 120, ...rounds }, plan: { epochs: 2, batchSize: 8, learningRate: 0.2 } });
+  model.dispose();
+  return task;
+}
+
+async function newClient(taskId: string, extra: Partial<ConstructorParameters<typeof FedgeClient>[0]> = {}) {
+  const creds = await admin.registerClient(taskId);
+  return new FedgeClient({ baseUrl: url, taskId, token: creds.token, ...extra });
+}
+
+beforeAll(async () => {
+  expect(await useWasmBackend()).toBe('wasm');
+});
+
+describe('FedgeClient against the real aggregator', () => {
+  it('runs each step on its own; the published version is the example-weighted average of the clients’ Δ', async () => {
+    const task = await newTask();
+    const clients = [await newClient(task.id), await newClient(task.id)];
+    const base = (await clients[0]!.getWeights(0)).flat;
+    const deltas: { delta: Float32Array; n: number }[] = [];
+    for (const [i, c] of clients.entries()) {
+      const assignment = await c.waitForAssignment();
+      expect(assignment).toMatchObject({ round: 1, baseVersion: 0, plan: { epochs: 2, batchSize: 8, learningRate: 0.2, optimizer: 'sgd', loss: 'categoricalCrossentropy' } });
+      const { flat, manifest } = await c.getWeights(assignment.baseVersion);
+      const { modelTopology } = await c.getTaskModel();
+      const model = await buildModel(modelTopology, manifest.tensors, flat);
+      const { xs, ys } = data(40 + 20 * i, i + 1);
+      const trained = await trainLocally(model, flat, { xs, ys }, assignment.plan);
+      tf.dispose([xs, ys]);
+      model.dispose();
+      expect(trained.numExamples).toBe(40 + 20 * i);
+      expect(Object.keys(trained.metrics).sort()).toEqual(['accuracy', 'loss']);
+      deltas.push({ delta: trained.delta, n: trained.numExamples });
+      const ack = await c.submitUpdate({ round: 1, baseVersion: 0, delta: trained.delta, numExamples: trained.numExamples, metrics: trained.metrics });
+      expect(ack).toMatchObject({ round: 1, seq: i + 1, numExamples: 40 + 20 * i });
+    }
+    const v1 = await waitForVersion(clients[0]!, 1);
+    const total = deltas.reduce((a, d) => a + d.n, 0);
+    const expected = Float64Array.from(base, (b, i) => b + deltas.reduce((a, d) => a + d.n * d.delta[i]!, 0) / total);
+    expect(maxAbsDiff(v1, expected)).toBeLessThanOrEqual(1e-6);
+  });
+
+  it('participates in one call, downloads an unchanged version once, and leaks no tensors', async () => {
+    const task = await newTask({ clientsPerRound: 1 });
+    const calls: string[] = [];
+    const client = await newClient(task.id, { fetch: (input, init) => (calls.push(`${init?.method ?? 'GET'} ${String(input).replace(/^.*\/v1/, '')}`), fetch(input, init)) });
+    const { xs, ys } = data(64, 7);
+    await client.getWeights(0); // warm the cache, as an app that checked the model earlier would
+    const before = tf.memory().numTensors;
+    const steps: string[] = [];
+    const result = await client.participate({ xs, ys }, { onStep: (s) => steps.push(s), onEpochEnd: ({ epoch }) => void steps.push(`epoch ${epoch}`) });
+    expect(tf.memory().numTensors).toBe(before);
+    tf.dispose([xs, ys]);
+    expect(result.status).toBe('accepted');
+    expect(steps).toEqual(['checking_in', 'downloading', 'training', 'epoch 0', 'epoch 1', 'submitting']);
+    expect(calls.filter((c) => c.includes('/weights'))).toHaveLength(1);
+    expect(calls.filter((c) => c.startsWith('GET') && /\/models\/0$/.test(c))).toHaveLength(1);
+    const model = await client.downloadModel('current');
+    expect(model.weights.map((w) => w.shape)).toEqual([[4, 8], [8], [8, 3], [3]]);
+    model.dispose();
+  });
+
+  it('sends only the model’s tensors and declared metadata: no training example leaves the client', async () => {
+    const task = await newTask({ clientsPerRound: 1 });
+    const bodies: { path: string; body: Uint8Array }[] = [];
+    const client = await newClient(task.id, {
+      fetch: async (input, init) => {
+        const body = init?.body;
+        bodies.push({ path: String(input), body: body instanceof Uint8Array ? body : new TextEncoder().encode(typeof body === 'string' ? body : '') });
+        return fetch(input, init);
+      },
+    });
+    const { xs, ys, raw } = data(128, 99);
+    const result = await client.participate({ xs, ys });
+    tf.dispose([xs, ys]);
+    expect(result.status).toBe('accepted');
+    const withBody = bodies.filter((b) => b.body.byteLength > 0);
+    expect(withBody.map((b) => b.path.replace(/^.*\/v1/, ''))).toEqual([`/tasks/${task.id}/rounds/1/update`]);
+    const { tensors, metadata } = decodeTensors(withBody[0]!.body);
+    const manifest = await client.getManifest(0);
+    expect(tensors.map((t) => [t.name, t.shape])).toEqual(manifest.tensors.map((t) => [t.name, t.shape]));
+    expect(Object.keys(metadata).sort()).toEqual([UPDATE_META.baseVersion, UPDATE_META.metrics, UPDATE_META.numExamples].sort());
+    expect(Object.keys(JSON.parse(metadata[UPDATE_META.metrics]!)).sort()).toEqual(['accuracy', 'loss']);
+    expect(concatTensors(tensors).length * 4 + 8).toBeLessThan(withBody[0]!.body.byteLength);
+    // No 8-byte window of any example (two float32 features) appears in anything sent.
+    const sent = Buffer.concat(bodies.map((b) => b.body));
+    const rawBytes = new Uint8Array(raw.buffer);
+    for (let i = 0; i + 8 <= rawBytes.length; i += 8) expect(sent.indexOf(rawBytes.subarray(i, i + 8))).toBe(-1);
+  });
+});
+
+describe('errors and retries', () => {
+  it('maps server errors to typed errors with the server’s code', async () => {
+    const task = await newTask();
+    const wrong = new FedgeClient({ baseUrl: url, taskId: task.id, token: 'c_nobody.secret' });
+    await expect(wrong.checkIn()).rejects.toMatchObject({ name: 'PermissionDeniedError', status: 403, code: 'forbidden' });
+    await expect(wrong.checkIn()).rejects.toBeInstanceOf(PermissionDeniedError);
+    const client = await newClient(task.id);
+    await expect(client.getManifest(42)).rejects.toBeInstanceOf(NotFoundError);
+    await client.waitForAssignment();
+    const bad = new Float32Array(4 * 8 + 8 + 8 * 3 + 3).fill(NaN);
+    await expect(client.submitUpdate({ round: 1, baseVersion: 0, delta: bad, numExamples: 5 })).rejects.toMatchObject({ name: 'ValidationError', code: 'non_finite' });
+    await expect(client.submitUpdate({ round: 1, baseVersion: 0, delta: new Float32Array(bad.length), numExamples: 0 })).rejects.toBeInstanceOf(ValidationError);
+  });
+
+  it('returns "late" when the round closed before the update arrived', async () => {
+    const task = await newTask({ clientsPerRound: 1, overSelection: 2 });
+    const [a, b] = [await newClient(task.id), await newClient(task.id)];
+    await a.waitForAssignment();
+    await b.waitForAssignment();
+    const zero = new Float32Array(4 * 8 + 8 + 8 * 3 + 3);
+    await a.submitUpdate({ round: 1, baseVersion: 0, delta: zero, numExamples: 3 });
+    await expect(b.submitUpdate({ round: 1, baseVersion: 0, delta: zero, numExamples: 3 })).rejects.toBeInstanceOf(LateUpdateError);
+  });
+
+  it('retries network errors, 503 and 429 (honouring Retry-After), and a retried submit is counted once', async () => {
+    const task = await newTask({ clientsPerRound: 1 });
+    const script: ('reset' | '503' | '429' | 'lose-response' | 'pass')[] = ['reset', '503', '429', 'pass', 'lose-response', 'pass'];
+    const seen: number[] = [];
+    const started = Date.now();
+    const client = await newClient(task.id, {
+      maxRetries: 4,
+      fetch: async (input, init) => {
+        const scripted = String(input).includes('/update') || String(input).includes('/checkin');
+        const step = scripted ? (script.shift() ?? 'pass') : 'pass';
+        if (step === 'reset') throw new TypeError('fetch failed: socket hang up');
+        if (step === '503') return new Response(JSON.stringify({ error: { code: 'internal_error', message: 'restarting' } }), { status: 503 });
+        if (step === '429') return new Response(JSON.stringify({ error: { code: 'overloaded', message: 'busy' } }), { status: 429, headers: { 'retry-after': '1' } });
+        const res = await fetch(input, init);
+        if (scripted) seen.push(res.status);
+        if (step === 'lose-response') throw new TypeError('fetch failed: connection reset after the request was sent');
+        return res;
+      },
+    });
+    const assignment = await client.waitForAssignment(); // reset, 503, 429 (1 s), then through
+    expect(Date.now() - started).toBeGreaterThanOrEqual(1_000);
+    const zero = new Float32Array(4 * 8 + 8 + 8 * 3 + 3).fill(0.01);
+    const ack = await client.submitUpdate({ round: assignment.round, baseVersion: 0, delta: zero, numExamples: 3 }); // first response lost, retried
+    expect(seen).toEqual([200, 200, 200]); // the check-in, the submit whose answer was lost, its retry
+    expect(ack.seq).toBe(1);
+    const rounds = await admin.listRounds(task.id);
+    expect(rounds.find((r) => r.round === 1)).toMatchObject({ accepted: 1, status: 'closed' });
+  });
+
+  it('times out a request that never answers', async () => {
+    const task = await newTask();
+    const client = await newClient(task.id, { timeoutMs: 200, maxRetries: 0, fetch: (_i, init) => new Promise((_r, reject) => init?.signal?.addEventListener('abort', () => reject(init.signal!.reason))) });
+    await expect(client.checkIn()).rejects.toBeInstanceOf(APITimeoutError);
+  });
+});
+
+async function waitForVersion(client: FedgeClient, version: number): Promise<Float32Array> {
+  for (let i = 0; i < 100; i++) {
+    const m = await client.getManifest('current');
+    if (m.version >= version) return (await client.getWeights(version)).flat;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`version ${version} never appeared`);
+}
+
+function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
+  return m;
+}

@@ -1,0 +1,227 @@
+/**
+ * @module FedgeClient: one app's participation in one federated task.
+ *
+ * check in → download the current model (cached by version) → train locally → submit Δ.
+ * Each step is usable on its own; `participate()` does a whole round in one call.
+ */
+import type * as tf from '@tensorflow/tfjs';
+import { LateUpdateError, FedgeError } from './errors.ts';
+import { Http, sleep, type Logger } from './internal/http.ts';
+import type { CheckInResponse, ModelManifest, TensorManifestEntry, TrainingPlan, UpdateAck } from './protocol/messages.ts';
+import { UPDATE_META } from './protocol/messages.ts';
+import { concatTensors, decodeTensors, encodeTensors, splitFlat } from './protocol/safetensors.ts';
+import { buildModel, trainLocally, type TrainingCallbacks, type TrainingData, type TrainResult } from './training.ts';
+
+export interface FedgeClientOptions {
+  /** The aggregator's URL, e.g. `http://127.0.0.1:8787` (the API is under `/v1`). */
+  baseUrl: string;
+  taskId: string;
+  /** The client token from `POST /v1/tasks/{taskId}/clients`. */
+  token: string;
+  /** A `fetch` to use instead of the global one (tests, instrumentation, custom agents). */
+  fetch?: typeof fetch;
+  /** Per-request timeout, ms. Default 60,000. */
+  timeoutMs?: number;
+  /** Retries of a failed request (network errors, 408, 429, 5xx), each after backoff with jitter or Retry-After. Default 2. */
+  maxRetries?: number;
+  logger?: Logger;
+  /** Model versions whose weights are kept in memory, so an unchanged model is never downloaded twice. Default 2. */
+  cacheVersions?: number;
+  /** Observes the bytes of every request and response body. */
+  onTraffic?: (sent: number, received: number) => void;
+}
+
+export type Assignment = Extract<CheckInResponse, { status: 'assigned' }>;
+
+/** What the SDK knows of the task: immutable after creation. */
+export interface TaskModel {
+  modelTopology: Record<string, unknown>;
+  tensors: TensorManifestEntry[];
+  plan: TrainingPlan;
+}
+
+export interface ModelWeights {
+  manifest: ModelManifest;
+  /** All weights concatenated in the task's tensor order. */
+  flat: Float32Array;
+}
+
+export interface SubmitArgs {
+  round: number;
+  baseVersion: number;
+  delta: Float32Array;
+  numExamples: number;
+  metrics?: Record<string, number>;
+  signal?: AbortSignal | undefined;
+}
+
+export interface ParticipateOptions extends TrainingCallbacks {
+  signal?: AbortSignal | undefined;
+  /** Give up waiting for an assignment after this long, ms. Default: wait as long as the server says. */
+  maxWaitMs?: number;
+  /** Called at each step, for progress UIs. */
+  onStep?: (step: 'checking_in' | 'waiting' | 'downloading' | 'training' | 'submitting', detail?: Record<string, unknown>) => void;
+}
+
+export type ParticipationResult =
+  | { status: 'accepted'; ack: UpdateAck; train: Omit<TrainResult, 'delta'>; assignment: Assignment }
+  | { status: 'late'; assignment: Assignment; train: Omit<TrainResult, 'delta'> };
+
+/**
+ * A client of one fedge task.
+ *
+ * @example
+ * const client = new FedgeClient({ baseUrl: 'http://127.0.0.1:8787', taskId, token });
+ * const result = await client.participate({ xs, ys });   // xs, ys: the app's own tensors
+ */
+export class FedgeClient {
+  readonly taskId: string;
+  private readonly http: Http;
+  private readonly cacheVersions: number;
+  private readonly cache = new Map<number, Promise<ModelWeights>>();
+  private task: Promise<TaskModel> | null = null;
+
+  constructor(options: FedgeClientOptions) {
+    if (!options.baseUrl || !options.taskId || !options.token) throw new FedgeError('FedgeClient needs baseUrl, taskId and token');
+    this.taskId = options.taskId;
+    this.cacheVersions = Math.max(1, options.cacheVersions ?? 2);
+    const f = options.fetch ?? globalThis.fetch;
+    this.http = new Http({
+      baseUrl: `${options.baseUrl.replace(/\/+$/, '')}/v1`,
+      token: options.token,
+      fetch: (input, init) => f(input, init),
+      timeoutMs: options.timeoutMs ?? 60_000,
+      maxRetries: options.maxRetries ?? 2,
+      logger: options.logger,
+      onTraffic: options.onTraffic,
+    });
+  }
+
+  private get base(): string {
+    return `/tasks/${encodeURIComponent(this.taskId)}`;
+  }
+
+  /** Asks to join the open round: an assignment, or when to come back (`retryAfterSeconds`). */
+  checkIn(options: { signal?: AbortSignal | undefined } = {}): Promise<CheckInResponse> {
+    return this.http.json<CheckInResponse>({ method: 'POST', path: `${this.base}/checkin`, retry: true, signal: options.signal });
+  }
+
+  /** Checks in until assigned, sleeping as long as the server asks between attempts. */
+  async waitForAssignment(options: { signal?: AbortSignal | undefined; maxWaitMs?: number; onWait?: (seconds: number, reason: string) => void } = {}): Promise<Assignment> {
+    const deadline = options.maxWaitMs === undefined ? Infinity : Date.now() + options.maxWaitMs;
+    for (;;) {
+      const r = await this.checkIn(options);
+      if (r.status === 'assigned') return r;
+      const waitMs = r.retryAfterSeconds * 1000;
+      if (Date.now() + waitMs > deadline) throw new FedgeError(`no assignment within ${options.maxWaitMs} ms (last answer: ${r.reason})`);
+      options.onWait?.(r.retryAfterSeconds, r.reason);
+      await sleep(waitMs, options.signal);
+    }
+  }
+
+  /** The task's topology, tensor layout and training plan (fetched once). */
+  getTaskModel(): Promise<TaskModel> {
+    this.task ??= this.http
+      .json<TaskModel & Record<string, unknown>>({ method: 'GET', path: this.base, retry: true })
+      .then((t) => ({ modelTopology: t.modelTopology, tensors: t.tensors, plan: t.plan }))
+      .catch((e) => {
+        this.task = null;
+        throw e;
+      });
+    return this.task;
+  }
+
+  /** A version's manifest (`current` for the latest). */
+  getManifest(version: number | 'current', options: { signal?: AbortSignal | undefined } = {}): Promise<ModelManifest> {
+    return this.http.json<ModelManifest>({ method: 'GET', path: `${this.base}/models/${version}`, retry: true, signal: options.signal });
+  }
+
+  /**
+   * A version's weights, checked against the manifest's SHA-256. Versions are immutable, so the
+   * last `cacheVersions` are kept and never downloaded twice.
+   */
+  getWeights(version: number, options: { signal?: AbortSignal | undefined } = {}): Promise<ModelWeights> {
+    const hit = this.cache.get(version);
+    if (hit) {
+      this.cache.delete(version);
+      this.cache.set(version, hit); // most recently used last
+      return hit;
+    }
+    const p = this.fetchWeights(version, options.signal);
+    this.cache.set(version, p);
+    p.catch(() => this.cache.delete(version));
+    while (this.cache.size > this.cacheVersions) this.cache.delete(this.cache.keys().next().value!);
+    return p;
+  }
+
+  private async fetchWeights(version: number, signal: AbortSignal | undefined): Promise<ModelWeights> {
+    const manifest = await this.getManifest(version, { signal });
+    const res = await this.http.request({ method: 'GET', path: `${this.base}/models/${version}/weights`, retry: true, signal });
+    const bytes = new Uint8Array(await res.arrayBuffer());
+    this.http.options.onTraffic?.(0, bytes.byteLength);
+    const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', bytes));
+    const hex = Array.from(digest, (b) => b.toString(16).padStart(2, '0')).join('');
+    if (hex !== manifest.contentHash) throw new FedgeError(`weights of version ${version} do not match their content hash`);
+    const { tensors } = decodeTensors(bytes);
+    const byName = new Map(tensors.map((t) => [t.name, t]));
+    const ordered = manifest.tensors.map((spec) => {
+      const t = byName.get(spec.name);
+      if (!t) throw new FedgeError(`weights of version ${version} lack tensor "${spec.name}"`);
+      return t;
+    });
+    return { manifest, flat: concatTensors(ordered) };
+  }
+
+  /** The model of a version as a `tf.LayersModel` (the caller disposes it). */
+  async downloadModel(version: number | 'current' = 'current', options: { signal?: AbortSignal | undefined } = {}): Promise<tf.LayersModel> {
+    const v = version === 'current' ? (await this.getManifest('current', options)).version : version;
+    const [task, weights] = await Promise.all([this.getTaskModel(), this.getWeights(v, options)]);
+    return buildModel(task.modelTopology, weights.manifest.tensors, weights.flat);
+  }
+
+  /**
+   * Submits Δ for an assigned round. The body is encoded once, so every retry sends the same
+   * bytes and the server counts it once. Throws `LateUpdateError` if the round already ended.
+   */
+  async submitUpdate(args: SubmitArgs): Promise<UpdateAck> {
+    const { manifest } = await this.getWeights(args.baseVersion, args.signal ? { signal: args.signal } : {});
+    const metadata: Record<string, string> = { [UPDATE_META.baseVersion]: String(args.baseVersion), [UPDATE_META.numExamples]: String(args.numExamples) };
+    if (args.metrics && Object.keys(args.metrics).length > 0) metadata[UPDATE_META.metrics] = JSON.stringify(args.metrics);
+    const body = encodeTensors(splitFlat(manifest.tensors, args.delta), metadata);
+    return this.http.json<UpdateAck>({ method: 'PUT', path: `${this.base}/rounds/${args.round}/update`, body, retry: true, signal: args.signal });
+  }
+
+  /**
+   * One whole participation: wait for an assignment, download its base version (or reuse the
+   * cached one), train on `data` with the task's plan, submit Δ. Raw data never leaves the device:
+   * only Δ, the example count and the final local metrics are sent.
+   */
+  async participate(data: TrainingData, options: ParticipateOptions = {}): Promise<ParticipationResult> {
+    const { signal, onStep } = options;
+    onStep?.('checking_in');
+    const assignment = await this.waitForAssignment({
+      ...(signal ? { signal } : {}),
+      ...(options.maxWaitMs !== undefined ? { maxWaitMs: options.maxWaitMs } : {}),
+      onWait: (seconds, reason) => onStep?.('waiting', { seconds, reason }),
+    });
+    onStep?.('downloading', { version: assignment.baseVersion });
+    const [task, weights] = await Promise.all([this.getTaskModel(), this.getWeights(assignment.baseVersion, signal ? { signal } : {})]);
+    onStep?.('training', { round: assignment.round });
+    const model = await buildModel(task.modelTopology, weights.manifest.tensors, weights.flat);
+    let trained: TrainResult;
+    try {
+      trained = await trainLocally(model, weights.flat, data, assignment.plan, options);
+    } finally {
+      model.dispose();
+    }
+    const { delta, ...train } = trained;
+    onStep?.('submitting', { round: assignment.round, numExamples: train.numExamples });
+    try {
+      const ack = await this.submitUpdate({ round: assignment.round, baseVersion: assignment.baseVersion, delta, numExamples: train.numExamples, metrics: train.metrics, ...(signal ? { signal } : {}) });
+      return { status: 'accepted', ack, train, assignment };
+    } catch (e) {
+      if (e instanceof LateUpdateError) return { status: 'late', assignment, train };
+      throw e;
+    }
+  }
+}

@@ -1,0 +1,148 @@
+/**
+ * @module Local training with TensorFlow.js: build the task's model, train it on the app's data,
+ * and compute the update Δ = trained − base. Every tensor made here is disposed before returning.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { ModelMismatchError } from './errors.ts';
+import type { TensorManifestEntry, TrainingPlan } from './protocol/messages.ts';
+import { elementCount } from './protocol/safetensors.ts';
+
+/** Training data the app passes in: tensors, or a `tf.data.Dataset` of `{ xs, ys }` batches or examples. */
+export type TrainingData = { xs: tf.Tensor; ys: tf.Tensor } | tf.data.Dataset<tf.TensorContainer>;
+
+export interface TrainingProgress {
+  epoch: number;
+  epochs: number;
+  /** Logs of the epoch that just ended (loss, and acc when the loss is a classification loss). */
+  logs: Record<string, number>;
+}
+
+export interface TrainingCallbacks {
+  onEpochEnd?: (progress: TrainingProgress) => void | Promise<void>;
+  onBatchEnd?: (batch: number, logs: Record<string, number>) => void | Promise<void>;
+}
+
+export interface TrainResult {
+  /** Δ = trained − base, the model's weights concatenated in order. */
+  delta: Float32Array;
+  numExamples: number;
+  /** Final-epoch local metrics: `loss`, and `accuracy` for classification losses. */
+  metrics: Record<string, number>;
+}
+
+/**
+ * Builds the task's model from its topology and sets the given weights (in `model.weights` order).
+ * The caller owns the returned model and must `dispose()` it.
+ */
+export async function buildModel(modelTopology: Record<string, unknown>, tensors: readonly TensorManifestEntry[], flat: Float32Array): Promise<tf.LayersModel> {
+  const model = await tf.models.modelFromJSON({ modelTopology } as unknown as tf.io.ModelJSON);
+  try {
+    setFlatWeights(model, tensors, flat);
+  } catch (e) {
+    model.dispose();
+    throw e;
+  }
+  return model;
+}
+
+/** Sets a flat vector as the model's weights, after checking they have the task's shapes. */
+export function setFlatWeights(model: tf.LayersModel, tensors: readonly TensorManifestEntry[], flat: Float32Array): void {
+  const weights = model.weights;
+  if (weights.length !== tensors.length) {
+    throw new ModelMismatchError(`the model has ${weights.length} weight tensors, the task ${tensors.length}`);
+  }
+  let pos = 0;
+  const values = weights.map((w, i) => {
+    const spec = tensors[i]!;
+    if (w.shape.length !== spec.shape.length || w.shape.some((d, j) => d !== spec.shape[j])) {
+      throw new ModelMismatchError(`weight ${i} (${w.originalName}) has shape [${w.shape.join(',')}], the task's "${spec.name}" [${spec.shape.join(',')}]`);
+    }
+    const n = elementCount(spec.shape);
+    const t = tf.tensor(flat.subarray(pos, pos + n), spec.shape, 'float32');
+    pos += n;
+    return t;
+  });
+  if (pos !== flat.length) throw new ModelMismatchError(`the weights hold ${flat.length} values, the model ${pos}`);
+  try {
+    model.setWeights(values);
+  } finally {
+    tf.dispose(values);
+  }
+}
+
+/** The model's current weights concatenated in order, as one new Float32Array. */
+export function flatWeights(model: tf.LayersModel): Float32Array {
+  const values = model.weights.map((w) => w.read().dataSync() as Float32Array);
+  const out = new Float32Array(values.reduce((a, v) => a + v.length, 0));
+  let pos = 0;
+  for (const v of values) {
+    out.set(v, pos);
+    pos += v.length;
+  }
+  return out;
+}
+
+function optimizerFor(plan: TrainingPlan): tf.Optimizer {
+  return plan.optimizer === 'adam' ? tf.train.adam(plan.learningRate) : tf.train.sgd(plan.learningRate);
+}
+
+/**
+ * Trains `model` in place with the task's plan and returns Δ = trained − base together with the
+ * example count and final local metrics. `base` is the flat vector the model started from.
+ */
+export async function trainLocally(model: tf.LayersModel, base: Float32Array, data: TrainingData, plan: TrainingPlan, callbacks: TrainingCallbacks = {}): Promise<TrainResult> {
+  const optimizer = optimizerFor(plan);
+  const classification = plan.loss !== 'meanSquaredError';
+  model.compile({ optimizer, loss: plan.loss, metrics: classification ? ['accuracy'] : [] });
+  let numExamples = 0;
+  const fitCallbacks: tf.CustomCallbackArgs = {
+    onEpochEnd: async (epoch, logs) => {
+      await callbacks.onEpochEnd?.({ epoch, epochs: plan.epochs, logs: { ...(logs as Record<string, number>) } });
+    },
+    onBatchEnd: async (batch, logs) => {
+      await callbacks.onBatchEnd?.(batch, { ...(logs as Record<string, number>) });
+    },
+  };
+  let history: tf.History;
+  try {
+    if (isDataset(data)) {
+      numExamples = await countExamples(data);
+      history = await model.fitDataset(data, { epochs: plan.epochs, callbacks: fitCallbacks, verbose: 0 });
+    } else {
+      numExamples = data.xs.shape[0] ?? 0;
+      history = await model.fit(data.xs, data.ys, { epochs: plan.epochs, batchSize: plan.batchSize, shuffle: true, callbacks: fitCallbacks, verbose: 0 });
+    }
+  } finally {
+    optimizer.dispose();
+  }
+  const trained = flatWeights(model);
+  if (trained.length !== base.length) throw new ModelMismatchError(`trained weights hold ${trained.length} values, the base ${base.length}`);
+  const delta = new Float32Array(trained.length);
+  for (let i = 0; i < delta.length; i++) delta[i] = trained[i]! - base[i]!;
+  return { delta, numExamples, metrics: finalMetrics(history) };
+}
+
+function finalMetrics(history: tf.History): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [key, values] of Object.entries(history.history)) {
+    const last = values[values.length - 1];
+    const v = typeof last === 'number' ? last : undefined;
+    if (v !== undefined && Number.isFinite(v)) out[key === 'acc' ? 'accuracy' : key] = v;
+  }
+  return out;
+}
+
+function isDataset(data: TrainingData): data is tf.data.Dataset<tf.TensorContainer> {
+  return typeof (data as tf.data.Dataset<tf.TensorContainer>).iterator === 'function';
+}
+
+/** Examples in one pass over a dataset of `{ xs, ys }` batches (counts the leading dimension). */
+async function countExamples(ds: tf.data.Dataset<tf.TensorContainer>): Promise<number> {
+  let n = 0;
+  await ds.forEachAsync((el) => {
+    const xs = (el as { xs?: tf.Tensor }).xs;
+    n += xs ? (xs.shape[0] ?? 1) : 1;
+    tf.dispose(el);
+  });
+  return n;
+}
