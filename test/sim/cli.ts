@@ -1,0 +1,147 @@
+/**
+ * @module `npm run simulate -- [options]`: a federated training run with virtual clients on real
+ * MNIST, through the real SDK and aggregator. Starts a local aggregator if none is running, shows
+ * a progress bar per round, prints a per-round table, writes the curve as CSV and SVG.
+ */
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { REPO_ROOT, findFreePort, startLocalServer, type LocalServer } from '../../aggregator/scripts/lib/local-server.mjs';
+import { lineChartSvg, toCsv } from './chart.ts';
+import { MODEL_NAMES, type ModelName } from './models.ts';
+import { simulate, type PartitionName, type RoundReport } from './runner.ts';
+
+const HELP = `Usage: npm run simulate -- [options]
+
+  --clients K        virtual clients (default 100)
+  --fraction C       fraction of clients per round (default 0.1)
+  --rounds N         rounds (default 20)
+  --partition P      iid | dirichlet | pathological (default iid)
+  --alpha A          Dirichlet concentration for --partition dirichlet (default 0.5)
+  --model M          mlp (784-64-10) | 2nn (784-200-200-10) | cnn (default 2nn)
+  --epochs E         local epochs (default 1)
+  --batch B          local batch size, or "inf" for the whole local data set (default 10)
+  --lr LR            client learning rate, SGD (default 0.1)
+  --seed S           seed of the split, partition, client sampling and initial weights (default 1)
+  --target ACC       stop when the test accuracy reaches ACC
+  --url URL          an aggregator to use (default: http://127.0.0.1:8787 if it answers, else a new local one)
+  --admin-token T    its admin token (default: FEDGE_ADMIN_TOKEN, else .dev.vars)
+  --out DIR          where to write <name>.csv and <name>.svg (default sim-out)
+  --name NAME        file name stem (default: from the options)
+`;
+
+const { values: a } = parseArgs({
+  options: {
+    clients: { type: 'string', default: '100' },
+    fraction: { type: 'string', default: '0.1' },
+    rounds: { type: 'string', default: '20' },
+    partition: { type: 'string', default: 'iid' },
+    alpha: { type: 'string', default: '0.5' },
+    model: { type: 'string', default: '2nn' },
+    epochs: { type: 'string', default: '1' },
+    batch: { type: 'string', default: '10' },
+    lr: { type: 'string', default: '0.1' },
+    seed: { type: 'string', default: '1' },
+    target: { type: 'string' },
+    url: { type: 'string' },
+    'admin-token': { type: 'string' },
+    out: { type: 'string', default: 'sim-out' },
+    name: { type: 'string' },
+    help: { type: 'boolean', default: false },
+  },
+});
+if (a.help) {
+  console.log(HELP);
+  process.exit(0);
+}
+
+function num(name: string, value: string, check: (v: number) => boolean): number {
+  const v = Number(value);
+  if (!Number.isFinite(v) || !check(v)) fail(`--${name} ${value} is out of range`);
+  return v;
+}
+function fail(message: string): never {
+  console.error(`simulate: ${message}\n\n${HELP}`);
+  process.exit(2);
+}
+
+const partition = a.partition as PartitionName;
+if (!['iid', 'dirichlet', 'pathological'].includes(partition)) fail(`unknown --partition ${a.partition}`);
+const model = a.model as ModelName;
+if (!MODEL_NAMES.includes(model)) fail(`unknown --model ${a.model}`);
+const opts = {
+  clients: num('clients', a.clients, (v) => Number.isInteger(v) && v >= 1 && v <= 8_000),
+  fraction: num('fraction', a.fraction, (v) => v > 0 && v <= 1),
+  rounds: num('rounds', a.rounds, (v) => Number.isInteger(v) && v >= 1),
+  alpha: num('alpha', a.alpha, (v) => v > 0),
+  epochs: num('epochs', a.epochs, (v) => Number.isInteger(v) && v >= 1),
+  batchSize: a.batch === 'inf' ? Infinity : num('batch', a.batch, (v) => Number.isInteger(v) && v >= 1),
+  learningRate: num('lr', a.lr, (v) => v > 0),
+  seed: num('seed', a.seed, Number.isInteger),
+  ...(a.target !== undefined ? { target: num('target', a.target, (v) => v > 0 && v <= 1) } : {}),
+};
+const name = a.name ?? `${model}-${partition}-K${opts.clients}-C${opts.fraction}-E${opts.epochs}-B${a.batch}-lr${opts.learningRate}`;
+
+async function aggregator(): Promise<{ url: string; token: string; server?: LocalServer; stateDir?: string }> {
+  const devVars = join(REPO_ROOT, '.dev.vars');
+  const savedToken = existsSync(devVars) ? readFileSync(devVars, 'utf8').match(/^ADMIN_TOKEN=(.*)$/m)?.[1]?.trim() : undefined;
+  const token = a['admin-token'] ?? process.env.FEDGE_ADMIN_TOKEN ?? savedToken;
+  const url = a.url ?? 'http://127.0.0.1:8787';
+  const up = await fetch(`${url}/v1/health`).then((r) => r.ok, () => false);
+  if (up && token) return { url, token };
+  if (a.url) fail(up ? 'no admin token: pass --admin-token or set FEDGE_ADMIN_TOKEN' : `no aggregator answers at ${a.url}`);
+  const stateDir = mkdtempSync(join(tmpdir(), 'fedge-sim-'));
+  console.error('starting a local aggregator (wrangler dev) for this run…');
+  const server = await startLocalServer({ port: await findFreePort(), stateDir, adminToken: `sim-${process.pid}`, onOutput: () => {} });
+  return { url: server.url, token: server.adminToken, server, stateDir };
+}
+
+function bar(done: number, of: number, width = 20): string {
+  const filled = Math.round((done / of) * width);
+  return `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}]`;
+}
+
+const agg = await aggregator();
+const columns = ['round', 'accuracy', 'loss', 'clients', 'examples', 'up MB', 'down MB', 'train s', 'round s'];
+const widths = [5, 8, 7, 7, 8, 7, 7, 7, 7];
+const line = (cells: (string | number)[]) => cells.map((c, i) => String(c).padStart(widths[i]!)).join('  ');
+console.log(`fedge simulation: ${name}\naggregator ${agg.url}\n`);
+console.log(line(columns));
+const tty = process.stderr.isTTY;
+const reports: RoundReport[] = [];
+try {
+  const result = await simulate({
+    baseUrl: agg.url, adminToken: agg.token, partition, model, ...opts,
+    onClient: (round, done, of) => {
+      if (tty) process.stderr.write(`\r round ${round}/${opts.rounds} ${bar(done, of)} ${done}/${of} clients`);
+    },
+    onRound: (r) => {
+      if (tty) process.stderr.write('\r\x1b[K');
+      reports.push(r);
+      console.log(line([r.round, r.accuracy.toFixed(4), r.loss.toFixed(4), r.participants, r.examples, (r.bytesUp / 1e6).toFixed(2), (r.bytesDown / 1e6).toFixed(2), r.trainSeconds.toFixed(1), r.seconds.toFixed(1)]));
+    },
+  });
+  const out = resolve(a.out);
+  mkdirSync(out, { recursive: true });
+  const csv = join(out, `${name}.csv`);
+  const svg = join(out, `${name}.svg`);
+  writeFileSync(csv, toCsv(reports.map((r) => ({ ...r }))));
+  writeFileSync(
+    svg,
+    lineChartSvg([{ name, points: reports.map((r) => ({ x: r.round, y: r.accuracy })) }], {
+      title: `Test accuracy per round: ${name}`,
+      xLabel: 'round',
+      yLabel: 'test accuracy (2,000 held-out MNIST images)',
+      yMin: 0,
+      yMax: 1,
+      ...(opts.target !== undefined ? { target: { y: opts.target, label: `target ${opts.target}` } } : {}),
+    }),
+  );
+  const best = Math.max(...reports.map((r) => r.accuracy));
+  console.log(`\ntask ${result.taskId}: best accuracy ${best.toFixed(4)}` + (opts.target !== undefined ? `, rounds to ${opts.target}: ${result.roundsToTarget ?? `not reached in ${opts.rounds}`}` : ''));
+  console.log(`wrote ${csv}\n      ${svg}`);
+} finally {
+  await agg.server?.stop();
+  if (agg.stateDir) rmSync(agg.stateDir, { recursive: true, force: true });
+}
