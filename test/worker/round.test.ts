@@ -74,3 +74,21 @@ describe('OpenAPI document', () => {
     expect(doc.paths['/v1/tasks/{taskId}/rounds/{round}/update'].put.responses).toHaveProperty('409');
   });
 });
+
+describe('CORS for browser clients', () => {
+  it('answers the preflight and exposes the headers the SDK reads', async () => {
+    const { SELF } = await import('cloudflare:test');
+    const pre = await SELF.fetch('https://fedge.test/v1/tasks/x/checkin', {
+      method: 'OPTIONS',
+      headers: { origin: 'https://app.example', 'access-control-request-method': 'PUT', 'access-control-request-headers': 'authorization, content-type' },
+    });
+    expect(pre.status).toBe(204);
+    expect(pre.headers.get('access-control-allow-origin')).toBe('*');
+    expect(pre.headers.get('access-control-allow-methods')).toContain('PUT');
+    expect(pre.headers.get('access-control-allow-headers')).toContain('authorization');
+    const res = await SELF.fetch('https://fedge.test/v1/tasks', { headers: { origin: 'https://app.example' } });
+    expect(res.status).toBe(401);
+    expect(res.headers.get('access-control-allow-origin')).toBe('*');
+    expect(res.headers.get('access-control-expose-headers')).toContain('retry-after');
+  });
+});

@@ -1,6 +1,7 @@
 /**
  * @module The edge API: a Hono app under `/v1`, its error handler and its OpenAPI document.
  */
+import { cors } from 'hono/cors';
 import { errorResponse, onError } from './errors.ts';
 import { newRouter } from './router.ts';
 import { modelsApp } from './routes/models.ts';
@@ -12,6 +13,9 @@ import { tasksApp } from './routes/tasks.ts';
 export function createApp() {
   const app = newRouter();
   const v1 = newRouter();
+  // Browser clients call from the app's own origin. Auth is a bearer header, never a cookie, so
+  // any origin may call; the preflight is answered here.
+  v1.use('*', cors({ origin: '*', allowHeaders: ['authorization', 'content-type'], allowMethods: ['GET', 'POST', 'PUT', 'OPTIONS'], exposeHeaders: ['retry-after', 'etag', 'fedge-replayed'], maxAge: 86_400 }));
   v1.route('/', tasksApp).route('/', participationApp).route('/', modelsApp).route('/', roundsApp);
   v1.get('/health', (c) => c.json({ ok: true }));
   app.route('/v1', v1);
