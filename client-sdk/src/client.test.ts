@@ -95,6 +95,18 @@ describe('FedgeClient against the real aggregator', () => {
     model.dispose();
   });
 
+  it('trains on a batched tf.data.Dataset and counts its examples', async () => {
+    const task = await newTask({ clientsPerRound: 1 });
+    const client = await newClient(task.id);
+    const { xs, ys } = data(50, 3);
+    const ds = tf.data.zip({ xs: tf.data.array(tf.unstack(xs)), ys: tf.data.array(tf.unstack(ys)) }).batch(8);
+    const result = await client.participate(ds as unknown as tf.data.Dataset<tf.TensorContainer>);
+    tf.dispose([xs, ys]);
+    expect(result.status).toBe('accepted');
+    expect(result.train.numExamples).toBe(50);
+    if (result.status === 'accepted') expect(result.ack.numExamples).toBe(50);
+  });
+
   it('sends only the model’s tensors and declared metadata: no training example leaves the client', async () => {
     const task = await newTask({ clientsPerRound: 1 });
     const bodies: { path: string; body: Uint8Array }[] = [];
