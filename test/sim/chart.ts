@@ -95,7 +95,7 @@ function tickLabel(value: number, step: number): string {
 /** Colour-blind-safe Okabe–Ito palette (yellow last: weakest on white); further series get golden-angle hues. */
 const PALETTE = ['#0072B2', '#D55E00', '#009E73', '#CC79A7', '#E69F00', '#56B4E9', '#000000', '#F0E442'];
 
-/** The stroke colour of the `i`-th series; distinct for every i. */
+/** The stroke colour of the `i`-th series; all distinct for the first 250 series (hues are whole degrees). */
 export function seriesColor(i: number): string {
   return PALETTE[i] ?? `hsl(${Math.round((i * 137.508) % 360)}, 65%, 42%)`;
 }

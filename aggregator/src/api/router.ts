@@ -11,7 +11,8 @@ export function newRouter() {
     defaultHook: (result) => {
       if (!result.success) {
         const issues = result.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ');
-        throw new ApiError('invalid_request', `${result.target} is invalid: ${issues}`);
+        const strategyOnly = result.target === 'json' && result.error.issues.every((i) => i.path[0] === 'strategy');
+        throw new ApiError(strategyOnly ? 'invalid_strategy' : 'invalid_request', `${result.target} is invalid: ${issues}`);
       }
     },
   });

@@ -35,6 +35,27 @@ export const TrainingPlanSchema = z
   })
   .openapi('TrainingPlan');
 
+const clipNorm = z.number().positive().max(1e6).optional().describe('Norm bounding (Sun et al. 2019): clip each update to this L2 norm before it is summed');
+const fedOptFields = {
+  serverLearningRate: z.number().positive().max(10).default(0.01),
+  beta2: z.number().min(0).lt(1).default(0.99),
+  tau: z.number().positive().max(1).default(1e-3),
+  clipNorm,
+};
+
+/** A task's aggregation strategy; unknown names and out-of-range parameters are `invalid_strategy`. */
+export const StrategySchema = z
+  .discriminatedUnion('name', [
+    z.object({ name: z.literal('fedavg'), clipNorm }).describe('FedAvg (McMahan et al. 2017)'),
+    z
+      .object({ name: z.literal('fedavgm'), serverLearningRate: z.number().positive().max(10).default(1), momentum: z.number().min(0).lt(1).default(0.9), clipNorm })
+      .describe('FedAvg with server momentum (Hsu et al. 2019)'),
+    z.object({ name: z.literal('fedadam'), beta1: z.number().min(0).lt(1).default(0.9), ...fedOptFields }).describe('FedAdam (Reddi et al. 2021)'),
+    z.object({ name: z.literal('fedyogi'), beta1: z.number().min(0).lt(1).default(0.9), ...fedOptFields }).describe('FedYogi (Reddi et al. 2021)'),
+    z.object({ name: z.literal('fedadagrad'), beta1: z.number().min(0).lt(1).default(0), ...fedOptFields }).describe('FedAdagrad (Reddi et al. 2021)'),
+  ])
+  .openapi('Strategy');
+
 export const CreateTaskSchema = z
   .object({
     name: z.string().min(1).max(200),
@@ -42,6 +63,7 @@ export const CreateTaskSchema = z
     initialWeights: z.base64().describe('Base64 of a safetensors message holding every weight of the model, float32, in model.weights order'),
     rounds: RoundRulesSchema.prefault({}),
     plan: TrainingPlanSchema.prefault({}),
+    strategy: StrategySchema.prefault({ name: 'fedavg' }),
   })
   .openapi('CreateTask');
 
@@ -72,6 +94,7 @@ export const TaskSchema = z
     tensors: z.array(TensorEntrySchema),
     rounds: RoundRulesSchema.required(),
     plan: TrainingPlanSchema,
+    strategy: StrategySchema,
     maxUpdateBytes: z.number().int(),
     currentRound: LiveRoundSchema.nullable(),
     modelTopology: z.record(z.string(), z.unknown()),
@@ -106,6 +129,7 @@ export const ModelManifestSchema = z
     participants: z.number().int(),
     numExamples: z.number().int(),
     metrics: z.record(z.string(), z.number()).nullable(),
+    strategy: z.object({ name: z.string(), params: z.record(z.string(), z.number()) }).nullable().describe('The strategy that produced this version (null for version 0)'),
     createdAt: z.string(),
     weightsUrl: z.string(),
   })

@@ -20,6 +20,8 @@ export const tasks = sqliteTable('tasks', {
   /** Round rules and training plan, as validated at creation (see api/schemas.ts). */
   rules: text('rules', { mode: 'json' }).notNull(),
   plan: text('plan', { mode: 'json' }).notNull(),
+  /** The aggregation strategy and its parameters (see strategies/index.ts). */
+  strategy: text('strategy', { mode: 'json' }).notNull().default({ name: 'fedavg' }),
   currentVersion: integer('current_version').notNull().default(0),
   createdAt: integer('created_at', { mode: 'timestamp_ms' }).notNull(),
 });
@@ -56,6 +58,8 @@ export const modelVersions = sqliteTable(
     participants: integer('participants').notNull().default(0),
     numExamples: integer('num_examples').notNull().default(0),
     metrics: text('metrics', { mode: 'json' }),
+    /** `{ name, params }` of the strategy that produced it; null for the initial version. */
+    strategy: text('strategy', { mode: 'json' }),
     createdAt: integer('created_at', { mode: 'timestamp_ms' }).notNull(),
   },
   (t) => [primaryKey({ columns: [t.taskId, t.version] })],

@@ -23,6 +23,7 @@ import type { RoundState } from './round-machine.ts';
 import { maxUpdateBytes, type TaskSpec } from './task-spec.ts';
 import { readCapped } from './read-body.ts';
 import { validateUpdate } from './update-validation.ts';
+import { createStrategy, type Strategy, type StrategyState } from '../strategies/index.ts';
 
 /** Checkpoint the running sum after this many accepted updates. */
 export const CHECKPOINT_EVERY = 16;
@@ -117,6 +118,7 @@ export class TaskAggregator extends DurableObject<Env> {
       CREATE TABLE IF NOT EXISTS update_chunks (round INTEGER NOT NULL, seq INTEGER NOT NULL, idx INTEGER NOT NULL, data BLOB NOT NULL, PRIMARY KEY (round, seq, idx));
       CREATE TABLE IF NOT EXISTS checkpoint_chunks (idx INTEGER PRIMARY KEY, data BLOB NOT NULL);
       CREATE TABLE IF NOT EXISTS rejections (round INTEGER NOT NULL, code TEXT NOT NULL, n INTEGER NOT NULL, PRIMARY KEY (round, code));
+      CREATE TABLE IF NOT EXISTS strategy_chunks (name TEXT NOT NULL, idx INTEGER NOT NULL, data BLOB NOT NULL, PRIMARY KEY (name, idx));
     `);
   }
 
@@ -262,14 +264,16 @@ export class TaskAggregator extends DurableObject<Env> {
     const seq = state.accepted + 1;
     const ack: UpdateAck = { taskId: spec.taskId, round, clientId, seq, numExamples: valid.numExamples, bodySha256, acceptedAt: now };
     const next = machine.accept(state, spec.rules);
+    // Strategy transforms (norm bounding) apply before the update is summed and stored.
+    const delta = this.strategy().prepareUpdate?.(valid.delta) ?? valid.delta;
     // The sum must be current (rebuilt from storage if needed) before this update joins it.
-    this.accumulator().add(valid.delta, valid.numExamples);
+    this.accumulator().add(delta, valid.numExamples);
     this.meta = { ...meta, state: next };
     let resolve!: () => void;
     let reject!: (e: unknown) => void;
     const durable = new Promise<void>((res, rej) => ((resolve = res), (reject = rej)));
     durable.catch(() => {}); // a failed commit is reported by the await below, not as unhandled
-    this.pending.push({ ack, metrics: valid.metrics, delta: valid.delta, durable, resolve, reject });
+    this.pending.push({ ack, metrics: valid.metrics, delta, durable, resolve, reject });
     this.scheduleFlush();
     await durable; // the acknowledgement waits for the commit
     if (next.status === 'closing') await this.scheduleAlarm();
@@ -314,8 +318,16 @@ export class TaskAggregator extends DurableObject<Env> {
     const baseObject = await this.env.MODELS.get(meta.latestKey);
     if (!baseObject) throw new Error(`base weights ${meta.latestKey} missing from R2`);
     const base = concatTensors(decodeTensors(await baseObject.arrayBuffer()).tensors);
-    const next = new Float32Array(spec.numParams);
-    acc.finalizeInto(base, next);
+    const strategy = this.strategy();
+    let next: Float32Array = new Float32Array(spec.numParams);
+    let strategyState: StrategyState | null = null;
+    if (strategy.name === 'fedavg') {
+      acc.finalizeInto(base, next); // base + Σ/W in float64, rounded once
+    } else {
+      const meanDelta = new Float32Array(spec.numParams);
+      acc.finalizeInto(new Float32Array(spec.numParams), meanDelta);
+      ({ next, state: strategyState } = strategy.apply(base, meanDelta, this.readStrategyState() ?? strategy.initialState(spec.numParams)));
+    }
 
     const blob = await putWeights(this.env.MODELS, spec.taskId, version, spec.tensors, next);
     if (this.publishFault === 'after_blob') throw new Error('injected fault after the R2 write');
@@ -336,7 +348,7 @@ export class TaskAggregator extends DurableObject<Env> {
       participants,
       {
         taskId: spec.taskId, version, parentVersion: state.baseVersion, round: state.round, contentHash: blob.contentHash, r2Key: blob.key,
-        byteLength: blob.byteLength, participants: ledger.length, numExamples, metrics, createdAt: new Date(now),
+        byteLength: blob.byteLength, participants: ledger.length, numExamples, metrics, strategy: { name: strategy.name, params: { ...strategy.params } }, createdAt: new Date(now),
       },
     );
     if (this.publishFault === 'after_d1') throw new Error('injected fault after the D1 write');
@@ -345,7 +357,11 @@ export class TaskAggregator extends DurableObject<Env> {
     if (current.state.round !== state.round || current.state.status !== 'closing') throw new Error(`round ${state.round} changed while it was being published`);
     const closed = machine.published(current.state, now);
     this.meta = { ...current, latestVersion: version, latestKey: blob.key, state: machine.openRound(closed.round + 1, version, now) };
-    this.commit(() => this.clearRound(state.round));
+    this.commit(() => {
+      this.clearRound(state.round);
+      // The server optimizer's state moves with the version it produced, in the same transaction.
+      if (strategyState) this.writeStrategyState(strategyState);
+    });
     this.acc = null;
   }
 
@@ -369,6 +385,42 @@ export class TaskAggregator extends DurableObject<Env> {
     this.meta = { ...this.meta!, state: machine.openRound(state.round + 1, state.baseVersion, now) };
     this.commit(() => this.clearRound(state.round));
     this.acc = null;
+  }
+
+  private strategyInstance: Strategy | null = null;
+
+  private strategy(): Strategy {
+    this.strategyInstance ??= createStrategy(this.meta!.spec.strategy ?? { name: 'fedavg' });
+    return this.strategyInstance;
+  }
+
+  /** The server optimizer's state (momentum, moments), or null before the first round. */
+  private readStrategyState(): StrategyState | null {
+    const row = this.sql.exec<{ value: string }>(`SELECT value FROM meta WHERE key = 'strategy_state'`).toArray()[0];
+    if (!row) return null;
+    const { step, vectors } = JSON.parse(row.value) as { step: number; vectors: string[] };
+    const n = this.meta!.spec.numParams;
+    const out: StrategyState = { step, vectors: {} };
+    for (const name of vectors) {
+      const bytes = new Uint8Array(n * 4);
+      let off = 0;
+      for (const { data } of this.sql.exec<{ data: ArrayBuffer }>(`SELECT data FROM strategy_chunks WHERE name = ? ORDER BY idx`, name)) {
+        bytes.set(new Uint8Array(data), off);
+        off += data.byteLength;
+      }
+      if (off !== bytes.byteLength) throw new Error(`strategy vector ${name} is ${off} bytes, expected ${bytes.byteLength}`);
+      out.vectors[name] = new Float32Array(bytes.buffer);
+    }
+    return out;
+  }
+
+  /** Inside a transaction: replaces the stored strategy state. */
+  private writeStrategyState(state: StrategyState): void {
+    this.sql.exec(`DELETE FROM strategy_chunks`);
+    for (const [name, v] of Object.entries(state.vectors)) {
+      forEachChunk(new Uint8Array(v.buffer, v.byteOffset, v.byteLength), (chunk, idx) => this.sql.exec(`INSERT INTO strategy_chunks (name, idx, data) VALUES (?, ?, ?)`, name, idx, chunk));
+    }
+    this.sql.exec(`INSERT OR REPLACE INTO meta (key, value) VALUES ('strategy_state', ?)`, JSON.stringify({ step: state.step, vectors: Object.keys(state.vectors) }));
   }
 
   /** Drops a finished round's bulky data and prunes old ledger rows (bounded storage). */

@@ -2,6 +2,7 @@
  * @module What the master aggregator knows of its task: tensor layout, round rules, caps.
  * Plain data, stored in the Durable Object at task creation and never changed afterwards.
  */
+import type { StrategyConfig } from '../strategies/index.ts';
 import type { RoundRules } from './round-machine.ts';
 
 export interface TensorSpec {
@@ -15,6 +16,8 @@ export interface TaskSpec {
   tensors: TensorSpec[];
   numParams: number;
   rules: RoundRules;
+  /** Absent in tasks created before strategies existed: FedAvg. */
+  strategy?: StrategyConfig;
 }
 
 /** Header allowance on top of the raw float32 bytes: JSON header, metadata, padding. */

@@ -8,6 +8,8 @@
 export const ERROR_STATUS = {
   /** Body is not JSON, or JSON that does not match the route's schema. */
   invalid_request: 400,
+  /** The task's strategy is unknown, or one of its parameters is out of range. */
+  invalid_strategy: 400,
   /** The request body of a JSON route is not parseable JSON. */
   malformed_json: 400,
   /** No bearer token was sent. */

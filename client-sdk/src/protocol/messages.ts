@@ -62,6 +62,8 @@ export interface ModelManifest {
   participants: number;
   numExamples: number;
   metrics: Record<string, number> | null;
+  /** The strategy that produced this version; null for version 0. */
+  strategy: { name: string; params: Record<string, number> } | null;
   createdAt: string;
   weightsUrl: string;
 }

@@ -119,6 +119,7 @@ export function manifest(task: TaskRow, r: ModelVersionRow) {
     participants: r.participants,
     numExamples: r.numExamples,
     metrics: (r.metrics as Record<string, number> | null) ?? null,
+    strategy: (r.strategy as { name: string; params: Record<string, number> } | null) ?? null,
     createdAt: r.createdAt.toISOString(),
     weightsUrl: `/v1/tasks/${r.taskId}/models/${r.version}/weights`,
   };

@@ -8,6 +8,7 @@ import { firstNonFinite } from '../../kernels/running-sum.ts';
 import { accumulateWasm } from '../../kernels/wasm-worker.ts';
 import { maxUpdateBytes, type TaskSpec } from '../../master/task-spec.ts';
 import { putWeights } from '../../storage/weights.ts';
+import type { StrategyConfig } from '../../strategies/index.ts';
 import { concatTensors, decodeTensors, WireFormatError } from '../../../../client-sdk/src/protocol/safetensors.ts';
 import { newClientToken, requireAdmin, requireTaskAccess, type AppEnv } from '../auth.ts';
 import { ApiError } from '../errors.ts';
@@ -57,12 +58,13 @@ tasksApp.openapi(
     const id = crypto.randomUUID();
     const now = new Date();
     const blob = await putWeights(c.env.MODELS, id, 0, tensors, flat);
-    const spec: TaskSpec = { taskId: id, tensors, numParams, rules };
+    const strategy = body.strategy as StrategyConfig;
+    const spec: TaskSpec = { taskId: id, tensors, numParams, rules, strategy };
     // The Durable Object first: a task becomes visible (D1) only once its aggregator is ready.
     await aggregatorOf(c.env, id).init({ spec, plan: body.plan, version0: { key: blob.key } });
     const db = database(c.env.DB);
     await db.batch([
-      db.insert(tasks).values({ id, name: body.name, modelTopology: body.modelTopology, weightSpecs: tensors, numParams, rules, plan: body.plan, currentVersion: 0, createdAt: now }),
+      db.insert(tasks).values({ id, name: body.name, modelTopology: body.modelTopology, weightSpecs: tensors, numParams, rules, plan: body.plan, strategy, currentVersion: 0, createdAt: now }),
       db.insert(modelVersions).values({ taskId: id, version: 0, parentVersion: null, round: null, contentHash: blob.contentHash, r2Key: blob.key, byteLength: blob.byteLength, participants: 0, numExamples: 0, metrics: null, createdAt: now }),
     ]);
     return c.json(await taskView(c.env, id), 201);
@@ -133,6 +135,7 @@ export async function taskView(env: Env, taskId: string) {
     tensors: tensorEntries(tensors),
     rounds: rulesOf(row),
     plan: planOf(row),
+    strategy: row.strategy as StrategyConfig,
     maxUpdateBytes: maxUpdateBytes({ numParams: row.numParams, tensors }),
     currentRound: await aggregatorOf(env, taskId).status(),
     modelTopology: row.modelTopology as Record<string, unknown>,
