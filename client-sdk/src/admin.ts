@@ -30,6 +30,8 @@ export interface CreateTaskOptions {
   name: string;
   rounds?: RoundRules;
   plan?: Partial<TrainingPlan>;
+  /** The aggregation strategy, e.g. `{ name: 'fedadam', serverLearningRate: 0.01 }` (default FedAvg). */
+  strategy?: { name: string; [param: string]: number | string };
 }
 
 export interface CreatedTask {
@@ -88,7 +90,7 @@ export class FedgeAdmin {
     return this.http.json<CreatedTask>({
       method: 'POST',
       path: '/tasks',
-      json: { name: options.name, modelTopology: artifacts, initialWeights: base64(weights), rounds: options.rounds ?? {}, plan: options.plan ?? {} },
+      json: { name: options.name, modelTopology: artifacts, initialWeights: base64(weights), rounds: options.rounds ?? {}, plan: options.plan ?? {}, strategy: options.strategy ?? { name: 'fedavg' } },
       retry: false,
     });
   }

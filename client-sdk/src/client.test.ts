@@ -136,6 +136,40 @@ describe('FedgeClient against the real aggregator', () => {
   });
 });
 
+describe('FedProx (Li et al. 2020) in the local training loop', () => {
+  it('receives μ in the plan, pulls the local model toward the global one, and leaks no tensors', async () => {
+    const model = tinyModel();
+    const task = await admin.createTask(model, { name: 'fedprox', rounds: { clientsPerRound: 1 }, plan: { epochs: 3, batchSize: 8, learningRate: 0.5 }, strategy: { name: 'fedprox', mu: 1 } });
+    model.dispose();
+    const client = await newClient(task.id);
+    const assignment = await client.waitForAssignment();
+    expect(assignment.plan.proximalMu).toBe(1);
+    const { flat, manifest } = await client.getWeights(0);
+    const { modelTopology } = await client.getTaskModel();
+    const { xs, ys } = data(96, 5);
+    const norm = (d: Float32Array) => Math.sqrt(d.reduce((a, x) => a + x * x, 0));
+    const run = async (mu: number) => {
+      const m = await buildModel(modelTopology, manifest.tensors, flat);
+      const before = tf.memory().numTensors;
+      const r = await trainLocally(m, flat, { xs, ys }, { ...assignment.plan, proximalMu: mu });
+      expect(tf.memory().numTensors).toBe(before);
+      m.dispose();
+      return r;
+    };
+    const loose = await run(1e-9); // the proximal loop with a negligible term: plain mini-batch SGD
+    const tight = await run(1); // lr·μ = 0.5: each step moves w halfway back toward w_global
+    tf.dispose([xs, ys]);
+    expect(loose.numExamples).toBe(96);
+    expect(Object.keys(tight.metrics).sort()).toEqual(['accuracy', 'loss']);
+    expect(norm(tight.delta)).toBeLessThan(0.5 * norm(loose.delta));
+    const ack = await client.submitUpdate({ round: 1, baseVersion: 0, delta: tight.delta, numExamples: tight.numExamples, metrics: tight.metrics });
+    expect(ack.seq).toBe(1);
+    const v1 = await waitForVersion(client, 1);
+    expect(maxAbsDiff(v1, Float64Array.from(flat, (w, i) => w + tight.delta[i]!))).toBeLessThanOrEqual(1e-6);
+    expect((await client.getManifest(1)).strategy).toEqual({ name: 'fedprox', params: { mu: 1 } });
+  });
+});
+
 describe('errors and retries', () => {
   it('maps server errors to typed errors with the server’s code', async () => {
     const task = await newTask();

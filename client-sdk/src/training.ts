@@ -105,7 +105,11 @@ export async function trainLocally(model: tf.LayersModel, base: Float32Array, da
   };
   let history: tf.History;
   try {
-    if (isDataset(data)) {
+    if ((plan.proximalMu ?? 0) > 0) {
+      const r = await trainProximal(model, data, plan, optimizer, callbacks);
+      numExamples = r.numExamples;
+      history = r.history;
+    } else if (isDataset(data)) {
       numExamples = await countExamples(data);
       history = await model.fitDataset(data, { epochs: plan.epochs, callbacks: fitCallbacks, verbose: 0 });
     } else {
@@ -120,6 +124,85 @@ export async function trainLocally(model: tf.LayersModel, base: Float32Array, da
   const delta = new Float32Array(trained.length);
   for (let i = 0; i < delta.length; i++) delta[i] = trained[i]! - base[i]!;
   return { delta, numExamples, metrics: finalMetrics(history) };
+}
+
+/**
+ * FedProx's local solver (Li et al. 2020): mini-batch steps on loss(w) + μ/2·‖w − w_global‖²,
+ * with w_global the weights training started from. `model.fit` cannot add a term that depends on
+ * fixed reference weights, so this loop computes the loss itself.
+ */
+async function trainProximal(model: tf.LayersModel, data: TrainingData, plan: TrainingPlan, optimizer: tf.Optimizer, callbacks: TrainingCallbacks): Promise<{ numExamples: number; history: tf.History }> {
+  const mu = plan.proximalMu;
+  const vars = model.trainableWeights.map((w) => w.read() as tf.Variable);
+  const anchor = vars.map((v) => v.clone());
+  const lossOf = lossFunction(plan.loss);
+  const classification = plan.loss !== 'meanSquaredError';
+  const history: Record<string, number[]> = { loss: [], ...(classification ? { acc: [] } : {}) };
+  let numExamples = 0;
+  try {
+    for (let epoch = 0; epoch < plan.epochs; epoch++) {
+      let lossSum = 0;
+      let correct = 0;
+      let seen = 0;
+      let batch = 0;
+      for await (const { xs, ys } of batches(data, plan.batchSize)) {
+        const n = xs.shape[0] ?? 0;
+        const out = optimizer.minimize(() => {
+          const pred = model.apply(xs, { training: true }) as tf.Tensor;
+          const dataLoss = lossOf(ys, pred);
+          const prox = tf.addN(vars.map((v, i) => tf.sum(tf.square(tf.sub(v, anchor[i]!)))));
+          if (classification) correct += tf.sum(tf.cast(correctPredictions(pred, ys, plan.loss), 'float32')).dataSync()[0]!;
+          lossSum += dataLoss.dataSync()[0]! * n;
+          return tf.add(dataLoss, tf.mul(mu / 2, prox)) as tf.Scalar;
+        }, false, vars);
+        tf.dispose([xs, ys, out ?? []]);
+        seen += n;
+        await callbacks.onBatchEnd?.(batch++, { size: n });
+      }
+      if (epoch === 0) numExamples = seen;
+      const logs: Record<string, number> = { loss: lossSum / Math.max(1, seen), ...(classification ? { acc: correct / Math.max(1, seen) } : {}) };
+      history.loss!.push(logs.loss!);
+      if (classification) history.acc!.push(logs.acc!);
+      await callbacks.onEpochEnd?.({ epoch, epochs: plan.epochs, logs });
+    }
+  } finally {
+    tf.dispose(anchor);
+  }
+  return { numExamples, history: { history } as unknown as tf.History };
+}
+
+function lossFunction(name: TrainingPlan['loss']): (yTrue: tf.Tensor, yPred: tf.Tensor) => tf.Scalar {
+  const perExample: Record<TrainingPlan['loss'], (a: tf.Tensor, b: tf.Tensor) => tf.Tensor> = {
+    categoricalCrossentropy: tf.metrics.categoricalCrossentropy,
+    sparseCategoricalCrossentropy: (labels, probs) => tf.metrics.categoricalCrossentropy(tf.oneHot(tf.cast(tf.reshape(labels, [-1]), 'int32'), probs.shape[probs.shape.length - 1]!), probs),
+    binaryCrossentropy: tf.metrics.binaryCrossentropy,
+    meanSquaredError: tf.metrics.meanSquaredError,
+  };
+  const f = perExample[name];
+  return (yTrue, yPred) => tf.mean(f(yTrue, yPred)) as tf.Scalar;
+}
+
+function correctPredictions(pred: tf.Tensor, ys: tf.Tensor, loss: TrainingPlan['loss']): tf.Tensor {
+  if (loss === 'binaryCrossentropy') return tf.equal(tf.round(pred), ys);
+  const labels = loss === 'sparseCategoricalCrossentropy' ? tf.cast(tf.reshape(ys, [-1]), 'int32') : tf.argMax(ys, -1);
+  return tf.equal(tf.argMax(pred, -1), labels);
+}
+
+/** Shuffled mini-batches of tensor data, or the batches of a (batched) dataset; the caller disposes each. */
+async function* batches(data: TrainingData, batchSize: number): AsyncGenerator<{ xs: tf.Tensor; ys: tf.Tensor }> {
+  if (isDataset(data)) {
+    const it = await data.iterator();
+    for (let r = await it.next(); !r.done; r = await it.next()) yield r.value as { xs: tf.Tensor; ys: tf.Tensor };
+    return;
+  }
+  const n = data.xs.shape[0] ?? 0;
+  const order = tf.util.createShuffledIndices(n);
+  for (let start = 0; start < n; start += batchSize) {
+    const idx = tf.tensor1d(Array.from(order.subarray(start, Math.min(n, start + batchSize))), 'int32');
+    const batch = { xs: tf.gather(data.xs, idx), ys: tf.gather(data.ys, idx) };
+    idx.dispose();
+    yield batch;
+  }
 }
 
 function finalMetrics(history: tf.History): Record<string, number> {

@@ -32,6 +32,7 @@ export const TrainingPlanSchema = z
     learningRate: z.number().positive().max(100).default(0.01),
     optimizer: z.enum(['sgd', 'adam']).default('sgd'),
     loss: z.enum(['categoricalCrossentropy', 'sparseCategoricalCrossentropy', 'binaryCrossentropy', 'meanSquaredError']).default('categoricalCrossentropy'),
+    proximalMu: z.number().min(0).max(100).default(0).describe('FedProx μ: set from the task strategy `fedprox`, 0 otherwise'),
   })
   .openapi('TrainingPlan');
 
@@ -47,6 +48,9 @@ const fedOptFields = {
 export const StrategySchema = z
   .discriminatedUnion('name', [
     z.object({ name: z.literal('fedavg'), clipNorm }).describe('FedAvg (McMahan et al. 2017)'),
+    z
+      .object({ name: z.literal('fedprox'), mu: z.number().positive().max(100).default(0.01), clipNorm })
+      .describe('FedProx (Li et al. 2020): FedAvg aggregation; clients add μ/2·‖w − w_global‖² to their local loss'),
     z
       .object({ name: z.literal('fedavgm'), serverLearningRate: z.number().positive().max(10).default(1), momentum: z.number().min(0).lt(1).default(0.9), clipNorm })
       .describe('FedAvg with server momentum (Hsu et al. 2019)'),

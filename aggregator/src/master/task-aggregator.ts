@@ -202,7 +202,8 @@ export class TaskAggregator extends DurableObject<Env> {
     await this.recoverIfStuck();
     // No await from here to the commit: requests interleave only at awaits, so the state read here is current.
     const meta = this.meta;
-    const { state, spec, plan } = meta;
+    const { state, spec } = meta;
+    const plan: TrainingPlan = { ...meta.plan, proximalMu: meta.plan.proximalMu ?? 0 }; // tasks from before FedProx lack μ
     const taskId = spec.taskId;
     const already = this.sql.exec<{ n: number }>(`SELECT count(*) AS n FROM assignments WHERE round = ? AND client_id = ?`, state.round, clientId).one().n > 0;
     if (already) {
@@ -321,7 +322,7 @@ export class TaskAggregator extends DurableObject<Env> {
     const strategy = this.strategy();
     let next: Float32Array = new Float32Array(spec.numParams);
     let strategyState: StrategyState | null = null;
-    if (strategy.name === 'fedavg') {
+    if (strategy.name === 'fedavg' || strategy.name === 'fedprox') {
       acc.finalizeInto(base, next); // base + Σ/W in float64, rounded once
     } else {
       const meanDelta = new Float32Array(spec.numParams);

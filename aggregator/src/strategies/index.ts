@@ -3,6 +3,7 @@
  */
 import { fedAvg } from './fedavg.ts';
 import { fedAvgM } from './fedavgm.ts';
+import { fedProx } from './fedprox.ts';
 import { fedOpt } from './fedopt.ts';
 import { withNormBound } from './norm-bound.ts';
 import type { Strategy } from './strategy.ts';
@@ -11,16 +12,20 @@ export type { Strategy, StrategyState } from './strategy.ts';
 
 export type StrategyConfig =
   | { name: 'fedavg'; clipNorm?: number }
+  | { name: 'fedprox'; mu: number; clipNorm?: number }
   | { name: 'fedavgm'; serverLearningRate: number; momentum: number; clipNorm?: number }
   | { name: 'fedadam' | 'fedyogi' | 'fedadagrad'; serverLearningRate: number; beta1: number; beta2: number; tau: number; clipNorm?: number };
 
-export const STRATEGY_NAMES = ['fedavg', 'fedavgm', 'fedadam', 'fedyogi', 'fedadagrad'] as const;
+export const STRATEGY_NAMES = ['fedavg', 'fedprox', 'fedavgm', 'fedadam', 'fedyogi', 'fedadagrad'] as const;
 
 export function createStrategy(config: StrategyConfig): Strategy {
   let s: Strategy;
   switch (config.name) {
     case 'fedavg':
       s = fedAvg();
+      break;
+    case 'fedprox':
+      s = fedProx(config.mu);
       break;
     case 'fedavgm':
       s = fedAvgM(config);

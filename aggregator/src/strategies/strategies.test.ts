@@ -24,6 +24,15 @@ describe('FedAvg', () => {
   });
 });
 
+describe('FedProx (Li et al. 2020)', () => {
+  it('aggregates exactly as FedAvg (its proximal term lives in the clients) and records μ', () => {
+    const p = createStrategy({ name: 'fedprox', mu: 0.1 });
+    const a = createStrategy({ name: 'fedavg' });
+    expect(p.params).toEqual({ mu: 0.1 });
+    expect(Array.from(p.apply(base, d1, p.initialState(3)).next)).toEqual(Array.from(a.apply(base, d1, a.initialState(3)).next));
+  });
+});
+
 describe('FedAvgM (Hsu et al. 2019)', () => {
   it('accumulates server momentum across rounds', () => {
     // Prepare: η = 0.5, β = 0.9

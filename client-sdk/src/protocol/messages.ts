@@ -27,6 +27,8 @@ export interface TrainingPlan {
   optimizer: 'sgd' | 'adam';
   /** The local loss, by its tfjs name. */
   loss: 'categoricalCrossentropy' | 'sparseCategoricalCrossentropy' | 'binaryCrossentropy' | 'meanSquaredError';
+  /** FedProx μ: when > 0 the local loss gains μ/2·‖w − w_global‖². */
+  proximalMu: number;
 }
 
 export type CheckInResponse =

@@ -59,12 +59,14 @@ tasksApp.openapi(
     const now = new Date();
     const blob = await putWeights(c.env.MODELS, id, 0, tensors, flat);
     const strategy = body.strategy as StrategyConfig;
+    // FedProx's μ reaches the clients through the training plan they get at check-in.
+    const plan = { ...body.plan, proximalMu: strategy.name === 'fedprox' ? strategy.mu : 0 };
     const spec: TaskSpec = { taskId: id, tensors, numParams, rules, strategy };
     // The Durable Object first: a task becomes visible (D1) only once its aggregator is ready.
-    await aggregatorOf(c.env, id).init({ spec, plan: body.plan, version0: { key: blob.key } });
+    await aggregatorOf(c.env, id).init({ spec, plan, version0: { key: blob.key } });
     const db = database(c.env.DB);
     await db.batch([
-      db.insert(tasks).values({ id, name: body.name, modelTopology: body.modelTopology, weightSpecs: tensors, numParams, rules, plan: body.plan, strategy, currentVersion: 0, createdAt: now }),
+      db.insert(tasks).values({ id, name: body.name, modelTopology: body.modelTopology, weightSpecs: tensors, numParams, rules, plan, strategy, currentVersion: 0, createdAt: now }),
       db.insert(modelVersions).values({ taskId: id, version: 0, parentVersion: null, round: null, contentHash: blob.contentHash, r2Key: blob.key, byteLength: blob.byteLength, participants: 0, numExamples: 0, metrics: null, createdAt: now }),
     ]);
     return c.json(await taskView(c.env, id), 201);
