@@ -32,7 +32,7 @@ export default defineConfig({
         test: {
           name: 'node',
           environment: 'node',
-          include: ['aggregator/src/**/*.test.ts', 'client-sdk/**/*.test.ts', 'test/node/**/*.test.ts'],
+          include: ['aggregator/src/**/*.test.ts', 'client-sdk/**/*.test.ts', 'test/node/**/*.test.ts', 'test/browser/**/*.test.ts'],
           globalSetup: ['./test/node/global-setup.ts'],
           testTimeout: 60_000,
           hookTimeout: 120_000,

@@ -107,6 +107,11 @@ export class FedgeAdmin {
     return (await this.http.json<{ rounds: RoundInfo[] }>({ method: 'GET', path: `/tasks/${encodeURIComponent(taskId)}/rounds?limit=${limit}`, retry: true })).rounds;
   }
 
+  /** Records the operator's own evaluation of a version (e.g. on a held-out test set). */
+  setServerMetrics(taskId: string, version: number, metrics: Record<string, number>): Promise<ModelManifest> {
+    return this.http.json({ method: 'PUT', path: `/tasks/${encodeURIComponent(taskId)}/models/${version}/server-metrics`, json: { metrics }, retry: true });
+  }
+
   getManifest(taskId: string, version: number | 'current'): Promise<ModelManifest> {
     return this.http.json({ method: 'GET', path: `/tasks/${encodeURIComponent(taskId)}/models/${version}`, retry: true });
   }

@@ -4,6 +4,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, inject, it } from 'vitest';
+import { argmaxData } from '../../test/sim/synthetic.ts';
 import { useWasmBackend } from '../../test/sim/tf-backend.ts';
 import { APITimeoutError, FedgeAdmin, FedgeClient, LateUpdateError, NotFoundError, PermissionDeniedError, ValidationError } from './index.ts';
 import { UPDATE_META } from './protocol/messages.ts';
@@ -13,19 +14,7 @@ import { buildModel, trainLocally } from './training.ts';
 const url = inject('fedgeUrl');
 const admin = new FedgeAdmin({ baseUrl: url, token: inject('fedgeAdminToken') });
 
-/** A 4-feature, 3-class problem: the class is the argmax of the first three features. */
-function data(n: number, seed: number): { xs: tf.Tensor2D; ys: tf.Tensor2D; raw: Float32Array } {
-  let a = seed >>> 0;
-  const next = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), a | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  const raw = Float32Array.from({ length: n * 4 }, next);
-  const labels = Array.from({ length: n }, (_, i) => [0, 1, 2].reduce((best, k) => (raw[i * 4 + k]! > raw[i * 4 + best]! ? k : best), 0));
-  return { xs: tf.tensor2d(raw, [n, 4]), ys: tf.oneHot(tf.tensor1d(labels, 'int32'), 3) as tf.Tensor2D, raw };
-}
+const data = argmaxData;
 
 function tinyModel(): tf.LayersModel {
   return tf.sequential({ layers: [tf.layers.dense({ name: 'hidden', units: 8, activation: 'relu', inputShape: [4] }), tf.layers.dense({ name: 'out', units: 3, activation: 'softmax' })] });
@@ -167,6 +156,33 @@ describe('FedProx (Li et al. 2020) in the local training loop', () => {
     const v1 = await waitForVersion(client, 1);
     expect(maxAbsDiff(v1, Float64Array.from(flat, (w, i) => w + tight.delta[i]!))).toBeLessThanOrEqual(1e-6);
     expect((await client.getManifest(1)).strategy).toEqual({ name: 'fedprox', params: { mu: 1 } });
+  });
+});
+
+describe('federated evaluation', () => {
+  it('evaluates a version on local data and reports only the count and metrics, which the server averages', async () => {
+    const task = await newTask();
+    const [a, b] = [await newClient(task.id), await newClient(task.id)];
+    const da = data(40, 11);
+    const db = data(120, 12);
+    const before = tf.memory().numTensors;
+    const ra = await a.evaluate(0, da);
+    expect(tf.memory().numTensors).toBe(before);
+    const rb = await b.evaluate('current', db);
+    tf.dispose([da.xs, da.ys, db.xs, db.ys]);
+    expect(ra).toMatchObject({ version: 0, numExamples: 40 });
+    expect(Object.keys(ra.metrics).sort()).toEqual(['accuracy', 'loss']);
+    // The same model evaluated by tfjs's own evaluate() gives the same accuracy.
+    const model = await a.downloadModel(0);
+    model.compile({ optimizer: 'sgd', loss: 'categoricalCrossentropy', metrics: ['accuracy'] });
+    const check = data(40, 11);
+    const [, acc] = model.evaluate(check.xs, check.ys) as tf.Scalar[];
+    expect(ra.metrics.accuracy).toBeCloseTo((await acc!.data())[0]!, 6);
+    tf.dispose([check.xs, check.ys]);
+    model.dispose();
+    const m = await admin.getManifest(task.id, 0);
+    expect(m.federatedEvaluation!.numExamples).toBe(160);
+    expect(m.federatedEvaluation!.metrics.accuracy).toBeCloseTo((ra.metrics.accuracy! * 40 + rb.metrics.accuracy! * 120) / 160, 9);
   });
 });
 

@@ -10,7 +10,7 @@ import { Http, sleep, type Logger } from './internal/http.ts';
 import type { CheckInResponse, ModelManifest, TensorManifestEntry, TrainingPlan, UpdateAck } from './protocol/messages.ts';
 import { UPDATE_META } from './protocol/messages.ts';
 import { concatTensors, decodeTensors, encodeTensors, splitFlat } from './protocol/safetensors.ts';
-import { buildModel, trainLocally, type TrainingCallbacks, type TrainingData, type TrainResult } from './training.ts';
+import { buildModel, evaluateLocally, trainLocally, type TrainingCallbacks, type TrainingData, type TrainResult } from './training.ts';
 
 export interface FedgeClientOptions {
   /** The aggregator's URL, e.g. `http://127.0.0.1:8787` (the API is under `/v1`). */
@@ -189,6 +189,24 @@ export class FedgeClient {
     if (args.metrics && Object.keys(args.metrics).length > 0) metadata[UPDATE_META.metrics] = JSON.stringify(args.metrics);
     const body = encodeTensors(splitFlat(manifest.tensors, args.delta), metadata);
     return this.http.json<UpdateAck>({ method: 'PUT', path: `${this.base}/rounds/${args.round}/update`, body, retry: true, signal: args.signal });
+  }
+
+  /**
+   * Federated evaluation: evaluates a version on the app's local held-out data and reports only
+   * the example count and the metrics (loss, accuracy), which the server averages per version.
+   */
+  async evaluate(version: number | 'current', data: { xs: tf.Tensor; ys: tf.Tensor }, options: { signal?: AbortSignal | undefined } = {}): Promise<{ version: number; numExamples: number; metrics: Record<string, number> }> {
+    const v = version === 'current' ? (await this.getManifest('current', options)).version : version;
+    const [task, weights] = await Promise.all([this.getTaskModel(), this.getWeights(v, options)]);
+    const model = await buildModel(task.modelTopology, weights.manifest.tensors, weights.flat);
+    let report: { numExamples: number; metrics: Record<string, number> };
+    try {
+      report = await evaluateLocally(model, data, task.plan);
+    } finally {
+      model.dispose();
+    }
+    await this.http.json({ method: 'PUT', path: `${this.base}/models/${v}/evaluation`, json: report, retry: true, signal: options.signal });
+    return { version: v, ...report };
   }
 
   /**

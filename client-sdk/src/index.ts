@@ -6,6 +6,6 @@ export { FedgeClient, type Assignment, type FedgeClientOptions, type ModelWeight
 export { FedgeAdmin, type CreateTaskOptions, type FedgeAdminOptions } from './admin.ts';
 export * from './errors.ts';
 export type { Logger } from './internal/http.ts';
-export { buildModel, flatWeights, setFlatWeights, trainLocally, type TrainingCallbacks, type TrainingData, type TrainingProgress, type TrainResult } from './training.ts';
+export { buildModel, evaluateLocally, flatWeights, setFlatWeights, trainLocally, type TrainingCallbacks, type TrainingData, type TrainingProgress, type TrainResult } from './training.ts';
 export { ERROR_STATUS, type ErrorBody, type ErrorCode } from './protocol/codes.ts';
 export type { CheckInResponse, ModelManifest, TensorManifestEntry, TrainingPlan, UpdateAck } from './protocol/messages.ts';

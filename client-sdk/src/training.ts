@@ -205,6 +205,24 @@ async function* batches(data: TrainingData, batchSize: number): AsyncGenerator<{
   }
 }
 
+/**
+ * Evaluates `model` on local data with the task's loss: `{ loss, accuracy }` (accuracy for
+ * classification losses) and the example count. Disposes every tensor it makes.
+ */
+export async function evaluateLocally(model: tf.LayersModel, data: { xs: tf.Tensor; ys: tf.Tensor }, plan: Pick<TrainingPlan, 'loss'>): Promise<{ numExamples: number; metrics: Record<string, number> }> {
+  const lossOf = lossFunction(plan.loss);
+  const classification = plan.loss !== 'meanSquaredError';
+  const [loss, correct] = tf.tidy(() => {
+    const pred = model.predict(data.xs) as tf.Tensor;
+    return [lossOf(data.ys, pred), classification ? tf.sum(tf.cast(correctPredictions(pred, data.ys, plan.loss), 'float32')) : tf.scalar(0)];
+  });
+  const n = data.xs.shape[0] ?? 0;
+  const metrics: Record<string, number> = { loss: (await loss.data())[0]! };
+  if (classification) metrics.accuracy = (await correct.data())[0]! / Math.max(1, n);
+  tf.dispose([loss, correct]);
+  return { numExamples: n, metrics };
+}
+
 function finalMetrics(history: tf.History): Record<string, number> {
   const out: Record<string, number> = {};
   for (const [key, values] of Object.entries(history.history)) {

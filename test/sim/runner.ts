@@ -125,6 +125,7 @@ export async function simulate(o: SimulationOptions): Promise<SimulationResult> 
       }
       const evalStarted = performance.now();
       const { accuracy, loss } = await evaluateVersion(evaluator, version, testData);
+      await admin.setServerMetrics(task.id, version, { accuracy, loss }); // shown on the version, beside federated evaluation
       const evalMs = performance.now() - evalStarted;
       const report: RoundReport = {
         round: r,

@@ -65,6 +65,8 @@ describe('OpenAPI document', () => {
         '/v1/tasks/{taskId}/models/current',
         '/v1/tasks/{taskId}/models/{version}',
         '/v1/tasks/{taskId}/models/{version}/weights',
+        '/v1/tasks/{taskId}/models/{version}/evaluation',
+        '/v1/tasks/{taskId}/models/{version}/server-metrics',
         '/v1/tasks/{taskId}/rounds',
         '/v1/tasks/{taskId}/rounds/{round}',
         '/v1/tasks/{taskId}/rounds/{round}/update',

@@ -121,6 +121,21 @@ export const CheckInSchema = z
   ])
   .openapi('CheckIn');
 
+/** At most 32 named finite numbers, names up to 64 characters. */
+export const MetricsSchema = z
+  .record(z.string().min(1).max(64), z.number().refine(Number.isFinite, 'must be finite'))
+  .refine((m) => Object.keys(m).length >= 1 && Object.keys(m).length <= 32, 'between 1 and 32 metrics');
+
+export const FederatedEvaluationSchema = z
+  .object({ clients: z.number().int(), numExamples: z.number().int(), metrics: z.record(z.string(), z.number()) })
+  .openapi('FederatedEvaluation');
+
+export const EvaluationReportSchema = z
+  .object({ numExamples: z.number().int().min(1), metrics: MetricsSchema })
+  .openapi('EvaluationReport');
+
+export const ServerMetricsSchema = z.object({ metrics: MetricsSchema }).openapi('ServerMetrics');
+
 export const ModelManifestSchema = z
   .object({
     taskId: z.string(),
@@ -134,6 +149,8 @@ export const ModelManifestSchema = z
     numExamples: z.number().int(),
     metrics: z.record(z.string(), z.number()).nullable(),
     strategy: z.object({ name: z.string(), params: z.record(z.string(), z.number()) }).nullable().describe('The strategy that produced this version (null for version 0)'),
+    serverMetrics: z.record(z.string(), z.number()).nullable().describe("The operator's own held-out evaluation (PUT …/server-metrics)"),
+    federatedEvaluation: FederatedEvaluationSchema.nullable().describe("Clients' evaluations of this version on their local data, example-weighted"),
     createdAt: z.string(),
     weightsUrl: z.string(),
   })

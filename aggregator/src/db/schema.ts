@@ -5,7 +5,7 @@
  * task's Durable Object and is copied here when the round ends. Migrations in `migrations/` are
  * generated from this file by `npm run db:generate` (drizzle-kit).
  */
-import { index, integer, primaryKey, sqliteTable, text } from 'drizzle-orm/sqlite-core';
+import { index, integer, primaryKey, real, sqliteTable, text } from 'drizzle-orm/sqlite-core';
 
 export const tasks = sqliteTable('tasks', {
   id: text('id').primaryKey(),
@@ -60,6 +60,8 @@ export const modelVersions = sqliteTable(
     metrics: text('metrics', { mode: 'json' }),
     /** `{ name, params }` of the strategy that produced it; null for the initial version. */
     strategy: text('strategy', { mode: 'json' }),
+    /** Metrics the operator measured on held-out data of its own (e.g. a simulation's test split). */
+    serverMetrics: text('server_metrics', { mode: 'json' }),
     createdAt: integer('created_at', { mode: 'timestamp_ms' }).notNull(),
   },
   (t) => [primaryKey({ columns: [t.taskId, t.version] })],
@@ -102,6 +104,24 @@ export const roundParticipants = sqliteTable(
     acceptedAt: integer('accepted_at', { mode: 'timestamp_ms' }).notNull(),
   },
   (t) => [primaryKey({ columns: [t.taskId, t.round, t.clientId] }), index('participants_client_idx').on(t.clientId)],
+);
+
+/**
+ * Federated evaluation: one row per (version, client, metric), so the example-weighted mean of
+ * each metric is one GROUP BY, however many clients report.
+ */
+export const evaluationMetrics = sqliteTable(
+  'evaluation_metrics',
+  {
+    taskId: text('task_id').notNull(),
+    version: integer('version').notNull(),
+    clientId: text('client_id').notNull(),
+    name: text('name').notNull(),
+    value: real('value').notNull(),
+    numExamples: integer('num_examples').notNull(),
+    reportedAt: integer('reported_at', { mode: 'timestamp_ms' }).notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.taskId, t.version, t.clientId, t.name] })],
 );
 
 export type TaskRow = typeof tasks.$inferSelect;

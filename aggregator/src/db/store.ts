@@ -1,10 +1,10 @@
 /**
  * @module D1 queries (drizzle-orm) used by the edge API and the master aggregator.
  */
-import { and, asc, desc, eq, lt, sql } from 'drizzle-orm';
+import { and, asc, desc, eq, inArray, lt, sql } from 'drizzle-orm';
 import { drizzle, type DrizzleD1Database } from 'drizzle-orm/d1';
 import * as schema from './schema.ts';
-import { clients, modelVersions, roundParticipants, rounds, tasks } from './schema.ts';
+import { clients, evaluationMetrics, modelVersions, roundParticipants, rounds, tasks } from './schema.ts';
 
 export type Db = DrizzleD1Database<typeof schema>;
 
@@ -53,6 +53,56 @@ export async function listParticipants(db: Db, taskId: string, round: number) {
     .where(and(eq(roundParticipants.taskId, taskId), eq(roundParticipants.round, round)))
     .orderBy(asc(roundParticipants.acceptedAt))
     .all();
+}
+
+export interface FederatedEvaluation {
+  /** Clients that reported on this version. */
+  clients: number;
+  /** Examples they evaluated on (the largest count any metric was reported with). */
+  numExamples: number;
+  /** Example-weighted means over the clients that reported each metric. */
+  metrics: Record<string, number>;
+}
+
+/** Replaces one client's evaluation of one version (one D1 batch: delete, then insert). */
+export async function putEvaluation(db: Db, taskId: string, version: number, clientId: string, numExamples: number, metrics: Record<string, number>): Promise<void> {
+  const reportedAt = new Date();
+  const rows = Object.entries(metrics).map(([name, value]) => ({ taskId, version, clientId, name, value, numExamples, reportedAt }));
+  const where = and(eq(evaluationMetrics.taskId, taskId), eq(evaluationMetrics.version, version), eq(evaluationMetrics.clientId, clientId));
+  // 7 columns: at most 14 rows per statement under D1's 100 bound parameters.
+  const inserts = [];
+  for (let i = 0; i < rows.length; i += 14) inserts.push(db.insert(evaluationMetrics).values(rows.slice(i, i + 14)));
+  await db.batch([db.delete(evaluationMetrics).where(where), ...inserts]);
+}
+
+/** Example-weighted federated evaluation of each of the given versions (absent when nobody reported). */
+export async function federatedEvaluations(db: Db, taskId: string, versions: number[]): Promise<Map<number, FederatedEvaluation>> {
+  const out = new Map<number, FederatedEvaluation>();
+  if (versions.length === 0) return out;
+  const rows = await db
+    .select({
+      version: evaluationMetrics.version,
+      name: evaluationMetrics.name,
+      mean: sql<number>`sum(${evaluationMetrics.value} * ${evaluationMetrics.numExamples}) / sum(${evaluationMetrics.numExamples})`,
+      examples: sql<number>`sum(${evaluationMetrics.numExamples})`,
+      clients: sql<number>`count(*)`,
+    })
+    .from(evaluationMetrics)
+    .where(and(eq(evaluationMetrics.taskId, taskId), inArray(evaluationMetrics.version, versions)))
+    .groupBy(evaluationMetrics.version, evaluationMetrics.name)
+    .all();
+  for (const r of rows) {
+    const e = out.get(r.version) ?? { clients: 0, numExamples: 0, metrics: {} };
+    e.metrics[r.name] = r.mean;
+    e.clients = Math.max(e.clients, r.clients);
+    e.numExamples = Math.max(e.numExamples, r.examples);
+    out.set(r.version, e);
+  }
+  return out;
+}
+
+export async function setServerMetrics(db: Db, taskId: string, version: number, metrics: Record<string, number>): Promise<void> {
+  await db.update(modelVersions).set({ serverMetrics: metrics }).where(and(eq(modelVersions.taskId, taskId), eq(modelVersions.version, version)));
 }
 
 export type NewRound = typeof rounds.$inferInsert;

@@ -3,13 +3,13 @@
  */
 import { createRoute, z } from '@hono/zod-openapi';
 import type { ModelVersionRow, TaskRow } from '../../db/schema.ts';
-import { database, getVersion, listVersions } from '../../db/store.ts';
+import { database, federatedEvaluations, getVersion, listVersions, putEvaluation, setServerMetrics, type FederatedEvaluation } from '../../db/store.ts';
 import type { TensorSpec } from '../../master/task-spec.ts';
-import { requireTaskAccess, type AppEnv } from '../auth.ts';
+import { requireAdmin, requireClient, requireTaskAccess, type AppEnv } from '../auth.ts';
 import { ApiError } from '../errors.ts';
 import { newRouter } from '../router.ts';
-import { errors, ModelManifestSchema, PageQuery, TaskIdParam, VersionParam } from '../schemas.ts';
-import { loadTask, tensorEntries } from '../tasks-view.ts';
+import { errors, EvaluationReportSchema, ModelManifestSchema, PageQuery, ServerMetricsSchema, TaskIdParam, VersionParam } from '../schemas.ts';
+import { loadTask, rulesOf, tensorEntries } from '../tasks-view.ts';
 
 export const modelsApp = newRouter();
 
@@ -29,8 +29,10 @@ modelsApp.openapi(
     const { taskId } = c.req.valid('param');
     const { limit, before } = c.req.valid('query');
     const task = await loadTask(c.env, taskId);
-    const rows = await listVersions(database(c.env.DB), taskId, limit, before);
-    return c.json({ versions: rows.map((r) => manifest(task, r)) }, 200);
+    const db = database(c.env.DB);
+    const rows = await listVersions(db, taskId, limit, before);
+    const evals = await federatedEvaluations(db, taskId, rows.map((r) => r.version));
+    return c.json({ versions: rows.map((r) => manifest(task, r, evals.get(r.version))) }, 200);
   },
 );
 
@@ -47,10 +49,11 @@ modelsApp.openapi(
   async (c) => {
     const { taskId } = c.req.valid('param');
     const task = await loadTask(c.env, taskId);
-    const row = await getVersion(database(c.env.DB), taskId, task.currentVersion);
+    const db = database(c.env.DB);
+    const row = await getVersion(db, taskId, task.currentVersion);
     if (!row) throw new ApiError('version_not_found', `version ${task.currentVersion} of task "${taskId}" is missing`);
     c.header('cache-control', 'no-cache');
-    return c.json(manifest(task, row), 200);
+    return c.json(manifest(task, row, (await federatedEvaluations(db, taskId, [row.version])).get(row.version)), 200);
   },
 );
 
@@ -68,9 +71,9 @@ modelsApp.openapi(
     const { taskId, version } = c.req.valid('param');
     const task = await loadTask(c.env, taskId);
     const row = await versionOrThrow(c.env, taskId, version);
-    c.header('cache-control', IMMUTABLE);
-    c.header('etag', `"${row.contentHash}"`);
-    return c.json(manifest(task, row), 200);
+    // The weights never change; evaluations of them keep arriving, so the manifest is revalidated.
+    c.header('cache-control', 'no-cache');
+    return c.json(manifest(task, row, (await federatedEvaluations(database(c.env.DB), taskId, [version])).get(version)), 200);
   },
 );
 
@@ -107,7 +110,53 @@ async function versionOrThrow(env: Env, taskId: string, version: number): Promis
   throw new ApiError('version_not_found', `task "${taskId}" has no version ${version}`);
 }
 
-export function manifest(task: TaskRow, r: ModelVersionRow) {
+modelsApp.openapi(
+  createRoute({
+    method: 'put',
+    path: '/tasks/{taskId}/models/{version}/evaluation',
+    tags: ['models'],
+    summary: "Report this client's evaluation of a version on its local held-out data (replaces its earlier report)",
+    middleware: [requireClient] as const,
+    request: { params: VersionParam, body: { required: true, content: { 'application/json': { schema: EvaluationReportSchema } } } },
+    responses: { 200: { description: 'Recorded', content: { 'application/json': { schema: EvaluationReportSchema } } }, ...errors(400, 401, 403, 404, 422) },
+  }),
+  async (c) => {
+    const { taskId, version } = c.req.valid('param');
+    const body = c.req.valid('json');
+    const caller = c.get('caller');
+    if (caller.kind !== 'client') throw new ApiError('forbidden', 'this operation needs a client token');
+    const task = await loadTask(c.env, taskId);
+    await versionOrThrow(c.env, taskId, version);
+    const cap = rulesOf(task).maxExamplesPerClient;
+    if (body.numExamples > cap) throw new ApiError('invalid_example_count', `example count ${body.numExamples} exceeds the task's cap of ${cap}`);
+    await putEvaluation(database(c.env.DB), taskId, version, caller.clientId, body.numExamples, body.metrics);
+    return c.json(body, 200);
+  },
+);
+
+modelsApp.openapi(
+  createRoute({
+    method: 'put',
+    path: '/tasks/{taskId}/models/{version}/server-metrics',
+    tags: ['models'],
+    summary: "Record the operator's own evaluation of a version (e.g. on a held-out test set), shown beside the federated one",
+    middleware: [requireAdmin] as const,
+    request: { params: VersionParam, body: { required: true, content: { 'application/json': { schema: ServerMetricsSchema } } } },
+    responses: { 200: { description: 'The manifest', content: { 'application/json': { schema: ModelManifestSchema } } }, ...errors(400, 401, 403, 404) },
+  }),
+  async (c) => {
+    const { taskId, version } = c.req.valid('param');
+    const { metrics } = c.req.valid('json');
+    const task = await loadTask(c.env, taskId);
+    await versionOrThrow(c.env, taskId, version);
+    const db = database(c.env.DB);
+    await setServerMetrics(db, taskId, version, metrics);
+    const row = await versionOrThrow(c.env, taskId, version);
+    return c.json(manifest(task, row, (await federatedEvaluations(db, taskId, [version])).get(version)), 200);
+  },
+);
+
+export function manifest(task: TaskRow, r: ModelVersionRow, federated?: FederatedEvaluation) {
   return {
     taskId: r.taskId,
     version: r.version,
@@ -120,6 +169,8 @@ export function manifest(task: TaskRow, r: ModelVersionRow) {
     numExamples: r.numExamples,
     metrics: (r.metrics as Record<string, number> | null) ?? null,
     strategy: (r.strategy as { name: string; params: Record<string, number> } | null) ?? null,
+    serverMetrics: (r.serverMetrics as Record<string, number> | null) ?? null,
+    federatedEvaluation: federated ?? null,
     createdAt: r.createdAt.toISOString(),
     weightsUrl: `/v1/tasks/${r.taskId}/models/${r.version}/weights`,
   };
