@@ -57,6 +57,13 @@ export const StrategySchema = z
     z.object({ name: z.literal('fedadam'), beta1: z.number().min(0).lt(1).default(0.9), ...fedOptFields }).describe('FedAdam (Reddi et al. 2021)'),
     z.object({ name: z.literal('fedyogi'), beta1: z.number().min(0).lt(1).default(0.9), ...fedOptFields }).describe('FedYogi (Reddi et al. 2021)'),
     z.object({ name: z.literal('fedadagrad'), beta1: z.number().min(0).lt(1).default(0), ...fedOptFields }).describe('FedAdagrad (Reddi et al. 2021)'),
+    z.object({ name: z.literal('median'), clipNorm }).describe('Coordinate-wise median (Yin et al. 2018); at most 100 clients per round'),
+    z
+      .object({ name: z.literal('trimmedmean'), beta: z.number().min(0).lt(0.5).default(0.1), clipNorm })
+      .describe('Coordinate-wise β-trimmed mean (Yin et al. 2018); at most 100 clients per round'),
+    z
+      .object({ name: z.literal('krum'), f: z.number().int().min(0).max(48).default(1), m: z.number().int().min(1).max(100).default(1), clipNorm })
+      .describe('Krum (m = 1) / Multi-Krum (Blanchard et al. 2017), tolerating f Byzantine clients; needs minClients > 2f + 2 and m ≤ minClients − f'),
   ])
   .openapi('Strategy');
 

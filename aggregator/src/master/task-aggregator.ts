@@ -23,7 +23,7 @@ import type { RoundState } from './round-machine.ts';
 import { maxUpdateBytes, type TaskSpec } from './task-spec.ts';
 import { readCapped } from './read-body.ts';
 import { validateUpdate } from './update-validation.ts';
-import { createStrategy, type Strategy, type StrategyState } from '../strategies/index.ts';
+import { createStrategy, isRobust, type Strategy, type StrategyState } from '../strategies/index.ts';
 
 /** Checkpoint the running sum after this many accepted updates. */
 export const CHECKPOINT_EVERY = 16;
@@ -31,6 +31,11 @@ export const CHECKPOINT_EVERY = 16;
 const GROUP_COMMIT_DELAY_MS = 25;
 /** SQLite values must stay under 2 MB; weights are stored in chunks of this many bytes. */
 const CHUNK_BYTES = 1024 * 1024;
+/**
+ * Stored updates are chunked finer (64K parameters, 256 KiB): robust strategies read one chunk of
+ * every update at a time, so their memory is k × 256 KiB (25 MiB for 100 updates).
+ */
+export const UPDATE_CHUNK_FLOATS = 65_536;
 /** Keep ledger rows of this many past rounds, so a retry whose ack was lost still gets it. */
 const LEDGER_ROUNDS_KEPT = 2;
 
@@ -164,11 +169,13 @@ export class TaskAggregator extends DurableObject<Env> {
       );
     }
     const round = batch[0]!.ack.round;
+    const storeUpdate = ({ ack, delta }: PendingAccept) =>
+      forEachChunk(new Uint8Array(delta.buffer, delta.byteOffset, delta.byteLength), (chunk, idx) => this.sql.exec(`INSERT INTO update_chunks (round, seq, idx, data) VALUES (?, ?, ?, ?)`, round, ack.seq, idx, chunk), UPDATE_CHUNK_FLOATS * 4);
+    // Robust strategies need every update at the close: store them all, never a sum.
+    if (isRobust(this.strategy())) return batch.forEach(storeUpdate);
     const stored = this.sql.exec<{ n: number }>(`SELECT count(DISTINCT seq) AS n FROM update_chunks WHERE round = ?`, round).one().n;
     if (batch.length === 1 && stored + 1 < CHECKPOINT_EVERY) {
-      const { ack, delta } = batch[0]!;
-      const bytes = new Uint8Array(delta.buffer, delta.byteOffset, delta.byteLength);
-      forEachChunk(bytes, (chunk, idx) => this.sql.exec(`INSERT INTO update_chunks (round, seq, idx, data) VALUES (?, ?, ?, ?)`, round, ack.seq, idx, chunk));
+      storeUpdate(batch[0]!);
     } else {
       this.writeCheckpoint(round, batch[batch.length - 1]!.ack.seq, this.acc!);
     }
@@ -268,7 +275,7 @@ export class TaskAggregator extends DurableObject<Env> {
     // Strategy transforms (norm bounding) apply before the update is summed and stored.
     const delta = this.strategy().prepareUpdate?.(valid.delta) ?? valid.delta;
     // The sum must be current (rebuilt from storage if needed) before this update joins it.
-    this.accumulator().add(delta, valid.numExamples);
+    if (!isRobust(this.strategy())) this.accumulator().add(delta, valid.numExamples);
     this.meta = { ...meta, state: next };
     let resolve!: () => void;
     let reject!: (e: unknown) => void;
@@ -322,7 +329,11 @@ export class TaskAggregator extends DurableObject<Env> {
     const strategy = this.strategy();
     let next: Float32Array = new Float32Array(spec.numParams);
     let strategyState: StrategyState | null = null;
-    if (strategy.name === 'fedavg' || strategy.name === 'fedprox') {
+    if (isRobust(strategy)) {
+      const robustDelta = new Float32Array(spec.numParams);
+      strategy.aggregateByRanges((start, end) => this.readUpdateRange(state.round, start, end), spec.numParams, state.accepted, UPDATE_CHUNK_FLOATS, robustDelta);
+      next = strategy.apply(base, robustDelta, strategy.initialState(0)).next;
+    } else if (strategy.name === 'fedavg' || strategy.name === 'fedprox') {
       acc.finalizeInto(base, next); // base + Σ/W in float64, rounded once
     } else {
       const meanDelta = new Float32Array(spec.numParams);
@@ -393,6 +404,17 @@ export class TaskAggregator extends DurableObject<Env> {
   private strategy(): Strategy {
     this.strategyInstance ??= createStrategy(this.meta!.spec.strategy ?? { name: 'fedavg' });
     return this.strategyInstance;
+  }
+
+  /** Parameters [start, end) of every stored update of the round, in acceptance order (one chunk: start is chunk-aligned). */
+  private readUpdateRange(round: number, start: number, end: number): Float32Array[] {
+    const idx = start / UPDATE_CHUNK_FLOATS;
+    if (!Number.isInteger(idx) || end - start > UPDATE_CHUNK_FLOATS) throw new Error(`range [${start}, ${end}) is not one stored chunk`);
+    const rows = this.sql.exec<{ data: ArrayBuffer }>(`SELECT data FROM update_chunks WHERE round = ? AND idx = ? ORDER BY seq`, round, idx).toArray();
+    return rows.map(({ data }) => {
+      if (data.byteLength !== (end - start) * 4) throw new Error(`stored chunk ${round}/${idx} is ${data.byteLength} bytes, expected ${(end - start) * 4}`);
+      return new Float32Array(data);
+    });
   }
 
   /** The server optimizer's state (momentum, moments), or null before the first round. */
@@ -530,10 +552,10 @@ export class TaskAggregator extends DurableObject<Env> {
 }
 
 /** Calls `write` with ≤ 1 MiB copies of `bytes` (SQLite values are limited to 2 MB); returns the chunk count. */
-function forEachChunk(bytes: Uint8Array, write: (chunk: ArrayBuffer, idx: number) => void): number {
+function forEachChunk(bytes: Uint8Array, write: (chunk: ArrayBuffer, idx: number) => void, chunkBytes = CHUNK_BYTES): number {
   let idx = 0;
-  for (let off = 0; off < bytes.byteLength; off += CHUNK_BYTES, idx++) {
-    write(bytes.slice(off, Math.min(off + CHUNK_BYTES, bytes.byteLength)).buffer, idx);
+  for (let off = 0; off < bytes.byteLength; off += chunkBytes, idx++) {
+    write(bytes.slice(off, Math.min(off + chunkBytes, bytes.byteLength)).buffer, idx);
   }
   return idx;
 }

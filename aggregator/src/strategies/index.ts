@@ -4,6 +4,7 @@
 import { fedAvg } from './fedavg.ts';
 import { fedAvgM } from './fedavgm.ts';
 import { fedProx } from './fedprox.ts';
+import { krumStrategy, medianStrategy, trimmedMeanStrategy } from './robust-strategies.ts';
 import { fedOpt } from './fedopt.ts';
 import { withNormBound } from './norm-bound.ts';
 import type { Strategy } from './strategy.ts';
@@ -14,9 +15,13 @@ export type StrategyConfig =
   | { name: 'fedavg'; clipNorm?: number }
   | { name: 'fedprox'; mu: number; clipNorm?: number }
   | { name: 'fedavgm'; serverLearningRate: number; momentum: number; clipNorm?: number }
-  | { name: 'fedadam' | 'fedyogi' | 'fedadagrad'; serverLearningRate: number; beta1: number; beta2: number; tau: number; clipNorm?: number };
+  | { name: 'fedadam' | 'fedyogi' | 'fedadagrad'; serverLearningRate: number; beta1: number; beta2: number; tau: number; clipNorm?: number }
+  | { name: 'median'; clipNorm?: number }
+  | { name: 'trimmedmean'; beta: number; clipNorm?: number }
+  | { name: 'krum'; f: number; m: number; clipNorm?: number };
 
-export const STRATEGY_NAMES = ['fedavg', 'fedprox', 'fedavgm', 'fedadam', 'fedyogi', 'fedadagrad'] as const;
+export const STRATEGY_NAMES = ['fedavg', 'fedprox', 'fedavgm', 'fedadam', 'fedyogi', 'fedadagrad', 'median', 'trimmedmean', 'krum'] as const;
+export { isRobust, MAX_ROBUST_UPDATES, type RangeReader, type RobustStrategy } from './robust-strategies.ts';
 
 export function createStrategy(config: StrategyConfig): Strategy {
   let s: Strategy;
@@ -30,8 +35,18 @@ export function createStrategy(config: StrategyConfig): Strategy {
     case 'fedavgm':
       s = fedAvgM(config);
       break;
+    case 'median':
+      s = medianStrategy();
+      break;
+    case 'trimmedmean':
+      s = trimmedMeanStrategy(config.beta);
+      break;
+    case 'krum':
+      s = krumStrategy(config.f, config.m);
+      break;
     default:
       s = fedOpt(config.name, config);
   }
-  return config.clipNorm === undefined ? s : withNormBound(s, config.clipNorm);
+  if (config.clipNorm === undefined) return s;
+  return withNormBound(s, config.clipNorm);
 }

@@ -8,7 +8,8 @@ import { firstNonFinite } from '../../kernels/running-sum.ts';
 import { accumulateWasm } from '../../kernels/wasm-worker.ts';
 import { maxUpdateBytes, type TaskSpec } from '../../master/task-spec.ts';
 import { putWeights } from '../../storage/weights.ts';
-import type { StrategyConfig } from '../../strategies/index.ts';
+import { MAX_ROBUST_UPDATES, type StrategyConfig } from '../../strategies/index.ts';
+import { assignmentCapacity, type RoundRules } from '../../master/round-machine.ts';
 import { concatTensors, decodeTensors, WireFormatError } from '../../../../client-sdk/src/protocol/safetensors.ts';
 import { newClientToken, requireAdmin, requireTaskAccess, type AppEnv } from '../auth.ts';
 import { ApiError } from '../errors.ts';
@@ -59,6 +60,7 @@ tasksApp.openapi(
     const now = new Date();
     const blob = await putWeights(c.env.MODELS, id, 0, tensors, flat);
     const strategy = body.strategy as StrategyConfig;
+    checkStrategyFits(strategy, rules);
     // FedProx's μ reaches the clients through the training plan they get at check-in.
     const plan = { ...body.plan, proximalMu: strategy.name === 'fedprox' ? strategy.mu : 0 };
     const spec: TaskSpec = { taskId: id, tensors, numParams, rules, strategy };
@@ -123,6 +125,19 @@ tasksApp.openapi(
     return c.json({ clientId, taskId, token }, 201);
   },
 );
+
+/** Checks what the schema alone cannot: a robust strategy's bounds against the round rules. */
+function checkStrategyFits(strategy: StrategyConfig, rules: RoundRules): void {
+  if (!['median', 'trimmedmean', 'krum'].includes(strategy.name)) return;
+  const capacity = assignmentCapacity(rules);
+  if (capacity > MAX_ROBUST_UPDATES) {
+    throw new ApiError('invalid_strategy', `${strategy.name} keeps every update of a round: at most ${MAX_ROBUST_UPDATES} clients per round (clientsPerRound × overSelection is ${capacity})`);
+  }
+  if (strategy.name === 'krum') {
+    if (rules.minClients <= 2 * strategy.f + 2) throw new ApiError('invalid_strategy', `krum with f = ${strategy.f} needs rounds.minClients > 2f + 2 = ${2 * strategy.f + 2}`);
+    if (strategy.m > rules.minClients - strategy.f) throw new ApiError('invalid_strategy', `krum m = ${strategy.m} must be at most rounds.minClients − f = ${rules.minClients - strategy.f}`);
+  }
+}
 
 export async function taskView(env: Env, taskId: string) {
   const row = await loadTask(env, taskId);
