@@ -15,6 +15,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { concatTensors, decodeTensors, encodeTensors, splitFlat } from '../../client-sdk/src/protocol/safetensors.ts';
 import { UPDATE_META } from '../../client-sdk/src/protocol/messages.ts';
+import { rng } from '../sim/partition.ts';
 import { findFreePort, startLocalServer } from '../../aggregator/scripts/lib/local-server.mjs';
 
 const { values: args } = parseArgs({
@@ -40,14 +41,9 @@ const tensors = [
 ];
 const split = (flat: Float32Array) => splitFlat(tensors, flat);
 function seeded(seed: number, n: number, scale: number): Float32Array {
-  let a = seed >>> 0;
+  const next = rng(seed);
   const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), a | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    out[i] = ((((t ^ (t >>> 14)) >>> 0) / 4294967296) * 2 - 1) * scale;
-  }
+  for (let i = 0; i < n; i++) out[i] = (next() * 2 - 1) * scale;
   return out;
 }
 

@@ -2,6 +2,7 @@
 import { env, SELF } from 'cloudflare:test';
 import { concatTensors, decodeTensors, encodeTensors, splitFlat, type WireTensor } from '../../client-sdk/src/protocol/safetensors.ts';
 import { UPDATE_META } from '../../client-sdk/src/protocol/messages.ts';
+import { rng } from '../sim/partition.ts';
 
 export const ADMIN = { authorization: 'Bearer test-admin-token' };
 
@@ -103,15 +104,10 @@ export function stubOf(taskId: string) {
   return env.AGGREGATOR.get(env.AGGREGATOR.idFromName(taskId));
 }
 
-/** Deterministic pseudo-random deltas (mulberry32). */
+/** Deterministic pseudo-random deltas in [-scale, scale). */
 export function randomDelta(seed: number, scale = 1): Float32Array {
-  let a = seed >>> 0;
-  return Float32Array.from({ length: NUM_PARAMS }, () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), a | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((((t ^ (t >>> 14)) >>> 0) / 4294967296) * 2 - 1) * scale;
-  });
+  const next = rng(seed);
+  return Float32Array.from({ length: NUM_PARAMS }, () => (next() * 2 - 1) * scale);
 }
 
 /** The FedAvg reference, in float64, computed independently of the server's kernels. */

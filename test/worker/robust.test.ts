@@ -2,6 +2,7 @@ import { evictDurableObject, runDurableObjectAlarm } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
 import { concatTensors, decodeTensors, encodeTensors } from '../../client-sdk/src/protocol/safetensors.ts';
 import { UPDATE_META } from '../../client-sdk/src/protocol/messages.ts';
+import { rng } from '../sim/partition.ts';
 import { ADMIN, adminJson, api, base64, checkIn, registerClient, stubOf, submit, TOPOLOGY, type Client } from './helpers.ts';
 
 /** A model of 2 tensors, 300×500 + 500 = 150,500 parameters: three 64K-parameter storage chunks. */
@@ -12,13 +13,8 @@ const SHAPES = [
 const N = 150_500;
 
 function seeded(seed: number, scale: number): Float32Array {
-  let a = seed >>> 0;
-  return Float32Array.from({ length: N }, () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), a | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((((t ^ (t >>> 14)) >>> 0) / 4294967296) * 2 - 1) * scale;
-  });
+  const next = rng(seed);
+  return Float32Array.from({ length: N }, () => (next() * 2 - 1) * scale);
 }
 
 function tensorsOf(flat: Float32Array) {

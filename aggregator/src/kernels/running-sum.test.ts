@@ -1,19 +1,8 @@
 import { describe, expect, it } from 'vitest';
+import { rng } from '../../../test/sim/partition.ts';
 import { decodeTensors, encodeTensors } from '../../../client-sdk/src/protocol/safetensors.ts';
 import { createRunningSum, firstNonFinite, type RunningSum } from './running-sum.ts';
 import { accumulateWasm } from './wasm-node.ts';
-
-/** Deterministic PRNG (mulberry32). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Updates with mixed magnitudes and signs, some exact zeros, -0 and denormals. */
 function randomUpdates(count: number, length: number, seed: number): Float32Array[] {

@@ -3,6 +3,7 @@
  * naive sort-based references on seeded random data (bit-exact), and for range splitting.
  */
 import { describe, expect, it } from 'vitest';
+import { rng } from '../../../test/sim/partition.ts';
 import {
   accumulatePairwiseSquaredDistances,
   coordinateMedian,
@@ -14,18 +15,6 @@ import {
 
 // ---------------------------------------------------------------------------------------------
 // Helpers and naive references
-
-/** Deterministic PRNG (mulberry32). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 type Kind = 'uniform' | 'ties' | 'zeros' | 'wide' | 'outliers' | 'cancel';
 

@@ -1,17 +1,6 @@
 import { describe, expect, it } from 'vitest';
+import { rng } from '../../../test/sim/partition.ts';
 import { concatTensors, decodeTensors, encodeTensors, splitFlat, WireFormatError, type WireTensor } from './safetensors.ts';
-
-/** mulberry32: a tiny seeded PRNG so the fuzz inputs are the same on every run. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const sample: WireTensor[] = [
   { name: 'dense/kernel', shape: [3, 2], data: Float32Array.from([1, -2, 3.5, 0, 1e-7, -1e30]) },
