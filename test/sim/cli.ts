@@ -10,7 +10,7 @@ import { parseArgs } from 'node:util';
 import { REPO_ROOT, findFreePort, startLocalServer, type LocalServer } from '../../aggregator/scripts/lib/local-server.mjs';
 import { lineChartSvg, toCsv } from './chart.ts';
 import { MODEL_NAMES, type ModelName } from './models.ts';
-import { simulate, type PartitionName, type RoundReport } from './runner.ts';
+import { simulate, type AttackName, type PartitionName, type RoundReport } from './runner.ts';
 
 const HELP = `Usage: npm run simulate -- [options]
 
@@ -25,6 +25,12 @@ const HELP = `Usage: npm run simulate -- [options]
   --lr LR            client learning rate, SGD (default 0.1)
   --seed S           seed of the split, partition, client sampling and initial weights (default 1)
   --target ACC       stop when the test accuracy reaches ACC
+  --strategy NAME    fedavg | fedprox | fedavgm | fedadam | fedyogi | fedadagrad | median | trimmedmean | krum (default fedavg)
+  --sp KEY=VALUE     a strategy parameter, repeatable (e.g. --sp serverLearningRate=0.01 --sp beta=0.2)
+  --malicious F      fraction of clients that attack (default 0)
+  --attack A         gaussian | boost | signflip (default gaussian)
+  --sigma S          noise of the gaussian attack (default 10)
+  --boost X          factor of the boost attack (default 10)
   --url URL          an aggregator to use (default: http://127.0.0.1:8787 if it answers, else a new local one)
   --admin-token T    its admin token (default: FEDGE_ADMIN_TOKEN, else .dev.vars)
   --out DIR          where to write <name>.csv and <name>.svg (default sim-out)
@@ -48,6 +54,12 @@ const { values: a } = parseArgs({
     'admin-token': { type: 'string' },
     out: { type: 'string', default: 'sim-out' },
     name: { type: 'string' },
+    strategy: { type: 'string', default: 'fedavg' },
+    sp: { type: 'string', multiple: true, default: [] },
+    malicious: { type: 'string', default: '0' },
+    attack: { type: 'string', default: 'gaussian' },
+    sigma: { type: 'string', default: '10' },
+    boost: { type: 'string', default: '10' },
     help: { type: 'boolean', default: false },
   },
 });
@@ -80,8 +92,12 @@ const opts = {
   learningRate: num('lr', a.lr, (v) => v > 0),
   seed: num('seed', a.seed, Number.isInteger),
   ...(a.target !== undefined ? { target: num('target', a.target, (v) => v > 0 && v <= 1) } : {}),
+  strategy: { name: a.strategy, ...Object.fromEntries(a.sp.map((kv) => { const [k, v] = kv.split('='); if (!k || v === undefined) fail(`--sp takes KEY=VALUE, got ${kv}`); return [k, num('sp', v, () => true)]; })) },
 };
-const name = a.name ?? `${model}-${partition}-K${opts.clients}-C${opts.fraction}-E${opts.epochs}-B${a.batch}-lr${opts.learningRate}`;
+const malicious = num('malicious', a.malicious, (v) => v >= 0 && v < 1);
+if (!['gaussian', 'boost', 'signflip'].includes(a.attack)) fail(`unknown --attack ${a.attack}`);
+const attackOpts = malicious > 0 ? { malicious: { fraction: malicious, attack: a.attack as AttackName, sigma: num('sigma', a.sigma, (v) => v > 0), boost: num('boost', a.boost, (v) => v > 0) } } : {};
+const name = a.name ?? `${model}-${partition}-K${opts.clients}-C${opts.fraction}-E${opts.epochs}-B${a.batch}-lr${opts.learningRate}-${a.strategy}${malicious > 0 ? `-${a.attack}${malicious}` : ''}`;
 
 async function aggregator(): Promise<{ url: string; token: string; server?: LocalServer; stateDir?: string }> {
   const devVars = join(REPO_ROOT, '.dev.vars');
@@ -112,7 +128,7 @@ const tty = process.stderr.isTTY;
 const reports: RoundReport[] = [];
 try {
   const result = await simulate({
-    baseUrl: agg.url, adminToken: agg.token, partition, model, ...opts,
+    baseUrl: agg.url, adminToken: agg.token, partition, model, ...opts, ...attackOpts,
     onClient: (round, done, of) => {
       if (tty) process.stderr.write(`\r round ${round}/${opts.rounds} ${bar(done, of)} ${done}/${of} clients`);
     },

@@ -7,13 +7,16 @@
 import * as tf from '@tensorflow/tfjs';
 import { FedgeAdmin } from '../../client-sdk/src/admin.ts';
 import { FedgeClient } from '../../client-sdk/src/client.ts';
-import { buildModel } from '../../client-sdk/src/training.ts';
+import type { ParticipationResult } from '../../client-sdk/src/client.ts';
+import { buildModel, trainLocally } from '../../client-sdk/src/training.ts';
 import { loadMnistT10k, splitTrainTest, subset, type Dataset } from './mnist.ts';
-import { dirichlet, iid, pathological, rng } from './partition.ts';
+import { dirichlet, iid, pathological, permutation, rng } from './partition.ts';
 import { buildSimModel, inputShape, type ModelName } from './models.ts';
 import { useWasmBackend } from './tf-backend.ts';
 
 export type PartitionName = 'iid' | 'dirichlet' | 'pathological';
+/** gaussian: Δ ~ N(0, σ²) (no training); boost: the trained Δ × boost; signflip: −Δ. */
+export type AttackName = 'gaussian' | 'boost' | 'signflip';
 
 export interface SimulationOptions {
   baseUrl: string;
@@ -36,6 +39,10 @@ export interface SimulationOptions {
   testSize?: number;
   /** Stop once the test accuracy reaches this. */
   target?: number;
+  /** The task's aggregation strategy (default FedAvg), e.g. `{ name: 'median' }`. */
+  strategy?: { name: string; [param: string]: number | string };
+  /** Byzantine clients: a seeded fraction of the K clients sends attacks instead of honest updates. */
+  malicious?: { fraction: number; attack: AttackName; sigma?: number; boost?: number };
   onRound?: (report: RoundReport) => void;
   /** Called as each client finishes in a round. */
   onClient?: (round: number, done: number, of: number) => void;
@@ -66,6 +73,7 @@ export interface SimulationResult {
 
 interface VirtualClient {
   client: FedgeClient;
+  malicious: boolean;
   xs: tf.Tensor;
   ys: tf.Tensor;
   n: number;
@@ -89,7 +97,9 @@ export async function simulate(o: SimulationOptions): Promise<SimulationResult> 
     name: `sim ${o.model} ${o.partition} K=${o.clients} C=${o.fraction} E=${o.epochs} B=${Number.isFinite(o.batchSize) ? o.batchSize : '∞'}`,
     rounds: { clientsPerRound: perRound, minClients: perRound, overSelection: 1, deadlineSeconds: 3_600, maxExamplesPerClient: largest },
     plan: { epochs: o.epochs, batchSize, learningRate: o.learningRate, optimizer: 'sgd', loss: 'categoricalCrossentropy' },
+    ...(o.strategy ? { strategy: o.strategy } : {}),
   });
+  const attackers = new Set(permutation(o.clients, rng(o.seed ^ 0xbad)).slice(0, Math.round((o.malicious?.fraction ?? 0) * o.clients)));
   initial.dispose();
 
   const clients: VirtualClient[] = [];
@@ -98,7 +108,7 @@ export async function simulate(o: SimulationOptions): Promise<SimulationResult> 
     const traffic = { up: 0, down: 0 };
     const client = new FedgeClient({ baseUrl: o.baseUrl, taskId: task.id, token: creds.token, onTraffic: (up, down) => ((traffic.up += up), (traffic.down += down)) });
     const { xs, ys } = tensorsOf(subset(train, parts[k]!), shape);
-    clients.push({ client, xs, ys, n: parts[k]!.length, traffic });
+    clients.push({ client, malicious: attackers.has(k), xs, ys, n: parts[k]!.length, traffic });
   }
 
   const evaluator = clients[0]!.client;
@@ -116,7 +126,9 @@ export async function simulate(o: SimulationOptions): Promise<SimulationResult> 
       for (const [i, c] of chosen.entries()) {
         const t0 = performance.now();
         let trainStarted = 0;
-        const result = await c.client.participate({ xs: c.xs, ys: c.ys }, { onStep: (step) => step === 'training' && (trainStarted = performance.now()), onEpochEnd: () => undefined });
+        const result = c.malicious && o.malicious
+          ? await attack(c, o.malicious, o.seed * 1_000 + r)
+          : await c.client.participate({ xs: c.xs, ys: c.ys }, { onStep: (step) => step === 'training' && (trainStarted = performance.now()), onEpochEnd: () => undefined });
         trainMs += trainStarted ? performance.now() - trainStarted : performance.now() - t0;
         if (result.status !== 'accepted') throw new Error(`round ${r}: client ${i} was late`);
         examples += result.train.numExamples;
@@ -152,6 +164,30 @@ export async function simulate(o: SimulationOptions): Promise<SimulationResult> 
     tf.dispose([testData.xs, testData.ys]);
   }
   return { taskId: task.id, reports, roundsToTarget };
+}
+
+/** A Byzantine participation: the same protocol, a poisoned Δ (Gaussian noise, boosted or sign-flipped). */
+async function attack(c: VirtualClient, m: NonNullable<SimulationOptions['malicious']>, seed: number): Promise<ParticipationResult> {
+  const assignment = await c.client.waitForAssignment();
+  const [task, weights] = await Promise.all([c.client.getTaskModel(), c.client.getWeights(assignment.baseVersion)]);
+  let delta: Float32Array;
+  let metrics: Record<string, number> = {};
+  if (m.attack === 'gaussian') {
+    const next = rng(seed);
+    const sigma = m.sigma ?? 10;
+    delta = Float32Array.from({ length: weights.flat.length }, () => sigma * Math.sqrt(-2 * Math.log(1 - next())) * Math.cos(2 * Math.PI * next()));
+  } else {
+    const model = await buildModel(task.modelTopology, weights.manifest.tensors, weights.flat);
+    try {
+      ({ delta, metrics } = await trainLocally(model, weights.flat, { xs: c.xs, ys: c.ys }, assignment.plan));
+    } finally {
+      model.dispose();
+    }
+    const factor = m.attack === 'boost' ? (m.boost ?? 10) : -1;
+    for (let i = 0; i < delta.length; i++) delta[i] = delta[i]! * factor;
+  }
+  const ack = await c.client.submitUpdate({ round: assignment.round, baseVersion: assignment.baseVersion, delta, numExamples: c.n, metrics });
+  return { status: 'accepted', ack, assignment, train: { numExamples: c.n, metrics } };
 }
 
 /** Waits for a published version, rebuilds it from its stored weights, and evaluates it. */
