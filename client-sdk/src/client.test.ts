@@ -159,6 +159,28 @@ describe('FedProx (Li et al. 2020) in the local training loop', () => {
   });
 });
 
+describe('asynchronous tasks (FedBuff)', () => {
+  it('work with the SDK unchanged: a client that trained on an older version is still counted', async () => {
+    const model = tinyModel();
+    const task = await admin.createTask(model, { name: 'fedbuff', plan: { epochs: 1, batchSize: 8, learningRate: 0.2 }, strategy: { name: 'fedbuff', bufferSize: 1, maxStaleness: 2 } });
+    model.dispose();
+    const [slow, fast] = [await newClient(task.id), await newClient(task.id)];
+    const assignment = await slow.waitForAssignment(); // round 1, version 0
+    const d = data(32, 21);
+    const quick = await fast.participate(d); // fills buffer 1: version 1
+    expect(quick.status).toBe('accepted');
+    const { flat, manifest } = await slow.getWeights(assignment.baseVersion);
+    const m = await buildModel((await slow.getTaskModel()).modelTopology, manifest.tensors, flat);
+    const trained = await trainLocally(m, flat, d, assignment.plan);
+    m.dispose();
+    tf.dispose([d.xs, d.ys]);
+    const ack = await slow.submitUpdate({ round: assignment.round, baseVersion: assignment.baseVersion, delta: trained.delta, numExamples: trained.numExamples });
+    expect(ack.round).toBe(1);
+    await waitForVersion(slow, 2); // the stale update filled buffer 2
+    expect((await admin.getManifest(task.id, 2)).parentVersion).toBe(1);
+  });
+});
+
 describe('federated evaluation', () => {
   it('evaluates a version on local data and reports only the count and metrics, which the server averages', async () => {
     const task = await newTask();

@@ -53,7 +53,7 @@ export class NotFoundError extends APIError {
 export class ConflictError extends APIError {
   override readonly name: string = 'ConflictError';
 }
-/** 409 `round_closed`: the round ended before the update arrived; check in again for the next one. */
+/** 409 `round_closed` (or `stale_update` in asynchronous tasks): the update arrived too late; check in again. */
 export class LateUpdateError extends ConflictError {
   override readonly name: string = 'LateUpdateError';
 }
@@ -90,7 +90,7 @@ function classFor(status: number, code: ErrorCode | 'unknown_error'): APIErrorCl
   if (status === 401) return AuthenticationError;
   if (status === 403) return PermissionDeniedError;
   if (status === 404) return NotFoundError;
-  if (status === 409) return code === 'round_closed' ? LateUpdateError : ConflictError;
+  if (status === 409) return code === 'round_closed' || code === 'stale_update' ? LateUpdateError : ConflictError;
   if (status === 429) return RateLimitError;
   if (status >= 500) return InternalServerError;
   if (status === 400 || status === 413 || status === 422) return ValidationError;

@@ -64,6 +64,16 @@ export const StrategySchema = z
     z
       .object({ name: z.literal('krum'), f: z.number().int().min(0).max(48).default(1), m: z.number().int().min(1).max(100).default(1), clipNorm })
       .describe('Krum (m = 1) / Multi-Krum (Blanchard et al. 2017), tolerating f Byzantine clients; needs minClients > 2f + 2 and m ≤ minClients − f'),
+    z
+      .object({
+        name: z.literal('fedbuff'),
+        bufferSize: z.number().int().min(1).max(10_000).default(10),
+        stalenessExponent: z.number().min(0).max(10).default(0.5),
+        maxStaleness: z.number().int().min(0).max(1000).default(10),
+        serverLearningRate: z.number().positive().max(10).default(1),
+        clipNorm,
+      })
+      .describe('FedBuff (Nguyen et al. 2022): asynchronous; a version every bufferSize updates, each weighted by (1 + staleness)^−stalenessExponent; rounds.* are ignored'),
   ])
   .openapi('Strategy');
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { accept, applyDeadline, assign, assignmentCapacity, nextAlarmAt, openRound, published, type RoundRules, type RoundState } from './round-machine.ts';
+import { accept, applyDeadline, assign, assignAsync, assignmentCapacity, nextAlarmAt, openRound, published, type RoundRules, type RoundState } from './round-machine.ts';
 
 const rules: RoundRules = { clientsPerRound: 3, minClients: 2, deadlineSeconds: 60, overSelection: 1.5, maxExamplesPerClient: 1000 };
 
@@ -65,6 +65,20 @@ describe('round machine', () => {
     const zeroMin = { ...rules, minClients: 0 };
     const s = assigned(openRound(1, 0, 0), 0);
     expect(applyDeadline(s, zeroMin, 60_000).status).toBe('abandoned');
+  });
+
+  it('asynchronous buffers assign without a cap or a deadline and close at their goal', () => {
+    let s = openRound(1, 0, 0);
+    for (let i = 0; i < 10; i++) {
+      const d = assignAsync(s);
+      if (d.kind !== 'assign') throw new Error('expected assign');
+      s = d.state;
+    }
+    expect(s).toMatchObject({ assigned: 10, deadlineAt: null });
+    expect(nextAlarmAt(s, 5)).toBeNull();
+    for (let i = 0; i < 3; i++) s = accept(s, rules);
+    expect(s.status).toBe('closing');
+    expect(assignAsync(s)).toMatchObject({ kind: 'wait', reason: 'round_closing' });
   });
 
   it('refuses to publish a round that is not closing', () => {

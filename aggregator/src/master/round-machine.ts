@@ -68,6 +68,15 @@ export function assign(state: RoundState, rules: RoundRules, now: number): Assig
   return { kind: 'assign', state: { ...state, assigned: state.assigned + 1, deadlineAt } };
 }
 
+/**
+ * Asynchronous tasks (FedBuff): anyone may join the open buffer, without a cap or a deadline; the
+ * buffer closes when its goal count of updates is accepted.
+ */
+export function assignAsync(state: RoundState): AssignDecision {
+  if (state.status !== 'open') return { kind: 'wait', retryAfterMs: CLOSING_RETRY_MS, reason: 'round_closing' };
+  return { kind: 'assign', state: { ...state, assigned: state.assigned + 1 } };
+}
+
 /** Counts one accepted update; reaching the goal moves the round to `closing`. */
 export function accept(state: RoundState, rules: RoundRules): RoundState {
   if (state.status !== 'open') throw new Error(`round ${state.round} is ${state.status}; it accepts no updates`);

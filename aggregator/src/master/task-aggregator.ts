@@ -23,7 +23,7 @@ import type { RoundState } from './round-machine.ts';
 import { maxUpdateBytes, type TaskSpec } from './task-spec.ts';
 import { readCapped } from './read-body.ts';
 import { validateUpdate } from './update-validation.ts';
-import { createStrategy, isRobust, type Strategy, type StrategyState } from '../strategies/index.ts';
+import { createStrategy, isAsync, isRobust, stalenessWeight, type Strategy, type StrategyState } from '../strategies/index.ts';
 
 /** Checkpoint the running sum after this many accepted updates. */
 export const CHECKPOINT_EVERY = 16;
@@ -82,6 +82,10 @@ export type PublishFault = 'after_blob' | 'after_d1' | null;
 /** An accepted update waiting for the group commit that makes it durable. */
 interface PendingAccept {
   ack: UpdateAck;
+  /** The round (buffer) whose sum it joins: the ack's round, except for stale updates of asynchronous tasks. */
+  generation: number;
+  /** Its weight in the sum: the example count, times (1 + staleness)^−a for asynchronous tasks. */
+  weight: number;
   metrics: Record<string, number> | null;
   delta: Float32Array;
   durable: Promise<void>;
@@ -125,6 +129,11 @@ export class TaskAggregator extends DurableObject<Env> {
       CREATE TABLE IF NOT EXISTS rejections (round INTEGER NOT NULL, code TEXT NOT NULL, n INTEGER NOT NULL, PRIMARY KEY (round, code));
       CREATE TABLE IF NOT EXISTS strategy_chunks (name TEXT NOT NULL, idx INTEGER NOT NULL, data BLOB NOT NULL, PRIMARY KEY (name, idx));
     `);
+    // Added for asynchronous tasks: the round a client was assigned (the key its retries use) and the update's weight.
+    const columns = new Set(this.sql.exec<{ name: string }>(`PRAGMA table_info(ledger)`).toArray().map((c) => c.name));
+    if (!columns.has('assigned_round')) this.sql.exec(`ALTER TABLE ledger ADD COLUMN assigned_round INTEGER`);
+    if (!columns.has('weight')) this.sql.exec(`ALTER TABLE ledger ADD COLUMN weight REAL`);
+    this.sql.exec(`CREATE INDEX IF NOT EXISTS ledger_assigned ON ledger (assigned_round, client_id)`);
   }
 
   private readMeta(): Meta | null {
@@ -162,13 +171,13 @@ export class TaskAggregator extends DurableObject<Env> {
       this.commitFault = false;
       throw new Error('injected fault in the group commit');
     }
-    for (const { ack, metrics } of batch) {
+    for (const { ack, metrics, generation, weight } of batch) {
       this.sql.exec(
-        `INSERT INTO ledger (round, client_id, seq, body_sha256, num_examples, metrics, ack, accepted_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-        ack.round, ack.clientId, ack.seq, ack.bodySha256, ack.numExamples, metrics ? JSON.stringify(metrics) : null, JSON.stringify(ack), ack.acceptedAt,
+        `INSERT INTO ledger (round, client_id, seq, body_sha256, num_examples, metrics, ack, accepted_at, assigned_round, weight) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        generation, ack.clientId, ack.seq, ack.bodySha256, ack.numExamples, metrics ? JSON.stringify(metrics) : null, JSON.stringify(ack), ack.acceptedAt, ack.round, weight,
       );
     }
-    const round = batch[0]!.ack.round;
+    const round = batch[0]!.generation;
     const storeUpdate = ({ ack, delta }: PendingAccept) =>
       forEachChunk(new Uint8Array(delta.buffer, delta.byteOffset, delta.byteLength), (chunk, idx) => this.sql.exec(`INSERT INTO update_chunks (round, seq, idx, data) VALUES (?, ?, ?, ?)`, round, ack.seq, idx, chunk), UPDATE_CHUNK_FLOATS * 4);
     // Robust strategies need every update at the close: store them all, never a sum.
@@ -222,13 +231,13 @@ export class TaskAggregator extends DurableObject<Env> {
       return { status: 'assigned', taskId, round: state.round, baseVersion: state.baseVersion, deadlineAt: state.deadlineAt ?? Date.now(), plan };
     }
     const now = Date.now();
-    const decision = machine.assign(state, spec.rules, now);
+    const decision = isAsync(this.strategy()) ? machine.assignAsync(state) : machine.assign(state, spec.rules, now);
     if (decision.kind === 'wait') return { status: 'retry_later', taskId, retryAfterSeconds: retrySeconds(decision.retryAfterMs), reason: decision.reason };
     const next = decision.state;
     this.meta = { ...meta, state: next };
     this.commit(() => this.sql.exec(`INSERT INTO assignments (round, client_id, assigned_at) VALUES (?, ?, ?)`, next.round, clientId, now));
     if (state.deadlineAt === null) await this.scheduleAlarm();
-    return { status: 'assigned', taskId, round: next.round, baseVersion: next.baseVersion, deadlineAt: next.deadlineAt!, plan };
+    return { status: 'assigned', taskId, round: next.round, baseVersion: next.baseVersion, deadlineAt: next.deadlineAt ?? 0, plan };
   }
 
   /**
@@ -250,7 +259,7 @@ export class TaskAggregator extends DurableObject<Env> {
     const meta = this.meta;
     const { state, spec } = meta;
     if (round > state.round || round < 1) return fail('round_not_found', `round ${round} does not exist (the current round is ${state.round})`);
-    const prior = this.sql.exec<{ body_sha256: string; ack: string }>(`SELECT body_sha256, ack FROM ledger WHERE round = ? AND client_id = ?`, round, clientId).toArray()[0];
+    const prior = this.sql.exec<{ body_sha256: string; ack: string }>(`SELECT body_sha256, ack FROM ledger WHERE coalesce(assigned_round, round) = ? AND client_id = ?`, round, clientId).toArray()[0];
     const inFlight = this.pending.find((p) => p.ack.round === round && p.ack.clientId === clientId);
     if (prior || inFlight) {
       if ((prior?.body_sha256 ?? inFlight!.ack.bodySha256) !== bodySha256) {
@@ -259,29 +268,37 @@ export class TaskAggregator extends DurableObject<Env> {
       if (inFlight) await inFlight.durable;
       return { ok: true, ack: inFlight?.ack ?? (JSON.parse(prior!.ack) as UpdateAck), replay: true };
     }
-    if (round < state.round || state.status !== 'open') {
+    // Asynchronous tasks take updates assigned in earlier rounds (buffers) into the current one, up to the staleness bound.
+    const strategy = this.strategy();
+    const staleness = state.round - round;
+    if (isAsync(strategy) && staleness > strategy.async.maxStaleness) {
+      return this.reject(state.round, 'stale_update', `the update's base is ${staleness} versions old; this task accepts at most ${strategy.async.maxStaleness}`);
+    }
+    if ((staleness > 0 && !isAsync(strategy)) || state.status !== 'open') {
       return fail('round_closed', `round ${round} is ${round < state.round ? 'over' : state.status}; it accepts no more updates`);
     }
     const assigned = this.sql.exec<{ n: number }>(`SELECT count(*) AS n FROM assignments WHERE round = ? AND client_id = ?`, round, clientId).one().n > 0;
     if (!assigned) return this.reject(round, 'not_assigned', `this client was not assigned to round ${round}; check in first`);
 
-    const valid = validateUpdate(body, spec, state.baseVersion, (d) => firstNonFinite(d, accumulateWasm));
-    if (!valid.ok) return this.reject(round, valid.code, valid.message);
+    // Each round publishes one version in asynchronous tasks, so round r was assigned version baseVersion − staleness.
+    const valid = validateUpdate(body, spec, state.baseVersion - staleness, (d) => firstNonFinite(d, accumulateWasm));
+    if (!valid.ok) return this.reject(state.round, valid.code, valid.message);
 
     const now = Date.now();
     const seq = state.accepted + 1;
     const ack: UpdateAck = { taskId: spec.taskId, round, clientId, seq, numExamples: valid.numExamples, bodySha256, acceptedAt: now };
     const next = machine.accept(state, spec.rules);
     // Strategy transforms (norm bounding) apply before the update is summed and stored.
-    const delta = this.strategy().prepareUpdate?.(valid.delta) ?? valid.delta;
+    const delta = strategy.prepareUpdate?.(valid.delta) ?? valid.delta;
+    const weight = isAsync(strategy) ? valid.numExamples * stalenessWeight(staleness, strategy.async.stalenessExponent) : valid.numExamples;
     // The sum must be current (rebuilt from storage if needed) before this update joins it.
-    if (!isRobust(this.strategy())) this.accumulator().add(delta, valid.numExamples);
+    if (!isRobust(strategy)) this.accumulator().add(delta, weight);
     this.meta = { ...meta, state: next };
     let resolve!: () => void;
     let reject!: (e: unknown) => void;
     const durable = new Promise<void>((res, rej) => ((resolve = res), (reject = rej)));
     durable.catch(() => {}); // a failed commit is reported by the await below, not as unhandled
-    this.pending.push({ ack, metrics: valid.metrics, delta, durable, resolve, reject });
+    this.pending.push({ ack, generation: state.round, weight, metrics: valid.metrics, delta, durable, resolve, reject });
     this.scheduleFlush();
     await durable; // the acknowledgement waits for the commit
     if (next.status === 'closing') await this.scheduleAlarm();
@@ -338,6 +355,12 @@ export class TaskAggregator extends DurableObject<Env> {
     } else {
       const meanDelta = new Float32Array(spec.numParams);
       acc.finalizeInto(new Float32Array(spec.numParams), meanDelta);
+      if (isAsync(strategy)) {
+        // FedBuff: Σ nᵢ(1+sᵢ)^−a Δᵢ / Σ nᵢ — staleness shrinks the step instead of being normalized away.
+        const examples = this.ledgerOf(state.round).reduce((a, r) => a + r.num_examples, 0);
+        const scale = acc.totalWeight / examples;
+        for (let i = 0; i < meanDelta.length; i++) meanDelta[i] = meanDelta[i]! * scale;
+      }
       ({ next, state: strategyState } = strategy.apply(base, meanDelta, this.readStrategyState() ?? strategy.initialState(spec.numParams)));
     }
 
@@ -451,8 +474,11 @@ export class TaskAggregator extends DurableObject<Env> {
     this.sql.exec(`DELETE FROM update_chunks WHERE round <= ?`, round);
     this.sql.exec(`DELETE FROM checkpoint_chunks`);
     this.sql.exec(`DELETE FROM meta WHERE key = 'checkpoint'`);
-    this.sql.exec(`DELETE FROM assignments WHERE round <= ?`, round);
-    this.sql.exec(`DELETE FROM ledger WHERE round <= ?`, round - LEDGER_ROUNDS_KEPT);
+    // Asynchronous tasks still take updates assigned up to maxStaleness rounds ago: keep those assignments and ledger rows.
+    const strategy = this.strategy();
+    const keep = isAsync(strategy) ? strategy.async.maxStaleness : 0;
+    this.sql.exec(`DELETE FROM assignments WHERE round <= ?`, round - keep);
+    this.sql.exec(`DELETE FROM ledger WHERE round <= ?`, round - Math.max(LEDGER_ROUNDS_KEPT, keep + 1));
     this.sql.exec(`DELETE FROM rejections WHERE round <= ?`, round);
   }
 
@@ -496,18 +522,18 @@ export class TaskAggregator extends DurableObject<Env> {
       fromSeq = cp.seq;
     }
     const replay = this.sql
-      .exec<{ seq: number; num_examples: number }>(`SELECT seq, num_examples FROM ledger WHERE round = ? AND seq > ? ORDER BY seq`, round, fromSeq)
+      .exec<{ seq: number; num_examples: number; weight: number | null }>(`SELECT seq, num_examples, weight FROM ledger WHERE round = ? AND seq > ? ORDER BY seq`, round, fromSeq)
       .toArray();
     const delta = new Float32Array(meta.spec.numParams);
     const deltaBytes = new Uint8Array(delta.buffer);
-    for (const { seq, num_examples } of replay) {
+    for (const { seq, num_examples, weight } of replay) {
       let off = 0;
       for (const { data } of this.sql.exec<{ data: ArrayBuffer }>(`SELECT data FROM update_chunks WHERE round = ? AND seq = ? ORDER BY idx`, round, seq)) {
         deltaBytes.set(new Uint8Array(data), off);
         off += data.byteLength;
       }
       if (off !== deltaBytes.byteLength) throw new Error(`stored update ${round}/${seq} is ${off} bytes, expected ${deltaBytes.byteLength}`);
-      acc.add(delta, num_examples);
+      acc.add(delta, weight ?? num_examples);
     }
     this.acc = acc;
     this.accRound = round;

@@ -3,6 +3,7 @@
  */
 import { fedAvg } from './fedavg.ts';
 import { fedAvgM } from './fedavgm.ts';
+import { fedBuff } from './fedbuff.ts';
 import { fedProx } from './fedprox.ts';
 import { krumStrategy, medianStrategy, trimmedMeanStrategy } from './robust-strategies.ts';
 import { fedOpt } from './fedopt.ts';
@@ -18,9 +19,11 @@ export type StrategyConfig =
   | { name: 'fedadam' | 'fedyogi' | 'fedadagrad'; serverLearningRate: number; beta1: number; beta2: number; tau: number; clipNorm?: number }
   | { name: 'median'; clipNorm?: number }
   | { name: 'trimmedmean'; beta: number; clipNorm?: number }
-  | { name: 'krum'; f: number; m: number; clipNorm?: number };
+  | { name: 'krum'; f: number; m: number; clipNorm?: number }
+  | { name: 'fedbuff'; bufferSize: number; stalenessExponent: number; maxStaleness: number; serverLearningRate: number; clipNorm?: number };
 
-export const STRATEGY_NAMES = ['fedavg', 'fedprox', 'fedavgm', 'fedadam', 'fedyogi', 'fedadagrad', 'median', 'trimmedmean', 'krum'] as const;
+export const STRATEGY_NAMES = ['fedavg', 'fedprox', 'fedavgm', 'fedadam', 'fedyogi', 'fedadagrad', 'median', 'trimmedmean', 'krum', 'fedbuff'] as const;
+export { isAsync, stalenessWeight, type AsyncStrategy, type FedBuffParams } from './fedbuff.ts';
 export { isRobust, MAX_ROBUST_UPDATES, type RangeReader, type RobustStrategy } from './robust-strategies.ts';
 
 export function createStrategy(config: StrategyConfig): Strategy {
@@ -43,6 +46,9 @@ export function createStrategy(config: StrategyConfig): Strategy {
       break;
     case 'krum':
       s = krumStrategy(config.f, config.m);
+      break;
+    case 'fedbuff':
+      s = fedBuff(config);
       break;
     default:
       s = fedOpt(config.name, config);

@@ -3,7 +3,7 @@
  * degenerate settings reduce to plain FedAvg.
  */
 import { describe, expect, it } from 'vitest';
-import { createStrategy } from './index.ts';
+import { createStrategy, isAsync, stalenessWeight } from './index.ts';
 import { clipToNorm } from './norm-bound.ts';
 
 const base = Float32Array.from([1, -2, 0.5]);
@@ -97,6 +97,17 @@ describe('FedOpt family (Reddi et al. 2021)', () => {
     expect(Array.from(b)).toEqual(Array.from(base));
     expect(Array.from(d)).toEqual(Array.from(d1));
     expect(Array.from(st.vectors.m!)).toEqual([0, 0, 0]);
+  });
+});
+
+describe('FedBuff (Nguyen et al. 2022)', () => {
+  it('weights by (1 + s)^−a and steps by η times the aggregated update', () => {
+    expect(stalenessWeight(0, 0.5)).toBe(1);
+    expect(stalenessWeight(3, 0.5)).toBeCloseTo(0.5, 15);
+    expect(stalenessWeight(1, 2)).toBeCloseTo(0.25, 15);
+    const s = createStrategy({ name: 'fedbuff', bufferSize: 4, stalenessExponent: 0.5, maxStaleness: 3, serverLearningRate: 0.5 });
+    expect(isAsync(s) && s.async).toEqual({ bufferSize: 4, stalenessExponent: 0.5, maxStaleness: 3, serverLearningRate: 0.5 });
+    close(s.apply(base, d1, s.initialState(3)).next, [1.1, -2.2, 0.5]);
   });
 });
 

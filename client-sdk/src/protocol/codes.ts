@@ -27,6 +27,8 @@ export const ERROR_STATUS = {
   round_closed: 409,
   /** The update was trained on another base version than the round's. */
   base_version_mismatch: 409,
+  /** Asynchronous tasks: the update's base version is older than the task's staleness bound. */
+  stale_update: 409,
   /** An update for (task, round, client) was already accepted with a different body. */
   duplicate_conflict: 409,
   /** The body is larger than the cap derived from the task's model size. */

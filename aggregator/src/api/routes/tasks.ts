@@ -36,7 +36,10 @@ tasksApp.openapi(
   }),
   async (c) => {
     const body = c.req.valid('json');
-    const rules = { ...body.rounds, minClients: body.rounds.minClients ?? body.rounds.clientsPerRound };
+    const strategy = body.strategy as StrategyConfig;
+    // FedBuff has no rounds: its buffer of K updates plays the round, closing when full.
+    const goal = strategy.name === 'fedbuff' ? { clientsPerRound: strategy.bufferSize, minClients: strategy.bufferSize } : {};
+    const rules = { ...body.rounds, minClients: body.rounds.minClients ?? body.rounds.clientsPerRound, ...goal };
     if (rules.minClients > rules.clientsPerRound) throw new ApiError('invalid_request', `rounds.minClients (${rules.minClients}) exceeds rounds.clientsPerRound (${rules.clientsPerRound})`);
     const topologyJson = JSON.stringify(body.modelTopology);
     if (topologyJson.length > MAX_TOPOLOGY_BYTES) throw new ApiError('payload_too_large', `modelTopology is ${topologyJson.length} bytes; the limit is ${MAX_TOPOLOGY_BYTES}`);
@@ -59,7 +62,6 @@ tasksApp.openapi(
     const id = crypto.randomUUID();
     const now = new Date();
     const blob = await putWeights(c.env.MODELS, id, 0, tensors, flat);
-    const strategy = body.strategy as StrategyConfig;
     checkStrategyFits(strategy, rules);
     // FedProx's μ reaches the clients through the training plan they get at check-in.
     const plan = { ...body.plan, proximalMu: strategy.name === 'fedprox' ? strategy.mu : 0 };
