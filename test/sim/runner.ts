@@ -81,6 +81,18 @@ interface VirtualClient {
 }
 
 export async function simulate(o: SimulationOptions): Promise<SimulationResult> {
+  // tfjs shuffles each epoch with Math.random, which cannot be seeded: replace it for the run so a
+  // seed reproduces the whole simulation (partitions, sampling, attacks and local shuffles).
+  const unseeded = Math.random;
+  Math.random = rng(o.seed ^ 0x7f4a7c15);
+  try {
+    return await run(o);
+  } finally {
+    Math.random = unseeded;
+  }
+}
+
+async function run(o: SimulationOptions): Promise<SimulationResult> {
   await useWasmBackend();
   const all = loadMnistT10k();
   const { train, test } = splitTrainTest(all, o.testSize ?? 2_000, o.seed);

@@ -338,7 +338,6 @@ export class TaskAggregator extends DurableObject<Env> {
   private async publish(): Promise<void> {
     const meta = this.meta!;
     const { spec, state } = meta;
-    const acc = this.accumulator();
     const version = meta.latestVersion + 1;
     const baseObject = await this.env.MODELS.get(meta.latestKey);
     if (!baseObject) throw new Error(`base weights ${meta.latestKey} missing from R2`);
@@ -351,8 +350,9 @@ export class TaskAggregator extends DurableObject<Env> {
       strategy.aggregateByRanges((start, end) => this.readUpdateRange(state.round, start, end), spec.numParams, state.accepted, UPDATE_CHUNK_FLOATS, robustDelta);
       next = strategy.apply(base, robustDelta, strategy.initialState(0)).next;
     } else if (strategy.name === 'fedavg' || strategy.name === 'fedprox') {
-      acc.finalizeInto(base, next); // base + Σ/W in float64, rounded once
+      this.accumulator().finalizeInto(base, next); // base + Σ/W in float64, rounded once
     } else {
+      const acc = this.accumulator(); // robust strategies keep no running sum: only these branches need it
       const meanDelta = new Float32Array(spec.numParams);
       acc.finalizeInto(new Float32Array(spec.numParams), meanDelta);
       if (isAsync(strategy)) {
