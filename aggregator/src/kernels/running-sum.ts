@@ -218,32 +218,16 @@ function addF64(s: Float64Array, o: Float64Array): void {
 // ---------------------------------------------------------------------------------------------
 // Plain JS
 
-class JsRunningSum implements RunningSum {
+/** The bookkeeping both implementations share: the float64 sum's view, Σw and the count. */
+abstract class SumBookkeeping {
   readonly length: number;
-  readonly implementation = 'js' as const;
   totalWeight = 0;
   count = 0;
-  private s: Float64Array;
-  private stage = new Uint8Array(0);
+  protected s: Float64Array;
 
-  constructor(length: number) {
+  constructor(length: number, s: Float64Array) {
     this.length = length;
-    this.s = new Float64Array(length);
-  }
-
-  add(update: Float32Array, weight: number): void {
-    checkUpdate(update, this.length);
-    checkWeight(weight);
-    jsAcc1(this.s, update, weight, 0, this.length);
-    this.totalWeight += weight;
-    this.count += 1;
-  }
-
-  addBatch(updates: readonly Float32Array[], weights: readonly number[]): void {
-    checkBatch(updates, weights, this.length);
-    jsAddBatch(this.s, updates, weights);
-    this.totalWeight = sumWeights(this.totalWeight, weights);
-    this.count += updates.length;
+    this.s = s;
   }
 
   sum(): Float64Array {
@@ -262,6 +246,30 @@ class JsRunningSum implements RunningSum {
     addF64(this.s, other.sum);
     this.totalWeight += other.totalWeight;
     this.count += other.count;
+  }
+}
+
+class JsRunningSum extends SumBookkeeping implements RunningSum {
+  readonly implementation = 'js' as const;
+  private stage = new Uint8Array(0);
+
+  constructor(length: number) {
+    super(length, new Float64Array(length));
+  }
+
+  add(update: Float32Array, weight: number): void {
+    checkUpdate(update, this.length);
+    checkWeight(weight);
+    jsAcc1(this.s, update, weight, 0, this.length);
+    this.totalWeight += weight;
+    this.count += 1;
+  }
+
+  addBatch(updates: readonly Float32Array[], weights: readonly number[]): void {
+    checkBatch(updates, weights, this.length);
+    jsAddBatch(this.s, updates, weights);
+    this.totalWeight = sumWeights(this.totalWeight, weights);
+    this.count += updates.length;
   }
 
   finalizeInto(base: Float32Array, out: Float32Array): void {
@@ -398,19 +406,15 @@ function wasmFinalize(h: Heap, slots: number, base: Float32Array, out: Float32Ar
   }
 }
 
-class WasmRunningSum implements RunningSum {
-  readonly length: number;
+class WasmRunningSum extends SumBookkeeping implements RunningSum {
   readonly implementation = 'wasm' as const;
-  totalWeight = 0;
-  count = 0;
   private memory: WebAssembly.Memory;
   private h: Heap;
-  private s: Float64Array;
   /** Byte offset of the FOLD staging slots (after the sum, 64-byte aligned). */
   private readonly slots: number;
 
   constructor(length: number, module: WebAssembly.Module) {
-    this.length = length;
+    super(length, new Float64Array(0));
     this.slots = Math.ceil((length * 8) / 64) * 64;
     const stageBegin = this.slots + FOLD * SLICE * 4;
     this.memory = new WebAssembly.Memory({ initial: pagesFor(stageBegin) });
@@ -444,24 +448,6 @@ class WasmRunningSum implements RunningSum {
     wasmAddBatch(this.h, this.slots, updates, weights, this.length);
     this.totalWeight = sumWeights(this.totalWeight, weights);
     this.count += updates.length;
-  }
-
-  sum(): Float64Array {
-    return this.s;
-  }
-
-  load(sum: Float64Array, totalWeight: number, count: number): void {
-    checkState(sum, totalWeight, count, this.length);
-    this.s.set(sum);
-    this.totalWeight = totalWeight;
-    this.count = count;
-  }
-
-  merge(other: SumState): void {
-    checkState(other.sum, other.totalWeight, other.count, this.length);
-    addF64(this.s, other.sum);
-    this.totalWeight += other.totalWeight;
-    this.count += other.count;
   }
 
   finalizeInto(base: Float32Array, out: Float32Array): void {
