@@ -155,9 +155,11 @@ export class FedgeClient {
   }
 
   private async fetchWeights(version: number, signal: AbortSignal | undefined): Promise<ModelWeights> {
-    const manifest = await this.getManifest(version, { signal });
-    const res = await this.http.request({ method: 'GET', path: `${this.base}/models/${version}/weights`, retry: true, signal });
-    const bytes = new Uint8Array(await res.arrayBuffer());
+    // Manifest and weights in parallel: one round trip instead of two.
+    const [manifest, bytes] = await Promise.all([
+      this.getManifest(version, { signal }),
+      this.http.request({ method: 'GET', path: `${this.base}/models/${version}/weights`, retry: true, signal }).then(async (res) => new Uint8Array(await res.arrayBuffer())),
+    ]);
     this.http.options.onTraffic?.(0, bytes.byteLength);
     const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', bytes));
     const hex = Array.from(digest, (b) => b.toString(16).padStart(2, '0')).join('');

@@ -20,6 +20,15 @@ export async function newClientToken(clientId: string): Promise<{ token: string;
   return { token: `${clientId}.${secret}`, tokenHash: await sha256Hex(new TextEncoder().encode(secret)) };
 }
 
+/**
+ * Client tokens verified in this isolate recently: a client makes several calls a round, and each
+ * would otherwise cost a D1 read and a hash. Tokens are never revoked today; when they can be, this
+ * TTL bounds how long a revoked token keeps working in an isolate.
+ */
+const verifiedClients = new Map<string, { caller: Extract<Caller, { kind: 'client' }>; until: number }>();
+const CLIENT_CACHE_MS = 60_000;
+const MAX_CACHED_CLIENTS = 10_000;
+
 async function identify(c: Context<AppEnv>): Promise<Caller> {
   const header = c.req.header('authorization');
   const match = header?.match(/^Bearer\s+(\S+)$/i);
@@ -27,12 +36,17 @@ async function identify(c: Context<AppEnv>): Promise<Caller> {
   const token = match[1]!;
   const admin = c.env.ADMIN_TOKEN;
   if (admin && (await timingSafeEqualText(token, admin))) return { kind: 'admin' };
+  const cached = verifiedClients.get(token);
+  if (cached && cached.until > Date.now()) return cached.caller;
   const dot = token.indexOf('.');
   if (dot > 0) {
     const clientId = token.slice(0, dot);
     const row = await getClientAuth(database(c.env.DB), clientId);
     if (row && (await sha256Hex(new TextEncoder().encode(token.slice(dot + 1)))) === row.tokenHash) {
-      return { kind: 'client', clientId, taskId: row.taskId };
+      const caller = { kind: 'client', clientId, taskId: row.taskId } as const;
+      if (verifiedClients.size >= MAX_CACHED_CLIENTS) verifiedClients.delete(verifiedClients.keys().next().value!);
+      verifiedClients.set(token, { caller, until: Date.now() + CLIENT_CACHE_MS });
+      return caller;
     }
   }
   throw new ApiError('forbidden', 'invalid token');

@@ -27,7 +27,7 @@ import { createStrategy, isAsync, isRobust, stalenessWeight, type Strategy, type
 
 /** Checkpoint the running sum after this many accepted updates. */
 export const CHECKPOINT_EVERY = 16;
-/** How long the first accept of a batch waits for others to join its commit. */
+/** How long the first accept of a batch waits for others to join its commit, when other uploads are under way. */
 const GROUP_COMMIT_DELAY_MS = 25;
 /** SQLite values must stay under 2 MB; weights are stored in chunks of this many bytes. */
 const CHUNK_BYTES = 1024 * 1024;
@@ -79,6 +79,13 @@ interface Checkpoint {
 /** Fault injection for tests: throw after the named publish step, as a crash there would. */
 export type PublishFault = 'after_blob' | 'after_d1' | null;
 
+/** What ingest hands back for an accepted update: the commit to wait for before acknowledging. */
+interface AcceptedPending {
+  durable: Promise<void>;
+  ack: UpdateAck;
+  closing: boolean;
+}
+
 /** An accepted update waiting for the group commit that makes it durable. */
 interface PendingAccept {
   ack: UpdateAck;
@@ -101,6 +108,9 @@ export class TaskAggregator extends DurableObject<Env> {
   /** Accepted (summed in memory) but not yet committed; acknowledged when their commit lands. */
   private pending: PendingAccept[] = [];
   private flushScheduled = false;
+  /** Submits between arrival and acceptance (reading, hashing, validating): the company a commit may wait for. */
+  private ingesting = 0;
+  private lastBatchSize = 0;
   /** Set by tests only. */
   publishFault: PublishFault = null;
   /** Set by tests only: the next group commit of accepted updates fails inside its transaction. */
@@ -150,6 +160,7 @@ export class TaskAggregator extends DurableObject<Env> {
   private commit(extra?: () => void): void {
     const batch = this.pending;
     this.pending = [];
+    if (batch.length > 0) this.lastBatchSize = batch.length;
     try {
       this.ctx.storage.transactionSync(() => {
         if (batch.length > 0) this.persistAccepts(batch);
@@ -196,13 +207,17 @@ export class TaskAggregator extends DurableObject<Env> {
     this.flushScheduled = true;
     setTimeout(() => {
       this.flushScheduled = false;
-      if (this.pending.length === 0) return;
-      try {
-        this.commit();
-      } catch (e) {
-        console.error('group commit failed; its updates were not acknowledged:', e);
-      }
+      this.flushNow();
     }, GROUP_COMMIT_DELAY_MS);
+  }
+
+  private flushNow(): void {
+    if (this.pending.length === 0) return;
+    try {
+      this.commit();
+    } catch (e) {
+      console.error('group commit failed; its updates were not acknowledged:', e);
+    }
   }
 
   /** Creates the task's first round on version 0. Idempotent: a second call changes nothing. */
@@ -245,6 +260,23 @@ export class TaskAggregator extends DurableObject<Env> {
    * state are committed together; any rejection leaves the sum, ledger and versions untouched.
    */
   async submit(clientId: string, round: number, stream: ReadableStream<Uint8Array>, declaredLength: number | null): Promise<SubmitResult> {
+    this.ingesting++;
+    let out: SubmitResult | AcceptedPending;
+    try {
+      out = await this.ingest(clientId, round, stream, declaredLength);
+    } finally {
+      this.ingesting--;
+    }
+    // Under light load (the last commit held one update, no other upload under way) waiting for
+    // company only adds latency: commit now. Under load, the timer gathers a batch.
+    if (this.ingesting === 0 && this.lastBatchSize <= 1 && this.pending.length > 0) this.flushNow();
+    if (!('durable' in out)) return out;
+    await out.durable; // the acknowledgement waits for the commit
+    if (out.closing) await this.scheduleAlarm();
+    return { ok: true, ack: out.ack, replay: false };
+  }
+
+  private async ingest(clientId: string, round: number, stream: ReadableStream<Uint8Array>, declaredLength: number | null): Promise<SubmitResult | AcceptedPending> {
     if (!this.meta) {
       await stream.cancel();
       return fail('task_not_found', 'no such task');
@@ -300,9 +332,7 @@ export class TaskAggregator extends DurableObject<Env> {
     durable.catch(() => {}); // a failed commit is reported by the await below, not as unhandled
     this.pending.push({ ack, generation: state.round, weight, metrics: valid.metrics, delta, durable, resolve, reject });
     this.scheduleFlush();
-    await durable; // the acknowledgement waits for the commit
-    if (next.status === 'closing') await this.scheduleAlarm();
-    return { ok: true, ack, replay: false };
+    return { durable, ack, closing: next.status === 'closing' };
   }
 
   /** Counts a rejection the edge made before the body reached this object (for round statistics). */
