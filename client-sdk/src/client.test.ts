@@ -3,7 +3,7 @@
  * real tfjs training. Fault injection through the SDK's `fetch` option only.
  */
 import * as tf from '@tensorflow/tfjs';
-import { beforeAll, describe, expect, inject, it } from 'vitest';
+import { beforeAll, describe, expect, inject, it, vi } from 'vitest';
 import { argmaxData } from '../../test/sim/synthetic.ts';
 import { useWasmBackend } from '../../test/sim/tf-backend.ts';
 import { APITimeoutError, FedgeAdmin, FedgeClient, LateUpdateError, NotFoundError, PermissionDeniedError, ValidationError } from './index.ts';
@@ -259,6 +259,18 @@ describe('errors and retries', () => {
     expect(ack.seq).toBe(1);
     const rounds = await admin.listRounds(task.id);
     expect(rounds.find((r) => r.round === 1)).toMatchObject({ accepted: 1, status: 'closed' });
+  });
+
+  it('says clearly when the platform lacks crypto.subtle (insecure page, bare React Native)', async () => {
+    const task = await newTask();
+    const client = await newClient(task.id);
+    vi.stubGlobal('crypto', {});
+    try {
+      await expect(client.getWeights(0)).rejects.toThrow(/crypto\.subtle is needed/);
+    } finally {
+      vi.unstubAllGlobals();
+    }
+    expect((await client.getWeights(0)).flat.length).toBe(4 * 8 + 8 + 8 * 3 + 3);
   });
 
   it('times out a request that never answers', async () => {

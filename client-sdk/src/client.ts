@@ -161,7 +161,9 @@ export class FedgeClient {
       this.http.request({ method: 'GET', path: `${this.base}/models/${version}/weights`, retry: true, signal }).then(async (res) => new Uint8Array(await res.arrayBuffer())),
     ]);
     this.http.options.onTraffic?.(0, bytes.byteLength);
-    const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', bytes));
+    const subtle = globalThis.crypto?.subtle;
+    if (!subtle) throw new FedgeError('crypto.subtle is needed to verify downloaded weights: use a secure context (https or localhost) or, in React Native, a Web Crypto polyfill');
+    const digest = new Uint8Array(await subtle.digest('SHA-256', bytes));
     const hex = Array.from(digest, (b) => b.toString(16).padStart(2, '0')).join('');
     if (hex !== manifest.contentHash) throw new FedgeError(`weights of version ${version} do not match their content hash`);
     const { tensors } = decodeTensors(bytes);
