@@ -25,8 +25,12 @@ const HELP = `Usage: npm run simulate -- [options]
   --lr LR            client learning rate, SGD (default 0.1)
   --seed S           seed of the split, partition, client sampling and initial weights (default 1)
   --target ACC       stop when the test accuracy reaches ACC
-  --strategy NAME    fedavg | fedprox | fedavgm | fedadam | fedyogi | fedadagrad | median | trimmedmean | krum (default fedavg)
-  --sp KEY=VALUE     a strategy parameter, repeatable (e.g. --sp serverLearningRate=0.01 --sp beta=0.2)
+  --strategy NAME    fedavg | fedprox | fedavgm | fedadam | fedyogi | fedadagrad | median | trimmedmean | krum | fedbuff (default fedavg)
+  --sp KEY=VALUE     a strategy parameter, repeatable (e.g. --sp serverLearningRate=0.01 --sp beta=0.2 --sp bufferSize=10)
+                     fedbuff runs asynchronously: --rounds counts published versions (bufferSize updates
+                     each), --fraction is unused, and the table shows cumulative updates and staleness
+  --concurrency N    fedbuff: virtual clients in flight at once (default 2 × bufferSize, at most --clients)
+  --max-delay D      fedbuff: a client submits after 0..D other submissions, seeded (default 2 × concurrency)
   --malicious F      fraction of clients that attack (default 0)
   --attack A         gaussian | boost | signflip (default gaussian)
   --sigma S          noise of the gaussian attack (default 10)
@@ -60,6 +64,8 @@ const { values: a } = parseArgs({
     attack: { type: 'string', default: 'gaussian' },
     sigma: { type: 'string', default: '10' },
     boost: { type: 'string', default: '10' },
+    concurrency: { type: 'string' },
+    'max-delay': { type: 'string' },
     help: { type: 'boolean', default: false },
   },
 });
@@ -94,6 +100,11 @@ const opts = {
   ...(a.target !== undefined ? { target: num('target', a.target, (v) => v > 0 && v <= 1) } : {}),
   strategy: { name: a.strategy, ...Object.fromEntries(a.sp.map((kv) => { const [k, v] = kv.split('='); if (!k || v === undefined) fail(`--sp takes KEY=VALUE, got ${kv}`); return [k, num('sp', v, () => true)]; })) },
 };
+const fedbuff = a.strategy === 'fedbuff';
+const asyncOpts = {
+  ...(a.concurrency !== undefined ? { concurrency: num('concurrency', a.concurrency, (v) => Number.isInteger(v) && v >= 1) } : {}),
+  ...(a['max-delay'] !== undefined ? { maxDelay: num('max-delay', a['max-delay'], (v) => Number.isInteger(v) && v >= 0) } : {}),
+};
 const malicious = num('malicious', a.malicious, (v) => v >= 0 && v < 1);
 if (!['gaussian', 'boost', 'signflip'].includes(a.attack)) fail(`unknown --attack ${a.attack}`);
 const attackOpts = malicious > 0 ? { malicious: { fraction: malicious, attack: a.attack as AttackName, sigma: num('sigma', a.sigma, (v) => v > 0), boost: num('boost', a.boost, (v) => v > 0) } } : {};
@@ -119,8 +130,10 @@ function bar(done: number, of: number, width = 20): string {
 }
 
 const agg = await aggregator();
-const columns = ['round', 'accuracy', 'loss', 'clients', 'examples', 'up MB', 'down MB', 'train s', 'round s'];
-const widths = [5, 8, 7, 7, 8, 7, 7, 7, 7];
+const columns = fedbuff
+  ? ['version', 'accuracy', 'loss', 'updates', 'refused', 'stale avg', 'stale max', 'examples', 'up MB', 'down MB', 'train s', 'round s']
+  : ['round', 'accuracy', 'loss', 'clients', 'examples', 'up MB', 'down MB', 'train s', 'round s'];
+const widths = fedbuff ? [7, 8, 7, 7, 7, 9, 9, 8, 7, 7, 7, 7] : [5, 8, 7, 7, 8, 7, 7, 7, 7];
 const line = (cells: (string | number)[]) => cells.map((c, i) => String(c).padStart(widths[i]!)).join('  ');
 console.log(`fedge simulation: ${name}\naggregator ${agg.url}\n`);
 console.log(line(columns));
@@ -128,13 +141,17 @@ const tty = process.stderr.isTTY;
 const reports: RoundReport[] = [];
 try {
   const result = await simulate({
-    baseUrl: agg.url, adminToken: agg.token, partition, model, ...opts, ...attackOpts,
+    baseUrl: agg.url, adminToken: agg.token, partition, model, ...opts, ...attackOpts, ...asyncOpts,
     onClient: (round, done, of) => {
-      if (tty) process.stderr.write(`\r round ${round}/${opts.rounds} ${bar(done, of)} ${done}/${of} clients`);
+      if (tty) process.stderr.write(`\r ${fedbuff ? 'version' : 'round'} ${round}/${opts.rounds} ${bar(done, of)} ${done}/${of} ${fedbuff ? 'updates' : 'clients'}`);
     },
     onRound: (r) => {
       if (tty) process.stderr.write('\r\x1b[K');
       reports.push(r);
+      if (fedbuff) {
+        console.log(line([r.version, r.accuracy.toFixed(4), r.loss.toFixed(4), r.updates ?? 0, r.refused ?? 0, (r.meanStaleness ?? 0).toFixed(2), r.maxStaleness ?? 0, r.examples, (r.bytesUp / 1e6).toFixed(2), (r.bytesDown / 1e6).toFixed(2), r.trainSeconds.toFixed(1), r.seconds.toFixed(1)]));
+        return;
+      }
       console.log(line([r.round, r.accuracy.toFixed(4), r.loss.toFixed(4), r.participants, r.examples, (r.bytesUp / 1e6).toFixed(2), (r.bytesDown / 1e6).toFixed(2), r.trainSeconds.toFixed(1), r.seconds.toFixed(1)]));
     },
   });
@@ -145,9 +162,9 @@ try {
   writeFileSync(csv, toCsv(reports.map((r) => ({ ...r }))));
   writeFileSync(
     svg,
-    lineChartSvg([{ name, points: reports.map((r) => ({ x: r.round, y: r.accuracy })) }], {
-      title: `Test accuracy per round: ${name}`,
-      xLabel: 'round',
+    lineChartSvg([{ name, points: reports.map((r) => ({ x: fedbuff ? (r.updates ?? r.round) : r.round, y: r.accuracy })) }], {
+      title: `Test accuracy per ${fedbuff ? 'update received' : 'round'}: ${name}`,
+      xLabel: fedbuff ? 'updates received' : 'round',
       yLabel: 'test accuracy (2,000 held-out MNIST images)',
       yMin: 0,
       yMax: 1,
@@ -155,7 +172,10 @@ try {
     }),
   );
   const best = Math.max(...reports.map((r) => r.accuracy));
-  console.log(`\ntask ${result.taskId}: best accuracy ${best.toFixed(4)}` + (opts.target !== undefined ? `, rounds to ${opts.target}: ${result.roundsToTarget ?? `not reached in ${opts.rounds}`}` : ''));
+  const toTarget = fedbuff
+    ? `, versions (updates) to ${opts.target}: ${result.roundsToTarget === null ? `not reached in ${opts.rounds}` : `${result.roundsToTarget} (${result.updatesToTarget})`}`
+    : `, rounds to ${opts.target}: ${result.roundsToTarget ?? `not reached in ${opts.rounds}`}`;
+  console.log(`\ntask ${result.taskId}: best accuracy ${best.toFixed(4)}` + (opts.target !== undefined ? toTarget : ''));
   console.log(`wrote ${csv}\n      ${svg}`);
 } finally {
   await agg.server?.stop();

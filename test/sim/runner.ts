@@ -3,12 +3,19 @@
  * take part in federated training through the real SDK, over real HTTP, against a real aggregator.
  * After each round the published version is evaluated on a held-out test split ("server-side"
  * evaluation, done here because the aggregator never loads tfjs).
+ *
+ * A `fedbuff` task has no synchronized rounds, so it gets an asynchronous driver instead: a pool of
+ * `concurrency` virtual clients in flight, each checking in (and so training on whatever version is
+ * current), then submitting after a seeded random number of other submissions, so updates arrive
+ * 0..several versions stale, as FedBuff expects. Each published version is evaluated and reported.
  */
 import * as tf from '@tensorflow/tfjs';
 import { FedgeAdmin } from '../../client-sdk/src/admin.ts';
 import { FedgeClient } from '../../client-sdk/src/client.ts';
 import type { ParticipationResult } from '../../client-sdk/src/client.ts';
 import { buildModel, trainLocally } from '../../client-sdk/src/training.ts';
+import { LateUpdateError } from '../../client-sdk/src/errors.ts';
+import type { Assignment } from '../../client-sdk/src/client.ts';
 import { loadMnistT10k, splitTrainTest, subset, type Dataset } from './mnist.ts';
 import { dirichlet, iid, pathological, permutation, rng } from './partition.ts';
 import { buildSimModel, inputShape, type ModelName } from './models.ts';
@@ -43,8 +50,15 @@ export interface SimulationOptions {
   strategy?: { name: string; [param: string]: number | string };
   /** Byzantine clients: a seeded fraction of the K clients sends attacks instead of honest updates. */
   malicious?: { fraction: number; attack: AttackName; sigma?: number; boost?: number };
+  /**
+   * FedBuff only (asynchronous driver): virtual clients in flight at once (default 2 × bufferSize,
+   * at most `clients`), and the most other submissions that may land between one client's check-in
+   * and its own submission (uniform 0..maxDelay, seeded; default 2 × concurrency).
+   */
+  concurrency?: number;
+  maxDelay?: number;
   onRound?: (report: RoundReport) => void;
-  /** Called as each client finishes in a round. */
+  /** Called as each client finishes in a round (FedBuff: as each update of a buffer is accepted). */
   onClient?: (round: number, done: number, of: number) => void;
 }
 
@@ -62,13 +76,20 @@ export interface RoundReport {
   /** Of which: local training, and evaluating the new version. */
   trainSeconds: number;
   evalSeconds: number;
+  /** FedBuff only: updates accepted so far (cumulative), updates refused as too stale (cumulative), and the buffer's staleness. */
+  updates?: number;
+  refused?: number;
+  meanStaleness?: number;
+  maxStaleness?: number;
 }
 
 export interface SimulationResult {
   taskId: string;
   reports: RoundReport[];
-  /** First round whose accuracy reached `target`, if any. */
+  /** First round whose accuracy reached `target`, if any (FedBuff: the first version). */
   roundsToTarget: number | null;
+  /** FedBuff only: updates accepted when `target` was first reached. */
+  updatesToTarget?: number | null;
 }
 
 interface VirtualClient {
@@ -128,6 +149,7 @@ async function run(o: SimulationOptions): Promise<SimulationResult> {
   const reports: RoundReport[] = [];
   let roundsToTarget: number | null = null;
   try {
+    if (o.strategy?.name === 'fedbuff') return { taskId: task.id, ...(await runAsync(o, admin, task.id, clients, testData, pick)) };
     for (let r = 1; r <= o.rounds; r++) {
       const started = performance.now();
       const chosen = sample(clients, perRound, pick);
@@ -176,6 +198,160 @@ async function run(o: SimulationOptions): Promise<SimulationResult> {
     tf.dispose([testData.xs, testData.ys]);
   }
   return { taskId: task.id, reports, roundsToTarget };
+}
+
+/**
+ * The asynchronous driver (FedBuff). Logical time is counted in submissions: a client checks in (so
+ * its base is the version current at that moment), trains, and is due after a seeded uniform number
+ * of other submissions (0..maxDelay); the due client with the smallest due time submits next, so the
+ * order, and with it every staleness, is reproducible from the seed. Every `bufferSize` accepted
+ * updates the aggregator publishes a version, which is evaluated like a synchronous round.
+ */
+async function runAsync(
+  o: SimulationOptions, admin: FedgeAdmin, taskId: string, clients: VirtualClient[], testData: { xs: tf.Tensor; ys: tf.Tensor }, pick: () => number,
+): Promise<{ reports: RoundReport[]; roundsToTarget: number | null; updatesToTarget: number | null }> {
+  const bufferSize = Number(o.strategy?.bufferSize ?? 10);
+  if (!(bufferSize >= 1 && bufferSize <= clients.length)) throw new Error(`fedbuff: bufferSize ${bufferSize} needs 1..${clients.length} clients`);
+  const concurrency = Math.min(clients.length, Math.max(1, Math.round(o.concurrency ?? 2 * bufferSize)));
+  const maxDelay = Math.max(0, Math.round(o.maxDelay ?? 2 * concurrency));
+  const delays = rng(o.seed ^ 0xde1a7);
+  const evaluator = clients[0]!.client;
+  interface Job { c: VirtualClient; assignment: Assignment; delta: Float32Array; n: number; metrics: Record<string, number>; due: number; seq: number }
+  const inFlight: Job[] = [];
+  const busy = new Set<VirtualClient>();
+  /** Clients that already submitted to the open buffer: they may not join it again. */
+  let blocked = new Set<VirtualClient>();
+  const reports: RoundReport[] = [];
+  let roundsToTarget: number | null = null;
+  let updatesToTarget: number | null = null;
+  let submissions = 0, accepted = 0, refused = 0, seq = 0, version = 0, draws = 0;
+  let started = performance.now(), trainMs = 0, examples = 0, staleSum = 0, staleMax = 0, inBuffer = 0;
+  const traffic = () => clients.reduce((a, c) => ((a.up += c.traffic.up), (a.down += c.traffic.down), a), { up: 0, down: 0 });
+  let since = traffic();
+
+  /** Checks a client in (the SDK step API), trains it on its base version (or poisons), and puts it in flight. */
+  async function launch(): Promise<boolean> {
+    for (;;) {
+      const idle = clients.filter((c) => !busy.has(c) && !blocked.has(c));
+      if (idle.length === 0) return false;
+      const c = idle[Math.floor(pick() * idle.length)]!;
+      const r = await c.client.checkIn();
+      if (r.status === 'retry_later') {
+        if (r.reason === 'already_submitted') blocked.add(c);
+        else await new Promise((res) => setTimeout(res, 25)); // round_closing: the next buffer opens in a moment
+        continue;
+      }
+      const assignment = r;
+      const t0 = performance.now();
+      const [task, weights] = await Promise.all([c.client.getTaskModel(), c.client.getWeights(assignment.baseVersion)]);
+      let delta: Float32Array;
+      let metrics: Record<string, number> = {};
+      if (c.malicious && o.malicious) {
+        delta = await poison(c, o.malicious, o.seed * 1_000_003 + draws++, weights.flat, task, assignment);
+      } else {
+        const model = await buildModel(task.modelTopology, weights.manifest.tensors, weights.flat);
+        try {
+          ({ delta, metrics } = await trainLocally(model, weights.flat, { xs: c.xs, ys: c.ys }, assignment.plan));
+        } finally {
+          model.dispose();
+        }
+      }
+      trainMs += performance.now() - t0;
+      busy.add(c);
+      inFlight.push({ c, assignment, delta, n: c.n, metrics, due: submissions + Math.floor(delays() * (maxDelay + 1)), seq: seq++ });
+      return true;
+    }
+  }
+
+  while (reports.length < o.rounds) {
+    while (inFlight.length < concurrency && (await launch()));
+    if (inFlight.length === 0) throw new Error('fedbuff: no client can join the open buffer');
+    let next = 0;
+    for (let i = 1; i < inFlight.length; i++) {
+      const a = inFlight[i]!, b = inFlight[next]!;
+      if (a.due < b.due || (a.due === b.due && a.seq < b.seq)) next = i;
+    }
+    const job = inFlight.splice(next, 1)[0]!;
+    submissions++;
+    try {
+      await job.c.client.submitUpdate({ round: job.assignment.round, baseVersion: job.assignment.baseVersion, delta: job.delta, numExamples: job.n, metrics: job.metrics });
+      accepted++;
+      inBuffer++;
+      examples += job.n;
+      const staleness = version - job.assignment.baseVersion;
+      staleSum += staleness;
+      staleMax = Math.max(staleMax, staleness);
+      // One update per client per buffer: the aggregator's ledger is keyed by (buffer, client), and
+      // its check-in does not yet refuse a client whose stale update landed in the open buffer (a
+      // second submit then fails with 500), so the driver keeps such clients out until it publishes.
+      blocked.add(job.c);
+      o.onClient?.(reports.length + 1, inBuffer, bufferSize);
+    } catch (e) {
+      if (!(e instanceof LateUpdateError)) throw e;
+      refused++; // stale_update: older than maxStaleness; the client drops it and checks in again
+    } finally {
+      busy.delete(job.c);
+    }
+    if (inBuffer < bufferSize) continue;
+    // The buffer is full: the aggregator publishes the next version.
+    version++;
+    const before = traffic();
+    const evalStarted = performance.now();
+    const { accuracy, loss } = await evaluateVersion(evaluator, version, testData);
+    await admin.setServerMetrics(taskId, version, { accuracy, loss });
+    const evalMs = performance.now() - evalStarted;
+    const report: RoundReport = {
+      round: reports.length + 1,
+      version,
+      accuracy,
+      loss,
+      participants: inBuffer,
+      examples,
+      bytesUp: before.up - since.up,
+      bytesDown: before.down - since.down,
+      seconds: (performance.now() - started) / 1000,
+      trainSeconds: trainMs / 1000,
+      evalSeconds: evalMs / 1000,
+      updates: accepted,
+      refused,
+      meanStaleness: staleSum / inBuffer,
+      maxStaleness: staleMax,
+    };
+    reports.push(report);
+    o.onRound?.(report);
+    since = traffic();
+    started = performance.now();
+    trainMs = examples = staleSum = staleMax = inBuffer = 0;
+    blocked = new Set();
+    if (o.target !== undefined && accuracy >= o.target) {
+      roundsToTarget = report.round;
+      updatesToTarget = accepted;
+      break;
+    }
+  }
+  return { reports, roundsToTarget, updatesToTarget };
+}
+
+/** A poisoned Δ for a base (Gaussian noise, or the trained Δ boosted or sign-flipped). */
+async function poison(
+  c: VirtualClient, m: NonNullable<SimulationOptions['malicious']>, seed: number, base: Float32Array,
+  task: { modelTopology: Record<string, unknown>; tensors: Parameters<typeof buildModel>[1] }, assignment: Assignment,
+): Promise<Float32Array> {
+  if (m.attack === 'gaussian') {
+    const next = rng(seed);
+    const sigma = m.sigma ?? 10;
+    return Float32Array.from({ length: base.length }, () => sigma * Math.sqrt(-2 * Math.log(1 - next())) * Math.cos(2 * Math.PI * next()));
+  }
+  const model = await buildModel(task.modelTopology, task.tensors, base);
+  let delta: Float32Array;
+  try {
+    ({ delta } = await trainLocally(model, base, { xs: c.xs, ys: c.ys }, assignment.plan));
+  } finally {
+    model.dispose();
+  }
+  const factor = m.attack === 'boost' ? (m.boost ?? 10) : -1;
+  for (let i = 0; i < delta.length; i++) delta[i] = delta[i]! * factor;
+  return delta;
 }
 
 /** A Byzantine participation: the same protocol, a poisoned Δ (Gaussian noise, boosted or sign-flipped). */

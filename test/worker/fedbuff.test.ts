@@ -32,6 +32,9 @@ describe('FedBuff (asynchronous, Nguyen et al. 2022)', () => {
     const lateBody = encodeUpdate(u(3), { baseVersion: 0, numExamples: 40 });
     const lateAck = await submit(task.id, late!, 1, lateBody);
     expect(lateAck.status).toBe(200);
+    // Its update now counts in buffer 2: it may not join buffer 2 again (one update per client per buffer).
+    expect((await checkIn(task.id, late!)).body).toMatchObject({ status: 'retry_later', reason: 'already_submitted' });
+    expect((await submit(task.id, late!, 2, encodeUpdate(u(9), { baseVersion: 1, numExamples: 40 }))).body.error.code).toBe('duplicate_conflict');
     for (const c of [c5, c6]) expect((await checkIn(task.id, c!)).body).toMatchObject({ status: 'assigned', round: 2, baseVersion: 1 });
     // A fresh client must train on the current version.
     expect((await submit(task.id, c5!, 2, encodeUpdate(u(4), { baseVersion: 0, numExamples: 5 }))).body.error.code).toBe('base_version_mismatch');
@@ -44,6 +47,7 @@ describe('FedBuff (asynchronous, Nguyen et al. 2022)', () => {
     expect(maxAbsDiff(w2, exp2)).toBeLessThanOrEqual(1e-6);
 
     // The stale client's retry still gets its ack back; the other buffer-1 client is now 2 versions behind: refused.
+    // (Before that: while `late`'s stale update sat in buffer 2 it could not take a second place there.)
     expect((await submit(task.id, late!, 1, lateBody)).body).toEqual(lateAck.body);
     const refused = await submit(task.id, tooLate!, 1, encodeUpdate(u(6), { baseVersion: 0, numExamples: 10 }));
     expect([refused.status, refused.body.error.code]).toEqual([409, 'stale_update']);

@@ -245,6 +245,9 @@ export class TaskAggregator extends DurableObject<Env> {
       }
       return { status: 'assigned', taskId, round: state.round, baseVersion: state.baseVersion, deadlineAt: state.deadlineAt ?? Date.now(), plan };
     }
+    // A stale update folded into this buffer already counts for this client: one update per client per buffer.
+    const inBuffer = this.sql.exec<{ n: number }>(`SELECT count(*) AS n FROM ledger WHERE round = ? AND client_id = ?`, state.round, clientId).one().n > 0;
+    if (inBuffer) return { status: 'retry_later', taskId, retryAfterSeconds: retrySeconds(machine.CLOSING_RETRY_MS), reason: 'already_submitted' };
     const now = Date.now();
     const decision = isAsync(this.strategy()) ? machine.assignAsync(state) : machine.assign(state, spec.rules, now);
     if (decision.kind === 'wait') return { status: 'retry_later', taskId, retryAfterSeconds: retrySeconds(decision.retryAfterMs), reason: decision.reason };
@@ -309,6 +312,9 @@ export class TaskAggregator extends DurableObject<Env> {
     if ((staleness > 0 && !isAsync(strategy)) || state.status !== 'open') {
       return fail('round_closed', `round ${round} is ${round < state.round ? 'over' : state.status}; it accepts no more updates`);
     }
+    const inBuffer = this.sql.exec<{ n: number }>(`SELECT count(*) AS n FROM ledger WHERE round = ? AND client_id = ?`, state.round, clientId).one().n > 0
+      || this.pending.some((p) => p.generation === state.round && p.ack.clientId === clientId);
+    if (inBuffer) return this.reject(state.round, 'duplicate_conflict', `this client already has an update in round ${state.round}; one update per client per round`);
     const assigned = this.sql.exec<{ n: number }>(`SELECT count(*) AS n FROM assignments WHERE round = ? AND client_id = ?`, round, clientId).one().n > 0;
     if (!assigned) return this.reject(round, 'not_assigned', `this client was not assigned to round ${round}; check in first`);
 
