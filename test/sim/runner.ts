@@ -249,12 +249,7 @@ async function runAsync(
       if (c.malicious && o.malicious) {
         delta = await poison(c, o.malicious, o.seed * 1_000_003 + draws++, weights.flat, task, assignment);
       } else {
-        const model = await buildModel(task.modelTopology, weights.manifest.tensors, weights.flat);
-        try {
-          ({ delta, metrics } = await trainLocally(model, weights.flat, { xs: c.xs, ys: c.ys }, assignment.plan));
-        } finally {
-          model.dispose();
-        }
+        ({ delta, metrics } = await trainOn(c, task.modelTopology, weights.manifest.tensors, weights.flat, assignment.plan));
       }
       trainMs += performance.now() - t0;
       busy.add(c);
@@ -342,13 +337,7 @@ async function poison(
     const sigma = m.sigma ?? 10;
     return Float32Array.from({ length: base.length }, () => sigma * Math.sqrt(-2 * Math.log(1 - next())) * Math.cos(2 * Math.PI * next()));
   }
-  const model = await buildModel(task.modelTopology, task.tensors, base);
-  let delta: Float32Array;
-  try {
-    ({ delta } = await trainLocally(model, base, { xs: c.xs, ys: c.ys }, assignment.plan));
-  } finally {
-    model.dispose();
-  }
+  const { delta } = await trainOn(c, task.modelTopology, task.tensors, base, assignment.plan);
   const factor = m.attack === 'boost' ? (m.boost ?? 10) : -1;
   for (let i = 0; i < delta.length; i++) delta[i] = delta[i]! * factor;
   return delta;
@@ -358,24 +347,19 @@ async function poison(
 async function attack(c: VirtualClient, m: NonNullable<SimulationOptions['malicious']>, seed: number): Promise<ParticipationResult> {
   const assignment = await c.client.waitForAssignment();
   const [task, weights] = await Promise.all([c.client.getTaskModel(), c.client.getWeights(assignment.baseVersion)]);
-  let delta: Float32Array;
-  let metrics: Record<string, number> = {};
-  if (m.attack === 'gaussian') {
-    const next = rng(seed);
-    const sigma = m.sigma ?? 10;
-    delta = Float32Array.from({ length: weights.flat.length }, () => sigma * Math.sqrt(-2 * Math.log(1 - next())) * Math.cos(2 * Math.PI * next()));
-  } else {
-    const model = await buildModel(task.modelTopology, weights.manifest.tensors, weights.flat);
-    try {
-      ({ delta, metrics } = await trainLocally(model, weights.flat, { xs: c.xs, ys: c.ys }, assignment.plan));
-    } finally {
-      model.dispose();
-    }
-    const factor = m.attack === 'boost' ? (m.boost ?? 10) : -1;
-    for (let i = 0; i < delta.length; i++) delta[i] = delta[i]! * factor;
+  const delta = await poison(c, m, seed, weights.flat, { modelTopology: task.modelTopology, tensors: weights.manifest.tensors }, assignment);
+  const ack = await c.client.submitUpdate({ round: assignment.round, baseVersion: assignment.baseVersion, delta, numExamples: c.n });
+  return { status: 'accepted', ack, assignment, train: { numExamples: c.n, metrics: {} } };
+}
+
+/** Honest local training of one virtual client from the given weights (the model is disposed). */
+async function trainOn(c: VirtualClient, modelTopology: Record<string, unknown>, tensors: Parameters<typeof buildModel>[1], base: Float32Array, plan: Assignment['plan']) {
+  const model = await buildModel(modelTopology, tensors, base);
+  try {
+    return await trainLocally(model, base, { xs: c.xs, ys: c.ys }, plan);
+  } finally {
+    model.dispose();
   }
-  const ack = await c.client.submitUpdate({ round: assignment.round, baseVersion: assignment.baseVersion, delta, numExamples: c.n, metrics });
-  return { status: 'accepted', ack, assignment, train: { numExamples: c.n, metrics } };
 }
 
 /** Waits for a published version, rebuilds it from its stored weights, and evaluates it. */
