@@ -247,6 +247,12 @@ abstract class SumBookkeeping {
     this.totalWeight += other.totalWeight;
     this.count += other.count;
   }
+
+  reset(): void {
+    this.s.fill(0);
+    this.totalWeight = 0;
+    this.count = 0;
+  }
 }
 
 class JsRunningSum extends SumBookkeeping implements RunningSum {
@@ -276,12 +282,6 @@ class JsRunningSum extends SumBookkeeping implements RunningSum {
     checkUpdate(base, this.length);
     checkUpdate(out, this.length);
     jsFinalize(this.s, base, out, invWeight(this.totalWeight));
-  }
-
-  reset(): void {
-    this.s.fill(0);
-    this.totalWeight = 0;
-    this.count = 0;
   }
 
   staging(byteLength: number): Uint8Array {
@@ -456,12 +456,6 @@ class WasmRunningSum extends SumBookkeeping implements RunningSum {
     checkOwnView(this.h, base);
     checkOwnView(this.h, out);
     wasmFinalize(this.h, this.slots, base, out, invWeight(this.totalWeight), this.length);
-  }
-
-  reset(): void {
-    this.s.fill(0);
-    this.totalWeight = 0;
-    this.count = 0;
   }
 
   staging(byteLength: number): Uint8Array {
