@@ -236,18 +236,17 @@ export class TaskAggregator extends DurableObject<Env> {
     const { state, spec } = meta;
     const plan: TrainingPlan = { ...meta.plan, proximalMu: meta.plan.proximalMu ?? 0 }; // tasks from before FedProx lack μ
     const taskId = spec.taskId;
-    const already = this.sql.exec<{ n: number }>(`SELECT count(*) AS n FROM assignments WHERE round = ? AND client_id = ?`, state.round, clientId).one().n > 0;
-    if (already) {
-      const submitted = this.sql.exec<{ n: number }>(`SELECT count(*) AS n FROM ledger WHERE round = ? AND client_id = ?`, state.round, clientId).one().n > 0;
+    // An update in this round already counts for this client (in asynchronous tasks possibly a stale
+    // one folded into this buffer): one update per client per round.
+    const submitted = this.hasUpdateIn(state.round, clientId);
+    if (this.isAssigned(state.round, clientId)) {
       if (submitted || state.status !== 'open') {
         const wait = state.status === 'open' && state.deadlineAt !== null ? state.deadlineAt - Date.now() : machine.CLOSING_RETRY_MS;
         return { status: 'retry_later', taskId, retryAfterSeconds: retrySeconds(wait), reason: submitted ? 'already_submitted' : 'round_closing' };
       }
-      return { status: 'assigned', taskId, round: state.round, baseVersion: state.baseVersion, deadlineAt: state.deadlineAt ?? Date.now(), plan };
+      return { status: 'assigned', taskId, round: state.round, baseVersion: state.baseVersion, deadlineAt: state.deadlineAt ?? 0, plan };
     }
-    // A stale update folded into this buffer already counts for this client: one update per client per buffer.
-    const inBuffer = this.sql.exec<{ n: number }>(`SELECT count(*) AS n FROM ledger WHERE round = ? AND client_id = ?`, state.round, clientId).one().n > 0;
-    if (inBuffer) return { status: 'retry_later', taskId, retryAfterSeconds: retrySeconds(machine.CLOSING_RETRY_MS), reason: 'already_submitted' };
+    if (submitted) return { status: 'retry_later', taskId, retryAfterSeconds: retrySeconds(machine.CLOSING_RETRY_MS), reason: 'already_submitted' };
     const now = Date.now();
     const decision = isAsync(this.strategy()) ? machine.assignAsync(state) : machine.assign(state, spec.rules, now);
     if (decision.kind === 'wait') return { status: 'retry_later', taskId, retryAfterSeconds: retrySeconds(decision.retryAfterMs), reason: decision.reason };
@@ -312,11 +311,9 @@ export class TaskAggregator extends DurableObject<Env> {
     if ((staleness > 0 && !isAsync(strategy)) || state.status !== 'open') {
       return fail('round_closed', `round ${round} is ${round < state.round ? 'over' : state.status}; it accepts no more updates`);
     }
-    const inBuffer = this.sql.exec<{ n: number }>(`SELECT count(*) AS n FROM ledger WHERE round = ? AND client_id = ?`, state.round, clientId).one().n > 0
-      || this.pending.some((p) => p.generation === state.round && p.ack.clientId === clientId);
+    const inBuffer = this.hasUpdateIn(state.round, clientId) || this.pending.some((p) => p.generation === state.round && p.ack.clientId === clientId);
     if (inBuffer) return this.reject(state.round, 'duplicate_conflict', `this client already has an update in round ${state.round}; one update per client per round`);
-    const assigned = this.sql.exec<{ n: number }>(`SELECT count(*) AS n FROM assignments WHERE round = ? AND client_id = ?`, round, clientId).one().n > 0;
-    if (!assigned) return this.reject(round, 'not_assigned', `this client was not assigned to round ${round}; check in first`);
+    if (!this.isAssigned(round, clientId)) return this.reject(round, 'not_assigned', `this client was not assigned to round ${round}; check in first`);
 
     // Each round publishes one version in asynchronous tasks, so round r was assigned version baseVersion − staleness.
     const valid = validateUpdate(body, spec, state.baseVersion - staleness, (d) => firstNonFinite(d, accumulateWasm));
@@ -456,6 +453,15 @@ export class TaskAggregator extends DurableObject<Env> {
     this.meta = { ...this.meta!, state: machine.openRound(state.round + 1, state.baseVersion, now) };
     this.commit(() => this.clearRound(state.round));
     this.acc = null;
+  }
+
+  private isAssigned(round: number, clientId: string): boolean {
+    return this.sql.exec<{ n: number }>(`SELECT count(*) AS n FROM assignments WHERE round = ? AND client_id = ?`, round, clientId).one().n > 0;
+  }
+
+  /** Whether a committed update of this client counts in this round (whatever round it was assigned). */
+  private hasUpdateIn(round: number, clientId: string): boolean {
+    return this.sql.exec<{ n: number }>(`SELECT count(*) AS n FROM ledger WHERE round = ? AND client_id = ?`, round, clientId).one().n > 0;
   }
 
   private strategyInstance: Strategy | null = null;
