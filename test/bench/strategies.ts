@@ -17,6 +17,8 @@
  *   publish step: `finalizeInto(base, next)` for FedAvg/FedProx, otherwise `finalizeInto` to the
  *   mean update, a copy of the stored server state (as `readStrategyState` materializes it) and
  *   `strategy.apply`. In the DO the adds happen as updates arrive, spread over the round;
+ * - FedBuff: one full buffer of the 100 updates, each added with its staleness weight
+ *   nᵢ(1 + sᵢ)^−a (sᵢ seeded, 0..4), the mean rescaled to the example-count denominator, `apply`;
  * - robust strategies (median, trimmed mean, Krum, Multi-Krum): `createStrategy(...)
  *   .aggregateByRanges` with a reader that returns, for one 64K-parameter range, a fresh copy of
  *   the stored chunk of every update (SQLite hands back a new ArrayBuffer per row read; here the
@@ -36,7 +38,7 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { createRunningSum } from '../../aggregator/src/kernels/running-sum.ts';
 import { accumulateWasm } from '../../aggregator/src/kernels/wasm-node.ts';
-import { createStrategy, isRobust, type RangeReader, type Strategy, type StrategyConfig, type StrategyState } from '../../aggregator/src/strategies/index.ts';
+import { createStrategy, isAsync, isRobust, stalenessWeight, type RangeReader, type Strategy, type StrategyConfig, type StrategyState } from '../../aggregator/src/strategies/index.ts';
 import { rng } from '../sim/partition.ts';
 
 const { values: args } = parseArgs({
@@ -94,6 +96,11 @@ function l2(u: Float32Array): number {
   return Math.sqrt(s);
 }
 const norms = updates.map(l2);
+/** FedBuff's row: how many versions old each update's base is (seeded, 0..4). */
+const staleness = (() => {
+  const next = rng(SEED ^ 0x5eed);
+  return updates.map(() => Math.floor(5 * next()));
+})();
 /** Pristine copies, to undo in-place clipping (bench only: the DO clips each fresh request body). */
 const pristine = updates.map((u) => u.slice());
 function restoreUpdates(): void {
@@ -155,6 +162,30 @@ function streamingRound(key: string, strategy: Strategy, probe: Probe): Result {
   return { next };
 }
 
+/**
+ * FedBuff's publish of one buffer of K = 100, mirroring TaskAggregator: each update is added with
+ * weight nᵢ(1 + sᵢ)^−a (sᵢ: a seeded staleness 0..4, as the simulations' asynchronous driver
+ * sees), then finalized to Σ nᵢ(1 + sᵢ)^−a Δᵢ / Σ nᵢ(1 + sᵢ)^−a, rescaled to the example-count
+ * denominator Σ nᵢ (one extra pass) and applied with the server learning rate.
+ */
+function fedBuffRound(strategy: Strategy, probe: Probe): Result {
+  if (!isAsync(strategy)) throw new Error(`${strategy.name} is not asynchronous`);
+  acc.reset();
+  let examples = 0;
+  for (let k = 0; k < K; k++) {
+    acc.add(updates[k]!, weights[k]! * stalenessWeight(staleness[k]!, strategy.async.stalenessExponent));
+    examples += weights[k]!;
+    probe();
+  }
+  const meanDelta = new Float32Array(P);
+  acc.finalizeInto(new Float32Array(P), meanDelta);
+  const scale = acc.totalWeight / examples;
+  for (let i = 0; i < P; i++) meanDelta[i] = meanDelta[i]! * scale;
+  const { next } = strategy.apply(base, meanDelta, strategy.initialState(P));
+  probe();
+  return { next, delta: meanDelta };
+}
+
 function robustRound(strategy: Strategy, probe: Probe): Result {
   if (!isRobust(strategy)) throw new Error(`${strategy.name} is not robust`);
   let next: Float32Array = new Float32Array(P); // as in publish(): allocated, then replaced
@@ -193,6 +224,7 @@ interface Case {
 
 const fedOpt = { serverLearningRate: 0.01, beta1: 0.9, beta2: 0.99, tau: 1e-3 };
 /** The "all clipped" row clips the updates in place (as the DO does); they are restored after it, untimed. */
+const fedBuff = createStrategy({ name: 'fedbuff', bufferSize: K, stalenessExponent: 0.5, maxStaleness: 10, serverLearningRate: 1 });
 const clipAll = createStrategy({ name: 'fedavg', clipNorm: 0.5 * Math.min(...norms) });
 
 function streaming(name: string, config: StrategyConfig, note: string): Case {
@@ -218,6 +250,12 @@ const cases: Case[] = [
     note: 'clipToNorm (norm pass + scale pass, in place, as prepareUpdate does on the decoded body) on each update + sum; bound = half the smallest norm, so all 100 are clipped',
     run: (probe) => streamingRound('clip-all', clipAll, probe),
     after: restoreUpdates,
+  },
+  {
+    name: 'FedBuff (K = 100, a = 0.5)',
+    kind: 'streaming',
+    note: 'one full buffer: 100 x wasm add weighted n(1+s)^-a (s = 0..4, seeded) + finalize to the mean + rescale to the example-count denominator + apply',
+    run: (probe) => fedBuffRound(fedBuff, probe),
   },
   streaming('FedAvg + clipNorm, none clipped', { name: 'fedavg', clipNorm: Number.MAX_VALUE }, 'clipToNorm norm pass only (no update exceeds the bound) + sum'),
   robust('median', { name: 'median' }, 'coordinate-wise median: quickselect over k = 100 values per coordinate'),
@@ -297,6 +335,15 @@ function check(c: Case, r: Result, fedavgNext: Float32Array | null): string {
   }
   const d = r.delta;
   if (!d) return '';
+  if (c.name.startsWith('FedBuff')) {
+    const w = staleness.map((s, k) => weights[k]! * (1 + s) ** -0.5);
+    const n = weights.reduce((a, b) => a + b, 0);
+    for (const j of SAMPLE) {
+      const want = updates.reduce((a, u, k) => a + w[k]! * u[j]!, 0) / n;
+      if (Math.abs(d[j]! - want) > 1e-6) throw new Error(`FedBuff wrong at ${j}: ${d[j]} vs ${want}`);
+    }
+    return `FedBuff's staleness-weighted mean within 1e-6 at ${SAMPLE.length} sampled coordinates (mean staleness ${round(staleness.reduce((a, b) => a + b, 0) / K, 2)})`;
+  }
   if (c.name === 'median') {
     for (const j of SAMPLE) {
       const s = column(j);
