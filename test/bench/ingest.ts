@@ -3,10 +3,15 @@
  * Durable Object through `wrangler dev`, C at a time, with durable acknowledgement.
  *
  *   npm run bench:ingest -- [--clients 300] [--concurrency 50] [--params 1000000]
+ *   npm run bench:ingest -- --strategy median|trimmedmean|krum   (a robust task: 100 clients)
  *
  * Prints JSON lines, then a summary: accepted updates/s, latency, 429/503/reset retries, workerd's
- * peak RSS, publish time, and the published version's max abs error against a float64 FedAvg
- * computed here. Clients retry what is safe (429 with Retry-After, 503, connection resets) with
+ * peak RSS (over the whole run, and its growth during the publish), publish time (seen by the client,
+ * and by the DO's clock: last accept → round closed, after aggregation and the R2 write), and the published
+ * version's max abs error against a float64 reference computed here (FedAvg; for median and
+ * trimmed mean the exact order statistics; Krum is only checked to lie within the updates' range).
+ * With a robust strategy every update is stored whole and the publish reads them back by
+ * 64K-parameter ranges: the run shows that aggregation's memory and time inside workerd itself. Clients retry what is safe (429 with Retry-After, 503, connection resets) with
  * the same bytes: the ledger makes that idempotent.
  */
 import { readFileSync, readdirSync, mkdtempSync, rmSync } from 'node:fs';
@@ -24,9 +29,21 @@ const { values: args } = parseArgs({
     concurrency: { type: 'string', default: '50' },
     params: { type: 'string', default: '1000000' },
     pool: { type: 'string', default: '8' },
+    strategy: { type: 'string', default: 'fedavg' },
   },
 });
-const N = Number(args.clients);
+/** The strategies the bench knows, with the parameters of the strategies bench (test/bench/strategies.ts). */
+const STRATEGIES: Record<string, Record<string, unknown>> = {
+  fedavg: { name: 'fedavg' },
+  median: { name: 'median' },
+  trimmedmean: { name: 'trimmedmean', beta: 0.1 },
+  krum: { name: 'krum', f: 10, m: 80 },
+};
+const strategy = STRATEGIES[args.strategy];
+if (!strategy) throw new Error(`--strategy: one of ${Object.keys(STRATEGIES).join(', ')}`);
+const robust = strategy.name !== 'fedavg';
+/** Robust strategies accept at most 100 clients per round. */
+const N = robust ? Math.min(100, Number(args.clients)) : Number(args.clients);
 const C = Number(args.concurrency);
 const P = Number(args.params);
 const POOL = Number(args.pool);
@@ -47,13 +64,19 @@ function seeded(seed: number, n: number, scale: number): Float32Array {
   return out;
 }
 
-/** RSS of every workerd process, polled; the peak is what we report. */
-function workerdRss(): number {
+/**
+ * RSS of the workerd processes in wrangler's process group `pgid` (not other aggregators running
+ * on the machine); `field` RssAnon counts only anonymous memory (heap), not cached file pages.
+ */
+function workerdRss(pgid: number, field: 'VmRSS' | 'RssAnon' = 'VmRSS'): number {
   let total = 0;
   for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
     try {
       if (!readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('workerd')) continue;
-      const m = readFileSync(`/proc/${pid}/status`, 'utf8').match(/VmRSS:\s+(\d+) kB/);
+      // /proc/<pid>/stat: "pid (comm) state ppid pgrp ..."; comm may hold spaces, so split after ')'
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[2]) !== pgid) continue;
+      const m = readFileSync(`/proc/${pid}/status`, 'utf8').match(new RegExp(`${field}:\\s+(\\d+) kB`));
       if (m) total += Number(m[1]) * 1024;
     } catch {
       /* process ended */
@@ -78,6 +101,7 @@ try {
       modelTopology: { class_name: 'Sequential', config: { layers: [] } },
       initialWeights: Buffer.from(encodeTensors(split(base))).toString('base64'),
       rounds: { clientsPerRound: N, overSelection: 1, deadlineSeconds: 3600, maxExamplesPerClient: 1000 },
+      strategy,
     }),
   });
   const task = (await created.json()) as { id: string };
@@ -97,8 +121,10 @@ try {
   const encode = (c: (typeof clients)[number]) =>
     encodeTensors(split(deltas[c.k]!), { [UPDATE_META.baseVersion]: '0', [UPDATE_META.numExamples]: String(c.n) });
 
-  let peakRss = workerdRss();
-  const sampler = setInterval(() => (peakRss = Math.max(peakRss, workerdRss())), 100);
+  /** [Date.now(), workerd RSS] every 20 ms: the publish window is cut out of it afterwards. */
+  const sample = (): [number, number, number] => [Date.now(), workerdRss(server.pid), workerdRss(server.pid, 'RssAnon')];
+  const rssSamples = [sample()];
+  const sampler = setInterval(() => rssSamples.push(sample()), 20);
   const stats = { accepted: 0, overloaded: 0, unavailable: 0, resets: 0, otherErrors: 0 };
   const latencies: number[] = [];
   let next = 0;
@@ -151,6 +177,19 @@ try {
   }
   const publishMs = Math.round(performance.now() - tPublish);
   clearInterval(sampler);
+  // The DO's own clock: from the last accept to the round's close, which publish() stamps after
+  // aggregating and writing the blob (the last ack may wait behind a long publish, so the client
+  // side above can miss most of it).
+  const roundInfo = (await (await fetch(`${api}/tasks/${task.id}/rounds/1`, { headers: admin })).json()) as { closedAt: string; participants: { acceptedAt: string }[] };
+  const lastAccept = Math.max(...roundInfo.participants.map((p) => Date.parse(p.acceptedAt)));
+  const closedAt = Date.parse(roundInfo.closedAt);
+  const aggregateMs = closedAt - lastAccept;
+  const peakRss = Math.max(...rssSamples.map(([, r]) => r));
+  const before = rssSamples.filter(([t]) => t <= lastAccept).at(-1) ?? [0, 0, 0];
+  const during = rssSamples.filter(([t]) => t > lastAccept && t <= closedAt + 50);
+  const rssBeforePublish = before[1];
+  const peakPublishRss = Math.max(0, ...during.map(([, r]) => r));
+  const anonGrowth = Math.max(0, ...during.map(([, , a]) => a)) - before[2];
 
   const blob = new Uint8Array(await (await fetch(`${api}/tasks/${task.id}/models/1/weights`, { headers: admin })).arrayBuffer());
   const flat = concatTensors(decodeTensors(blob).tensors);
@@ -160,11 +199,33 @@ try {
     weightOf[c.k]! += c.n;
     total += c.n;
   }
+  const countOf = new Float64Array(POOL);
+  for (const c of clients) countOf[c.k]! += 1;
   let maxErr = 0;
   for (let i = 0; i < P; i++) {
-    let s = 0;
-    for (let k = 0; k < POOL; k++) s += weightOf[k]! * deltas[k]![i]!;
-    maxErr = Math.max(maxErr, Math.abs(flat[i]! - (base[i]! + s / total)));
+    maxErr = Math.max(maxErr, Math.abs(flat[i]! - (base[i]! + reference(i))));
+  }
+
+  /** The float64 reference aggregate Δ at coordinate i (null: not checked). */
+  function reference(i: number): number {
+    if (strategy!.name === 'fedavg') {
+      let s = 0;
+      for (let k = 0; k < POOL; k++) s += weightOf[k]! * deltas[k]![i]!;
+      return s / total;
+    }
+    // The round's N values at i, as the pool's distinct values with their multiplicities, sorted.
+    const values: number[] = [];
+    for (let k = 0; k < POOL; k++) for (let j = 0; j < countOf[k]!; j++) values.push(deltas[k]![i]!);
+    values.sort((a, b) => a - b);
+    if (strategy!.name === 'median') return N % 2 ? values[N >> 1]! : (values[N / 2 - 1]! + values[N / 2]!) / 2;
+    if (strategy!.name === 'trimmedmean') {
+      const t = Math.floor((strategy!.beta as number) * N);
+      const kept = values.slice(t, N - t);
+      return kept.reduce((a, b) => a + b, 0) / kept.length;
+    }
+    // Krum: the published Δ must lie within the updates' range at every coordinate.
+    const d = flat[i]! - base[i]!;
+    return d >= values[0]! - 1e-6 && d <= values[N - 1]! + 1e-6 ? d : Number.NaN;
   }
   const summary = {
     name: 'ingest',
@@ -176,8 +237,13 @@ try {
     acceptedPerSecond: Number((stats.accepted / seconds).toFixed(1)),
     ...stats,
     latencyMs: { p50: pct(0.5), p95: pct(0.95), max: pct(1) },
+    strategy,
     workerdPeakRssMiB: Math.round(peakRss / 2 ** 20),
+    workerdRssBeforePublishMiB: Math.round(rssBeforePublish / 2 ** 20),
+    workerdRssGrowthDuringPublishMiB: Math.round((peakPublishRss - rssBeforePublish) / 2 ** 20),
+    workerdAnonRssGrowthDuringPublishMiB: Math.round(anonGrowth / 2 ** 20),
     publishMs,
+    lastAcceptToCloseMs: aggregateMs,
     maxAbsErrorVsFloat64Reference: maxErr,
   };
   emit(summary);
