@@ -122,10 +122,11 @@ try {
     encodeTensors(split(deltas[c.k]!), { [UPDATE_META.baseVersion]: '0', [UPDATE_META.numExamples]: String(c.n) });
 
   /** [Date.now(), workerd RSS] every 20 ms: the publish window is cut out of it afterwards. */
-  const sample = (): [number, number, number] => [Date.now(), workerdRss(server.pid), workerdRss(server.pid, 'RssAnon')];
+  const stats = { accepted: 0, overloaded: 0, unavailable: 0, resets: 0, otherErrors: 0 };
+  /** [time, RSS, anonymous RSS, updates accepted so far] */
+  const sample = (): [number, number, number, number] => [Date.now(), workerdRss(server.pid), workerdRss(server.pid, 'RssAnon'), stats.accepted];
   const rssSamples = [sample()];
   const sampler = setInterval(() => rssSamples.push(sample()), 20);
-  const stats = { accepted: 0, overloaded: 0, unavailable: 0, resets: 0, otherErrors: 0 };
   const latencies: number[] = [];
   let next = 0;
   const t0 = performance.now();
@@ -185,7 +186,13 @@ try {
   const closedAt = Date.parse(roundInfo.closedAt);
   const aggregateMs = closedAt - lastAccept;
   const peakRss = Math.max(...rssSamples.map(([, r]) => r));
-  const before = rssSamples.filter(([t]) => t <= lastAccept).at(-1) ?? [0, 0, 0];
+  const before = rssSamples.filter(([t]) => t <= lastAccept).at(-1) ?? [0, 0, 0, 0];
+  /** RSS as the run goes: the last sample at each tenth of the updates accepted (does it level off?). */
+  const rssByTenth = Array.from({ length: 10 }, (_, i) => {
+    const upTo = Math.ceil(((i + 1) * N) / 10);
+    const s = rssSamples.filter(([, , , a]) => a <= upTo).at(-1);
+    return s ? Math.round(s[1] / 2 ** 20) : null;
+  });
   const during = rssSamples.filter(([t]) => t > lastAccept && t <= closedAt + 50);
   const rssBeforePublish = before[1];
   const peakPublishRss = Math.max(0, ...during.map(([, r]) => r));
@@ -240,6 +247,7 @@ try {
     strategy,
     workerdPeakRssMiB: Math.round(peakRss / 2 ** 20),
     workerdRssBeforePublishMiB: Math.round(rssBeforePublish / 2 ** 20),
+    workerdRssMiBAtEachTenthOfTheRun: rssByTenth,
     workerdRssGrowthDuringPublishMiB: Math.round((peakPublishRss - rssBeforePublish) / 2 ** 20),
     workerdAnonRssGrowthDuringPublishMiB: Math.round(anonGrowth / 2 ** 20),
     publishMs,
