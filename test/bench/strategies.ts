@@ -223,8 +223,8 @@ interface Case {
 }
 
 const fedOpt = { serverLearningRate: 0.01, beta1: 0.9, beta2: 0.99, tau: 1e-3 };
-/** The "all clipped" row clips the updates in place (as the DO does); they are restored after it, untimed. */
 const fedBuff = createStrategy({ name: 'fedbuff', bufferSize: K, stalenessExponent: 0.5, maxStaleness: 10, serverLearningRate: 1 });
+/** The "all clipped" row clips the updates in place (as the DO does); they are restored after it, untimed. */
 const clipAll = createStrategy({ name: 'fedavg', clipNorm: 0.5 * Math.min(...norms) });
 
 function streaming(name: string, config: StrategyConfig, note: string): Case {
