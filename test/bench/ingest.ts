@@ -6,13 +6,14 @@
  *   npm run bench:ingest -- --strategy median|trimmedmean|krum   (a robust task: 100 clients)
  *
  * Prints JSON lines, then a summary: accepted updates/s, latency, 429/503/reset retries, workerd's
- * peak RSS (over the whole run, and its growth during the publish), publish time (seen by the client,
- * and by the DO's clock: last accept → round closed, after aggregation and the R2 write), and the published
- * version's max abs error against a float64 reference computed here (FedAvg; for median and
- * trimmed mean the exact order statistics; Krum is only checked to lie within the updates' range).
- * With a robust strategy every update is stored whole and the publish reads them back by
- * 64K-parameter ranges: the run shows that aggregation's memory and time inside workerd itself. Clients retry what is safe (429 with Retry-After, 503, connection resets) with
- * the same bytes: the ledger makes that idempotent.
+ * peak RSS (over the whole run, at each tenth of it, and its growth during the publish), publish
+ * time (seen by the client, and by the DO's clock: last accept → round closed, after aggregation
+ * and the R2 write), and the published version's max abs error against a float64 reference
+ * computed here (FedAvg; for median and trimmed mean the exact order statistics; Krum is only
+ * checked to lie within the updates' range). With a robust strategy every update is stored whole
+ * and the publish reads them back by 64K-parameter ranges: the run shows that aggregation's memory
+ * and time inside workerd itself. Clients retry what is safe (429 with Retry-After, 503,
+ * connection resets) with the same bytes: the ledger makes that idempotent.
  */
 import { readFileSync, readdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -65,19 +66,20 @@ function seeded(seed: number, n: number, scale: number): Float32Array {
 }
 
 /**
- * RSS of the workerd processes in wrangler's process group `pgid` (not other aggregators running
- * on the machine); `field` RssAnon counts only anonymous memory (heap), not cached file pages.
+ * RSS and anonymous RSS (heap, not cached file pages) of the workerd processes in wrangler's
+ * process group `pgid` (not other aggregators running on the machine).
  */
-function workerdRss(pgid: number, field: 'VmRSS' | 'RssAnon' = 'VmRSS'): number {
-  let total = 0;
+function workerdRss(pgid: number): { rss: number; anon: number } {
+  const total = { rss: 0, anon: 0 };
   for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
     try {
       if (!readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('workerd')) continue;
       // /proc/<pid>/stat: "pid (comm) state ppid pgrp ..."; comm may hold spaces, so split after ')'
       const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
       if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[2]) !== pgid) continue;
-      const m = readFileSync(`/proc/${pid}/status`, 'utf8').match(new RegExp(`${field}:\\s+(\\d+) kB`));
-      if (m) total += Number(m[1]) * 1024;
+      const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+      total.rss += Number(status.match(/VmRSS:\s+(\d+) kB/)?.[1] ?? 0) * 1024;
+      total.anon += Number(status.match(/RssAnon:\s+(\d+) kB/)?.[1] ?? 0) * 1024;
     } catch {
       /* process ended */
     }
@@ -121,10 +123,12 @@ try {
   const encode = (c: (typeof clients)[number]) =>
     encodeTensors(split(deltas[c.k]!), { [UPDATE_META.baseVersion]: '0', [UPDATE_META.numExamples]: String(c.n) });
 
-  /** [Date.now(), workerd RSS] every 20 ms: the publish window is cut out of it afterwards. */
   const stats = { accepted: 0, overloaded: 0, unavailable: 0, resets: 0, otherErrors: 0 };
-  /** [time, RSS, anonymous RSS, updates accepted so far] */
-  const sample = (): [number, number, number, number] => [Date.now(), workerdRss(server.pid), workerdRss(server.pid, 'RssAnon'), stats.accepted];
+  /** Every 20 ms: [time, RSS, anonymous RSS, updates accepted so far]; the publish window is cut out of it afterwards. */
+  const sample = (): [number, number, number, number] => {
+    const { rss, anon } = workerdRss(server.pid);
+    return [Date.now(), rss, anon, stats.accepted];
+  };
   const rssSamples = [sample()];
   const sampler = setInterval(() => rssSamples.push(sample()), 20);
   const latencies: number[] = [];
