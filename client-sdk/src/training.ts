@@ -31,7 +31,7 @@ export interface TrainResult {
 }
 
 /**
- * Builds the task's model from its topology and sets the given weights (in `model.weights` order).
+ * Builds the task's model from its topology and sets the given weights (matched by name).
  * The caller owns the returned model and must `dispose()` it.
  */
 export async function buildModel(modelTopology: Record<string, unknown>, tensors: readonly TensorManifestEntry[], flat: Float32Array): Promise<tf.LayersModel> {
@@ -45,34 +45,47 @@ export async function buildModel(modelTopology: Record<string, unknown>, tensors
   return model;
 }
 
-/** Sets a flat vector as the model's weights, after checking they have the task's shapes. */
+/** The weights of each model set by {@link setFlatWeights}, in the task's tensor order. */
+const taskOrder = new WeakMap<tf.LayersModel, tf.LayerVariable[]>();
+
+/**
+ * Sets a flat vector (the task's tensors end to end) as the model's weights. Tensors are matched
+ * to the model's weights by name (`<layer>/<weight>`, tfjs's `originalName`), as the aggregator
+ * checked them at task creation, so the task's tensor order need not be `model.weights` order.
+ */
 export function setFlatWeights(model: tf.LayersModel, tensors: readonly TensorManifestEntry[], flat: Float32Array): void {
-  const weights = model.weights;
-  if (weights.length !== tensors.length) {
-    throw new ModelMismatchError(`the model has ${weights.length} weight tensors, the task ${tensors.length}`);
+  const byName = new Map(model.weights.map((w) => [w.originalName, w]));
+  if (byName.size !== model.weights.length) throw new ModelMismatchError('the model has two weights with one name');
+  if (model.weights.length !== tensors.length) {
+    throw new ModelMismatchError(`the model has ${model.weights.length} weight tensors, the task ${tensors.length}`);
   }
   let pos = 0;
-  const values = weights.map((w, i) => {
-    const spec = tensors[i]!;
-    if (w.shape.length !== spec.shape.length || w.shape.some((d, j) => d !== spec.shape[j])) {
-      throw new ModelMismatchError(`weight ${i} (${w.originalName}) has shape [${w.shape.join(',')}], the task's "${spec.name}" [${spec.shape.join(',')}]`);
-    }
-    const n = elementCount(spec.shape);
-    const t = tf.tensor(flat.subarray(pos, pos + n), spec.shape, 'float32');
-    pos += n;
-    return t;
-  });
-  if (pos !== flat.length) throw new ModelMismatchError(`the weights hold ${flat.length} values, the model ${pos}`);
+  const ordered: tf.LayerVariable[] = [];
+  const values = new Map<string, tf.Tensor>();
   try {
-    model.setWeights(values);
+    for (const spec of tensors) {
+      const w = byName.get(spec.name);
+      if (!w) throw new ModelMismatchError(`the model has no weight "${spec.name}"`);
+      if (w.shape.length !== spec.shape.length || w.shape.some((d, j) => d !== spec.shape[j])) {
+        throw new ModelMismatchError(`weight "${spec.name}" has shape [${w.shape.join(',')}] in the model, [${spec.shape.join(',')}] in the task`);
+      }
+      const n = elementCount(spec.shape);
+      if (pos + n > flat.length) throw new ModelMismatchError(`the weights hold ${flat.length} values, the task's tensors more`);
+      values.set(spec.name, tf.tensor(flat.subarray(pos, pos + n), spec.shape, 'float32'));
+      ordered.push(w);
+      pos += n;
+    }
+    if (pos !== flat.length) throw new ModelMismatchError(`the weights hold ${flat.length} values, the model ${pos}`);
+    model.setWeights(model.weights.map((w) => values.get(w.originalName)!));
+    taskOrder.set(model, ordered);
   } finally {
-    tf.dispose(values);
+    tf.dispose([...values.values()]);
   }
 }
 
-/** The model's current weights concatenated in order, as one new Float32Array. */
+/** The model's current weights concatenated in the task's order (or `model.weights` order for a model not built by the SDK), as one new Float32Array. */
 export function flatWeights(model: tf.LayersModel): Float32Array {
-  const values = model.weights.map((w) => w.read().dataSync() as Float32Array);
+  const values = (taskOrder.get(model) ?? model.weights).map((w) => w.read().dataSync() as Float32Array);
   const out = new Float32Array(values.reduce((a, v) => a + v.length, 0));
   let pos = 0;
   for (const v of values) {

@@ -22,6 +22,7 @@ import { parseArgs } from 'node:util';
 import { concatTensors, decodeTensors, encodeTensors, splitFlat } from '../../client-sdk/src/protocol/safetensors.ts';
 import { UPDATE_META } from '../../client-sdk/src/protocol/messages.ts';
 import { rng } from '../sim/partition.ts';
+import { denseTopology } from '../shared/topology.ts';
 import { findFreePort, startLocalServer } from '../../aggregator/scripts/lib/local-server.mjs';
 
 const { values: args } = parseArgs({
@@ -50,12 +51,13 @@ const P = Number(args.params);
 const POOL = Number(args.pool);
 const emit = (o: Record<string, unknown>) => console.log(JSON.stringify(o));
 
-// A two-tensor model of P parameters: kernel [rows, 1000] and bias [rest].
+// One dense layer of P parameters (P rounded to a multiple of 1000): kernel [rows, 1000] and bias [1000].
 const cols = 1000;
-const rows = Math.floor((P - 1) / cols);
+const rows = Math.max(1, Math.round(P / cols) - 1);
+if ((rows + 1) * cols !== P) throw new Error(`--params must be a multiple of ${cols} (≥ ${2 * cols})`);
 const tensors = [
   { name: 'dense/kernel', shape: [rows, cols] },
-  { name: 'dense/bias', shape: [P - rows * cols] },
+  { name: 'dense/bias', shape: [cols] },
 ];
 const split = (flat: Float32Array) => splitFlat(tensors, flat);
 function seeded(seed: number, n: number, scale: number): Float32Array {
@@ -100,7 +102,7 @@ try {
     headers: { ...admin, 'content-type': 'application/json' },
     body: JSON.stringify({
       name: 'ingest bench',
-      modelTopology: { class_name: 'Sequential', config: { layers: [] } },
+      modelTopology: denseTopology(rows, [{ name: 'dense', units: cols }]),
       initialWeights: Buffer.from(encodeTensors(split(base))).toString('base64'),
       rounds: { clientsPerRound: N, overSelection: 1, deadlineSeconds: 3600, maxExamplesPerClient: 1000 },
       strategy,

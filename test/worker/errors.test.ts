@@ -132,7 +132,7 @@ describe('bad input gets its own code and changes nothing', () => {
     const invalid: [unknown, string, number][] = [
       [{ modelTopology: {}, initialWeights: weights }, 'invalid_request', 400],
       [{ name: 'x', modelTopology: {}, initialWeights: 'not base64!' }, 'invalid_request', 400],
-      [{ name: 'x', modelTopology: {}, initialWeights: btoa('garbage bytes') }, 'malformed_update', 400],
+      [{ name: 'x', modelTopology: {}, initialWeights: btoa('garbage bytes') }, 'invalid_weights', 400],
       [{ name: 'x', modelTopology: {}, initialWeights: weights, rounds: { clientsPerRound: 0 } }, 'invalid_request', 400],
       [{ name: 'x', modelTopology: {}, initialWeights: weights, rounds: { clientsPerRound: 2, minClients: 3 } }, 'invalid_request', 400],
       [{ name: 'x', modelTopology: {}, initialWeights: weights, plan: { learningRate: -1 } }, 'invalid_request', 400],

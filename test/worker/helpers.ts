@@ -3,6 +3,7 @@ import { env, SELF } from 'cloudflare:test';
 import { concatTensors, decodeTensors, encodeTensors, splitFlat, type WireTensor } from '../../client-sdk/src/protocol/safetensors.ts';
 import { UPDATE_META } from '../../client-sdk/src/protocol/messages.ts';
 import { rng } from '../sim/partition.ts';
+import { denseTopology } from '../shared/topology.ts';
 
 export const ADMIN = { authorization: 'Bearer test-admin-token' };
 
@@ -13,12 +14,7 @@ export const TENSORS = [
 ] as const;
 export const NUM_PARAMS = 15;
 
-export const TOPOLOGY = {
-  class_name: 'Sequential',
-  config: { name: 'tiny', layers: [{ class_name: 'Dense', config: { units: 3, activation: 'softmax', batch_input_shape: [null, 4], name: 'dense' } }] },
-  keras_version: 'tfjs-layers 4.22.0',
-  backend: 'tensor_flow.js',
-};
+export const TOPOLOGY = denseTopology(4, [{ name: 'dense', units: 3, activation: 'softmax' }]);
 
 export function initialWeights(): Float32Array {
   return Float32Array.from({ length: NUM_PARAMS }, (_, i) => (i - 7) / 10);

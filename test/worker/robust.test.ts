@@ -3,7 +3,8 @@ import { describe, expect, it } from 'vitest';
 import { concatTensors, decodeTensors, encodeTensors } from '../../client-sdk/src/protocol/safetensors.ts';
 import { UPDATE_META } from '../../client-sdk/src/protocol/messages.ts';
 import { rng } from '../sim/partition.ts';
-import { ADMIN, adminJson, api, base64, checkIn, registerClient, stubOf, submit, TOPOLOGY, type Client } from './helpers.ts';
+import { denseTopology } from '../shared/topology.ts';
+import { ADMIN, adminJson, api, base64, checkIn, registerClient, stubOf, submit, type Client } from './helpers.ts';
 
 /** A model of 2 tensors, 300×500 + 500 = 150,500 parameters: three 64K-parameter storage chunks. */
 const SHAPES = [
@@ -30,7 +31,7 @@ function tensorsOf(flat: Float32Array) {
 const base = seeded(1, 0.1);
 
 async function create(strategy: unknown, rounds: Record<string, number>) {
-  return adminJson('/tasks', 'POST', { name: 'robust', modelTopology: TOPOLOGY, initialWeights: base64(encodeTensors(tensorsOf(base))), rounds: { overSelection: 1, ...rounds }, strategy });
+  return adminJson('/tasks', 'POST', { name: 'robust', modelTopology: denseTopology(300, [{ name: 'dense', units: 500 }]), initialWeights: base64(encodeTensors(tensorsOf(base))), rounds: { overSelection: 1, ...rounds }, strategy });
 }
 
 /** k clients submit the given deltas to round 1; the test may evict the object midway. */

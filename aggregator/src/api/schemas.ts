@@ -2,9 +2,13 @@
  * @module Request and response schemas of the edge API (zod), from which the OpenAPI document is generated.
  */
 import { z } from '@hono/zod-openapi';
+import { ERROR_STATUS, type ErrorCode } from '../../../client-sdk/src/protocol/codes.ts';
+import { MAX_METRICS, METRIC_NAME_PATTERN } from '../../../client-sdk/src/protocol/messages.ts';
+
+const ERROR_CODES = Object.keys(ERROR_STATUS) as [ErrorCode, ...ErrorCode[]];
 
 export const ErrorSchema = z
-  .object({ error: z.object({ code: z.string().openapi({ example: 'task_not_found' }), message: z.string() }) })
+  .object({ error: z.object({ code: z.enum(ERROR_CODES).openapi({ example: 'task_not_found', description: 'Stable error code (README: error codes)' }), message: z.string() }) })
   .openapi('Error');
 
 export const TaskIdParam = z.object({ taskId: z.string().min(1).max(64).openapi({ param: { name: 'taskId', in: 'path' }, example: 'a3c1…' }) });
@@ -23,6 +27,7 @@ export const RoundRulesSchema = z
     overSelection: z.number().min(1).max(3).default(1.3).describe('Clients assigned per round = ceil(clientsPerRound × overSelection)'),
     maxExamplesPerClient: z.number().int().min(1).max(1_000_000_000).default(100_000).describe('Cap on the example count one update may claim'),
   })
+  .strict()
   .openapi('RoundRules');
 
 export const TrainingPlanSchema = z
@@ -34,6 +39,7 @@ export const TrainingPlanSchema = z
     loss: z.enum(['categoricalCrossentropy', 'sparseCategoricalCrossentropy', 'binaryCrossentropy', 'meanSquaredError']).default('categoricalCrossentropy'),
     proximalMu: z.number().min(0).max(100).default(0).describe('FedProx μ: set from the task strategy `fedprox`, 0 otherwise'),
   })
+  .strict()
   .openapi('TrainingPlan');
 
 const clipNorm = z.number().positive().max(1e6).optional().describe('Norm bounding (Sun et al. 2019): clip each update to this L2 norm before it is summed');
@@ -47,25 +53,25 @@ const fedOptFields = {
 /** A task's aggregation strategy; unknown names and out-of-range parameters are `invalid_strategy`. */
 export const StrategySchema = z
   .discriminatedUnion('name', [
-    z.object({ name: z.literal('fedavg'), clipNorm }).describe('FedAvg (McMahan et al. 2017)'),
+    z.strictObject({ name: z.literal('fedavg'), clipNorm }).describe('FedAvg (McMahan et al. 2017)'),
     z
-      .object({ name: z.literal('fedprox'), mu: z.number().positive().max(100).default(0.01), clipNorm })
+      .strictObject({ name: z.literal('fedprox'), mu: z.number().positive().max(100).default(0.01), clipNorm })
       .describe('FedProx (Li et al. 2020): FedAvg aggregation; clients add μ/2·‖w − w_global‖² to their local loss'),
     z
-      .object({ name: z.literal('fedavgm'), serverLearningRate: z.number().positive().max(10).default(1), momentum: z.number().min(0).lt(1).default(0.9), clipNorm })
+      .strictObject({ name: z.literal('fedavgm'), serverLearningRate: z.number().positive().max(10).default(1), momentum: z.number().min(0).lt(1).default(0.9), clipNorm })
       .describe('FedAvg with server momentum (Hsu et al. 2019)'),
-    z.object({ name: z.literal('fedadam'), beta1: z.number().min(0).lt(1).default(0.9), ...fedOptFields }).describe('FedAdam (Reddi et al. 2021)'),
-    z.object({ name: z.literal('fedyogi'), beta1: z.number().min(0).lt(1).default(0.9), ...fedOptFields }).describe('FedYogi (Reddi et al. 2021)'),
-    z.object({ name: z.literal('fedadagrad'), beta1: z.number().min(0).lt(1).default(0), ...fedOptFields }).describe('FedAdagrad (Reddi et al. 2021)'),
-    z.object({ name: z.literal('median'), clipNorm }).describe('Coordinate-wise median (Yin et al. 2018); at most 100 clients per round'),
+    z.strictObject({ name: z.literal('fedadam'), beta1: z.number().min(0).lt(1).default(0.9), ...fedOptFields }).describe('FedAdam (Reddi et al. 2021)'),
+    z.strictObject({ name: z.literal('fedyogi'), beta1: z.number().min(0).lt(1).default(0.9), ...fedOptFields }).describe('FedYogi (Reddi et al. 2021)'),
+    z.strictObject({ name: z.literal('fedadagrad'), beta1: z.number().min(0).lt(1).default(0), ...fedOptFields }).describe('FedAdagrad (Reddi et al. 2021)'),
+    z.strictObject({ name: z.literal('median'), clipNorm }).describe('Coordinate-wise median (Yin et al. 2018); at most 100 clients per round'),
     z
-      .object({ name: z.literal('trimmedmean'), beta: z.number().min(0).lt(0.5).default(0.1), clipNorm })
+      .strictObject({ name: z.literal('trimmedmean'), beta: z.number().min(0).lt(0.5).default(0.1), clipNorm })
       .describe('Coordinate-wise β-trimmed mean (Yin et al. 2018); at most 100 clients per round'),
     z
-      .object({ name: z.literal('krum'), f: z.number().int().min(0).max(48).default(1), m: z.number().int().min(1).max(100).default(1), clipNorm })
+      .strictObject({ name: z.literal('krum'), f: z.number().int().min(0).max(48).default(1), m: z.number().int().min(1).max(100).default(1), clipNorm })
       .describe('Krum (m = 1) / Multi-Krum (Blanchard et al. 2017), tolerating f Byzantine clients; needs minClients > 2f + 2 and m ≤ minClients − f'),
     z
-      .object({
+      .strictObject({
         name: z.literal('fedbuff'),
         bufferSize: z.number().int().min(1).max(10_000).default(10),
         stalenessExponent: z.number().min(0).max(10).default(0.5),
@@ -86,6 +92,7 @@ export const CreateTaskSchema = z
     plan: TrainingPlanSchema.prefault({}),
     strategy: StrategySchema.prefault({ name: 'fedavg' }),
   })
+  .strict()
   .openapi('CreateTask');
 
 export const TensorEntrySchema = z.object({ name: z.string(), shape: z.array(z.number().int()), dtype: z.literal('float32') }).openapi('TensorEntry');
@@ -126,7 +133,7 @@ export const TaskSummarySchema = z
   .object({ id: z.string(), name: z.string(), status: z.string(), numParams: z.number().int(), currentVersion: z.number().int(), createdAt: z.string() })
   .openapi('TaskSummary');
 
-export const CreateClientSchema = z.object({ label: z.string().max(200).optional() }).openapi('CreateClient');
+export const CreateClientSchema = z.strictObject({ label: z.string().max(200).optional() }).openapi('CreateClient');
 export const ClientCredentialsSchema = z
   .object({ clientId: z.string(), taskId: z.string(), token: z.string().describe('Shown once; the server keeps only its hash') })
   .openapi('ClientCredentials');
@@ -138,20 +145,20 @@ export const CheckInSchema = z
   ])
   .openapi('CheckIn');
 
-/** At most 32 named finite numbers, names up to 64 characters. */
+/** 1 to 32 named finite numbers; names match METRIC_NAME_PATTERN (a letter first, so never `__proto__`). */
 export const MetricsSchema = z
-  .record(z.string().min(1).max(64), z.number().refine(Number.isFinite, 'must be finite'))
-  .refine((m) => Object.keys(m).length >= 1 && Object.keys(m).length <= 32, 'between 1 and 32 metrics');
+  .record(z.string().regex(METRIC_NAME_PATTERN), z.number().refine(Number.isFinite, 'must be finite'))
+  .refine((m) => Object.keys(m).length >= 1 && Object.keys(m).length <= MAX_METRICS, `between 1 and ${MAX_METRICS} metrics`);
 
 export const FederatedEvaluationSchema = z
   .object({ clients: z.number().int(), numExamples: z.number().int(), metrics: z.record(z.string(), z.number()) })
   .openapi('FederatedEvaluation');
 
 export const EvaluationReportSchema = z
-  .object({ numExamples: z.number().int().min(1), metrics: MetricsSchema })
+  .strictObject({ numExamples: z.number().int().min(1), metrics: MetricsSchema })
   .openapi('EvaluationReport');
 
-export const ServerMetricsSchema = z.object({ metrics: MetricsSchema }).openapi('ServerMetrics');
+export const ServerMetricsSchema = z.strictObject({ metrics: MetricsSchema }).openapi('ServerMetrics');
 
 export const ModelManifestSchema = z
   .object({
@@ -208,7 +215,14 @@ export const ParticipantSchema = z
   .object({ clientId: z.string(), numExamples: z.number().int(), metrics: z.record(z.string(), z.number()).nullable(), acceptedAt: z.string() })
   .openapi('Participant');
 
-/** Standard error responses, by status, for route definitions. */
-export function errors(...statuses: (400 | 401 | 403 | 404 | 409 | 413 | 422 | 429)[]) {
-  return Object.fromEntries(statuses.map((s) => [s, { description: 'Error (see the code)', content: { 'application/json': { schema: ErrorSchema } } }]));
+type ErrorStatus = 400 | 401 | 403 | 404 | 408 | 409 | 413 | 415 | 422 | 429;
+
+/** Standard error responses, by status, for route definitions; each names the codes sent with its status. */
+export function errors(...statuses: ErrorStatus[]) {
+  return Object.fromEntries(
+    statuses.map((s) => {
+      const codes = ERROR_CODES.filter((c) => ERROR_STATUS[c] === s).map((c) => `\`${c}\``);
+      return [s, { description: `Error: ${codes.join(', ')}`, content: { 'application/json': { schema: ErrorSchema } } }];
+    }),
+  );
 }

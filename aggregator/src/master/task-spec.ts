@@ -20,11 +20,25 @@ export interface TaskSpec {
   strategy?: StrategyConfig;
 }
 
-/** Header allowance on top of the raw float32 bytes: JSON header, metadata, padding. */
-const HEADER_ALLOWANCE_BYTES = 64 * 1024;
-const PER_TENSOR_HEADER_BYTES = 256;
+/**
+ * Room in an update's header for `__metadata__`: the base version, the example count, up to 32
+ * metrics (64-character names, numbers, escaped as JSON inside a JSON string: under 4 KiB), and a
+ * few keys other tools add (Python safetensors writes `format`).
+ */
+const METADATA_ALLOWANCE_BYTES = 8 * 1024;
 
-/** The largest update body the task accepts, derived from its model size. */
+/**
+ * The largest update body the task accepts: the float32 data, plus the header an update of this
+ * model really needs (each tensor's entry with its name escaped at worst and offsets at their
+ * widest), the metadata allowance, the 8-byte length and alignment padding.
+ */
 export function maxUpdateBytes(spec: Pick<TaskSpec, 'numParams' | 'tensors'>): number {
-  return spec.numParams * 4 + HEADER_ALLOWANCE_BYTES + PER_TENSOR_HEADER_BYTES * spec.tensors.length;
+  const dataBytes = spec.numParams * 4;
+  const offsetDigits = String(dataBytes).length;
+  let header = 2; // {}
+  for (const t of spec.tensors) {
+    // "name":{"dtype":"F32","shape":[...],"data_offsets":[a,b]}, — names are ASCII from TENSOR_NAME_PATTERN, so the worst escaping is 2 bytes a character (\/)
+    header += 2 * t.name.length + 2 + `:{"dtype":"F32","shape":[${t.shape.join(',')}],"data_offsets":[,]},`.length + 2 * offsetDigits;
+  }
+  return 8 + header + METADATA_ALLOWANCE_BYTES + 7 + dataBytes;
 }

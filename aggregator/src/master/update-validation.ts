@@ -7,7 +7,7 @@
  */
 import type { ErrorCode } from '../../../client-sdk/src/protocol/codes.ts';
 import { decodeTensors, WireFormatError } from '../../../client-sdk/src/protocol/safetensors.ts';
-import { UPDATE_META } from '../../../client-sdk/src/protocol/messages.ts';
+import { MAX_METRICS, METRIC_NAME_PATTERN, UPDATE_META } from '../../../client-sdk/src/protocol/messages.ts';
 import type { TaskSpec } from './task-spec.ts';
 
 export interface ValidUpdate {
@@ -26,8 +26,6 @@ export interface InvalidUpdate {
 
 /** Finds the first NaN or ±Infinity; injected so the Worker can use its Wasm kernel. */
 export type FiniteCheck = (data: Float32Array) => number;
-
-const MAX_METRICS = 32;
 
 export function validateUpdate(body: ArrayBuffer | Uint8Array, spec: TaskSpec, baseVersion: number, firstNonFinite: FiniteCheck): ValidUpdate | InvalidUpdate {
   let decoded;
@@ -53,7 +51,9 @@ export function validateUpdate(body: ArrayBuffer | Uint8Array, spec: TaskSpec, b
   }
 
   const metrics = parseMetrics(metadata[UPDATE_META.metrics]);
-  if (metrics === undefined) return invalid('invalid_metadata', `metadata "${UPDATE_META.metrics}" must be a JSON object of at most ${MAX_METRICS} finite numbers`);
+  if (metrics === undefined) {
+    return invalid('invalid_metadata', `metadata "${UPDATE_META.metrics}" must be a JSON object of at most ${MAX_METRICS} finite numbers, named like ${METRIC_NAME_PATTERN}`);
+  }
 
   if (tensors.length !== spec.tensors.length) {
     return invalid('tensor_mismatch', `expected ${spec.tensors.length} tensors, got ${tensors.length}`);
@@ -106,8 +106,12 @@ function parseMetrics(raw: string | undefined): Record<string, number> | null | 
   if (typeof v !== 'object' || v === null || Array.isArray(v)) return undefined;
   const entries = Object.entries(v as Record<string, unknown>);
   if (entries.length > MAX_METRICS) return undefined;
-  for (const [k, x] of entries) if (k.length > 64 || typeof x !== 'number' || !Number.isFinite(x)) return undefined;
-  return v as Record<string, number>;
+  const out: Record<string, number> = Object.create(null);
+  for (const [k, x] of entries) {
+    if (!METRIC_NAME_PATTERN.test(k) || typeof x !== 'number' || !Number.isFinite(x)) return undefined;
+    out[k] = x;
+  }
+  return out;
 }
 
 function locate(spec: TaskSpec, flatIndex: number): string {

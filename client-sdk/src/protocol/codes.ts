@@ -12,6 +12,12 @@ export const ERROR_STATUS = {
   invalid_strategy: 400,
   /** The request body of a JSON route is not parseable JSON. */
   malformed_json: 400,
+  /** Task creation: `modelTopology` is not a TensorFlow.js Layers model a client can build (the message says where). */
+  invalid_topology: 400,
+  /** Task creation: `initialWeights` cannot be decoded, holds no parameters, or has a tensor name outside the allowed form. */
+  invalid_weights: 400,
+  /** Task creation: `initialWeights` and the weights the topology builds differ (the message names the first difference). */
+  weights_mismatch: 400,
   /** No bearer token was sent. */
   unauthorized: 401,
   /** A token was sent but it is not valid for this resource (wrong token, wrong task, client on an operator route). */
@@ -43,6 +49,8 @@ export const ERROR_STATUS = {
   invalid_example_count: 422,
   /** Required metadata is missing or malformed (base version, metrics). */
   invalid_metadata: 422,
+  /** An update body that is not `application/octet-stream`. */
+  unsupported_media_type: 415,
   /** Too much work in flight: retry after the `retry-after` header. */
   overloaded: 429,
   /** Unexpected server error (logged). */

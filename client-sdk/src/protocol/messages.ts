@@ -13,6 +13,18 @@ export const UPDATE_META = {
   metrics: 'fedge.metrics',
 } as const;
 
+/**
+ * Tensor names a task accepts: 1–256 letters, digits and `_ . : / -` (tfjs names weights
+ * `<layer>/<weight>`, e.g. `dense_1/kernel`). Bounded so the update size cap stays exact.
+ */
+export const TENSOR_NAME_PATTERN = /^[A-Za-z0-9_.:/-]{1,256}$/;
+
+/** Metric names: a letter, then up to 63 letters, digits and `_ . : / -` (so never `__proto__`). */
+export const METRIC_NAME_PATTERN = /^[A-Za-z][A-Za-z0-9_.:/-]{0,63}$/;
+
+/** At most this many metrics per report. */
+export const MAX_METRICS = 32;
+
 /** `__metadata__` keys of a published model version's weights blob. */
 export const MODEL_META = {
   task: 'fedge.task',

@@ -50,6 +50,18 @@ describe('safetensors codec', () => {
     expect(Array.from(concatTensors(parts))).toEqual(Array.from(flat));
   });
 
+  it('treats names that are Object.prototype members as plain names (constructor, toString, __proto__)', () => {
+    const names = ['constructor', 'toString', '__proto__', 'hasOwnProperty', 'valueOf'];
+    const tensors = names.map((name, i) => ({ name, shape: [2], data: Float32Array.from([i, -i]) }));
+    const bytes = encodeTensors(tensors, JSON.parse('{"__proto__":"p","constructor":"c","fedge.base_version":"1"}'));
+    const decoded = decodeTensors(bytes);
+    expect(decoded.tensors.map((t) => [t.name, Array.from(t.data)])).toEqual(names.map((n, i) => [n, [i, -i]]));
+    expect(Object.entries(decoded.metadata)).toEqual([['__proto__', 'p'], ['constructor', 'c'], ['fedge.base_version', '1']]);
+    // The decoded map has no prototype: an absent key is absent, not an inherited function.
+    expect(decoded.metadata.toString).toBeUndefined();
+    expect(() => encodeTensors([tensors[0]!, tensors[0]!])).toThrow(/duplicate or reserved tensor name "constructor"/);
+  });
+
   it('refuses to encode data that does not match the shape', () => {
     expect(() => encodeTensors([{ name: 'x', shape: [2, 2], data: new Float32Array(3) }])).toThrow(/needs 4 values/);
   });

@@ -24,7 +24,7 @@ export interface WireTensor {
 export interface DecodedMessage {
   /** Tensors in the order of their data offsets. */
   tensors: WireTensor[];
-  /** The `__metadata__` string map (empty when absent). */
+  /** The `__metadata__` string map (empty when absent); prototype-free, so any key is plain data. */
   metadata: Record<string, string>;
 }
 
@@ -56,11 +56,12 @@ const decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: false });
  * const bytes = encodeTensors([{ name: 'dense/kernel', shape: [2, 2], data: new Float32Array(4) }], { round: '3' });
  */
 export function encodeTensors(tensors: readonly WireTensor[], metadata?: Record<string, string>): Uint8Array<ArrayBuffer> {
-  const header: Record<string, unknown> = {};
-  if (metadata && Object.keys(metadata).length > 0) header.__metadata__ = metadata;
+  // Prototype-free: a tensor named `constructor` or `__proto__` is an own key like any other.
+  const header: Record<string, unknown> = Object.create(null);
+  if (metadata && Object.keys(metadata).length > 0) header.__metadata__ = Object.assign(Object.create(null), metadata);
   let offset = 0;
   for (const t of tensors) {
-    if (t.name === '__metadata__' || t.name in header) throw new WireFormatError('tensor_mismatch', `duplicate or reserved tensor name "${t.name}"`);
+    if (t.name === '__metadata__' || Object.hasOwn(header, t.name)) throw new WireFormatError('tensor_mismatch', `duplicate or reserved tensor name "${t.name}"`);
     const count = elementCount(t.shape);
     if (count !== t.data.length) {
       throw new WireFormatError('tensor_mismatch', `tensor "${t.name}": shape [${t.shape.join(',')}] needs ${count} values, got ${t.data.length}`);
@@ -110,7 +111,7 @@ export function decodeTensors(input: ArrayBuffer | Uint8Array, options: DecodeOp
 
   const dataStart = 8 + lo;
   const dataLength = bytes.length - dataStart;
-  const metadata: Record<string, string> = {};
+  const metadata: Record<string, string> = Object.create(null);
   const entries: { name: string; shape: number[]; begin: number; end: number }[] = [];
   for (const [name, raw] of Object.entries(header as Record<string, unknown>)) {
     if (name === '__metadata__') {
@@ -139,7 +140,8 @@ export function decodeTensors(input: ArrayBuffer | Uint8Array, options: DecodeOp
 
 function parseEntry(name: string, raw: unknown): { name: string; shape: number[]; begin: number; end: number } {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw malformed(`tensor "${name}" entry is not an object`);
-  const { dtype, shape, data_offsets: offsets } = raw as Record<string, unknown>;
+  const own = (key: string): unknown => (Object.hasOwn(raw, key) ? (raw as Record<string, unknown>)[key] : undefined);
+  const [dtype, shape, offsets] = [own('dtype'), own('shape'), own('data_offsets')];
   if (dtype !== 'F32') {
     throw new WireFormatError('tensor_mismatch', `tensor "${name}" has dtype ${JSON.stringify(dtype)}; only F32 is accepted`);
   }

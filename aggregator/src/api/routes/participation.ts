@@ -47,12 +47,16 @@ participationApp.openapi(
     request: { params: RoundParam, body: { required: true, content: { 'application/octet-stream': { schema: z.string().openapi({ format: 'binary' }) } } } },
     responses: {
       200: { description: 'Accepted (durably); `fedge-replayed: true` when this is a retry of an accepted update', content: { 'application/json': { schema: UpdateAckSchema } } },
-      ...errors(400, 401, 403, 404, 409, 413, 422, 429),
+      ...errors(400, 401, 403, 404, 409, 413, 415, 422, 429),
     },
   }),
   async (c) => {
     const { taskId, round } = c.req.valid('param');
     const client = clientOf(c);
+    const mediaType = c.req.header('content-type')?.split(';')[0]?.trim().toLowerCase();
+    if (mediaType !== 'application/octet-stream') {
+      throw new ApiError('unsupported_media_type', `an update is sent as application/octet-stream (a safetensors message), not ${mediaType ? JSON.stringify(mediaType) : 'without a content-type'}`);
+    }
     const layout = await taskLayout(c.env, taskId);
     const stub = aggregatorOf(c.env, taskId);
     const declared = Number(c.req.header('content-length') ?? NaN);

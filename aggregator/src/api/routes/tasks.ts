@@ -11,6 +11,8 @@ import { putWeights } from '../../storage/weights.ts';
 import { MAX_ROBUST_UPDATES, type StrategyConfig } from '../../strategies/index.ts';
 import { assignmentCapacity, type RoundRules } from '../../master/round-machine.ts';
 import { concatTensors, decodeTensors, WireFormatError } from '../../../../client-sdk/src/protocol/safetensors.ts';
+import { TENSOR_NAME_PATTERN, type TrainingPlan } from '../../../../client-sdk/src/protocol/messages.ts';
+import { firstWeightDifference, topologyWeights } from '../../model/topology.ts';
 import { newClientToken, requireAdmin, requireTaskAccess, type AppEnv } from '../auth.ts';
 import { ApiError } from '../errors.ts';
 import { newRouter } from '../router.ts';
@@ -36,46 +38,72 @@ tasksApp.openapi(
   }),
   async (c) => {
     const body = c.req.valid('json');
-    const strategy = body.strategy as StrategyConfig;
-    // FedBuff has no rounds: its buffer of K updates plays the round, closing when full.
-    const goal = strategy.name === 'fedbuff' ? { clientsPerRound: strategy.bufferSize, minClients: strategy.bufferSize } : {};
-    const rules = { ...body.rounds, minClients: body.rounds.minClients ?? body.rounds.clientsPerRound, ...goal };
-    if (rules.minClients > rules.clientsPerRound) throw new ApiError('invalid_request', `rounds.minClients (${rules.minClients}) exceeds rounds.clientsPerRound (${rules.clientsPerRound})`);
-    const topologyJson = JSON.stringify(body.modelTopology);
-    if (topologyJson.length > MAX_TOPOLOGY_BYTES) throw new ApiError('payload_too_large', `modelTopology is ${topologyJson.length} bytes; the limit is ${MAX_TOPOLOGY_BYTES}`);
-
-    let decoded;
+    // Everything is checked before anything is stored: a refused task leaves nothing behind.
+    const { spec, plan, flat } = checkTaskDefinition(body);
+    const id = spec.taskId;
+    const now = new Date();
+    const blob = await putWeights(c.env.MODELS, id, 0, spec.tensors, flat);
     try {
-      decoded = decodeTensors(Uint8Array.from(atob(body.initialWeights), (ch) => ch.charCodeAt(0)));
+      // The Durable Object first: a task becomes visible (D1) only once its aggregator is ready.
+      await aggregatorOf(c.env, id).init({ spec, plan, version0: { key: blob.key } });
+      const db = database(c.env.DB);
+      await db.batch([
+        db.insert(tasks).values({ id, name: body.name, modelTopology: body.modelTopology, weightSpecs: spec.tensors, numParams: spec.numParams, rules: spec.rules, plan, strategy: spec.strategy, currentVersion: 0, createdAt: now }),
+        db.insert(modelVersions).values({ taskId: id, version: 0, parentVersion: null, round: null, contentHash: blob.contentHash, r2Key: blob.key, byteLength: blob.byteLength, participants: 0, numExamples: 0, metrics: null, createdAt: now }),
+      ]);
     } catch (e) {
-      if (e instanceof WireFormatError) throw new ApiError(e.code, `initialWeights: ${e.message}`);
+      // No D1 row names the blob, so nothing could ever read it: remove it (a crash here leaves an orphan under tasks/<id>/).
+      await c.env.MODELS.delete(blob.key).catch(() => {});
       throw e;
     }
-    if (decoded.tensors.length === 0) throw new ApiError('tensor_mismatch', 'initialWeights holds no tensors');
-    const tensors = decoded.tensors.map((t) => ({ name: t.name, shape: t.shape }));
-    const numParams = decoded.tensors.reduce((a, t) => a + t.data.length, 0);
-    if (numParams > MAX_PARAMS) throw new ApiError('payload_too_large', `the model has ${numParams} parameters; one aggregator holds at most ${MAX_PARAMS}`);
-    const flat = concatTensors(decoded.tensors);
-    const bad = firstNonFinite(flat, accumulateWasm);
-    if (bad >= 0) throw new ApiError('non_finite', `initialWeights has a non-finite value at flat index ${bad}`);
-
-    const id = crypto.randomUUID();
-    const now = new Date();
-    const blob = await putWeights(c.env.MODELS, id, 0, tensors, flat);
-    checkStrategyFits(strategy, rules);
-    // FedProx's μ reaches the clients through the training plan they get at check-in.
-    const plan = { ...body.plan, proximalMu: strategy.name === 'fedprox' ? strategy.mu : 0 };
-    const spec: TaskSpec = { taskId: id, tensors, numParams, rules, strategy };
-    // The Durable Object first: a task becomes visible (D1) only once its aggregator is ready.
-    await aggregatorOf(c.env, id).init({ spec, plan, version0: { key: blob.key } });
-    const db = database(c.env.DB);
-    await db.batch([
-      db.insert(tasks).values({ id, name: body.name, modelTopology: body.modelTopology, weightSpecs: tensors, numParams, rules, plan, strategy, currentVersion: 0, createdAt: now }),
-      db.insert(modelVersions).values({ taskId: id, version: 0, parentVersion: null, round: null, contentHash: blob.contentHash, r2Key: blob.key, byteLength: blob.byteLength, participants: 0, numExamples: 0, metrics: null, createdAt: now }),
-    ]);
     return c.json(await taskView(c.env, id), 201);
   },
 );
+
+/**
+ * Validates a task definition without I/O: round rules against the strategy, the initial weights
+ * (decodable, named, finite, at most MAX_PARAMS), and the topology against the weights.
+ */
+function checkTaskDefinition(body: z.infer<typeof CreateTaskSchema>): { spec: TaskSpec; plan: TrainingPlan; flat: Float32Array } {
+  const strategy = body.strategy as StrategyConfig;
+  // FedBuff has no rounds: its buffer of K updates plays the round, closing when full.
+  const goal = strategy.name === 'fedbuff' ? { clientsPerRound: strategy.bufferSize, minClients: strategy.bufferSize } : {};
+  const rules = { ...body.rounds, minClients: body.rounds.minClients ?? body.rounds.clientsPerRound, ...goal };
+  if (rules.minClients > rules.clientsPerRound) throw new ApiError('invalid_request', `rounds.minClients (${rules.minClients}) exceeds rounds.clientsPerRound (${rules.clientsPerRound})`);
+  checkStrategyFits(strategy, rules);
+  const topologyJson = JSON.stringify(body.modelTopology);
+  if (topologyJson.length > MAX_TOPOLOGY_BYTES) throw new ApiError('payload_too_large', `modelTopology is ${topologyJson.length} bytes; the limit is ${MAX_TOPOLOGY_BYTES}`);
+
+  let decoded;
+  try {
+    decoded = decodeTensors(Uint8Array.from(atob(body.initialWeights), (ch) => ch.charCodeAt(0)));
+  } catch (e) {
+    if (e instanceof WireFormatError) throw new ApiError('invalid_weights', `initialWeights: ${e.message}`);
+    throw e;
+  }
+  if (decoded.tensors.length === 0) throw new ApiError('invalid_weights', 'initialWeights holds no tensors');
+  for (const t of decoded.tensors) {
+    if (!TENSOR_NAME_PATTERN.test(t.name)) {
+      throw new ApiError('invalid_weights', `tensor name ${JSON.stringify(t.name.length > 80 ? `${t.name.slice(0, 80)}…` : t.name)} (${t.name.length} characters) must be 1–256 letters, digits and _ . : / -`);
+    }
+    if (t.data.length === 0) throw new ApiError('invalid_weights', `tensor "${t.name}" has shape [${t.shape.join(',')}]: no parameters`);
+  }
+  const tensors = decoded.tensors.map((t) => ({ name: t.name, shape: t.shape }));
+  const numParams = decoded.tensors.reduce((a, t) => a + t.data.length, 0);
+  if (numParams > MAX_PARAMS) throw new ApiError('payload_too_large', `the model has ${numParams} parameters; one aggregator holds at most ${MAX_PARAMS}`);
+  const flat = concatTensors(decoded.tensors);
+  const bad = firstNonFinite(flat, accumulateWasm);
+  if (bad >= 0) throw new ApiError('non_finite', `initialWeights has a non-finite value at flat index ${bad}`);
+
+  const built = topologyWeights(body.modelTopology);
+  if (!built.ok) throw new ApiError('invalid_topology', `modelTopology: ${built.message}`);
+  const difference = firstWeightDifference(built.weights, tensors);
+  if (difference) throw new ApiError('weights_mismatch', difference);
+
+  // FedProx's μ reaches the clients through the training plan they get at check-in.
+  const plan = { ...body.plan, proximalMu: strategy.name === 'fedprox' ? strategy.mu : 0 };
+  return { spec: { taskId: crypto.randomUUID(), tensors, numParams, rules, strategy }, plan, flat };
+}
 
 tasksApp.openapi(
   createRoute({

@@ -1,0 +1,19 @@
+/** The README's reference tables against the code they describe. */
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { ERROR_STATUS } from '../../client-sdk/src/protocol/codes.ts';
+
+const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+
+describe('README', () => {
+  it('lists every error code with its status, and no code the API does not send', () => {
+    const table = readme.slice(readme.indexOf('| code | status | meaning |'));
+    const rows = table.split('\n').slice(2).filter((l) => l.startsWith('| `'));
+    const listed = new Map<string, number>();
+    for (const row of rows) {
+      const [codes, status] = row.split('|').slice(1, 3);
+      for (const code of codes!.match(/`([a-z_]+)`/g) ?? []) listed.set(code.slice(1, -1), Number(status));
+    }
+    expect(Object.fromEntries([...listed].sort())).toEqual(Object.fromEntries(Object.entries(ERROR_STATUS).sort()));
+  });
+});
