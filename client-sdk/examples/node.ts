@@ -105,8 +105,8 @@ try {
       },
       onEpochEnd: ({ epoch, epochs, logs }) => console.log(`    epoch ${epoch + 1}/${epochs} loss ${logs.loss?.toFixed(4)}`),
     });
-    if (result.status === 'late') {
-      console.log(`  round ${result.assignment.round} closed first; trying the next one`);
+    if (result.status !== 'accepted') {
+      console.log(`  round ${result.assignment.round} ${result.status === 'late' ? 'closed first' : 'was abandoned at its deadline (too few clients)'}; trying the next one`);
       continue;
     }
     const { ack } = result;

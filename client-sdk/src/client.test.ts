@@ -16,6 +16,11 @@ const admin = new FedgeAdmin({ baseUrl: url, token: inject('fedgeAdminToken') })
 
 const data = argmaxData;
 
+/** Blocks this thread (the aggregator runs in its own process): `onStep` callbacks are synchronous. */
+function sleepSync(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
 function tinyModel(): tf.LayersModel {
   return tf.sequential({ layers: [tf.layers.dense({ name: 'hidden', units: 8, activation: 'relu', inputShape: [4] }), tf.layers.dense({ name: 'out', units: 3, activation: 'softmax' })] });
 }
@@ -185,6 +190,9 @@ describe('federated evaluation', () => {
   it('evaluates a version on local data and reports only the count and metrics, which the server averages', async () => {
     const task = await newTask();
     const [a, b] = [await newClient(task.id), await newClient(task.id)];
+    // Only clients that take part may report: both hold an assignment in round 1 (base version 0).
+    await a.waitForAssignment();
+    await b.waitForAssignment();
     const da = data(40, 11);
     const db = data(120, 12);
     const before = tf.memory().numTensors;
@@ -230,6 +238,16 @@ describe('errors and retries', () => {
     const zero = new Float32Array(4 * 8 + 8 + 8 * 3 + 3);
     await a.submitUpdate({ round: 1, baseVersion: 0, delta: zero, numExamples: 3 });
     await expect(b.submitUpdate({ round: 1, baseVersion: 0, delta: zero, numExamples: 3 })).rejects.toBeInstanceOf(LateUpdateError);
+  });
+
+  it('returns "abandoned" when the round was abandoned at its deadline, and never reports a discarded update as accepted', async () => {
+    const task = await newTask({ clientsPerRound: 2, minClients: 2, deadlineSeconds: 1 });
+    const a = await newClient(task.id);
+    // The deadline passes (1 s, one client of the 2 needed) while the client trains.
+    const result = await a.participate(data(40, 1), { onStep: (step) => (step === 'submitting' ? sleepSync(2_500) : undefined) });
+    expect(result.status).toBe('abandoned');
+    const rounds = await admin.listRounds(task.id);
+    expect(rounds.find((r) => r.round === 1)).toMatchObject({ status: 'abandoned', accepted: 0 });
   });
 
   it('retries network errors, 503 and 429 (honouring Retry-After), and a retried submit is counted once', async () => {

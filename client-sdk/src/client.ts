@@ -5,7 +5,7 @@
  * Each step is usable on its own; `participate()` does a whole round in one call.
  */
 import type * as tf from '@tensorflow/tfjs';
-import { LateUpdateError, FedgeError } from './errors.ts';
+import { FedgeError, LateUpdateError, RoundAbandonedError } from './errors.ts';
 import { Http, sleep, type Logger } from './internal/http.ts';
 import type { CheckInResponse, ModelManifest, TensorManifestEntry, TrainingPlan, UpdateAck } from './protocol/messages.ts';
 import { UPDATE_META } from './protocol/messages.ts';
@@ -65,7 +65,9 @@ export interface ParticipateOptions extends TrainingCallbacks {
 
 export type ParticipationResult =
   | { status: 'accepted'; ack: UpdateAck; train: Omit<TrainResult, 'delta'>; assignment: Assignment }
-  | { status: 'late'; assignment: Assignment; train: Omit<TrainResult, 'delta'> };
+  | { status: 'late'; assignment: Assignment; train: Omit<TrainResult, 'delta'> }
+  /** The round was abandoned at its deadline (too few updates): this update was discarded. */
+  | { status: 'abandoned'; assignment: Assignment; train: Omit<TrainResult, 'delta'> };
 
 /**
  * A client of one fedge task.
@@ -242,6 +244,7 @@ export class FedgeClient {
       const ack = await this.submitUpdate({ round: assignment.round, baseVersion: assignment.baseVersion, delta, numExamples: train.numExamples, metrics: train.metrics, ...(signal ? { signal } : {}) });
       return { status: 'accepted', ack, train, assignment };
     } catch (e) {
+      if (e instanceof RoundAbandonedError) return { status: 'abandoned', assignment, train };
       if (e instanceof LateUpdateError) return { status: 'late', assignment, train };
       throw e;
     }

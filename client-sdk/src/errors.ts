@@ -57,6 +57,13 @@ export class ConflictError extends APIError {
 export class LateUpdateError extends ConflictError {
   override readonly name: string = 'LateUpdateError';
 }
+/**
+ * 409 `round_abandoned`: the round ended at its deadline below its minimum and its updates were
+ * discarded (also the answer to a retry of an update it had accepted). Check in again.
+ */
+export class RoundAbandonedError extends LateUpdateError {
+  override readonly name: string = 'RoundAbandonedError';
+}
 /** 429: the server is busy; retried automatically, thrown when retries run out. */
 export class RateLimitError extends APIError {
   override readonly name: string = 'RateLimitError';
@@ -90,6 +97,7 @@ function classFor(status: number, code: ErrorCode | 'unknown_error'): APIErrorCl
   if (status === 401) return AuthenticationError;
   if (status === 403) return PermissionDeniedError;
   if (status === 404) return NotFoundError;
+  if (status === 409 && code === 'round_abandoned') return RoundAbandonedError;
   if (status === 409) return code === 'round_closed' || code === 'stale_update' ? LateUpdateError : ConflictError;
   if (status === 429) return RateLimitError;
   if (status >= 500) return InternalServerError;

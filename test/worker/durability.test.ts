@@ -135,7 +135,8 @@ describe('deadline alarm', () => {
   it('abandons the round below the minimum and opens a new one on the same version', async () => {
     const { id } = await createTask({ clientsPerRound: 3, minClients: 2, deadlineSeconds: 1 });
     const [a, b] = await joinAll(id, 2);
-    await submit(id, a!, 1, encodeUpdate(randomDelta(1), { baseVersion: 0, numExamples: 4 }));
+    const accepted = encodeUpdate(randomDelta(1), { baseVersion: 0, numExamples: 4 });
+    expect((await submit(id, a!, 1, accepted)).status).toBe(200);
     await sleep(1_100);
     await runDurableObjectAlarm(stubOf(id));
     await runDurableObjectAlarm(stubOf(id));
@@ -144,8 +145,13 @@ describe('deadline alarm', () => {
     const rounds = await (await api(`/tasks/${id}/rounds`, { headers: ADMIN })).json<any>();
     expect(rounds.rounds.map((r: any) => [r.round, r.status])).toEqual([[2, 'open'], [1, 'abandoned']]);
     expect(rounds.rounds[1]).toMatchObject({ accepted: 1, resultVersion: null, closeReason: 'below_minimum' });
-    // The late client is told the round is over; the weights never changed.
-    expect((await submit(id, b!, 1, encodeUpdate(randomDelta(9), { baseVersion: 0, numExamples: 4 }))).body.error.code).toBe('round_closed');
+    // The late client is told the round was abandoned, and so is a retry of the update it had
+    // accepted: its update was discarded, so no "replayed" acknowledgement may claim otherwise.
+    expect(await submit(id, b!, 1, encodeUpdate(randomDelta(9), { baseVersion: 0, numExamples: 4 }))).toMatchObject({ status: 409, body: { error: { code: 'round_abandoned' } } });
+    const retry = await submit(id, a!, 1, accepted);
+    expect([retry.status, retry.body.error?.code, retry.headers.get('fedge-replayed')]).toEqual([409, 'round_abandoned', null]);
+    // In the next round the same client starts afresh.
+    expect((await checkIn(id, a!)).body).toMatchObject({ status: 'assigned', round: 2, baseVersion: 0 });
     expect(Array.from(await downloadWeights(id, 0))).toEqual(Array.from(initialWeights()));
     expect((await api(`/tasks/${id}/models/1`, { headers: ADMIN })).status).toBe(404);
   });

@@ -55,6 +55,17 @@ export async function listParticipants(db: Db, taskId: string, round: number) {
     .all();
 }
 
+/** Whether a client has had an update accepted in a finished round of the task. */
+export async function hasParticipated(db: Db, taskId: string, clientId: string): Promise<boolean> {
+  const row = await db
+    .select({ round: roundParticipants.round })
+    .from(roundParticipants)
+    .where(and(eq(roundParticipants.taskId, taskId), eq(roundParticipants.clientId, clientId)))
+    .limit(1)
+    .get();
+  return row !== undefined;
+}
+
 export interface FederatedEvaluation {
   /** Clients that reported on this version. */
   clients: number;

@@ -14,7 +14,7 @@ import { DurableObject } from 'cloudflare:workers';
 import type { ErrorCode } from '../../../client-sdk/src/protocol/codes.ts';
 import type { CheckInResponse, TrainingPlan, UpdateAck } from '../../../client-sdk/src/protocol/messages.ts';
 import { concatTensors, decodeTensors } from '../../../client-sdk/src/protocol/safetensors.ts';
-import { database, recordRound, type NewParticipant } from '../db/store.ts';
+import { database, getRound, recordRound, type NewParticipant } from '../db/store.ts';
 import { createRunningSum, firstNonFinite, type RunningSum } from '../kernels/running-sum.ts';
 import { accumulateWasm } from '../kernels/wasm-worker.ts';
 import { putWeights, sha256Hex } from '../storage/weights.ts';
@@ -293,6 +293,8 @@ export class TaskAggregator extends DurableObject<Env> {
     const meta = this.meta;
     const { state, spec } = meta;
     if (round > state.round || round < 1) return fail('round_not_found', `round ${round} does not exist (the current round is ${state.round})`);
+    // Checked before the ledger: an abandoned round's ledger rows name updates that were discarded.
+    if (round === state.round && state.status === 'abandoned') return fail('round_abandoned', abandonedMessage(round));
     const prior = this.sql.exec<{ body_sha256: string; ack: string }>(`SELECT body_sha256, ack FROM ledger WHERE coalesce(assigned_round, round) = ? AND client_id = ?`, round, clientId).toArray()[0];
     const inFlight = this.pending.find((p) => p.ack.round === round && p.ack.clientId === clientId);
     if (prior || inFlight) {
@@ -308,9 +310,12 @@ export class TaskAggregator extends DurableObject<Env> {
     if (isAsync(strategy) && staleness > strategy.async.maxStaleness) {
       return this.reject(state.round, 'stale_update', `the update's base is ${staleness} versions old; this task accepts at most ${strategy.async.maxStaleness}`);
     }
-    if ((staleness > 0 && !isAsync(strategy)) || state.status !== 'open') {
-      return fail('round_closed', `round ${round} is ${round < state.round ? 'over' : state.status}; it accepts no more updates`);
+    if (staleness > 0 && !isAsync(strategy)) {
+      // A rejection either way, so this await cannot let another request change what we accept.
+      const abandoned = (await roundStatusInD1(this.env, spec.taskId, round)) === 'abandoned';
+      return abandoned ? fail('round_abandoned', abandonedMessage(round)) : fail('round_closed', `round ${round} is over; it accepts no more updates`);
     }
+    if (state.status !== 'open') return fail('round_closed', `round ${round} is ${state.status}; it accepts no more updates`);
     const inBuffer = this.hasUpdateIn(state.round, clientId) || this.pending.some((p) => p.generation === state.round && p.ack.clientId === clientId);
     if (inBuffer) return this.reject(state.round, 'duplicate_conflict', `this client already has an update in round ${state.round}; one update per client per round`);
     if (!this.isAssigned(round, clientId)) return this.reject(round, 'not_assigned', `this client was not assigned to round ${round}; check in first`);
@@ -336,6 +341,11 @@ export class TaskAggregator extends DurableObject<Env> {
     this.pending.push({ ack, generation: state.round, weight, metrics: valid.metrics, delta, durable, resolve, reject });
     this.scheduleFlush();
     return { durable, ack, closing: next.status === 'closing' };
+  }
+
+  /** Whether the client holds an assignment (the live round's, or a recent buffer's in asynchronous tasks). */
+  async isAssignedNow(clientId: string): Promise<boolean> {
+    return this.sql.exec<{ n: number }>(`SELECT count(*) AS n FROM assignments WHERE client_id = ?`, clientId).one().n > 0;
   }
 
   /** Counts a rejection the edge made before the body reached this object (for round statistics). */
@@ -451,7 +461,11 @@ export class TaskAggregator extends DurableObject<Env> {
       null,
     );
     this.meta = { ...this.meta!, state: machine.openRound(state.round + 1, state.baseVersion, now) };
-    this.commit(() => this.clearRound(state.round));
+    this.commit(() => {
+      this.clearRound(state.round);
+      // Its updates were discarded: no retry may be answered with their acknowledgements.
+      this.sql.exec(`DELETE FROM ledger WHERE round = ?`, state.round);
+    });
     this.acc = null;
   }
 
@@ -646,6 +660,15 @@ export function weightedMetrics(rows: readonly { num_examples: number; metrics: 
 
 function sum(xs: number[]): number {
   return xs.reduce((a, b) => a + b, 0);
+}
+
+function abandonedMessage(round: number): string {
+  return `round ${round} was abandoned at its deadline with fewer updates than its minimum: its updates were discarded; check in for the next round`;
+}
+
+/** A past round's outcome, from its D1 row (written before the next round opens). */
+async function roundStatusInD1(env: Env, taskId: string, round: number): Promise<'closed' | 'abandoned' | null> {
+  return (await getRound(database(env.DB), taskId, round))?.status ?? null;
 }
 
 function retrySeconds(ms: number): number {

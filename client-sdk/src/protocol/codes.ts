@@ -22,6 +22,8 @@ export const ERROR_STATUS = {
   unauthorized: 401,
   /** A token was sent but it is not valid for this resource (wrong token, wrong task, client on an operator route). */
   forbidden: 403,
+  /** Federated evaluation from a client that has not taken part in the task (no accepted update, no assignment in the live round). */
+  not_participant: 403,
   /** No route matches the path. */
   not_found: 404,
   task_not_found: 404,
@@ -31,6 +33,8 @@ export const ERROR_STATUS = {
   not_assigned: 409,
   /** The round already closed or was abandoned: a late update. */
   round_closed: 409,
+  /** The round was abandoned at its deadline below its minimum: the update was discarded (also answers a retry of an update it had accepted). */
+  round_abandoned: 409,
   /** The update was trained on another base version than the round's. */
   base_version_mismatch: 409,
   /** Asynchronous tasks: the update's base version is older than the task's staleness bound. */

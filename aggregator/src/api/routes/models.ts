@@ -3,13 +3,13 @@
  */
 import { createRoute, z } from '@hono/zod-openapi';
 import type { ModelVersionRow, TaskRow } from '../../db/schema.ts';
-import { database, federatedEvaluations, getVersion, listVersions, putEvaluation, setServerMetrics, type FederatedEvaluation } from '../../db/store.ts';
+import { database, federatedEvaluations, getVersion, hasParticipated, listVersions, putEvaluation, setServerMetrics, type FederatedEvaluation } from '../../db/store.ts';
 import type { TensorSpec } from '../../master/task-spec.ts';
 import { requireAdmin, requireClient, requireTaskAccess, type AppEnv } from '../auth.ts';
 import { ApiError } from '../errors.ts';
 import { newRouter } from '../router.ts';
 import { errors, EvaluationReportSchema, ModelManifestSchema, PageQuery, ServerMetricsSchema, TaskIdParam, VersionParam } from '../schemas.ts';
-import { loadTask, rulesOf, tensorEntries } from '../tasks-view.ts';
+import { aggregatorOf, loadTask, rulesOf, tensorEntries } from '../tasks-view.ts';
 
 export const modelsApp = newRouter();
 
@@ -129,7 +129,12 @@ modelsApp.openapi(
     await versionOrThrow(c.env, taskId, version);
     const cap = rulesOf(task).maxExamplesPerClient;
     if (body.numExamples > cap) throw new ApiError('invalid_example_count', `example count ${body.numExamples} exceeds the task's cap of ${cap}`);
-    await putEvaluation(database(c.env.DB), taskId, version, caller.clientId, body.numExamples, body.metrics);
+    // Example counts are self-reported: only clients that took part may weigh in (README: trust model).
+    const db = database(c.env.DB);
+    if (!(await hasParticipated(db, taskId, caller.clientId)) && !(await aggregatorOf(c.env, taskId).isAssignedNow(caller.clientId))) {
+      throw new ApiError('not_participant', 'only clients that took part in this task (an accepted update, or an assignment in the live round) may report evaluations');
+    }
+    await putEvaluation(db, taskId, version, caller.clientId, body.numExamples, body.metrics);
     return c.json(body, 200);
   },
 );
