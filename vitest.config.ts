@@ -17,6 +17,7 @@ export default defineConfig({
             miniflare: {
               bindings: {
                 ADMIN_TOKEN: 'test-admin-token',
+                ADMIN_ORIGINS: 'https://ops.example',
                 TEST_MIGRATIONS: await readD1Migrations('./migrations'),
               },
             },

@@ -44,7 +44,20 @@ export interface CreatedTask {
 export interface ClientCredentials {
   clientId: string;
   taskId: string;
+  /** Shown once: the server keeps only its hash. */
   token: string;
+  /** When the token stops working (ISO time), or null. */
+  expiresAt: string | null;
+}
+
+export interface ClientInfo {
+  clientId: string;
+  label: string | null;
+  status: 'active' | 'expired' | 'revoked';
+  createdAt: string;
+  expiresAt: string | null;
+  rotatedAt: string | null;
+  revokedAt: string | null;
 }
 
 export interface RoundInfo {
@@ -95,8 +108,29 @@ export class FedgeAdmin {
     });
   }
 
-  registerClient(taskId: string, label?: string): Promise<ClientCredentials> {
-    return this.http.json<ClientCredentials>({ method: 'POST', path: `/tasks/${encodeURIComponent(taskId)}/clients`, json: label === undefined ? {} : { label }, retry: false });
+  /**
+   * Registers a client of the task; its token is returned once.
+   *
+   * @example
+   * const { token } = await admin.registerClient(taskId, 'phone-42', { expiresInSeconds: 30 * 86_400 });
+   */
+  registerClient(taskId: string, label?: string, options: { expiresInSeconds?: number } = {}): Promise<ClientCredentials> {
+    return this.http.json<ClientCredentials>({ method: 'POST', path: `/tasks/${encodeURIComponent(taskId)}/clients`, json: { ...(label === undefined ? {} : { label }), ...options }, retry: false });
+  }
+
+  /** The task's clients, newest first, with their token status. */
+  async listClients(taskId: string, limit = 50): Promise<ClientInfo[]> {
+    return (await this.http.json<{ clients: ClientInfo[] }>({ method: 'GET', path: `/tasks/${encodeURIComponent(taskId)}/clients?limit=${limit}`, retry: true })).clients;
+  }
+
+  /** Revokes a client for good: its token stops working at its next request. Idempotent. */
+  revokeClient(taskId: string, clientId: string): Promise<ClientInfo> {
+    return this.http.json({ method: 'POST', path: `/tasks/${encodeURIComponent(taskId)}/clients/${encodeURIComponent(clientId)}/revoke`, retry: true });
+  }
+
+  /** Gives a client a new token (shown once); the old one stops working at once. */
+  rotateClientToken(taskId: string, clientId: string): Promise<ClientCredentials> {
+    return this.http.json({ method: 'POST', path: `/tasks/${encodeURIComponent(taskId)}/clients/${encodeURIComponent(clientId)}/token`, retry: false });
   }
 
   getTask(taskId: string): Promise<CreatedTask & { currentRound: RoundInfo | null }> {

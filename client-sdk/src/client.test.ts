@@ -6,7 +6,7 @@ import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, inject, it, vi } from 'vitest';
 import { argmaxData } from '../../test/sim/synthetic.ts';
 import { useWasmBackend } from '../../test/sim/tf-backend.ts';
-import { APITimeoutError, FedgeAdmin, FedgeClient, LateUpdateError, NotFoundError, PermissionDeniedError, ValidationError } from './index.ts';
+import { APITimeoutError, AuthenticationError, FedgeAdmin, FedgeClient, LateUpdateError, NotFoundError, PermissionDeniedError, ValidationError } from './index.ts';
 import { UPDATE_META } from './protocol/messages.ts';
 import { concatTensors, decodeTensors } from './protocol/safetensors.ts';
 import { buildModel, trainLocally } from './training.ts';
@@ -220,14 +220,33 @@ describe('errors and retries', () => {
   it('maps server errors to typed errors with the server’s code', async () => {
     const task = await newTask();
     const wrong = new FedgeClient({ baseUrl: url, taskId: task.id, token: 'c_nobody.secret' });
-    await expect(wrong.checkIn()).rejects.toMatchObject({ name: 'PermissionDeniedError', status: 403, code: 'forbidden' });
-    await expect(wrong.checkIn()).rejects.toBeInstanceOf(PermissionDeniedError);
+    await expect(wrong.checkIn()).rejects.toMatchObject({ name: 'AuthenticationError', status: 401, code: 'unauthorized' });
+    await expect(wrong.checkIn()).rejects.toBeInstanceOf(AuthenticationError);
+    // A valid token where it may not go: 403.
+    const other = await newTask();
+    const elsewhere = new FedgeClient({ baseUrl: url, taskId: other.id, token: (await admin.registerClient(task.id)).token });
+    await expect(elsewhere.checkIn()).rejects.toMatchObject({ name: 'PermissionDeniedError', status: 403, code: 'forbidden' });
+    await expect(elsewhere.checkIn()).rejects.toBeInstanceOf(PermissionDeniedError);
     const client = await newClient(task.id);
     await expect(client.getManifest(42)).rejects.toBeInstanceOf(NotFoundError);
     await client.waitForAssignment();
     const bad = new Float32Array(4 * 8 + 8 + 8 * 3 + 3).fill(NaN);
     await expect(client.submitUpdate({ round: 1, baseVersion: 0, delta: bad, numExamples: 5 })).rejects.toMatchObject({ name: 'ValidationError', code: 'non_finite' });
     await expect(client.submitUpdate({ round: 1, baseVersion: 0, delta: new Float32Array(bad.length), numExamples: 0 })).rejects.toBeInstanceOf(ValidationError);
+  });
+
+  it('rotates its own token and keeps working; a revoked client gets AuthenticationError token_revoked', async () => {
+    const task = await newTask();
+    const creds = await admin.registerClient(task.id, 'rotating', { expiresInSeconds: 3600 });
+    const client = new FedgeClient({ baseUrl: url, taskId: task.id, token: creds.token });
+    const rotated = await client.rotateToken();
+    expect(rotated.token).not.toBe(creds.token);
+    expect(Date.parse(rotated.expiresAt!)).toBeGreaterThan(Date.parse(creds.expiresAt!));
+    expect((await client.checkIn()).status).toBe('assigned'); // the client uses its new token
+    await expect(new FedgeClient({ baseUrl: url, taskId: task.id, token: creds.token }).checkIn()).rejects.toMatchObject({ status: 401, code: 'unauthorized' });
+    expect((await admin.listClients(task.id)).find((c) => c.clientId === creds.clientId)).toMatchObject({ status: 'active', label: 'rotating' });
+    await admin.revokeClient(task.id, creds.clientId);
+    await expect(client.checkIn()).rejects.toMatchObject({ name: 'AuthenticationError', status: 401, code: 'token_revoked' });
   });
 
   it('returns "late" when the round closed before the update arrived', async () => {

@@ -103,6 +103,21 @@ export class FedgeClient {
     return `/tasks/${encodeURIComponent(this.taskId)}`;
   }
 
+  /**
+   * Replaces this client's token with a new one (the old one stops working at once) and uses it
+   * from now on. Store the returned token where the app keeps its credentials: it is shown once.
+   *
+   * @example
+   * const { token, expiresAt } = await client.rotateToken();
+   * await secureStorage.set('fedge-token', token);
+   */
+  async rotateToken(options: { signal?: AbortSignal | undefined } = {}): Promise<{ token: string; expiresAt: string | null }> {
+    const clientId = this.http.options.token.slice(0, this.http.options.token.indexOf('.'));
+    const r = await this.http.json<{ token: string; expiresAt: string | null }>({ method: 'POST', path: `${this.base}/clients/${encodeURIComponent(clientId)}/token`, retry: false, signal: options.signal });
+    this.http.options.token = r.token;
+    return { token: r.token, expiresAt: r.expiresAt };
+  }
+
   /** Asks to join the open round: an assignment, or when to come back (`retryAfterSeconds`). */
   checkIn(options: { signal?: AbortSignal | undefined } = {}): Promise<CheckInResponse> {
     return this.http.json<CheckInResponse>({ method: 'POST', path: `${this.base}/checkin`, retry: true, signal: options.signal });

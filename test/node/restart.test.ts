@@ -156,8 +156,8 @@ it('keeps tasks, model versions, client tokens and round assignments across a re
   expect(roundsAfter.rounds[0]).toMatchObject({ round: 1, status: 'open', assigned: 1 });
 
   // And auth is really enforced (the state survived, not the checks).
-  expect((await call(server, `/tasks/${taskId}`, { headers: { authorization: 'Bearer wrong' } })).status).toBe(403);
-  expect((await call(server, `/tasks/${taskId}/checkin`, { method: 'POST', headers: { authorization: `Bearer ${creds.clientId as string}.wrong` } })).status).toBe(403);
+  expect((await call(server, `/tasks/${taskId}`, { headers: { authorization: 'Bearer wrong' } })).status).toBe(401);
+  expect((await call(server, `/tasks/${taskId}/checkin`, { method: 'POST', headers: { authorization: `Bearer ${creds.clientId as string}.wrong` } })).status).toBe(401);
 
   await stop(server);
 }, 240_000);

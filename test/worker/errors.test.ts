@@ -90,10 +90,13 @@ describe('bad input gets its own code and changes nothing', () => {
     expect(await api(`/tasks/${id}/checkin`, { method: 'POST' })).toMatchObject({ status: 401 });
     const noToken = await api(`/tasks/${id}/checkin`, { method: 'POST' });
     expect((await noToken.json<any>()).error.code).toBe('unauthorized');
+    expect(noToken.headers.get('www-authenticate')).toBe('Bearer realm="fedge"');
+    // A token that is not valid is a 401 too (RFC 6750 invalid_token); 403 is for valid tokens out of bounds.
     const wrong = await api(`/tasks/${id}/checkin`, { method: 'POST', headers: { authorization: `Bearer ${client.clientId}.not-the-secret` } });
-    expect([wrong.status, (await wrong.json<any>()).error.code]).toEqual([403, 'forbidden']);
+    expect([wrong.status, (await wrong.json<any>()).error.code]).toEqual([401, 'unauthorized']);
+    expect(wrong.headers.get('www-authenticate')).toBe('Bearer realm="fedge", error="invalid_token", error_description="unauthorized"');
     const garbage = await api('/tasks', { headers: { authorization: 'Bearer nonsense' } });
-    expect([garbage.status, (await garbage.json<any>()).error.code]).toEqual([403, 'forbidden']);
+    expect([garbage.status, (await garbage.json<any>()).error.code]).toEqual([401, 'unauthorized']);
     // A client token on an operator route, and on another task.
     const asClient = await api('/tasks', { headers: client.auth });
     expect([asClient.status, (await asClient.json<any>()).error.code]).toEqual([403, 'forbidden']);

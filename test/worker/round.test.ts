@@ -61,6 +61,10 @@ describe('OpenAPI document', () => {
         '/v1/tasks/{taskId}',
         '/v1/tasks/{taskId}/checkin',
         '/v1/tasks/{taskId}/clients',
+        '/v1/tasks/{taskId}/clients/{clientId}/revoke',
+        '/v1/tasks/{taskId}/clients/{clientId}/token',
+        '/v1/admin/tokens',
+        '/v1/admin/tokens/{tokenId}/revoke',
         '/v1/tasks/{taskId}/models',
         '/v1/tasks/{taskId}/models/current',
         '/v1/tasks/{taskId}/models/{version}',
@@ -93,9 +97,27 @@ describe('CORS for browser clients', () => {
     expect(pre.headers.get('access-control-allow-origin')).toBe('*');
     expect(pre.headers.get('access-control-allow-methods')).toContain('PUT');
     expect(pre.headers.get('access-control-allow-headers')).toContain('authorization');
-    const res = await SELF.fetch('https://fedge.test/v1/tasks', { headers: { origin: 'https://app.example' } });
+    const res = await SELF.fetch('https://fedge.test/v1/tasks/x/models/current', { headers: { origin: 'https://app.example' } });
     expect(res.status).toBe(401);
     expect(res.headers.get('access-control-allow-origin')).toBe('*');
     expect(res.headers.get('access-control-expose-headers')).toContain('retry-after');
+  });
+
+  it('answers operator routes only for ADMIN_ORIGINS (here https://ops.example), whatever the token', async () => {
+    const { SELF } = await import('cloudflare:test');
+    const preflight = (path: string, method: string, origin: string) =>
+      SELF.fetch(`https://fedge.test${path}`, { method: 'OPTIONS', headers: { origin, 'access-control-request-method': method, 'access-control-request-headers': 'authorization' } });
+    const operator: [string, string][] = [['/v1/tasks', 'POST'], ['/v1/tasks', 'GET'], ['/v1/tasks/t1/clients', 'POST'], ['/v1/tasks/t1/rounds/3', 'GET'], ['/v1/tasks/t1/models/2/server-metrics', 'PUT'], ['/v1/admin/tokens', 'POST']];
+    for (const [path, method] of operator) {
+      expect({ path, method, acao: (await preflight(path, method, 'https://evil.example')).headers.get('access-control-allow-origin') }).toEqual({ path, method, acao: null });
+      expect((await preflight(path, method, 'https://ops.example')).headers.get('access-control-allow-origin')).toBe('https://ops.example');
+    }
+    // Client routes (and routes open to both) stay open to every origin; a PUT of an update is not the GET of rounds.
+    for (const [path, method] of [['/v1/tasks/t1/rounds/3/update', 'PUT'], ['/v1/tasks/t1/checkin', 'POST'], ['/v1/tasks/t1', 'GET'], ['/v1/tasks/t1/models/2/weights', 'GET']] as const) {
+      expect((await preflight(path, method, 'https://evil.example')).headers.get('access-control-allow-origin')).toBe('*');
+    }
+    const actual = await SELF.fetch('https://fedge.test/v1/tasks', { headers: { origin: 'https://evil.example', authorization: 'Bearer test-admin-token' } });
+    expect(actual.status).toBe(200); // not a browser: the server answers, but no browser page may read it
+    expect(actual.headers.get('access-control-allow-origin')).toBeNull();
   });
 });

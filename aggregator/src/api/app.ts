@@ -1,9 +1,11 @@
 /**
  * @module The edge API: a Hono app under `/v1`, its error handler and its OpenAPI document.
  */
-import { cors } from 'hono/cors';
+import { corsByRoute } from './cors.ts';
 import { errorResponse, onError } from './errors.ts';
 import { newRouter } from './router.ts';
+import { adminTokensApp } from './routes/admin-tokens.ts';
+import { clientsApp } from './routes/clients.ts';
 import { modelsApp } from './routes/models.ts';
 import { participationApp } from './routes/participation.ts';
 import { roundsApp } from './routes/rounds.ts';
@@ -13,17 +15,17 @@ import { tasksApp } from './routes/tasks.ts';
 export function createApp() {
   const app = newRouter();
   const v1 = newRouter();
-  // Browser clients call from the app's own origin. Auth is a bearer header, never a cookie, so
-  // any origin may call; the preflight is answered here.
-  v1.use('*', cors({ origin: '*', allowHeaders: ['authorization', 'content-type'], allowMethods: ['GET', 'POST', 'PUT', 'OPTIONS'], exposeHeaders: ['retry-after', 'etag', 'fedge-replayed'], maxAge: 86_400 }));
-  v1.route('/', tasksApp).route('/', participationApp).route('/', modelsApp).route('/', roundsApp);
+  // Browser clients call from the app's own origin (auth is a bearer header, never a cookie);
+  // operator routes answer only the configured ADMIN_ORIGINS. Preflights are answered here.
+  v1.use('*', corsByRoute(v1, '/v1'));
+  v1.route('/', tasksApp).route('/', clientsApp).route('/', participationApp).route('/', modelsApp).route('/', roundsApp).route('/', adminTokensApp);
   v1.get('/health', (c) => c.json({ ok: true }));
   app.route('/v1', v1);
-  app.openAPIRegistry.registerComponent('securitySchemes', 'bearer', { type: 'http', scheme: 'bearer' });
+  app.openAPIRegistry.registerComponent('securitySchemes', 'operator', { type: 'http', scheme: 'bearer', description: 'An operator token: the ADMIN_TOKEN secret, or one minted by POST /v1/admin/tokens' });
+  app.openAPIRegistry.registerComponent('securitySchemes', 'client', { type: 'http', scheme: 'bearer', description: 'A client token (`<clientId>.<secret>`), bound to one task' });
   app.doc31('/openapi.json', {
     openapi: '3.1.0',
     info: { title: 'fedge aggregation service', version: '1', description: 'Federated learning on Cloudflare Workers. Errors are `{ "error": { "code", "message" } }` with stable codes.' },
-    security: [{ bearer: [] }],
   });
   app.notFound((c) => errorResponse('not_found', `no route ${c.req.method} ${c.req.path}`));
   app.onError(onError);

@@ -1,81 +1,163 @@
 /**
- * @module Bearer-token authentication: the operator's admin token and per-client tokens.
+ * @module Bearer-token authentication: operator tokens and per-client tokens.
  *
- * A client token is `<clientId>.<secret>`; D1 keeps only SHA-256(secret). The admin token is the
- * `ADMIN_TOKEN` secret (locally, `.dev.vars`, written by `npm start` on first start).
+ * Tokens are `<id>.<secret>`; D1 keeps only SHA-256(secret). Client ids start `c_`, operator
+ * token ids `a_`. The operator's bootstrap credential is the `ADMIN_TOKEN` secret (locally,
+ * `.dev.vars`, written by `npm start`); rotating it through the API retires that value without a
+ * restart. A client token is checked by its task's Durable Object, which caches the D1 row, so a
+ * revocation is effective at once in every isolate.
+ *
+ * 401 (with `WWW-Authenticate`) when no valid token was presented: missing, unknown, expired,
+ * revoked. 403 when a valid token may not do this. Failed authentications count per source
+ * (`CF-Connecting-IP`) against the `AUTH_FAILURES` rate limit; a source over it gets 429 for the
+ * rest of the window, before any lookup.
  */
 import type { Context } from 'hono';
 import { createMiddleware } from 'hono/factory';
-import { database, getClientAuth } from '../db/store.ts';
+import { database, getAdminToken, getClientCredential, isRetiredAdminSecret } from '../db/store.ts';
+import { storedCredential, verifyCredential } from '../master/credentials.ts';
 import { sha256Hex } from '../storage/weights.ts';
 import { ApiError } from './errors.ts';
+import { aggregatorOf } from './tasks-view.ts';
 
-export type Caller = { kind: 'admin' } | { kind: 'client'; clientId: string; taskId: string };
+export type Caller = { kind: 'admin'; tokenId: string } | { kind: 'client'; clientId: string; taskId: string };
 
 export type AppEnv = { Bindings: Env; Variables: { caller: Caller } };
 
-/** Makes a new client token and the hash to store for it. */
-export async function newClientToken(clientId: string): Promise<{ token: string; tokenHash: string }> {
+/** The pseudo id of the `ADMIN_TOKEN` secret in token listings and revocations. */
+export const ENV_ADMIN_TOKEN_ID = 'env';
+
+/** Makes a new token for `id` and the hash to store for it. */
+export async function newToken(id: string): Promise<{ token: string; tokenHash: string }> {
   const secret = base64url(crypto.getRandomValues(new Uint8Array(32)));
-  return { token: `${clientId}.${secret}`, tokenHash: await sha256Hex(new TextEncoder().encode(secret)) };
+  return { token: `${id}.${secret}`, tokenHash: await hashSecret(secret) };
 }
 
-/**
- * Client tokens verified in this isolate recently: a client makes several calls a round, and each
- * would otherwise cost a D1 read and a hash. Tokens are never revoked today; when they can be, this
- * TTL bounds how long a revoked token keeps working in an isolate.
- */
-const verifiedClients = new Map<string, { caller: Extract<Caller, { kind: 'client' }>; until: number }>();
-const CLIENT_CACHE_MS = 60_000;
-const MAX_CACHED_CLIENTS = 10_000;
+export function newClientId(): string {
+  return `c_${crypto.randomUUID().replace(/-/g, '')}`;
+}
 
+export function newAdminTokenId(): string {
+  return `a_${crypto.randomUUID().replace(/-/g, '').slice(0, 16)}`;
+}
+
+export function hashSecret(secret: string): Promise<string> {
+  return sha256Hex(new TextEncoder().encode(secret));
+}
+
+/** Sources over the failure limit in this isolate, until the end of the limiter's window. */
+const blockedSources = new Map<string, number>();
+const AUTH_FAILURE_WINDOW_MS = 10_000;
+const MAX_BLOCKED_SOURCES = 10_000;
+
+function sourceOf(c: Context<AppEnv>): string {
+  return c.req.header('cf-connecting-ip') ?? 'unknown';
+}
+
+/** Who is calling: an operator or a client of some task; any failure is an ApiError (401/403/429). */
 async function identify(c: Context<AppEnv>): Promise<Caller> {
-  const header = c.req.header('authorization');
-  const match = header?.match(/^Bearer\s+(\S+)$/i);
-  if (!match) throw new ApiError('unauthorized', 'missing bearer token (Authorization: Bearer <token>)');
-  const token = match[1]!;
-  const admin = c.env.ADMIN_TOKEN;
-  if (admin && (await timingSafeEqualText(token, admin))) return { kind: 'admin' };
-  const cached = verifiedClients.get(token);
-  if (cached && cached.until > Date.now()) return cached.caller;
-  const dot = token.indexOf('.');
-  if (dot > 0) {
-    const clientId = token.slice(0, dot);
-    const row = await getClientAuth(database(c.env.DB), clientId);
-    if (row && (await sha256Hex(new TextEncoder().encode(token.slice(dot + 1)))) === row.tokenHash) {
-      const caller = { kind: 'client', clientId, taskId: row.taskId } as const;
-      if (verifiedClients.size >= MAX_CACHED_CLIENTS) verifiedClients.delete(verifiedClients.keys().next().value!);
-      verifiedClients.set(token, { caller, until: Date.now() + CLIENT_CACHE_MS });
-      return caller;
+  const match = c.req.header('authorization')?.match(/^Bearer\s+(\S+)$/i);
+  const token = match?.[1];
+  if (token !== undefined) {
+    const admin = c.env.ADMIN_TOKEN;
+    // The bootstrap secret first: comparing digests is cheap and needs no lookup of a client.
+    if (admin && (await timingSafeEqualText(token, admin))) {
+      if (await isRetiredAdminSecret(database(c.env.DB), await hashSecret(admin))) throw new ApiError('token_revoked', 'this ADMIN_TOKEN value was retired by a rotation; use the token it was rotated to');
+      return { kind: 'admin', tokenId: ENV_ADMIN_TOKEN_ID };
     }
   }
-  throw new ApiError('forbidden', 'invalid token');
+  const source = sourceOf(c);
+  const blockedUntil = blockedSources.get(source);
+  if (blockedUntil !== undefined) {
+    if (blockedUntil > Date.now()) throw rateLimited(blockedUntil - Date.now());
+    blockedSources.delete(source);
+  }
+  try {
+    if (token === undefined) throw new ApiError('unauthorized', 'missing bearer token (Authorization: Bearer <token>)', { 'www-authenticate': 'Bearer realm="fedge"' });
+    return await verifyToken(c, token);
+  } catch (e) {
+    if (e instanceof ApiError && e.status === 401) await countFailure(c, source);
+    throw e;
+  }
 }
 
-/** Operator routes: the admin token only. */
+async function verifyToken(c: Context<AppEnv>, token: string): Promise<Caller> {
+  const dot = token.indexOf('.');
+  const id = token.slice(0, Math.max(dot, 0));
+  const secret = token.slice(dot + 1);
+  if (dot <= 0 || secret.length === 0) throw new ApiError('unauthorized', 'invalid token');
+  const secretHash = await hashSecret(secret);
+  if (id.startsWith('a_')) {
+    const row = await getAdminToken(database(c.env.DB), id);
+    const check = verifyCredential(storedCredential(row && { ...row, taskId: '' }), '', secretHash, Date.now(), 'operator token');
+    if (!check.ok) throw new ApiError(check.code, check.message);
+    return { kind: 'admin', tokenId: id };
+  }
+  const taskId = c.req.param('taskId');
+  if (taskId !== undefined) {
+    // The task's Durable Object checks it (and the client's request rate): one place for every isolate.
+    const result = await aggregatorOf(c.env, taskId).authenticate(taskId, id, secretHash);
+    if (!result.ok) throw new ApiError(result.code, result.message, result.code === 'rate_limited' ? { 'retry-after': String(result.retryAfterSeconds) } : {});
+    return { kind: 'client', clientId: id, taskId };
+  }
+  // A route outside any task (operator only): read the row just to tell 403 from 401.
+  const row = await getClientCredential(database(c.env.DB), id);
+  const check = verifyCredential(storedCredential(row), row?.taskId ?? '', secretHash, Date.now());
+  if (!check.ok) throw new ApiError(check.code, check.message);
+  return { kind: 'client', clientId: id, taskId: row!.taskId };
+}
+
+async function countFailure(c: Context<AppEnv>, source: string): Promise<void> {
+  const { success } = await c.env.AUTH_FAILURES.limit({ key: source });
+  if (success) return;
+  if (blockedSources.size >= MAX_BLOCKED_SOURCES) blockedSources.delete(blockedSources.keys().next().value!);
+  const until = (Math.floor(Date.now() / AUTH_FAILURE_WINDOW_MS) + 1) * AUTH_FAILURE_WINDOW_MS;
+  blockedSources.set(source, until);
+  throw rateLimited(until - Date.now());
+}
+
+function rateLimited(ms: number): ApiError {
+  return new ApiError('rate_limited', 'too many failed authentications from this source; retry later', { 'retry-after': String(Math.max(1, Math.ceil(ms / 1000))) });
+}
+
+/** Operator routes: an operator token only. */
 export const requireAdmin = createMiddleware<AppEnv>(async (c, next) => {
   const caller = await identify(c);
-  if (caller.kind !== 'admin') throw new ApiError('forbidden', 'this operation needs the admin token');
+  if (caller.kind !== 'admin') throw new ApiError('forbidden', 'this operation needs an operator token');
   c.set('caller', caller);
   await next();
 });
 
-/** Task routes: the admin token, or a client token of the task named in the path. */
+/** Task routes: an operator token, or a client token of the task named in the path. */
 export const requireTaskAccess = createMiddleware<AppEnv>(async (c, next) => {
-  const caller = await identify(c);
-  if (caller.kind === 'client' && caller.taskId !== c.req.param('taskId')) throw new ApiError('forbidden', 'this client token belongs to another task');
-  c.set('caller', caller);
+  c.set('caller', await identify(c));
   await next();
 });
 
-/** Client-only routes (check-in, updates): a client token of the task in the path. */
+/** Client-only routes (check-in, updates, evaluations): a client token of the task in the path. */
 export const requireClient = createMiddleware<AppEnv>(async (c, next) => {
   const caller = await identify(c);
   if (caller.kind !== 'client') throw new ApiError('forbidden', 'this operation needs a client token');
-  if (caller.taskId !== c.req.param('taskId')) throw new ApiError('forbidden', 'this client token belongs to another task');
   c.set('caller', caller);
   await next();
 });
+
+/**
+ * Who may call a route: spread into its `createRoute` config, so the guard that runs and the
+ * security the OpenAPI document declares are one choice (CORS reads the latter).
+ */
+export const access = {
+  operator: { middleware: [requireAdmin] as [typeof requireAdmin], security: [{ operator: [] as string[] }] },
+  client: { middleware: [requireClient] as [typeof requireClient], security: [{ client: [] as string[] }] },
+  operatorOrClient: { middleware: [requireTaskAccess] as [typeof requireTaskAccess], security: [{ operator: [] as string[] }, { client: [] as string[] }] },
+};
+
+/** The calling client of a client-only route. */
+export function clientOf(c: Context<AppEnv>): Extract<Caller, { kind: 'client' }> {
+  const caller = c.get('caller');
+  if (caller.kind !== 'client') throw new ApiError('forbidden', 'this operation needs a client token');
+  return caller;
+}
 
 async function timingSafeEqualText(a: string, b: string): Promise<boolean> {
   // Compare digests so the comparison time does not depend on where the strings differ.

@@ -27,7 +27,10 @@ export class ApiError extends Error {
 
 export function errorResponse(code: ErrorCode, message: string, headers: Record<string, string> = {}): Response {
   const body: ErrorBody = { error: { code, message } };
-  return new Response(JSON.stringify(body), { status: ERROR_STATUS[code], headers: { 'content-type': 'application/json; charset=utf-8', ...headers } });
+  const status = ERROR_STATUS[code];
+  // RFC 6750: a 401 names the scheme and, unless the token was missing (which says so itself), that the token was the problem.
+  const challenge: Record<string, string> = status === 401 ? { 'www-authenticate': `Bearer realm="fedge", error="invalid_token", error_description="${code}"` } : {};
+  return new Response(JSON.stringify(body), { status, headers: { 'content-type': 'application/json; charset=utf-8', ...challenge, ...headers } });
 }
 
 /** `app.onError`: known errors keep their code; anything else is logged and becomes a 500. */

@@ -133,10 +133,51 @@ export const TaskSummarySchema = z
   .object({ id: z.string(), name: z.string(), status: z.string(), numParams: z.number().int(), currentVersion: z.number().int(), createdAt: z.string() })
   .openapi('TaskSummary');
 
-export const CreateClientSchema = z.strictObject({ label: z.string().max(200).optional() }).openapi('CreateClient');
+const expiresInSeconds = z.number().int().min(60).max(10 * 365 * 86_400).optional().describe('Lifetime of the token in seconds (default: no expiry); a rotation renews it');
+
+export const CreateClientSchema = z.strictObject({ label: z.string().max(200).optional(), expiresInSeconds }).openapi('CreateClient');
+export const ClientIdParam = TaskIdParam.extend({ clientId: z.string().min(1).max(64).openapi({ param: { name: 'clientId', in: 'path' }, example: 'c_3f…' }) });
 export const ClientCredentialsSchema = z
-  .object({ clientId: z.string(), taskId: z.string(), token: z.string().describe('Shown once; the server keeps only its hash') })
+  .object({
+    clientId: z.string(),
+    taskId: z.string(),
+    token: z.string().describe('Shown once; the server keeps only its hash'),
+    expiresAt: z.string().nullable().describe('When this token stops working (null: never)'),
+  })
   .openapi('ClientCredentials');
+const credentialStatus = z.enum(['active', 'expired', 'revoked']);
+export const ClientSchema = z
+  .object({
+    clientId: z.string(),
+    label: z.string().nullable(),
+    status: credentialStatus,
+    createdAt: z.string(),
+    expiresAt: z.string().nullable(),
+    rotatedAt: z.string().nullable(),
+    revokedAt: z.string().nullable(),
+  })
+  .openapi('Client');
+
+export const CreateAdminTokenSchema = z
+  .strictObject({
+    label: z.string().max(200).optional(),
+    expiresInSeconds,
+    retireCurrent: z.boolean().default(false).describe('Rotation: the token this request was made with stops working (the ADMIN_TOKEN secret included)'),
+  })
+  .openapi('CreateAdminToken');
+export const AdminTokenIdParam = z.object({ tokenId: z.string().min(1).max(64).openapi({ param: { name: 'tokenId', in: 'path' }, example: 'a_91…' }) });
+export const AdminTokenSchema = z
+  .object({
+    id: z.string().describe('`env` is the ADMIN_TOKEN secret'),
+    label: z.string().nullable(),
+    status: credentialStatus,
+    current: z.boolean().describe('Whether this request was made with it'),
+    createdAt: z.string().nullable(),
+    expiresAt: z.string().nullable(),
+    revokedAt: z.string().nullable(),
+  })
+  .openapi('AdminToken');
+export const NewAdminTokenSchema = AdminTokenSchema.extend({ token: z.string().describe('Shown once; the server keeps only its hash') }).openapi('NewAdminToken');
 
 export const CheckInSchema = z
   .discriminatedUnion('status', [

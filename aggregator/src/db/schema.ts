@@ -37,9 +37,40 @@ export const clients = sqliteTable(
     tokenHash: text('token_hash').notNull(),
     label: text('label'),
     createdAt: integer('created_at', { mode: 'timestamp_ms' }).notNull(),
+    /** When the current token stops working; null: never. */
+    expiresAt: integer('expires_at', { mode: 'timestamp_ms' }),
+    /** Lifetime given at creation: a rotated token gets it again (null: tokens never expire). */
+    ttlSeconds: integer('ttl_seconds'),
+    /** When the token was last replaced (rotation). */
+    rotatedAt: integer('rotated_at', { mode: 'timestamp_ms' }),
+    /** Set once by revocation: the client's tokens stop working for good. */
+    revokedAt: integer('revoked_at', { mode: 'timestamp_ms' }),
   },
-  (t) => [index('clients_task_idx').on(t.taskId)],
+  (t) => [index('clients_task_idx').on(t.taskId, t.createdAt)],
 );
+
+/**
+ * Operator tokens minted through the API (`POST /v1/admin/tokens`), besides the `ADMIN_TOKEN`
+ * secret: so the admin credential can be rotated without a restart or redeploy.
+ */
+export const adminTokens = sqliteTable('admin_tokens', {
+  id: text('id').primaryKey(),
+  /** SHA-256 (hex) of the token's secret part. */
+  tokenHash: text('token_hash').notNull(),
+  label: text('label'),
+  createdAt: integer('created_at', { mode: 'timestamp_ms' }).notNull(),
+  expiresAt: integer('expires_at', { mode: 'timestamp_ms' }),
+  revokedAt: integer('revoked_at', { mode: 'timestamp_ms' }),
+});
+
+/**
+ * Values of the `ADMIN_TOKEN` secret retired by rotation (their SHA-256): the secret stops working
+ * without a redeploy; setting a new secret value brings the secret back (the recovery path).
+ */
+export const retiredAdminSecrets = sqliteTable('retired_admin_secrets', {
+  tokenHash: text('token_hash').primaryKey(),
+  retiredAt: integer('retired_at', { mode: 'timestamp_ms' }).notNull(),
+});
 
 export const modelVersions = sqliteTable(
   'model_versions',
@@ -127,3 +158,5 @@ export const evaluationMetrics = sqliteTable(
 export type TaskRow = typeof tasks.$inferSelect;
 export type ModelVersionRow = typeof modelVersions.$inferSelect;
 export type RoundRow = typeof rounds.$inferSelect;
+export type ClientRow = typeof clients.$inferSelect;
+export type AdminTokenRow = typeof adminTokens.$inferSelect;

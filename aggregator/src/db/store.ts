@@ -1,10 +1,10 @@
 /**
  * @module D1 queries (drizzle-orm) used by the edge API and the master aggregator.
  */
-import { and, asc, desc, eq, inArray, lt, sql } from 'drizzle-orm';
+import { and, asc, desc, eq, inArray, isNull, lt, sql } from 'drizzle-orm';
 import { drizzle, type DrizzleD1Database } from 'drizzle-orm/d1';
 import * as schema from './schema.ts';
-import { clients, evaluationMetrics, modelVersions, roundParticipants, rounds, tasks } from './schema.ts';
+import { adminTokens, clients, evaluationMetrics, modelVersions, retiredAdminSecrets, roundParticipants, rounds, tasks } from './schema.ts';
 
 export type Db = DrizzleD1Database<typeof schema>;
 
@@ -23,9 +23,69 @@ export async function listTasks(db: Db, limit: number, before?: number) {
   return (before === undefined ? q : q.where(lt(tasks.createdAt, new Date(before)))).orderBy(desc(tasks.createdAt)).limit(limit).all();
 }
 
-/** The token hash and task of a client, for authenticating its calls. */
-export async function getClientAuth(db: Db, clientId: string) {
-  return db.select({ tokenHash: clients.tokenHash, taskId: clients.taskId }).from(clients).where(eq(clients.id, clientId)).get();
+/** The credential fields of a client, for authenticating its calls. */
+export async function getClientCredential(db: Db, clientId: string) {
+  return db
+    .select({ taskId: clients.taskId, tokenHash: clients.tokenHash, expiresAt: clients.expiresAt, revokedAt: clients.revokedAt })
+    .from(clients)
+    .where(eq(clients.id, clientId))
+    .get();
+}
+
+export async function getClient(db: Db, taskId: string, clientId: string): Promise<schema.ClientRow | undefined> {
+  return db.select().from(clients).where(and(eq(clients.taskId, taskId), eq(clients.id, clientId))).get();
+}
+
+/** A task's clients, newest first (`before`: created before this time, ms). */
+export async function listClients(db: Db, taskId: string, limit: number, before?: number): Promise<schema.ClientRow[]> {
+  const where = before === undefined ? eq(clients.taskId, taskId) : and(eq(clients.taskId, taskId), lt(clients.createdAt, new Date(before)));
+  return db.select().from(clients).where(where).orderBy(desc(clients.createdAt)).limit(limit).all();
+}
+
+/** Revokes a client for good (the first revocation time is kept); returns the row. */
+export async function revokeClient(db: Db, taskId: string, clientId: string, at: Date): Promise<schema.ClientRow | undefined> {
+  return db
+    .update(clients)
+    .set({ revokedAt: sql`coalesce(${clients.revokedAt}, ${at.getTime()})` })
+    .where(and(eq(clients.taskId, taskId), eq(clients.id, clientId)))
+    .returning()
+    .get();
+}
+
+/** Replaces a live client's token hash and expiry; undefined when the client is unknown or revoked. */
+export async function rotateClientToken(db: Db, taskId: string, clientId: string, tokenHash: string, expiresAt: Date | null, at: Date): Promise<schema.ClientRow | undefined> {
+  return db
+    .update(clients)
+    .set({ tokenHash, expiresAt, rotatedAt: at })
+    .where(and(eq(clients.taskId, taskId), eq(clients.id, clientId), isNull(clients.revokedAt)))
+    .returning()
+    .get();
+}
+
+export async function getAdminToken(db: Db, id: string): Promise<schema.AdminTokenRow | undefined> {
+  return db.select().from(adminTokens).where(eq(adminTokens.id, id)).get();
+}
+
+export async function listAdminTokens(db: Db): Promise<schema.AdminTokenRow[]> {
+  return db.select().from(adminTokens).orderBy(desc(adminTokens.createdAt)).all();
+}
+
+export async function revokeAdminToken(db: Db, id: string, at: Date): Promise<schema.AdminTokenRow | undefined> {
+  return db
+    .update(adminTokens)
+    .set({ revokedAt: sql`coalesce(${adminTokens.revokedAt}, ${at.getTime()})` })
+    .where(eq(adminTokens.id, id))
+    .returning()
+    .get();
+}
+
+/** Whether this value of the ADMIN_TOKEN secret (its SHA-256) was retired by a rotation. */
+export async function isRetiredAdminSecret(db: Db, tokenHash: string): Promise<boolean> {
+  return (await db.select({ at: retiredAdminSecrets.retiredAt }).from(retiredAdminSecrets).where(eq(retiredAdminSecrets.tokenHash, tokenHash)).get()) !== undefined;
+}
+
+export async function retireAdminSecret(db: Db, tokenHash: string, at: Date): Promise<void> {
+  await db.insert(retiredAdminSecrets).values({ tokenHash, retiredAt: at }).onConflictDoNothing();
 }
 
 export async function getVersion(db: Db, taskId: string, version: number): Promise<schema.ModelVersionRow | undefined> {

@@ -14,7 +14,9 @@ import { DurableObject } from 'cloudflare:workers';
 import type { ErrorCode } from '../../../client-sdk/src/protocol/codes.ts';
 import type { CheckInResponse, TrainingPlan, UpdateAck } from '../../../client-sdk/src/protocol/messages.ts';
 import { concatTensors, decodeTensors } from '../../../client-sdk/src/protocol/safetensors.ts';
-import { database, getRound, recordRound, type NewParticipant } from '../db/store.ts';
+import { database, getClientCredential, getRound, recordRound, type NewParticipant } from '../db/store.ts';
+import { CredentialCache, storedCredential, type CredentialCheck } from './credentials.ts';
+import { TokenBuckets } from './rate-limit.ts';
 import { createRunningSum, firstNonFinite, type RunningSum } from '../kernels/running-sum.ts';
 import { accumulateWasm } from '../kernels/wasm-worker.ts';
 import { putWeights, sha256Hex } from '../storage/weights.ts';
@@ -100,8 +102,13 @@ interface PendingAccept {
   reject: (e: unknown) => void;
 }
 
+/** The answer to a client's credentials: one of the credential checks, or its rate limit. */
+export type ClientAuth = CredentialCheck | { ok: false; code: 'rate_limited'; message: string; retryAfterSeconds: number };
+
 export class TaskAggregator extends DurableObject<Env> {
   private readonly sql: SqlStorage;
+  private readonly credentials: CredentialCache;
+  private readonly requestBuckets: TokenBuckets;
   private meta: Meta | null = null;
   private acc: RunningSum | null = null;
   private accRound = -1;
@@ -119,6 +126,8 @@ export class TaskAggregator extends DurableObject<Env> {
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.sql = ctx.storage.sql;
+    this.credentials = new CredentialCache({ load: async (clientId) => storedCredential(await getClientCredential(database(env.DB), clientId)) });
+    this.requestBuckets = new TokenBuckets({ capacity: envNumber(env.CLIENT_RATE_BURST, 60), refillPerSecond: envNumber(env.CLIENT_RATE_PER_SECOND, 2), maxKeys: 20_000 });
     ctx.blockConcurrencyWhile(async () => {
       this.migrate();
       this.meta = this.readMeta();
@@ -341,6 +350,24 @@ export class TaskAggregator extends DurableObject<Env> {
     this.pending.push({ ack, generation: state.round, weight, metrics: valid.metrics, delta, durable, resolve, reject });
     this.scheduleFlush();
     return { durable, ack, closing: next.status === 'closing' };
+  }
+
+  /**
+   * Authenticates one call of a client of this task (every client route asks here, whichever
+   * isolate serves it) and applies the per-client request rate.
+   */
+  async authenticate(taskId: string, clientId: string, secretHash: string): Promise<ClientAuth> {
+    const now = Date.now();
+    const check = await this.credentials.check(taskId, clientId, secretHash, now);
+    if (!check.ok) return check;
+    const waitMs = this.requestBuckets.take(clientId, now);
+    if (waitMs > 0) return { ok: false, code: 'rate_limited', message: `too many requests from this client (burst ${this.requestBuckets.options.capacity}, then ${this.requestBuckets.options.refillPerSecond}/s)`, retryAfterSeconds: Math.ceil(waitMs / 1000) };
+    return check;
+  }
+
+  /** Drops a client's cached credentials after D1 changed them (revocation, rotation): effective at the next call. */
+  async forgetClient(clientId: string): Promise<void> {
+    this.credentials.forget(clientId);
   }
 
   /** Whether the client holds an assignment (the live round's, or a recent buffer's in asynchronous tasks). */
@@ -660,6 +687,12 @@ export function weightedMetrics(rows: readonly { num_examples: number; metrics: 
 
 function sum(xs: number[]): number {
   return xs.reduce((a, b) => a + b, 0);
+}
+
+/** A numeric `vars` setting, or its default when unset or not a positive number. */
+function envNumber(raw: string | undefined, fallback: number): number {
+  const n = Number(raw);
+  return raw !== undefined && raw !== '' && Number.isFinite(n) && n > 0 ? n : fallback;
 }
 
 function abandonedMessage(round: number): string {

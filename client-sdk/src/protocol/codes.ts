@@ -18,15 +18,20 @@ export const ERROR_STATUS = {
   invalid_weights: 400,
   /** Task creation: `initialWeights` and the weights the topology builds differ (the message names the first difference). */
   weights_mismatch: 400,
-  /** No bearer token was sent. */
+  /** No valid token: none was sent, or it is not one this service issued (`WWW-Authenticate` says which). */
   unauthorized: 401,
-  /** A token was sent but it is not valid for this resource (wrong token, wrong task, client on an operator route). */
+  /** The token's lifetime ended (`expiresInSeconds`): rotate it, or ask the operator for a new one. */
+  token_expired: 401,
+  /** The token was revoked, or replaced by a rotation. */
+  token_revoked: 401,
+  /** A valid token that may not do this (a client on an operator route, another task's client, the admin checking in). */
   forbidden: 403,
   /** Federated evaluation from a client that has not taken part in the task (no accepted update, no assignment in the live round). */
   not_participant: 403,
   /** No route matches the path. */
   not_found: 404,
   task_not_found: 404,
+  client_not_found: 404,
   round_not_found: 404,
   version_not_found: 404,
   /** The client was not assigned to this round (check in first). */
@@ -39,6 +44,8 @@ export const ERROR_STATUS = {
   base_version_mismatch: 409,
   /** Asynchronous tasks: the update's base version is older than the task's staleness bound. */
   stale_update: 409,
+  /** The client is revoked: its token cannot be rotated (register a new client). */
+  client_revoked: 409,
   /** An update for (task, round, client) was already accepted with a different body. */
   duplicate_conflict: 409,
   /** The body is larger than the cap derived from the task's model size. */
@@ -57,6 +64,8 @@ export const ERROR_STATUS = {
   unsupported_media_type: 415,
   /** Too much work in flight: retry after the `retry-after` header. */
   overloaded: 429,
+  /** Too many requests from this client, or too many failed authentications from this source: retry after `retry-after`. */
+  rate_limited: 429,
   /** Unexpected server error (logged). */
   internal_error: 500,
 } as const;

@@ -5,7 +5,7 @@ import { createRoute, z } from '@hono/zod-openapi';
 import type { ModelVersionRow, TaskRow } from '../../db/schema.ts';
 import { database, federatedEvaluations, getVersion, hasParticipated, listVersions, putEvaluation, setServerMetrics, type FederatedEvaluation } from '../../db/store.ts';
 import type { TensorSpec } from '../../master/task-spec.ts';
-import { requireAdmin, requireClient, requireTaskAccess, type AppEnv } from '../auth.ts';
+import { access, clientOf } from '../auth.ts';
 import { ApiError } from '../errors.ts';
 import { newRouter } from '../router.ts';
 import { errors, EvaluationReportSchema, ModelManifestSchema, PageQuery, ServerMetricsSchema, TaskIdParam, VersionParam } from '../schemas.ts';
@@ -21,7 +21,7 @@ modelsApp.openapi(
     path: '/tasks/{taskId}/models',
     tags: ['models'],
     summary: "A task's model versions, newest first",
-    middleware: [requireTaskAccess] as const,
+    ...access.operatorOrClient,
     request: { params: TaskIdParam, query: PageQuery },
     responses: { 200: { description: 'Versions', content: { 'application/json': { schema: z.object({ versions: z.array(ModelManifestSchema) }) } } }, ...errors(401, 403, 404) },
   }),
@@ -42,7 +42,7 @@ modelsApp.openapi(
     path: '/tasks/{taskId}/models/current',
     tags: ['models'],
     summary: 'The manifest of the current (latest) version',
-    middleware: [requireTaskAccess] as const,
+    ...access.operatorOrClient,
     request: { params: TaskIdParam },
     responses: { 200: { description: 'Manifest', content: { 'application/json': { schema: ModelManifestSchema } } }, ...errors(401, 403, 404) },
   }),
@@ -63,7 +63,7 @@ modelsApp.openapi(
     path: '/tasks/{taskId}/models/{version}',
     tags: ['models'],
     summary: "One version's manifest (immutable)",
-    middleware: [requireTaskAccess] as const,
+    ...access.operatorOrClient,
     request: { params: VersionParam },
     responses: { 200: { description: 'Manifest', content: { 'application/json': { schema: ModelManifestSchema } } }, ...errors(401, 403, 404) },
   }),
@@ -83,7 +83,7 @@ modelsApp.openapi(
     path: '/tasks/{taskId}/models/{version}/weights',
     tags: ['models'],
     summary: "One version's weights: a safetensors blob, cacheable forever (ETag = content hash)",
-    middleware: [requireTaskAccess] as const,
+    ...access.operatorOrClient,
     request: { params: VersionParam },
     responses: {
       200: { description: 'safetensors bytes', content: { 'application/octet-stream': { schema: z.string().openapi({ format: 'binary' }) } } },
@@ -116,15 +116,14 @@ modelsApp.openapi(
     path: '/tasks/{taskId}/models/{version}/evaluation',
     tags: ['models'],
     summary: "Report this client's evaluation of a version on its local held-out data (replaces its earlier report)",
-    middleware: [requireClient] as const,
+    ...access.client,
     request: { params: VersionParam, body: { required: true, content: { 'application/json': { schema: EvaluationReportSchema } } } },
     responses: { 200: { description: 'Recorded', content: { 'application/json': { schema: EvaluationReportSchema } } }, ...errors(400, 401, 403, 404, 422) },
   }),
   async (c) => {
     const { taskId, version } = c.req.valid('param');
     const body = c.req.valid('json');
-    const caller = c.get('caller');
-    if (caller.kind !== 'client') throw new ApiError('forbidden', 'this operation needs a client token');
+    const caller = clientOf(c);
     const task = await loadTask(c.env, taskId);
     await versionOrThrow(c.env, taskId, version);
     const cap = rulesOf(task).maxExamplesPerClient;
@@ -145,7 +144,7 @@ modelsApp.openapi(
     path: '/tasks/{taskId}/models/{version}/server-metrics',
     tags: ['models'],
     summary: "Record the operator's own evaluation of a version (e.g. on a held-out test set), shown beside the federated one",
-    middleware: [requireAdmin] as const,
+    ...access.operator,
     request: { params: VersionParam, body: { required: true, content: { 'application/json': { schema: ServerMetricsSchema } } } },
     responses: { 200: { description: 'The manifest', content: { 'application/json': { schema: ModelManifestSchema } } }, ...errors(400, 401, 403, 404) },
   }),

@@ -2,8 +2,7 @@
  * @module Client participation: check in (pace steering) and submit an update.
  */
 import { createRoute, z } from '@hono/zod-openapi';
-import type { Context } from 'hono';
-import { requireClient, type AppEnv, type Caller } from '../auth.ts';
+import { access, clientOf } from '../auth.ts';
 import { ByteBudget } from '../admission.ts';
 import { ApiError } from '../errors.ts';
 import { newRouter } from '../router.ts';
@@ -18,7 +17,7 @@ participationApp.openapi(
     path: '/tasks/{taskId}/checkin',
     tags: ['participation'],
     summary: 'Ask to join the open round: an assignment, or when to come back (Retry-After)',
-    middleware: [requireClient] as const,
+    ...access.client,
     request: { params: TaskIdParam },
     responses: { 200: { description: 'Assignment or retry-later', content: { 'application/json': { schema: CheckInSchema } } }, ...errors(401, 403, 404) },
   }),
@@ -43,7 +42,7 @@ participationApp.openapi(
     description:
       'Body: a safetensors message (application/octet-stream) with Δ = trained − base for every tensor of the model, float32, and `__metadata__` ' +
       '`fedge.base_version`, `fedge.num_examples` and optionally `fedge.metrics` (a JSON object of numbers).',
-    middleware: [requireClient] as const,
+    ...access.client,
     request: { params: RoundParam, body: { required: true, content: { 'application/octet-stream': { schema: z.string().openapi({ format: 'binary' }) } } } },
     responses: {
       200: { description: 'Accepted (durably); `fedge-replayed: true` when this is a retry of an accepted update', content: { 'application/json': { schema: UpdateAckSchema } } },
@@ -78,9 +77,3 @@ participationApp.openapi(
     }
   },
 );
-
-function clientOf(c: Context<AppEnv>): Extract<Caller, { kind: 'client' }> {
-  const caller = c.get('caller');
-  if (caller.kind !== 'client') throw new ApiError('forbidden', 'this operation needs a client token');
-  return caller;
-}

@@ -5,7 +5,7 @@ import { createRoute, z } from '@hono/zod-openapi';
 import type { RoundRow } from '../../db/schema.ts';
 import { database, getRound, listParticipants, listRounds } from '../../db/store.ts';
 import type { LiveRound } from '../../master/task-aggregator.ts';
-import { requireAdmin, type AppEnv } from '../auth.ts';
+import { access, type AppEnv } from '../auth.ts';
 import { ApiError } from '../errors.ts';
 import { newRouter } from '../router.ts';
 import { errors, PageQuery, ParticipantSchema, RoundParam, RoundSchema, TaskIdParam } from '../schemas.ts';
@@ -19,7 +19,7 @@ roundsApp.openapi(
     path: '/tasks/{taskId}/rounds',
     tags: ['rounds'],
     summary: 'Rounds, newest first; the first page starts with the live round',
-    middleware: [requireAdmin] as const,
+    ...access.operator,
     request: { params: TaskIdParam, query: PageQuery },
     responses: { 200: { description: 'Rounds', content: { 'application/json': { schema: z.object({ rounds: z.array(RoundSchema) }) } } }, ...errors(401, 403, 404) },
   }),
@@ -41,7 +41,7 @@ roundsApp.openapi(
     path: '/tasks/{taskId}/rounds/{round}',
     tags: ['rounds'],
     summary: 'One round with its participants',
-    middleware: [requireAdmin] as const,
+    ...access.operator,
     request: { params: RoundParam },
     responses: {
       200: { description: 'Round', content: { 'application/json': { schema: RoundSchema.extend({ participants: z.array(ParticipantSchema) }) } } },

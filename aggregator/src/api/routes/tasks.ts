@@ -2,7 +2,7 @@
  * @module Tasks and their clients (operator routes, plus task status for the task's clients).
  */
 import { createRoute } from '@hono/zod-openapi';
-import { modelVersions, tasks, clients } from '../../db/schema.ts';
+import { modelVersions, tasks } from '../../db/schema.ts';
 import { database, listTasks } from '../../db/store.ts';
 import { firstNonFinite } from '../../kernels/running-sum.ts';
 import { accumulateWasm } from '../../kernels/wasm-worker.ts';
@@ -13,10 +13,10 @@ import { assignmentCapacity, type RoundRules } from '../../master/round-machine.
 import { concatTensors, decodeTensors, WireFormatError } from '../../../../client-sdk/src/protocol/safetensors.ts';
 import { TENSOR_NAME_PATTERN, type TrainingPlan } from '../../../../client-sdk/src/protocol/messages.ts';
 import { firstWeightDifference, topologyWeights } from '../../model/topology.ts';
-import { newClientToken, requireAdmin, requireTaskAccess, type AppEnv } from '../auth.ts';
+import { access } from '../auth.ts';
 import { ApiError } from '../errors.ts';
 import { newRouter } from '../router.ts';
-import { ClientCredentialsSchema, CreateClientSchema, CreateTaskSchema, errors, PageQuery, TaskIdParam, TaskSchema, TaskSummarySchema } from '../schemas.ts';
+import { CreateTaskSchema, errors, PageQuery, TaskIdParam, TaskSchema, TaskSummarySchema } from '../schemas.ts';
 import { aggregatorOf, loadTask, planOf, rulesOf, tensorEntries } from '../tasks-view.ts';
 import { z } from '@hono/zod-openapi';
 
@@ -32,7 +32,7 @@ tasksApp.openapi(
     path: '/tasks',
     tags: ['tasks'],
     summary: 'Create a task from a tfjs model topology and initial weights',
-    middleware: [requireAdmin] as const,
+    ...access.operator,
     request: { body: { required: true, content: { 'application/json': { schema: CreateTaskSchema } } } },
     responses: { 201: { description: 'Created', content: { 'application/json': { schema: TaskSchema } } }, ...errors(400, 401, 403, 413, 422) },
   }),
@@ -111,7 +111,7 @@ tasksApp.openapi(
     path: '/tasks',
     tags: ['tasks'],
     summary: 'List tasks, newest first',
-    middleware: [requireAdmin] as const,
+    ...access.operator,
     request: { query: PageQuery },
     responses: { 200: { description: 'Tasks', content: { 'application/json': { schema: z.object({ tasks: z.array(TaskSummarySchema) }) } } }, ...errors(401, 403) },
   }),
@@ -128,32 +128,11 @@ tasksApp.openapi(
     path: '/tasks/{taskId}',
     tags: ['tasks'],
     summary: "A task's configuration and live status (current version, open round)",
-    middleware: [requireTaskAccess] as const,
+    ...access.operatorOrClient,
     request: { params: TaskIdParam },
     responses: { 200: { description: 'The task', content: { 'application/json': { schema: TaskSchema } } }, ...errors(401, 403, 404) },
   }),
   async (c) => c.json(await taskView(c.env, c.req.valid('param').taskId), 200),
-);
-
-tasksApp.openapi(
-  createRoute({
-    method: 'post',
-    path: '/tasks/{taskId}/clients',
-    tags: ['clients'],
-    summary: 'Register a client; its token is returned once',
-    middleware: [requireAdmin] as const,
-    request: { params: TaskIdParam, body: { required: false, content: { 'application/json': { schema: CreateClientSchema } } } },
-    responses: { 201: { description: 'Credentials', content: { 'application/json': { schema: ClientCredentialsSchema } } }, ...errors(400, 401, 403, 404) },
-  }),
-  async (c) => {
-    const { taskId } = c.req.valid('param');
-    await loadTask(c.env, taskId);
-    const label = c.req.header('content-type')?.includes('json') ? c.req.valid('json')?.label : undefined;
-    const clientId = `c_${crypto.randomUUID().replace(/-/g, '')}`;
-    const { token, tokenHash } = await newClientToken(clientId);
-    await database(c.env.DB).insert(clients).values({ id: clientId, taskId, tokenHash, label: label ?? null, createdAt: new Date() });
-    return c.json({ clientId, taskId, token }, 201);
-  },
 );
 
 /** Checks what the schema alone cannot: a robust strategy's bounds against the round rules. */
