@@ -18,6 +18,8 @@ export default defineConfig({
               bindings: {
                 ADMIN_TOKEN: 'test-admin-token',
                 ADMIN_ORIGINS: 'https://ops.example',
+                // Stalled uploads are cut off after 1 s here (10 s by default), so the tests that stall one are quick.
+                UPLOAD_IDLE_SECONDS: '1',
                 TEST_MIGRATIONS: await readD1Migrations('./migrations'),
               },
             },

@@ -1,30 +1,66 @@
 /**
- * @module Reading an update body from a stream into one buffer, refusing it as soon as it passes the cap.
+ * @module Reading an update body from a stream into one buffer, within its cap and its time.
+ *
+ * A body that passes the cap is refused as soon as it does. One that stalls (no bytes for
+ * `idleMs`) or trickles (fewer than `minBytesPerSecond` on average once `graceMs` has passed) is
+ * cut off, so a client holding a reservation of the upload budget cannot keep it by sending
+ * nothing: every upload either moves at a useful rate or ends.
  */
 
-/** Reads a body into one buffer, or returns null as soon as it passes `cap` bytes. */
-export async function readCapped(body: ReadableStream<Uint8Array>, cap: number, declared: number | null): Promise<Uint8Array | null> {
-  if (declared !== null && declared > cap) {
-    await body.cancel();
-    return null;
-  }
-  const reader = body.getReader();
-  let buf = new Uint8Array(declared ?? 64 * 1024);
+export interface BodyLimits {
+  /** Largest body accepted, bytes. */
+  cap: number;
+  /** The declared Content-Length, if any (sizes the buffer; a larger declaration is refused at once). */
+  declared: number | null;
+  /** Longest wait for the next bytes, ms. */
+  idleMs: number;
+  /** Slowest average rate accepted once `graceMs` has passed, bytes per second. */
+  minBytesPerSecond: number;
+  graceMs: number;
+}
+
+export type BodyRead =
+  | { ok: true; body: Uint8Array }
+  | { ok: false; reason: 'too_large' | 'too_slow' | 'broken'; received: number; elapsedMs: number };
+
+/** Reads a body into one buffer, or says why it stopped (and cancels the stream). */
+export async function readBody(stream: ReadableStream<Uint8Array>, limits: BodyLimits, now: () => number = Date.now): Promise<BodyRead> {
+  const start = now();
+  const stop = async (reason: 'too_large' | 'too_slow' | 'broken', received: number): Promise<BodyRead> => {
+    await reader.cancel().catch(() => {});
+    return { ok: false, reason, received, elapsedMs: now() - start };
+  };
+  const reader = stream.getReader();
+  if (limits.declared !== null && limits.declared > limits.cap) return stop('too_large', 0);
+  let buf = new Uint8Array(limits.declared ?? 64 * 1024);
   let len = 0;
   for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    if (len + value.byteLength > cap) {
-      await reader.cancel();
-      return null;
+    // The next bytes must come before the idle limit, and before the total falls below the rate.
+    const t = now();
+    const deadline = Math.min(t + limits.idleMs, start + limits.graceMs + (len / limits.minBytesPerSecond) * 1000);
+    let chunk: ReadableStreamReadResult<Uint8Array> | 'timeout';
+    try {
+      chunk = await readBefore(reader, Math.max(0, deadline - t));
+    } catch {
+      return stop('broken', len);
     }
+    if (chunk === 'timeout') return stop('too_slow', len);
+    if (chunk.done) break;
+    const value = chunk.value;
+    if (len + value.byteLength > limits.cap) return stop('too_large', len + value.byteLength);
     if (len + value.byteLength > buf.byteLength) {
-      const grown = new Uint8Array(Math.min(cap, Math.max(buf.byteLength * 2, len + value.byteLength)));
+      const grown = new Uint8Array(Math.min(limits.cap, Math.max(buf.byteLength * 2, len + value.byteLength)));
       grown.set(buf.subarray(0, len));
       buf = grown;
     }
     buf.set(value, len);
     len += value.byteLength;
   }
-  return len === buf.byteLength ? buf : buf.subarray(0, len);
+  return { ok: true, body: len === buf.byteLength ? buf : buf.subarray(0, len) };
+}
+
+function readBefore(reader: ReadableStreamDefaultReader<Uint8Array>, ms: number): Promise<ReadableStreamReadResult<Uint8Array> | 'timeout'> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), ms)));
+  return Promise.race([reader.read(), timeout]).finally(() => timer !== undefined && clearTimeout(timer));
 }

@@ -23,7 +23,8 @@ import { putWeights, sha256Hex } from '../storage/weights.ts';
 import * as machine from './round-machine.ts';
 import type { RoundState } from './round-machine.ts';
 import { maxUpdateBytes, type TaskSpec } from './task-spec.ts';
-import { readCapped } from './read-body.ts';
+import { ByteBudget } from './admission.ts';
+import { readBody, type BodyLimits } from './read-body.ts';
 import { validateUpdate } from './update-validation.ts';
 import { createStrategy, isAsync, isRobust, stalenessWeight, type Strategy, type StrategyState } from '../strategies/index.ts';
 
@@ -47,7 +48,22 @@ export interface InitArgs {
   version0: { key: string };
 }
 
-export type SubmitResult = { ok: true; ack: UpdateAck; replay: boolean } | { ok: false; code: ErrorCode; message: string };
+export type SubmitResult = { ok: true; ack: UpdateAck; replay: boolean } | { ok: false; code: ErrorCode; message: string; retryAfterSeconds?: number };
+
+/** What the round state says of an upload (see `decide`). */
+type Decision =
+  | { kind: 'refuse'; result: SubmitResult }
+  | { kind: 'past_round' }
+  | { kind: 'read_body' }
+  | { kind: 'replay'; ack: UpdateAck; durable: Promise<void> | null }
+  | { kind: 'accept'; staleness: number };
+
+function refused(result: SubmitResult): Decision {
+  return { kind: 'refuse', result };
+}
+
+/** Update bodies admitted at once per task (each object has its own budget, so no task can starve another). */
+const UPLOAD_BUDGET_BYTES = 64 * 1024 * 1024;
 
 export interface LiveRound {
   round: number;
@@ -109,6 +125,11 @@ export class TaskAggregator extends DurableObject<Env> {
   private readonly sql: SqlStorage;
   private readonly credentials: CredentialCache;
   private readonly requestBuckets: TokenBuckets;
+  /** Bytes of update bodies admitted at once; the next wait (body unread) up to 5 s, then 429. */
+  private readonly uploadBudget = new ByteBudget({ budgetBytes: UPLOAD_BUDGET_BYTES, maxWaitMs: 5_000, maxWaiters: 1_000 });
+  /** Clients whose upload is being received: one at a time each. */
+  private readonly uploading = new Set<string>();
+  private readonly bodyLimits: Omit<BodyLimits, 'cap' | 'declared'>;
   private meta: Meta | null = null;
   private acc: RunningSum | null = null;
   private accRound = -1;
@@ -127,6 +148,8 @@ export class TaskAggregator extends DurableObject<Env> {
     super(ctx, env);
     this.sql = ctx.storage.sql;
     this.credentials = new CredentialCache({ load: async (clientId) => storedCredential(await getClientCredential(database(env.DB), clientId)) });
+    const idleMs = envNumber(env.UPLOAD_IDLE_SECONDS, 10) * 1000;
+    this.bodyLimits = { idleMs, graceMs: idleMs, minBytesPerSecond: envNumber(env.UPLOAD_MIN_BYTES_PER_SECOND, 16 * 1024) };
     this.requestBuckets = new TokenBuckets({ capacity: envNumber(env.CLIENT_RATE_BURST, 60), refillPerSecond: envNumber(env.CLIENT_RATE_PER_SECOND, 2), maxKeys: 20_000 });
     ctx.blockConcurrencyWhile(async () => {
       this.migrate();
@@ -267,68 +290,77 @@ export class TaskAggregator extends DurableObject<Env> {
   }
 
   /**
-   * Ingests one update body. Acknowledged only after the Δ, the ledger row and the new round
-   * state are committed together; any rejection leaves the sum, ledger and versions untouched.
+   * Ingests one update body. Everything that does not need the body is checked before a byte is
+   * read (unknown round, closed round, an unassigned client: refused at once, never counted in the
+   * round's statistics); then the body waits for room in this task's upload budget, one upload per
+   * client at a time, and is read under a time limit. Acknowledged only after the Δ, the ledger row
+   * and the new round state are committed together; any rejection leaves the sum, ledger and
+   * versions untouched.
    */
   async submit(clientId: string, round: number, stream: ReadableStream<Uint8Array>, declaredLength: number | null): Promise<SubmitResult> {
-    this.ingesting++;
-    let out: SubmitResult | AcceptedPending;
-    try {
-      out = await this.ingest(clientId, round, stream, declaredLength);
-    } finally {
-      this.ingesting--;
+    const refuse = async (result: SubmitResult | Promise<SubmitResult>): Promise<SubmitResult> => {
+      await stream.cancel().catch(() => {});
+      return result;
+    };
+    if (!this.meta) return refuse(fail('task_not_found', 'no such task'));
+    await this.recoverIfStuck();
+    const cap = maxUpdateBytes(this.meta.spec);
+    const before = this.decide(clientId, round, null);
+    if (before.kind === 'past_round') return refuse(this.pastRound(round));
+    if (before.kind === 'refuse') return refuse(before.result);
+    if (declaredLength !== null && declaredLength > cap) return refuse(this.reject(round, 'payload_too_large', `update is ${declaredLength} bytes; the cap for this task is ${cap}`));
+    if (this.uploading.has(clientId)) {
+      return refuse({ ok: false, code: 'upload_in_progress', message: 'another upload from this client is still being received; retry when it ends', retryAfterSeconds: 2 });
     }
-    // Under light load (the last commit held one update, no other upload under way) waiting for
-    // company only adds latency: commit now. Under load, the timer gathers a batch.
-    if (this.ingesting === 0 && this.lastBatchSize <= 1 && this.pending.length > 0) this.flushNow();
-    if (!('durable' in out)) return out;
-    await out.durable; // the acknowledgement waits for the commit
-    if (out.closing) await this.scheduleAlarm();
-    return { ok: true, ack: out.ack, replay: false };
+    this.uploading.add(clientId);
+    let release: (() => void) | null = null;
+    try {
+      release = await this.uploadBudget.acquire(declaredLength ?? cap);
+      if (!release) return await refuse({ ok: false, code: 'overloaded', message: 'too many updates in flight for this task; retry shortly', retryAfterSeconds: 2 });
+      this.ingesting++;
+      let out: SubmitResult | AcceptedPending;
+      try {
+        out = await this.ingest(clientId, round, stream, { ...this.bodyLimits, cap, declared: declaredLength });
+      } finally {
+        this.ingesting--;
+      }
+      // Under light load (the last commit held one update, no other upload under way) waiting for
+      // company only adds latency: commit now. Under load, the timer gathers a batch.
+      if (this.ingesting === 0 && this.lastBatchSize <= 1 && this.pending.length > 0) this.flushNow();
+      if (!('durable' in out)) return out;
+      await out.durable; // the acknowledgement waits for the commit
+      if (out.closing) await this.scheduleAlarm();
+      return { ok: true, ack: out.ack, replay: false };
+    } finally {
+      release?.();
+      this.uploading.delete(clientId);
+    }
   }
 
-  private async ingest(clientId: string, round: number, stream: ReadableStream<Uint8Array>, declaredLength: number | null): Promise<SubmitResult | AcceptedPending> {
-    if (!this.meta) {
-      await stream.cancel();
-      return fail('task_not_found', 'no such task');
+  private async ingest(clientId: string, round: number, stream: ReadableStream<Uint8Array>, limits: BodyLimits): Promise<SubmitResult | AcceptedPending> {
+    const read = await readBody(stream, limits);
+    if (!read.ok) {
+      if (read.reason === 'too_large') return this.reject(round, 'payload_too_large', `update exceeds the cap for this task (${limits.cap} bytes)`);
+      if (read.reason === 'broken') return this.reject(round, 'malformed_update', `the body broke off after ${read.received} bytes`);
+      return this.reject(round, 'upload_timeout', `the body stalled or arrived too slowly (${read.received} bytes in ${(read.elapsedMs / 1000).toFixed(1)} s; at least ${limits.minBytesPerSecond} B/s after ${limits.graceMs / 1000} s, and no pause over ${limits.idleMs / 1000} s)`);
     }
-    const cap = maxUpdateBytes(this.meta.spec);
-    const body = await readCapped(stream, cap, declaredLength);
-    if (!body) return this.reject(round, 'payload_too_large', `update exceeds the cap for this task (${cap} bytes)`);
+    const body = read.body;
     await this.recoverIfStuck();
     const bodySha256 = await sha256Hex(body);
     // No await from here to the commit: concurrent submits interleave only at awaits, so the
     // round state read here is current and sequence numbers cannot collide.
-    const meta = this.meta;
+    const decision = this.decide(clientId, round, bodySha256);
+    if (decision.kind === 'read_body') throw new Error('decide() asked for the body it was given');
+    if (decision.kind === 'refuse') return decision.result;
+    if (decision.kind === 'past_round') return this.pastRound(round); // a refusal: its await changes nothing we accept
+    if (decision.kind === 'replay') {
+      if (decision.durable) await decision.durable;
+      return { ok: true, ack: decision.ack, replay: true };
+    }
+    const meta = this.meta!;
     const { state, spec } = meta;
-    if (round > state.round || round < 1) return fail('round_not_found', `round ${round} does not exist (the current round is ${state.round})`);
-    // Checked before the ledger: an abandoned round's ledger rows name updates that were discarded.
-    if (round === state.round && state.status === 'abandoned') return fail('round_abandoned', abandonedMessage(round));
-    const prior = this.sql.exec<{ body_sha256: string; ack: string }>(`SELECT body_sha256, ack FROM ledger WHERE coalesce(assigned_round, round) = ? AND client_id = ?`, round, clientId).toArray()[0];
-    const inFlight = this.pending.find((p) => p.ack.round === round && p.ack.clientId === clientId);
-    if (prior || inFlight) {
-      if ((prior?.body_sha256 ?? inFlight!.ack.bodySha256) !== bodySha256) {
-        return this.reject(round, 'duplicate_conflict', `an update from this client for round ${round} was already accepted with different content`);
-      }
-      if (inFlight) await inFlight.durable;
-      return { ok: true, ack: inFlight?.ack ?? (JSON.parse(prior!.ack) as UpdateAck), replay: true };
-    }
-    // Asynchronous tasks take updates assigned in earlier rounds (buffers) into the current one, up to the staleness bound.
     const strategy = this.strategy();
-    const staleness = state.round - round;
-    if (isAsync(strategy) && staleness > strategy.async.maxStaleness) {
-      return this.reject(state.round, 'stale_update', `the update's base is ${staleness} versions old; this task accepts at most ${strategy.async.maxStaleness}`);
-    }
-    if (staleness > 0 && !isAsync(strategy)) {
-      // A rejection either way, so this await cannot let another request change what we accept.
-      const abandoned = (await roundStatusInD1(this.env, spec.taskId, round)) === 'abandoned';
-      return abandoned ? fail('round_abandoned', abandonedMessage(round)) : fail('round_closed', `round ${round} is over; it accepts no more updates`);
-    }
-    if (state.status !== 'open') return fail('round_closed', `round ${round} is ${state.status}; it accepts no more updates`);
-    const inBuffer = this.hasUpdateIn(state.round, clientId) || this.pending.some((p) => p.generation === state.round && p.ack.clientId === clientId);
-    if (inBuffer) return this.reject(state.round, 'duplicate_conflict', `this client already has an update in round ${state.round}; one update per client per round`);
-    if (!this.isAssigned(round, clientId)) return this.reject(round, 'not_assigned', `this client was not assigned to round ${round}; check in first`);
-
+    const { staleness } = decision;
     // Each round publishes one version in asynchronous tasks, so round r was assigned version baseVersion − staleness.
     const valid = validateUpdate(body, spec, state.baseVersion - staleness, (d) => firstNonFinite(d, accumulateWasm));
     if (!valid.ok) return this.reject(state.round, valid.code, valid.message);
@@ -353,6 +385,47 @@ export class TaskAggregator extends DurableObject<Env> {
   }
 
   /**
+   * What the round state says of an upload from `clientId` for `round`: refuse it (its code), a
+   * past round (closed or abandoned: D1 tells which), a retry of an accepted update (with the body's
+   * hash: replay its acknowledgement, or a conflict), or go on. Without the hash (before the body is
+   * read) a possible retry is let through to be read. Synchronous: no request interleaves with it.
+   */
+  private decide(clientId: string, round: number, bodySha256: string | null): Decision {
+    const { state } = this.meta!;
+    if (round > state.round || round < 1) return refused(fail('round_not_found', `round ${round} does not exist (the current round is ${state.round})`));
+    // Checked before the ledger: an abandoned round's ledger rows name updates that were discarded.
+    if (round === state.round && state.status === 'abandoned') return refused(fail('round_abandoned', abandonedMessage(round)));
+    const prior = this.sql.exec<{ body_sha256: string; ack: string }>(`SELECT body_sha256, ack FROM ledger WHERE coalesce(assigned_round, round) = ? AND client_id = ?`, round, clientId).toArray()[0];
+    const inFlight = this.pending.find((p) => p.ack.round === round && p.ack.clientId === clientId);
+    if (prior || inFlight) {
+      if (bodySha256 === null) return { kind: 'read_body' };
+      if ((prior?.body_sha256 ?? inFlight!.ack.bodySha256) !== bodySha256) {
+        return refused(this.reject(round, 'duplicate_conflict', `an update from this client for round ${round} was already accepted with different content`));
+      }
+      return { kind: 'replay', ack: inFlight?.ack ?? (JSON.parse(prior!.ack) as UpdateAck), durable: inFlight?.durable ?? null };
+    }
+    // Asynchronous tasks take updates assigned in earlier rounds (buffers) into the current one, up to the staleness bound.
+    const strategy = this.strategy();
+    const staleness = state.round - round;
+    if (isAsync(strategy) && staleness > strategy.async.maxStaleness) {
+      return refused(this.reject(state.round, 'stale_update', `the update's base is ${staleness} versions old; this task accepts at most ${strategy.async.maxStaleness}`));
+    }
+    if (staleness > 0 && !isAsync(strategy)) return { kind: 'past_round' };
+    if (state.status !== 'open') return refused(fail('round_closed', `round ${round} is ${state.status}; it accepts no more updates`));
+    const inBuffer = this.hasUpdateIn(state.round, clientId) || this.pending.some((p) => p.generation === state.round && p.ack.clientId === clientId);
+    if (inBuffer) return refused(this.reject(state.round, 'duplicate_conflict', `this client already has an update in round ${state.round}; one update per client per round`));
+    // Not counted in the round's rejections: anyone with a token could inflate them.
+    if (!this.isAssigned(round, clientId)) return refused(fail('not_assigned', `this client was not assigned to round ${round}; check in first`));
+    return bodySha256 === null ? { kind: 'read_body' } : { kind: 'accept', staleness };
+  }
+
+  /** The refusal for an update to a finished round of a synchronous task. */
+  private async pastRound(round: number): Promise<SubmitResult> {
+    const abandoned = (await roundStatusInD1(this.env, this.meta!.spec.taskId, round)) === 'abandoned';
+    return abandoned ? fail('round_abandoned', abandonedMessage(round)) : fail('round_closed', `round ${round} is over; it accepts no more updates`);
+  }
+
+  /**
    * Authenticates one call of a client of this task (every client route asks here, whichever
    * isolate serves it) and applies the per-client request rate.
    */
@@ -373,11 +446,6 @@ export class TaskAggregator extends DurableObject<Env> {
   /** Whether the client holds an assignment (the live round's, or a recent buffer's in asynchronous tasks). */
   async isAssignedNow(clientId: string): Promise<boolean> {
     return this.sql.exec<{ n: number }>(`SELECT count(*) AS n FROM assignments WHERE client_id = ?`, clientId).one().n > 0;
-  }
-
-  /** Counts a rejection the edge made before the body reached this object (for round statistics). */
-  async recordRejection(round: number, code: ErrorCode): Promise<void> {
-    this.countRejection(round, code);
   }
 
   async status(): Promise<LiveRound | null> {

@@ -48,6 +48,8 @@ export const ERROR_STATUS = {
   client_revoked: 409,
   /** An update for (task, round, client) was already accepted with a different body. */
   duplicate_conflict: 409,
+  /** The update body stalled, or arrived slower than the minimum rate: it was cut off (retry). */
+  upload_timeout: 408,
   /** The body is larger than the cap derived from the task's model size. */
   payload_too_large: 413,
   /** The body is not a well-formed fedge/safetensors message (truncated, corrupt header, bad offsets). */
@@ -64,6 +66,8 @@ export const ERROR_STATUS = {
   unsupported_media_type: 415,
   /** Too much work in flight: retry after the `retry-after` header. */
   overloaded: 429,
+  /** Another upload from this client is still being received: one at a time (retry after `retry-after`). */
+  upload_in_progress: 429,
   /** Too many requests from this client, or too many failed authentications from this source: retry after `retry-after`. */
   rate_limited: 429,
   /** Unexpected server error (logged). */

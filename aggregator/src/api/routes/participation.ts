@@ -3,11 +3,10 @@
  */
 import { createRoute, z } from '@hono/zod-openapi';
 import { access, clientOf } from '../auth.ts';
-import { ByteBudget } from '../admission.ts';
 import { ApiError } from '../errors.ts';
 import { newRouter } from '../router.ts';
 import { CheckInSchema, errors, RoundParam, TaskIdParam, UpdateAckSchema } from '../schemas.ts';
-import { aggregatorOf, taskLayout } from '../tasks-view.ts';
+import { aggregatorOf } from '../tasks-view.ts';
 
 export const participationApp = newRouter();
 
@@ -30,9 +29,6 @@ participationApp.openapi(
   },
 );
 
-/** Update bodies admitted at once per isolate (64 MiB); others wait up to 5 s, then get 429. */
-export const admission = new ByteBudget({ budgetBytes: 64 * 1024 * 1024, maxWaitMs: 5_000, maxWaiters: 1_000 });
-
 participationApp.openapi(
   createRoute({
     method: 'put',
@@ -46,7 +42,7 @@ participationApp.openapi(
     request: { params: RoundParam, body: { required: true, content: { 'application/octet-stream': { schema: z.string().openapi({ format: 'binary' }) } } } },
     responses: {
       200: { description: 'Accepted (durably); `fedge-replayed: true` when this is a retry of an accepted update', content: { 'application/json': { schema: UpdateAckSchema } } },
-      ...errors(400, 401, 403, 404, 409, 413, 415, 422, 429),
+      ...errors(400, 401, 403, 404, 408, 409, 413, 415, 422, 429),
     },
   }),
   async (c) => {
@@ -56,24 +52,13 @@ participationApp.openapi(
     if (mediaType !== 'application/octet-stream') {
       throw new ApiError('unsupported_media_type', `an update is sent as application/octet-stream (a safetensors message), not ${mediaType ? JSON.stringify(mediaType) : 'without a content-type'}`);
     }
-    const layout = await taskLayout(c.env, taskId);
-    const stub = aggregatorOf(c.env, taskId);
     const declared = Number(c.req.header('content-length') ?? NaN);
-    if (declared > layout.maxUpdateBytes) {
-      c.executionCtx.waitUntil(stub.recordRejection(round, 'payload_too_large'));
-      throw new ApiError('payload_too_large', `update is ${declared} bytes; the cap for this task is ${layout.maxUpdateBytes}`);
-    }
-    const release = await admission.acquire(Number.isFinite(declared) && declared > 0 ? declared : layout.maxUpdateBytes);
-    if (!release) throw new ApiError('overloaded', 'too many updates in flight; retry shortly', { 'retry-after': '2' });
-    try {
-      // The body streams straight into the aggregator: no copy at the edge, none for the RPC.
-      const body = c.req.raw.body ?? new Blob([]).stream();
-      const result = await stub.submit(client.clientId, round, body, Number.isFinite(declared) ? declared : null);
-      if (!result.ok) throw new ApiError(result.code, result.message);
-      if (result.replay) c.header('fedge-replayed', 'true');
-      return c.json(result.ack, 200);
-    } finally {
-      release();
-    }
+    // The body streams straight into the task's aggregator (no copy at the edge, none for the RPC),
+    // which checks the client's assignment before it reads a byte and admits bodies under a budget of its own.
+    const body = c.req.raw.body ?? new Blob([]).stream();
+    const result = await aggregatorOf(c.env, taskId).submit(client.clientId, round, body, Number.isFinite(declared) ? declared : null);
+    if (!result.ok) throw new ApiError(result.code, result.message, result.retryAfterSeconds === undefined ? {} : { 'retry-after': String(result.retryAfterSeconds) });
+    if (result.replay) c.header('fedge-replayed', 'true');
+    return c.json(result.ack, 200);
   },
 );
