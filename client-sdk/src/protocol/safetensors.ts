@@ -125,7 +125,9 @@ export function decodeTensors(input: ArrayBuffer | Uint8Array, options: DecodeOp
     if (entries.length >= maxTensors) throw malformed(`more than ${maxTensors} tensors`);
     entries.push(parseEntry(name, raw));
   }
-  entries.sort((a, b) => a.begin - b.begin);
+  // By offset; an empty tensor before a non-empty one at the same offset (found by fuzzing: a JSON
+  // object lists integer-like names such as "0" first, so header order is not data order).
+  entries.sort((a, b) => a.begin - b.begin || a.end - b.end);
   let expected = 0;
   for (const e of entries) {
     if (e.begin !== expected) throw malformed(`tensor "${e.name}" starts at ${e.begin}, expected ${expected} (gap or overlap)`);
