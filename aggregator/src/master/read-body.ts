@@ -26,41 +26,55 @@ export type BodyRead =
 /** Reads a body into one buffer, or says why it stopped (and cancels the stream). */
 export async function readBody(stream: ReadableStream<Uint8Array>, limits: BodyLimits, now: () => number = Date.now): Promise<BodyRead> {
   const start = now();
+  const reader = stream.getReader();
+  let len = 0;
+  let last = start;
+  let timedOut = false;
   const stop = async (reason: 'too_large' | 'too_slow' | 'broken', received: number): Promise<BodyRead> => {
     await reader.cancel().catch(() => {});
     return { ok: false, reason, received, elapsedMs: now() - start };
   };
-  const reader = stream.getReader();
   if (limits.declared !== null && limits.declared > limits.cap) return stop('too_large', 0);
-  let buf = new Uint8Array(limits.declared ?? 64 * 1024);
-  let len = 0;
-  for (;;) {
-    // The next bytes must come before the idle limit, and before the total falls below the rate.
-    const t = now();
-    const deadline = Math.min(t + limits.idleMs, start + limits.graceMs + (len / limits.minBytesPerSecond) * 1000);
-    let chunk: ReadableStreamReadResult<Uint8Array> | 'timeout';
-    try {
-      chunk = await readBefore(reader, Math.max(0, deadline - t));
-    } catch {
-      return stop('broken', len);
-    }
-    if (chunk === 'timeout') return stop('too_slow', len);
-    if (chunk.done) break;
-    const value = chunk.value;
-    if (len + value.byteLength > limits.cap) return stop('too_large', len + value.byteLength);
-    if (len + value.byteLength > buf.byteLength) {
-      const grown = new Uint8Array(Math.min(limits.cap, Math.max(buf.byteLength * 2, len + value.byteLength)));
-      grown.set(buf.subarray(0, len));
-      buf = grown;
-    }
-    buf.set(value, len);
-    len += value.byteLength;
-  }
-  return { ok: true, body: len === buf.byteLength ? buf : buf.subarray(0, len) };
-}
-
-function readBefore(reader: ReadableStreamDefaultReader<Uint8Array>, ms: number): Promise<ReadableStreamReadResult<Uint8Array> | 'timeout'> {
+  // The next bytes must come before the idle limit, and before the total falls below the rate.
+  const deadline = () => Math.min(last + limits.idleMs, start + limits.graceMs + (len / limits.minBytesPerSecond) * 1000);
+  // One watchdog, re-armed only when it fires early, rather than a timer raced against every read:
+  // a cleared timer can outlive its clearTimeout, and a raced one would keep its chunk alive with it.
   let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), ms)));
-  return Promise.race([reader.read(), timeout]).finally(() => timer !== undefined && clearTimeout(timer));
+  const arm = () => {
+    timer = setTimeout(
+      () => {
+        if (now() < deadline()) return arm();
+        timedOut = true;
+        void reader.cancel().catch(() => {}); // the pending read resolves as done
+      },
+      Math.max(1, deadline() - now()),
+    );
+  };
+  arm();
+  try {
+    let buf = new Uint8Array(limits.declared ?? 64 * 1024);
+    for (;;) {
+      let chunk: ReadableStreamReadResult<Uint8Array>;
+      try {
+        chunk = await reader.read();
+      } catch {
+        return timedOut ? stop('too_slow', len) : stop('broken', len);
+      }
+      if (timedOut) return stop('too_slow', len);
+      if (chunk.done) break;
+      const value = chunk.value;
+      if (len + value.byteLength > limits.cap) return stop('too_large', len + value.byteLength);
+      if (len + value.byteLength > buf.byteLength) {
+        const grown = new Uint8Array(Math.min(limits.cap, Math.max(buf.byteLength * 2, len + value.byteLength)));
+        grown.set(buf.subarray(0, len));
+        buf = grown;
+      }
+      buf.set(value, len);
+      len += value.byteLength;
+      last = now();
+    }
+    return { ok: true, body: len === buf.byteLength ? buf : buf.subarray(0, len) };
+  } finally {
+    if (timer !== undefined) clearTimeout(timer);
+  }
 }

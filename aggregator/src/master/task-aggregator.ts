@@ -48,22 +48,30 @@ export interface InitArgs {
   version0: { key: string };
 }
 
-export type SubmitResult = { ok: true; ack: UpdateAck; replay: boolean } | { ok: false; code: ErrorCode; message: string; retryAfterSeconds?: number };
+/** A refusal with its stable code (and, for 429s, when to retry). */
+export type Failure = { ok: false; code: ErrorCode; message: string; retryAfterSeconds?: number };
+
+export type SubmitResult = { ok: true; ack: UpdateAck; replay: boolean } | Failure;
 
 /** What the round state says of an upload (see `decide`). */
 type Decision =
-  | { kind: 'refuse'; result: SubmitResult }
+  | { kind: 'refuse'; result: Failure }
   | { kind: 'past_round' }
   | { kind: 'read_body' }
   | { kind: 'replay'; ack: UpdateAck; durable: Promise<void> | null }
   | { kind: 'accept'; staleness: number };
 
-function refused(result: SubmitResult): Decision {
+function refused(result: Failure): Decision {
   return { kind: 'refuse', result };
 }
 
 /** Update bodies admitted at once per task (each object has its own budget, so no task can starve another). */
 const UPLOAD_BUDGET_BYTES = 64 * 1024 * 1024;
+/** How long an admitted upload's room is held for its body to start arriving. */
+const LEASE_MS = 10_000;
+
+/** An admission: a ticket for the body, or the refusal. */
+export type Admission = { ok: true; ticket: string } | Failure;
 
 export interface LiveRound {
   round: number;
@@ -127,8 +135,10 @@ export class TaskAggregator extends DurableObject<Env> {
   private readonly requestBuckets: TokenBuckets;
   /** Bytes of update bodies admitted at once; the next wait (body unread) up to 5 s, then 429. */
   private readonly uploadBudget = new ByteBudget({ budgetBytes: UPLOAD_BUDGET_BYTES, maxWaitMs: 5_000, maxWaiters: 1_000 });
-  /** Clients whose upload is being received: one at a time each. */
+  /** Clients with an upload admitted or being received: one at a time each. */
   private readonly uploading = new Set<string>();
+  /** Admitted uploads whose body has not arrived yet, by ticket. */
+  private readonly leases = new Map<string, { clientId: string; end: () => void; timer: ReturnType<typeof setTimeout> }>();
   private readonly bodyLimits: Omit<BodyLimits, 'cap' | 'declared'>;
   private meta: Meta | null = null;
   private acc: RunningSum | null = null;
@@ -290,37 +300,57 @@ export class TaskAggregator extends DurableObject<Env> {
   }
 
   /**
-   * Ingests one update body. Everything that does not need the body is checked before a byte is
-   * read (unknown round, closed round, an unassigned client: refused at once, never counted in the
-   * round's statistics); then the body waits for room in this task's upload budget, one upload per
-   * client at a time, and is read under a time limit. Acknowledged only after the Δ, the ledger row
-   * and the new round state are committed together; any rejection leaves the sum, ledger and
-   * versions untouched.
+   * Admits one upload before its body is sent here. Everything that does not need the body is
+   * checked first (unknown, closed or abandoned round, a client not assigned: refused at once and
+   * never counted in the round's statistics; a declared length over the cap); then the upload
+   * waits for room in this task's byte budget, one upload per client at a time. Admission is a
+   * separate call so that a waiting body stays unread at the edge, held back by TCP, instead of
+   * streaming into this object's memory while it waits. The ticket must be used within
+   * LEASE_MS, or its room and the client's slot are given back.
    */
-  async submit(clientId: string, round: number, stream: ReadableStream<Uint8Array>, declaredLength: number | null): Promise<SubmitResult> {
-    const refuse = async (result: SubmitResult | Promise<SubmitResult>): Promise<SubmitResult> => {
-      await stream.cancel().catch(() => {});
-      return result;
-    };
-    if (!this.meta) return refuse(fail('task_not_found', 'no such task'));
+  async admitUpload(clientId: string, round: number, declaredLength: number | null): Promise<Admission> {
+    if (!this.meta) return fail('task_not_found', 'no such task');
     await this.recoverIfStuck();
     const cap = maxUpdateBytes(this.meta.spec);
     const before = this.decide(clientId, round, null);
-    if (before.kind === 'past_round') return refuse(this.pastRound(round));
-    if (before.kind === 'refuse') return refuse(before.result);
-    if (declaredLength !== null && declaredLength > cap) return refuse(this.reject(round, 'payload_too_large', `update is ${declaredLength} bytes; the cap for this task is ${cap}`));
-    if (this.uploading.has(clientId)) {
-      return refuse({ ok: false, code: 'upload_in_progress', message: 'another upload from this client is still being received; retry when it ends', retryAfterSeconds: 2 });
-    }
+    if (before.kind === 'past_round') return this.pastRound(round);
+    if (before.kind === 'refuse') return before.result;
+    if (declaredLength !== null && declaredLength > cap) return this.reject(round, 'payload_too_large', `update is ${declaredLength} bytes; the cap for this task is ${cap}`);
+    if (this.uploading.has(clientId)) return { ok: false, code: 'upload_in_progress', message: 'another upload from this client is still being received; retry when it ends', retryAfterSeconds: 2 };
     this.uploading.add(clientId);
-    let release: (() => void) | null = null;
+    const release = await this.uploadBudget.acquire(declaredLength ?? cap);
+    if (!release) {
+      this.uploading.delete(clientId);
+      return { ok: false, code: 'overloaded', message: 'too many updates in flight for this task; retry shortly', retryAfterSeconds: 2 };
+    }
+    const ticket = crypto.randomUUID();
+    const end = () => {
+      this.leases.delete(ticket);
+      release();
+      this.uploading.delete(clientId);
+    };
+    this.leases.set(ticket, { clientId, end, timer: setTimeout(end, LEASE_MS) });
+    return { ok: true, ticket };
+  }
+
+  /**
+   * Ingests the body of an admitted upload. Acknowledged only after the Δ, the ledger row and the
+   * new round state are committed together; any rejection leaves the sum, ledger and versions
+   * untouched.
+   */
+  async submit(ticket: string, clientId: string, round: number, stream: ReadableStream<Uint8Array>, declaredLength: number | null): Promise<SubmitResult> {
+    const lease = this.leases.get(ticket);
+    if (!lease || lease.clientId !== clientId || !this.meta) {
+      await stream.cancel().catch(() => {});
+      return fail('upload_timeout', `the body did not arrive within ${LEASE_MS / 1000} s of its admission; retry`);
+    }
+    clearTimeout(lease.timer);
+    this.leases.delete(ticket);
     try {
-      release = await this.uploadBudget.acquire(declaredLength ?? cap);
-      if (!release) return await refuse({ ok: false, code: 'overloaded', message: 'too many updates in flight for this task; retry shortly', retryAfterSeconds: 2 });
       this.ingesting++;
       let out: SubmitResult | AcceptedPending;
       try {
-        out = await this.ingest(clientId, round, stream, { ...this.bodyLimits, cap, declared: declaredLength });
+        out = await this.ingest(clientId, round, stream, { ...this.bodyLimits, cap: maxUpdateBytes(this.meta.spec), declared: declaredLength });
       } finally {
         this.ingesting--;
       }
@@ -332,8 +362,7 @@ export class TaskAggregator extends DurableObject<Env> {
       if (out.closing) await this.scheduleAlarm();
       return { ok: true, ack: out.ack, replay: false };
     } finally {
-      release?.();
-      this.uploading.delete(clientId);
+      lease.end();
     }
   }
 
@@ -395,7 +424,10 @@ export class TaskAggregator extends DurableObject<Env> {
     if (round > state.round || round < 1) return refused(fail('round_not_found', `round ${round} does not exist (the current round is ${state.round})`));
     // Checked before the ledger: an abandoned round's ledger rows name updates that were discarded.
     if (round === state.round && state.status === 'abandoned') return refused(fail('round_abandoned', abandonedMessage(round)));
-    const prior = this.sql.exec<{ body_sha256: string; ack: string }>(`SELECT body_sha256, ack FROM ledger WHERE coalesce(assigned_round, round) = ? AND client_id = ?`, round, clientId).toArray()[0];
+    // Two indexed lookups (rows from before assigned_round existed have it null), not a scan of the round's ledger.
+    const prior = this.sql
+      .exec<{ body_sha256: string; ack: string }>(`SELECT body_sha256, ack FROM ledger WHERE (assigned_round = ? AND client_id = ?) OR (assigned_round IS NULL AND round = ? AND client_id = ?)`, round, clientId, round, clientId)
+      .toArray()[0];
     const inFlight = this.pending.find((p) => p.ack.round === round && p.ack.clientId === clientId);
     if (prior || inFlight) {
       if (bodySha256 === null) return { kind: 'read_body' };
@@ -420,7 +452,7 @@ export class TaskAggregator extends DurableObject<Env> {
   }
 
   /** The refusal for an update to a finished round of a synchronous task. */
-  private async pastRound(round: number): Promise<SubmitResult> {
+  private async pastRound(round: number): Promise<Failure> {
     const abandoned = (await roundStatusInD1(this.env, this.meta!.spec.taskId, round)) === 'abandoned';
     return abandoned ? fail('round_abandoned', abandonedMessage(round)) : fail('round_closed', `round ${round} is over; it accepts no more updates`);
   }
@@ -702,7 +734,7 @@ export class TaskAggregator extends DurableObject<Env> {
     this.sql.exec(`DELETE FROM update_chunks WHERE round = ? AND seq <= ?`, round, seq);
   }
 
-  private reject(round: number, code: ErrorCode, message: string): SubmitResult {
+  private reject(round: number, code: ErrorCode, message: string): Failure {
     this.countRejection(round, code);
     return fail(code, message);
   }
@@ -776,6 +808,6 @@ function retrySeconds(ms: number): number {
   return Math.max(1, Math.min(machine.MAX_RETRY_MS / 1000, Math.ceil(ms / 1000)));
 }
 
-function fail(code: ErrorCode, message: string): SubmitResult {
+function fail(code: ErrorCode, message: string): Failure {
   return { ok: false, code, message };
 }

@@ -2,6 +2,7 @@
  * @module Client participation: check in (pace steering) and submit an update.
  */
 import { createRoute, z } from '@hono/zod-openapi';
+import type { ErrorCode } from '../../../../client-sdk/src/protocol/codes.ts';
 import { access, clientOf } from '../auth.ts';
 import { ApiError } from '../errors.ts';
 import { newRouter } from '../router.ts';
@@ -52,13 +53,25 @@ participationApp.openapi(
     if (mediaType !== 'application/octet-stream') {
       throw new ApiError('unsupported_media_type', `an update is sent as application/octet-stream (a safetensors message), not ${mediaType ? JSON.stringify(mediaType) : 'without a content-type'}`);
     }
-    const declared = Number(c.req.header('content-length') ?? NaN);
-    // The body streams straight into the task's aggregator (no copy at the edge, none for the RPC),
-    // which checks the client's assignment before it reads a byte and admits bodies under a budget of its own.
-    const body = c.req.raw.body ?? new Blob([]).stream();
-    const result = await aggregatorOf(c.env, taskId).submit(client.clientId, round, body, Number.isFinite(declared) ? declared : null);
-    if (!result.ok) throw new ApiError(result.code, result.message, result.retryAfterSeconds === undefined ? {} : { 'retry-after': String(result.retryAfterSeconds) });
+    const raw = Number(c.req.header('content-length') ?? NaN);
+    const declared = Number.isFinite(raw) ? raw : null;
+    const stub = aggregatorOf(c.env, taskId);
+    // Admitted first, body unread: the task's aggregator checks the assignment and waits for room
+    // in its upload budget while TCP holds the client back. Then the body streams straight into
+    // it (no copy at the edge, none for the RPC).
+    const admitted = await stub.admitUpload(client.clientId, round, declared);
+    if (!admitted.ok) {
+      // Say we will not read it: the answer goes out now rather than after the client's whole upload.
+      await c.req.raw.body?.cancel().catch(() => {});
+      throw refusal(admitted);
+    }
+    const result = await stub.submit(admitted.ticket, client.clientId, round, c.req.raw.body ?? new Blob([]).stream(), declared);
+    if (!result.ok) throw refusal(result);
     if (result.replay) c.header('fedge-replayed', 'true');
     return c.json(result.ack, 200);
   },
 );
+
+function refusal(r: { code: ErrorCode; message: string; retryAfterSeconds?: number }): ApiError {
+  return new ApiError(r.code, r.message, r.retryAfterSeconds === undefined ? {} : { 'retry-after': String(r.retryAfterSeconds) });
+}
