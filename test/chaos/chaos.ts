@@ -83,7 +83,17 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
   const started = Date.now();
   const stateDir = mkdtempSync(join(tmpdir(), 'fedge-chaos-'));
   const port = await findFreePort();
-  const start = (migrate: boolean) => startLocalServer({ port, stateDir, adminToken: ADMIN_TOKEN, migrate, onOutput: () => {} });
+  const start = async (migrate: boolean): Promise<LocalServer> => {
+    // A killed runtime can hold its port for a moment after its process group is gone.
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await startLocalServer({ port, stateDir, adminToken: ADMIN_TOKEN, migrate, onOutput: () => {} });
+      } catch (e) {
+        if (attempt >= 40 || !String(e).includes('already in use')) throw e;
+        await sleep(250);
+      }
+    }
+  };
   let server: LocalServer = await start(true);
   const base = `${server.url}/v1`;
   const admin = { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' };

@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { encodeTensors, splitFlat } from '../../client-sdk/src/protocol/safetensors.ts';
 import { denseTopology } from '../shared/topology.ts';
-import { ADMIN, adminJson, api, base64, checkIn, createTask, encodeUpdate, randomDelta, registerClient, type Client } from './helpers.ts';
+import { ADMIN, adminJson, api, base64, checkIn, createTask, encodeUpdate, randomDelta, registerClient, stubOf, type Client } from './helpers.ts';
 
 const ROWS = 999;
 const COLS = 1000;
@@ -103,4 +103,19 @@ describe('one client cannot starve the others', () => {
     const retry = await api(`/tasks/${taskA}/rounds/1/update`, { method: 'PUT', headers: { ...attackers[1]!.auth, 'content-type': 'application/octet-stream' }, body: bigUpdate(4) });
     expect(retry.status).toBe(200);
   }, 30_000);
+
+  it('gives an admission back when its body never comes (the edge died between the two calls)', async () => {
+    const { id } = await createTask({ clientsPerRound: 2 });
+    const c = await registerClient(id);
+    await checkIn(id, c);
+    const first = await stubOf(id).admitUpload(c.clientId, 1, 1_000);
+    expect(first.ok).toBe(true);
+    // Its slot is held: the same client is refused while the ticket lives...
+    expect(await stubOf(id).admitUpload(c.clientId, 1, 1_000)).toMatchObject({ ok: false, code: 'upload_in_progress' });
+    await new Promise((r) => setTimeout(r, 1_300));
+    // ...and free again after the idle limit (1 s here); the stale ticket no longer admits a body.
+    expect((await stubOf(id).admitUpload(c.clientId, 1, 1_000)).ok).toBe(true);
+    const stale = await stubOf(id).submit(first.ok ? first.ticket : '', c.clientId, 1, new Blob([encodeUpdate(randomDelta(2), { baseVersion: 0, numExamples: 3 })]).stream(), null);
+    expect(stale).toMatchObject({ ok: false, code: 'upload_timeout' });
+  });
 });

@@ -79,4 +79,16 @@ describe('federated evaluation', () => {
     expect((await report(id, b, 1, { numExamples: 20, metrics: { accuracy: 0.8 } })).status).toBe(200);
     expect((await report(id, stranger, 1, { numExamples: 20, metrics: { accuracy: 0.8 } })).status).toBe(403);
   });
+
+  it('aggregates the evaluations of a whole page of versions (200, more than D1 binds in one statement)', async () => {
+    const { env } = await import('cloudflare:test');
+    const { database, federatedEvaluations } = await import('../../aggregator/src/db/store.ts');
+    const { id } = await createTask();
+    const now = Date.now();
+    for (const v of [0, 150, 199]) await env.DB.prepare('INSERT INTO evaluation_metrics VALUES (?, ?, ?, ?, ?, ?, ?)').bind(id, v, 'c_x', 'loss', v / 100, 10, now).run();
+    const m = await federatedEvaluations(database(env.DB), id, Array.from({ length: 200 }, (_, i) => 199 - i));
+    expect([...m.keys()].sort((a, b) => a - b)).toEqual([0, 150, 199]);
+    expect(m.get(150)).toEqual({ clients: 1, numExamples: 10, metrics: { loss: 1.5 } });
+    expect((await federatedEvaluations(database(env.DB), id, [150])).size).toBe(1);
+  });
 });

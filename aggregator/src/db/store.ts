@@ -1,7 +1,7 @@
 /**
  * @module D1 queries (drizzle-orm) used by the edge API and the master aggregator.
  */
-import { and, asc, desc, eq, inArray, isNull, lt, sql } from 'drizzle-orm';
+import { and, asc, between, desc, eq, isNull, lt, sql } from 'drizzle-orm';
 import { drizzle, type DrizzleD1Database } from 'drizzle-orm/d1';
 import * as schema from './schema.ts';
 import { adminTokens, clients, evaluationMetrics, modelVersions, retiredAdminSecrets, roundParticipants, rounds, tasks } from './schema.ts';
@@ -159,10 +159,13 @@ export async function federatedEvaluations(db: Db, taskId: string, versions: num
       clients: sql<number>`count(*)`,
     })
     .from(evaluationMetrics)
-    .where(and(eq(evaluationMetrics.taskId, taskId), inArray(evaluationMetrics.version, versions)))
+    // A range, not IN (...): a page of 200 versions would pass D1's 100 bound parameters (found by the chaos run).
+    .where(and(eq(evaluationMetrics.taskId, taskId), between(evaluationMetrics.version, Math.min(...versions), Math.max(...versions))))
     .groupBy(evaluationMetrics.version, evaluationMetrics.name)
     .all();
+  const wanted = new Set(versions);
   for (const r of rows) {
+    if (!wanted.has(r.version)) continue;
     const e = out.get(r.version) ?? { clients: 0, numExamples: 0, metrics: {} };
     e.metrics[r.name] = r.mean;
     e.clients = Math.max(e.clients, r.clients);

@@ -67,9 +67,6 @@ function refused(result: Failure): Decision {
 
 /** Update bodies admitted at once per task (each object has its own budget, so no task can starve another). */
 const UPLOAD_BUDGET_BYTES = 64 * 1024 * 1024;
-/** How long an admitted upload's room is held for its body to start arriving. */
-const LEASE_MS = 10_000;
-
 /** An admission: a ticket for the body, or the refusal. */
 export type Admission = { ok: true; ticket: string } | Failure;
 
@@ -305,8 +302,8 @@ export class TaskAggregator extends DurableObject<Env> {
    * never counted in the round's statistics; a declared length over the cap); then the upload
    * waits for room in this task's byte budget, one upload per client at a time. Admission is a
    * separate call so that a waiting body stays unread at the edge, held back by TCP, instead of
-   * streaming into this object's memory while it waits. The ticket must be used within
-   * LEASE_MS, or its room and the client's slot are given back.
+   * streaming into this object's memory while it waits. The ticket must be used within the idle
+   * limit (the longest an upload may pause), or its room and the client's slot are given back.
    */
   async admitUpload(clientId: string, round: number, declaredLength: number | null): Promise<Admission> {
     if (!this.meta) return fail('task_not_found', 'no such task');
@@ -329,7 +326,7 @@ export class TaskAggregator extends DurableObject<Env> {
       release();
       this.uploading.delete(clientId);
     };
-    this.leases.set(ticket, { clientId, end, timer: setTimeout(end, LEASE_MS) });
+    this.leases.set(ticket, { clientId, end, timer: setTimeout(end, this.bodyLimits.idleMs) });
     return { ok: true, ticket };
   }
 
@@ -342,7 +339,7 @@ export class TaskAggregator extends DurableObject<Env> {
     const lease = this.leases.get(ticket);
     if (!lease || lease.clientId !== clientId || !this.meta) {
       await stream.cancel().catch(() => {});
-      return fail('upload_timeout', `the body did not arrive within ${LEASE_MS / 1000} s of its admission; retry`);
+      return fail('upload_timeout', `the body did not arrive within ${this.bodyLimits.idleMs / 1000} s of its admission; retry`);
     }
     clearTimeout(lease.timer);
     this.leases.delete(ticket);
