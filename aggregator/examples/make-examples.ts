@@ -19,7 +19,12 @@ const task = {
   name: 'walkthrough: 4-feature, 3-class softmax',
   modelTopology: {
     class_name: 'Sequential',
-    config: { name: 'tiny', layers: [{ class_name: 'Dense', config: { name: 'dense', units: 3, activation: 'softmax', use_bias: true, batch_input_shape: [null, 4], dtype: 'float32' } }] },
+    config: {
+      name: 'tiny',
+      layers: [
+        { class_name: 'Dense', config: { name: 'dense', units: 3, activation: 'softmax', use_bias: true, batch_input_shape: [null, 4], dtype: 'float32' } },
+      ],
+    },
     keras_version: 'tfjs-layers 4.22.0',
     backend: 'tensor_flow.js',
   },

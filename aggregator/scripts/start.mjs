@@ -23,7 +23,11 @@ const bold = (/** @type {string} */ s) => (process.stdout.isTTY ? `\x1b[1m${s}\x
 const say = (/** @type {string} */ s) => process.stdout.write(`[fedge] ${s}\n`);
 
 const { token, created, path: devVars } = ensureAdminToken();
-say(created ? `generated an admin token and saved it to ${displayPath(devVars)} (gitignored; never commit it)` : `using the admin token in ${displayPath(devVars)}`);
+say(
+  created
+    ? `generated an admin token and saved it to ${displayPath(devVars)} (gitignored; never commit it)`
+    : `using the admin token in ${displayPath(devVars)}`,
+);
 say(`state folder: ${shownState} — applying D1 migrations, then starting wrangler dev on 127.0.0.1:${port} …`);
 
 /** @type {import('./lib/local-server.mjs').LocalServer | undefined} */

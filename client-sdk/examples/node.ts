@@ -31,7 +31,10 @@ await tf.setBackend('wasm');
 /** The model a task is created with: its topology and initial weights become version 0. */
 function makeModel(): tf.LayersModel {
   return tf.sequential({
-    layers: [tf.layers.dense({ name: 'hidden', units: 8, activation: 'relu', inputShape: [4] }), tf.layers.dense({ name: 'out', units: 3, activation: 'softmax' })],
+    layers: [
+      tf.layers.dense({ name: 'hidden', units: 8, activation: 'relu', inputShape: [4] }),
+      tf.layers.dense({ name: 'out', units: 3, activation: 'softmax' }),
+    ],
   });
 }
 
@@ -65,7 +68,9 @@ async function credentials(): Promise<{ taskId: string; token: string }> {
   const client = await admin.registerClient(task.id, 'node example');
   console.log(`created task ${task.id} (${task.numParams} parameters) and registered client ${client.clientId}`);
   const browser = await admin.registerClient(task.id, 'browser example');
-  console.log(`the browser example can join as another client: http://127.0.0.1:8000/browser.html?server=${encodeURIComponent(url)}&task=${task.id}&token=${encodeURIComponent(browser.token)}`);
+  console.log(
+    `the browser example can join as another client: http://127.0.0.1:8000/browser.html?server=${encodeURIComponent(url)}&task=${task.id}&token=${encodeURIComponent(browser.token)}`,
+  );
   return { taskId: task.id, token: client.token };
 }
 
@@ -106,14 +111,19 @@ try {
       onEpochEnd: ({ epoch, epochs, logs }) => console.log(`    epoch ${epoch + 1}/${epochs} loss ${logs.loss?.toFixed(4)}`),
     });
     if (result.status !== 'accepted') {
-      console.log(`  round ${result.assignment.round} ${result.status === 'late' ? 'closed first' : 'was abandoned at its deadline (too few clients)'}; trying the next one`);
+      console.log(
+        `  round ${result.assignment.round} ${result.status === 'late' ? 'closed first' : 'was abandoned at its deadline (too few clients)'}; trying the next one`,
+      );
       continue;
     }
     const { ack } = result;
     console.log(`  accepted: round ${ack.round}, seq ${ack.seq}, ${ack.numExamples} examples, local ${JSON.stringify(result.train.metrics)}`);
     // The round closes when enough clients sent theirs (or at its deadline); then the next version appears.
     const published = await waitForVersionAfter(result.assignment.baseVersion, result.assignment.deadlineAt + 30_000);
-    if (published) console.log(`  version ${published.version} published from round ${published.round}: ${published.participants} client(s), ${published.numExamples} examples`);
+    if (published)
+      console.log(
+        `  version ${published.version} published from round ${published.round}: ${published.participants} client(s), ${published.numExamples} examples`,
+      );
     else console.log(`  round ${ack.round} has not closed yet (it waits for more clients)`);
   }
 
@@ -123,7 +133,8 @@ try {
   console.log(`bytes sent ${sent}, received ${received}`);
 } catch (e) {
   if (signal.aborted) console.error('cancelled');
-  else if (e instanceof APIError) console.error(`${e.name}: ${e.message}`); // e.g. "PermissionDeniedError: 403 forbidden: invalid token"
+  else if (e instanceof APIError)
+    console.error(`${e.name}: ${e.message}`); // e.g. "PermissionDeniedError: 403 forbidden: invalid token"
   else console.error(e);
   process.exitCode = 1;
 } finally {

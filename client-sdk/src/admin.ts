@@ -103,7 +103,14 @@ export class FedgeAdmin {
     return this.http.json<CreatedTask>({
       method: 'POST',
       path: '/tasks',
-      json: { name: options.name, modelTopology: artifacts, initialWeights: base64(weights), rounds: options.rounds ?? {}, plan: options.plan ?? {}, strategy: options.strategy ?? { name: 'fedavg' } },
+      json: {
+        name: options.name,
+        modelTopology: artifacts,
+        initialWeights: base64(weights),
+        rounds: options.rounds ?? {},
+        plan: options.plan ?? {},
+        strategy: options.strategy ?? { name: 'fedavg' },
+      },
       retry: false,
     });
   }
@@ -115,12 +122,19 @@ export class FedgeAdmin {
    * const { token } = await admin.registerClient(taskId, 'phone-42', { expiresInSeconds: 30 * 86_400 });
    */
   registerClient(taskId: string, label?: string, options: { expiresInSeconds?: number } = {}): Promise<ClientCredentials> {
-    return this.http.json<ClientCredentials>({ method: 'POST', path: `/tasks/${encodeURIComponent(taskId)}/clients`, json: { ...(label === undefined ? {} : { label }), ...options }, retry: false });
+    return this.http.json<ClientCredentials>({
+      method: 'POST',
+      path: `/tasks/${encodeURIComponent(taskId)}/clients`,
+      json: { ...(label === undefined ? {} : { label }), ...options },
+      retry: false,
+    });
   }
 
   /** The task's clients, newest first, with their token status. */
   async listClients(taskId: string, limit = 50): Promise<ClientInfo[]> {
-    return (await this.http.json<{ clients: ClientInfo[] }>({ method: 'GET', path: `/tasks/${encodeURIComponent(taskId)}/clients?limit=${limit}`, retry: true })).clients;
+    return (
+      await this.http.json<{ clients: ClientInfo[] }>({ method: 'GET', path: `/tasks/${encodeURIComponent(taskId)}/clients?limit=${limit}`, retry: true })
+    ).clients;
   }
 
   /** Revokes a client for good: its token stops working at its next request. Idempotent. */
@@ -138,7 +152,8 @@ export class FedgeAdmin {
   }
 
   async listRounds(taskId: string, limit = 50): Promise<RoundInfo[]> {
-    return (await this.http.json<{ rounds: RoundInfo[] }>({ method: 'GET', path: `/tasks/${encodeURIComponent(taskId)}/rounds?limit=${limit}`, retry: true })).rounds;
+    return (await this.http.json<{ rounds: RoundInfo[] }>({ method: 'GET', path: `/tasks/${encodeURIComponent(taskId)}/rounds?limit=${limit}`, retry: true }))
+      .rounds;
   }
 
   /** Records the operator's own evaluation of a version (e.g. on a held-out test set). */

@@ -6,7 +6,16 @@ import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, inject, it, vi } from 'vitest';
 import { argmaxData } from '../../test/sim/synthetic.ts';
 import { useWasmBackend } from '../../test/sim/tf-backend.ts';
-import { APITimeoutError, AuthenticationError, FedgeAdmin, FedgeClient, LateUpdateError, NotFoundError, PermissionDeniedError, ValidationError } from './index.ts';
+import {
+  APITimeoutError,
+  AuthenticationError,
+  FedgeAdmin,
+  FedgeClient,
+  LateUpdateError,
+  NotFoundError,
+  PermissionDeniedError,
+  ValidationError,
+} from './index.ts';
 import { UPDATE_META } from './protocol/messages.ts';
 import { concatTensors, decodeTensors } from './protocol/safetensors.ts';
 import { buildModel, trainLocally } from './training.ts';
@@ -22,12 +31,21 @@ function sleepSync(ms: number): void {
 }
 
 function tinyModel(): tf.LayersModel {
-  return tf.sequential({ layers: [tf.layers.dense({ name: 'hidden', units: 8, activation: 'relu', inputShape: [4] }), tf.layers.dense({ name: 'out', units: 3, activation: 'softmax' })] });
+  return tf.sequential({
+    layers: [
+      tf.layers.dense({ name: 'hidden', units: 8, activation: 'relu', inputShape: [4] }),
+      tf.layers.dense({ name: 'out', units: 3, activation: 'softmax' }),
+    ],
+  });
 }
 
 async function newTask(rounds: Record<string, number> = {}) {
   const model = tinyModel();
-  const task = await admin.createTask(model, { name: 'sdk test', rounds: { clientsPerRound: 2, overSelection: 1, deadlineSeconds: 120, ...rounds }, plan: { epochs: 2, batchSize: 8, learningRate: 0.2 } });
+  const task = await admin.createTask(model, {
+    name: 'sdk test',
+    rounds: { clientsPerRound: 2, overSelection: 1, deadlineSeconds: 120, ...rounds },
+    plan: { epochs: 2, batchSize: 8, learningRate: 0.2 },
+  });
   model.dispose();
   return task;
 }
@@ -49,7 +67,11 @@ describe('FedgeClient against the real aggregator', () => {
     const deltas: { delta: Float32Array; n: number }[] = [];
     for (const [i, c] of clients.entries()) {
       const assignment = await c.waitForAssignment();
-      expect(assignment).toMatchObject({ round: 1, baseVersion: 0, plan: { epochs: 2, batchSize: 8, learningRate: 0.2, optimizer: 'sgd', loss: 'categoricalCrossentropy' } });
+      expect(assignment).toMatchObject({
+        round: 1,
+        baseVersion: 0,
+        plan: { epochs: 2, batchSize: 8, learningRate: 0.2, optimizer: 'sgd', loss: 'categoricalCrossentropy' },
+      });
       const { flat, manifest } = await c.getWeights(assignment.baseVersion);
       const { modelTopology } = await c.getTaskModel();
       const model = await buildModel(modelTopology, manifest.tensors, flat);
@@ -72,7 +94,9 @@ describe('FedgeClient against the real aggregator', () => {
   it('participates in one call, downloads an unchanged version once, and leaks no tensors', async () => {
     const task = await newTask({ clientsPerRound: 1 });
     const calls: string[] = [];
-    const client = await newClient(task.id, { fetch: (input, init) => (calls.push(`${init?.method ?? 'GET'} ${String(input).replace(/^.*\/v1/, '')}`), fetch(input, init)) });
+    const client = await newClient(task.id, {
+      fetch: (input, init) => (calls.push(`${init?.method ?? 'GET'} ${String(input).replace(/^.*\/v1/, '')}`), fetch(input, init)),
+    });
     const { xs, ys } = data(64, 7);
     await client.getWeights(0); // warm the cache, as an app that checked the model earlier would
     const before = tf.memory().numTensors;
@@ -133,7 +157,12 @@ describe('FedgeClient against the real aggregator', () => {
 describe('FedProx (Li et al. 2020) in the local training loop', () => {
   it('receives μ in the plan, pulls the local model toward the global one, and leaks no tensors', async () => {
     const model = tinyModel();
-    const task = await admin.createTask(model, { name: 'fedprox', rounds: { clientsPerRound: 1 }, plan: { epochs: 3, batchSize: 8, learningRate: 0.5 }, strategy: { name: 'fedprox', mu: 1 } });
+    const task = await admin.createTask(model, {
+      name: 'fedprox',
+      rounds: { clientsPerRound: 1 },
+      plan: { epochs: 3, batchSize: 8, learningRate: 0.5 },
+      strategy: { name: 'fedprox', mu: 1 },
+    });
     model.dispose();
     const client = await newClient(task.id);
     const assignment = await client.waitForAssignment();
@@ -159,7 +188,12 @@ describe('FedProx (Li et al. 2020) in the local training loop', () => {
     const ack = await client.submitUpdate({ round: 1, baseVersion: 0, delta: tight.delta, numExamples: tight.numExamples, metrics: tight.metrics });
     expect(ack.seq).toBe(1);
     const v1 = await waitForVersion(client, 1);
-    expect(maxAbsDiff(v1, Float64Array.from(flat, (w, i) => w + tight.delta[i]!))).toBeLessThanOrEqual(1e-6);
+    expect(
+      maxAbsDiff(
+        v1,
+        Float64Array.from(flat, (w, i) => w + tight.delta[i]!),
+      ),
+    ).toBeLessThanOrEqual(1e-6);
     expect((await client.getManifest(1)).strategy).toEqual({ name: 'fedprox', params: { mu: 1 } });
   });
 });
@@ -167,7 +201,11 @@ describe('FedProx (Li et al. 2020) in the local training loop', () => {
 describe('asynchronous tasks (FedBuff)', () => {
   it('work with the SDK unchanged: a client that trained on an older version is still counted', async () => {
     const model = tinyModel();
-    const task = await admin.createTask(model, { name: 'fedbuff', plan: { epochs: 1, batchSize: 8, learningRate: 0.2 }, strategy: { name: 'fedbuff', bufferSize: 1, maxStaleness: 2 } });
+    const task = await admin.createTask(model, {
+      name: 'fedbuff',
+      plan: { epochs: 1, batchSize: 8, learningRate: 0.2 },
+      strategy: { name: 'fedbuff', bufferSize: 1, maxStaleness: 2 },
+    });
     model.dispose();
     const [slow, fast] = [await newClient(task.id), await newClient(task.id)];
     const assignment = await slow.waitForAssignment(); // round 1, version 0
@@ -179,7 +217,12 @@ describe('asynchronous tasks (FedBuff)', () => {
     const trained = await trainLocally(m, flat, d, assignment.plan);
     m.dispose();
     tf.dispose([d.xs, d.ys]);
-    const ack = await slow.submitUpdate({ round: assignment.round, baseVersion: assignment.baseVersion, delta: trained.delta, numExamples: trained.numExamples });
+    const ack = await slow.submitUpdate({
+      round: assignment.round,
+      baseVersion: assignment.baseVersion,
+      delta: trained.delta,
+      numExamples: trained.numExamples,
+    });
     expect(ack.round).toBe(1);
     await waitForVersion(slow, 2); // the stale update filled buffer 2
     expect((await admin.getManifest(task.id, 2)).parentVersion).toBe(1);
@@ -231,8 +274,13 @@ describe('errors and retries', () => {
     await expect(client.getManifest(42)).rejects.toBeInstanceOf(NotFoundError);
     await client.waitForAssignment();
     const bad = new Float32Array(4 * 8 + 8 + 8 * 3 + 3).fill(NaN);
-    await expect(client.submitUpdate({ round: 1, baseVersion: 0, delta: bad, numExamples: 5 })).rejects.toMatchObject({ name: 'ValidationError', code: 'non_finite' });
-    await expect(client.submitUpdate({ round: 1, baseVersion: 0, delta: new Float32Array(bad.length), numExamples: 0 })).rejects.toBeInstanceOf(ValidationError);
+    await expect(client.submitUpdate({ round: 1, baseVersion: 0, delta: bad, numExamples: 5 })).rejects.toMatchObject({
+      name: 'ValidationError',
+      code: 'non_finite',
+    });
+    await expect(client.submitUpdate({ round: 1, baseVersion: 0, delta: new Float32Array(bad.length), numExamples: 0 })).rejects.toBeInstanceOf(
+      ValidationError,
+    );
   });
 
   it('rotates its own token and keeps working; a revoked client gets AuthenticationError token_revoked', async () => {
@@ -281,7 +329,8 @@ describe('errors and retries', () => {
         const step = scripted ? (script.shift() ?? 'pass') : 'pass';
         if (step === 'reset') throw new TypeError('fetch failed: socket hang up');
         if (step === '503') return new Response(JSON.stringify({ error: { code: 'internal_error', message: 'restarting' } }), { status: 503 });
-        if (step === '429') return new Response(JSON.stringify({ error: { code: 'overloaded', message: 'busy' } }), { status: 429, headers: { 'retry-after': '1' } });
+        if (step === '429')
+          return new Response(JSON.stringify({ error: { code: 'overloaded', message: 'busy' } }), { status: 429, headers: { 'retry-after': '1' } });
         const res = await fetch(input, init);
         if (scripted) seen.push(res.status);
         if (step === 'lose-response') throw new TypeError('fetch failed: connection reset after the request was sent');
@@ -312,7 +361,11 @@ describe('errors and retries', () => {
 
   it('times out a request that never answers', async () => {
     const task = await newTask();
-    const client = await newClient(task.id, { timeoutMs: 200, maxRetries: 0, fetch: (_i, init) => new Promise((_r, reject) => init?.signal?.addEventListener('abort', () => reject(init.signal!.reason))) });
+    const client = await newClient(task.id, {
+      timeoutMs: 200,
+      maxRetries: 0,
+      fetch: (_i, init) => new Promise((_r, reject) => init?.signal?.addEventListener('abort', () => reject(init.signal!.reason))),
+    });
     await expect(client.checkIn()).rejects.toBeInstanceOf(APITimeoutError);
   });
 });

@@ -113,7 +113,12 @@ export class FedgeClient {
    */
   async rotateToken(options: { signal?: AbortSignal | undefined } = {}): Promise<{ token: string; expiresAt: string | null }> {
     const clientId = this.http.options.token.slice(0, this.http.options.token.indexOf('.'));
-    const r = await this.http.json<{ token: string; expiresAt: string | null }>({ method: 'POST', path: `${this.base}/clients/${encodeURIComponent(clientId)}/token`, retry: false, signal: options.signal });
+    const r = await this.http.json<{ token: string; expiresAt: string | null }>({
+      method: 'POST',
+      path: `${this.base}/clients/${encodeURIComponent(clientId)}/token`,
+      retry: false,
+      signal: options.signal,
+    });
     this.http.options.token = r.token;
     return { token: r.token, expiresAt: r.expiresAt };
   }
@@ -124,7 +129,9 @@ export class FedgeClient {
   }
 
   /** Checks in until assigned, sleeping as long as the server asks between attempts. */
-  async waitForAssignment(options: { signal?: AbortSignal | undefined; maxWaitMs?: number; onWait?: (seconds: number, reason: string) => void } = {}): Promise<Assignment> {
+  async waitForAssignment(
+    options: { signal?: AbortSignal | undefined; maxWaitMs?: number; onWait?: (seconds: number, reason: string) => void } = {},
+  ): Promise<Assignment> {
     const deadline = options.maxWaitMs === undefined ? Infinity : Date.now() + options.maxWaitMs;
     for (;;) {
       const r = await this.checkIn(options);
@@ -175,11 +182,16 @@ export class FedgeClient {
     // Manifest and weights in parallel: one round trip instead of two.
     const [manifest, bytes] = await Promise.all([
       this.getManifest(version, { signal }),
-      this.http.request({ method: 'GET', path: `${this.base}/models/${version}/weights`, retry: true, signal }).then(async (res) => new Uint8Array(await res.arrayBuffer())),
+      this.http
+        .request({ method: 'GET', path: `${this.base}/models/${version}/weights`, retry: true, signal })
+        .then(async (res) => new Uint8Array(await res.arrayBuffer())),
     ]);
     this.http.options.onTraffic?.(0, bytes.byteLength);
     const subtle = globalThis.crypto?.subtle;
-    if (!subtle) throw new FedgeError('crypto.subtle is needed to verify downloaded weights: use a secure context (https or localhost) or, in React Native, a Web Crypto polyfill');
+    if (!subtle)
+      throw new FedgeError(
+        'crypto.subtle is needed to verify downloaded weights: use a secure context (https or localhost) or, in React Native, a Web Crypto polyfill',
+      );
     const digest = new Uint8Array(await subtle.digest('SHA-256', bytes));
     const hex = Array.from(digest, (b) => b.toString(16).padStart(2, '0')).join('');
     if (hex !== manifest.contentHash) throw new FedgeError(`weights of version ${version} do not match their content hash`);
@@ -216,7 +228,11 @@ export class FedgeClient {
    * Federated evaluation: evaluates a version on the app's local held-out data and reports only
    * the example count and the metrics (loss, accuracy), which the server averages per version.
    */
-  async evaluate(version: number | 'current', data: { xs: tf.Tensor; ys: tf.Tensor }, options: { signal?: AbortSignal | undefined } = {}): Promise<{ version: number; numExamples: number; metrics: Record<string, number> }> {
+  async evaluate(
+    version: number | 'current',
+    data: { xs: tf.Tensor; ys: tf.Tensor },
+    options: { signal?: AbortSignal | undefined } = {},
+  ): Promise<{ version: number; numExamples: number; metrics: Record<string, number> }> {
     const v = version === 'current' ? (await this.getManifest('current', options)).version : version;
     const [task, weights] = await Promise.all([this.getTaskModel(), this.getWeights(v, options)]);
     const model = await buildModel(task.modelTopology, weights.manifest.tensors, weights.flat);
@@ -256,7 +272,14 @@ export class FedgeClient {
     const { delta, ...train } = trained;
     onStep?.('submitting', { round: assignment.round, numExamples: train.numExamples });
     try {
-      const ack = await this.submitUpdate({ round: assignment.round, baseVersion: assignment.baseVersion, delta, numExamples: train.numExamples, metrics: train.metrics, ...(signal ? { signal } : {}) });
+      const ack = await this.submitUpdate({
+        round: assignment.round,
+        baseVersion: assignment.baseVersion,
+        delta,
+        numExamples: train.numExamples,
+        metrics: train.metrics,
+        ...(signal ? { signal } : {}),
+      });
       return { status: 'accepted', ack, train, assignment };
     } catch (e) {
       if (e instanceof RoundAbandonedError) return { status: 'abandoned', assignment, train };

@@ -2,10 +2,29 @@
  * @module fedge client SDK: take part in federated training from a browser, Node or React Native
  * app. Raw training data stays on the device; only model updates are sent.
  */
-export { FedgeClient, type Assignment, type FedgeClientOptions, type ModelWeights, type ParticipateOptions, type ParticipationResult, type SubmitArgs, type TaskModel } from './client.ts';
+export {
+  FedgeClient,
+  type Assignment,
+  type FedgeClientOptions,
+  type ModelWeights,
+  type ParticipateOptions,
+  type ParticipationResult,
+  type SubmitArgs,
+  type TaskModel,
+} from './client.ts';
 export { FedgeAdmin, type CreateTaskOptions, type FedgeAdminOptions } from './admin.ts';
 export * from './errors.ts';
 export type { Logger } from './internal/http.ts';
-export { buildModel, evaluateLocally, flatWeights, setFlatWeights, trainLocally, type TrainingCallbacks, type TrainingData, type TrainingProgress, type TrainResult } from './training.ts';
+export {
+  buildModel,
+  evaluateLocally,
+  flatWeights,
+  setFlatWeights,
+  trainLocally,
+  type TrainingCallbacks,
+  type TrainingData,
+  type TrainingProgress,
+  type TrainResult,
+} from './training.ts';
 export { ERROR_STATUS, type ErrorBody, type ErrorCode } from './protocol/codes.ts';
 export type { CheckInResponse, ModelManifest, TensorManifestEntry, TrainingPlan, UpdateAck } from './protocol/messages.ts';

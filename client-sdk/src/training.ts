@@ -103,7 +103,13 @@ function optimizerFor(plan: TrainingPlan): tf.Optimizer {
  * Trains `model` in place with the task's plan and returns Δ = trained − base together with the
  * example count and final local metrics. `base` is the flat vector the model started from.
  */
-export async function trainLocally(model: tf.LayersModel, base: Float32Array, data: TrainingData, plan: TrainingPlan, callbacks: TrainingCallbacks = {}): Promise<TrainResult> {
+export async function trainLocally(
+  model: tf.LayersModel,
+  base: Float32Array,
+  data: TrainingData,
+  plan: TrainingPlan,
+  callbacks: TrainingCallbacks = {},
+): Promise<TrainResult> {
   const optimizer = optimizerFor(plan);
   const classification = plan.loss !== 'meanSquaredError';
   model.compile({ optimizer, loss: plan.loss, metrics: classification ? ['accuracy'] : [] });
@@ -144,7 +150,13 @@ export async function trainLocally(model: tf.LayersModel, base: Float32Array, da
  * with w_global the weights training started from. `model.fit` cannot add a term that depends on
  * fixed reference weights, so this loop computes the loss itself.
  */
-async function trainProximal(model: tf.LayersModel, data: TrainingData, plan: TrainingPlan, optimizer: tf.Optimizer, callbacks: TrainingCallbacks): Promise<{ numExamples: number; history: tf.History }> {
+async function trainProximal(
+  model: tf.LayersModel,
+  data: TrainingData,
+  plan: TrainingPlan,
+  optimizer: tf.Optimizer,
+  callbacks: TrainingCallbacks,
+): Promise<{ numExamples: number; history: tf.History }> {
   const mu = plan.proximalMu;
   const vars = model.trainableWeights.map((w) => w.read() as tf.Variable);
   const anchor = vars.map((v) => v.clone());
@@ -160,14 +172,18 @@ async function trainProximal(model: tf.LayersModel, data: TrainingData, plan: Tr
       let batch = 0;
       for await (const { xs, ys } of batches(data, plan.batchSize)) {
         const n = xs.shape[0] ?? 0;
-        const out = optimizer.minimize(() => {
-          const pred = model.apply(xs, { training: true }) as tf.Tensor;
-          const dataLoss = lossOf(ys, pred);
-          const prox = tf.addN(vars.map((v, i) => tf.sum(tf.square(tf.sub(v, anchor[i]!)))));
-          if (classification) correct += tf.sum(tf.cast(correctPredictions(pred, ys, plan.loss), 'float32')).dataSync()[0]!;
-          lossSum += dataLoss.dataSync()[0]! * n;
-          return tf.add(dataLoss, tf.mul(mu / 2, prox)) as tf.Scalar;
-        }, false, vars);
+        const out = optimizer.minimize(
+          () => {
+            const pred = model.apply(xs, { training: true }) as tf.Tensor;
+            const dataLoss = lossOf(ys, pred);
+            const prox = tf.addN(vars.map((v, i) => tf.sum(tf.square(tf.sub(v, anchor[i]!)))));
+            if (classification) correct += tf.sum(tf.cast(correctPredictions(pred, ys, plan.loss), 'float32')).dataSync()[0]!;
+            lossSum += dataLoss.dataSync()[0]! * n;
+            return tf.add(dataLoss, tf.mul(mu / 2, prox)) as tf.Scalar;
+          },
+          false,
+          vars,
+        );
         tf.dispose([xs, ys, out ?? []]);
         seen += n;
         await callbacks.onBatchEnd?.(batch++, { size: n });
@@ -187,7 +203,8 @@ async function trainProximal(model: tf.LayersModel, data: TrainingData, plan: Tr
 function lossFunction(name: TrainingPlan['loss']): (yTrue: tf.Tensor, yPred: tf.Tensor) => tf.Scalar {
   const perExample: Record<TrainingPlan['loss'], (a: tf.Tensor, b: tf.Tensor) => tf.Tensor> = {
     categoricalCrossentropy: tf.metrics.categoricalCrossentropy,
-    sparseCategoricalCrossentropy: (labels, probs) => tf.metrics.categoricalCrossentropy(tf.oneHot(tf.cast(tf.reshape(labels, [-1]), 'int32'), probs.shape[probs.shape.length - 1]!), probs),
+    sparseCategoricalCrossentropy: (labels, probs) =>
+      tf.metrics.categoricalCrossentropy(tf.oneHot(tf.cast(tf.reshape(labels, [-1]), 'int32'), probs.shape[probs.shape.length - 1]!), probs),
     binaryCrossentropy: tf.metrics.binaryCrossentropy,
     meanSquaredError: tf.metrics.meanSquaredError,
   };
@@ -222,7 +239,11 @@ async function* batches(data: TrainingData, batchSize: number): AsyncGenerator<{
  * Evaluates `model` on local data with the task's loss: `{ loss, accuracy }` (accuracy for
  * classification losses) and the example count. Disposes every tensor it makes.
  */
-export async function evaluateLocally(model: tf.LayersModel, data: { xs: tf.Tensor; ys: tf.Tensor }, plan: Pick<TrainingPlan, 'loss'>): Promise<{ numExamples: number; metrics: Record<string, number> }> {
+export async function evaluateLocally(
+  model: tf.LayersModel,
+  data: { xs: tf.Tensor; ys: tf.Tensor },
+  plan: Pick<TrainingPlan, 'loss'>,
+): Promise<{ numExamples: number; metrics: Record<string, number> }> {
   const lossOf = lossFunction(plan.loss);
   const classification = plan.loss !== 'meanSquaredError';
   const [loss, correct] = tf.tidy(() => {

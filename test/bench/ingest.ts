@@ -115,7 +115,9 @@ try {
   const clients: { token: string; body: Uint8Array; k: number; n: number }[] = [];
   for (let i = 0; i < N; i++) {
     const reg = (await (await fetch(`${api}/tasks/${task.id}/clients`, { method: 'POST', headers: admin })).json()) as { token: string };
-    const ci = (await (await fetch(`${api}/tasks/${task.id}/checkin`, { method: 'POST', headers: { authorization: `Bearer ${reg.token}` } })).json()) as { status: string };
+    const ci = (await (await fetch(`${api}/tasks/${task.id}/checkin`, { method: 'POST', headers: { authorization: `Bearer ${reg.token}` } })).json()) as {
+      status: string;
+    };
     if (ci.status !== 'assigned') throw new Error(`client ${i} not assigned: ${JSON.stringify(ci)}`);
     const k = i % POOL;
     const n = 1 + (i % 50);
@@ -146,7 +148,11 @@ try {
           if (attempt > 50) throw new Error('too many retries');
           let res: Response;
           try {
-            res = await fetch(`${api}/tasks/${task.id}/rounds/1/update`, { method: 'PUT', headers: { authorization: `Bearer ${c.token}`, 'content-type': 'application/octet-stream' }, body });
+            res = await fetch(`${api}/tasks/${task.id}/rounds/1/update`, {
+              method: 'PUT',
+              headers: { authorization: `Bearer ${c.token}`, 'content-type': 'application/octet-stream' },
+              body,
+            });
           } catch {
             stats.resets++;
             await new Promise((r) => setTimeout(r, 200 + Math.random() * 300));
@@ -187,7 +193,10 @@ try {
   // The DO's own clock: from the last accept to the round's close, which publish() stamps after
   // aggregating and writing the blob (the last ack may wait behind a long publish, so the client
   // side above can miss most of it).
-  const roundInfo = (await (await fetch(`${api}/tasks/${task.id}/rounds/1`, { headers: admin })).json()) as { closedAt: string; participants: { acceptedAt: string }[] };
+  const roundInfo = (await (await fetch(`${api}/tasks/${task.id}/rounds/1`, { headers: admin })).json()) as {
+    closedAt: string;
+    participants: { acceptedAt: string }[];
+  };
   const lastAccept = Math.max(...roundInfo.participants.map((p) => Date.parse(p.acceptedAt)));
   const closedAt = Date.parse(roundInfo.closedAt);
   const aggregateMs = closedAt - lastAccept;

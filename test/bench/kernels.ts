@@ -133,7 +133,11 @@ function wasmReadBandwidth(): void {
   const area = rs.staging(1 << 30);
   const data = new Float32Array(area.buffer, area.byteOffset, area.byteLength / 4);
   for (let i = 0; i < data.length; i += 1024) data[i] = i;
-  const row = record('wasm SIMD read (first_non_finite over 1 GiB, in place)', time(() => void firstNonFinite(data), 5), area.byteLength);
+  const row = record(
+    'wasm SIMD read (first_non_finite over 1 GiB, in place)',
+    time(() => void firstNonFinite(data), 5),
+    area.byteLength,
+  );
   R = row.gbps;
   rSource = 'wasm SIMD read loop over 1 GiB (no C compiler; lower than a native read)';
   rs.dispose();
@@ -242,29 +246,64 @@ function main(): void {
   same(wasm);
 
   // Finite check over all 100 updates.
-  record('finite check, js', time(() => { for (const u of updates) if (firstNonFinite(u) !== -1) throw new Error('finite'); }), BYTES);
-  record('finite check, wasm (copy)', time(() => { for (const u of updates) if (firstNonFinite(u, accumulateWasm) !== -1) throw new Error('finite'); }), BYTES);
-  record('finite check, wasm staged', time(() => { for (const u of staged) if (firstNonFinite(u) !== -1) throw new Error('finite'); }), BYTES);
+  record(
+    'finite check, js',
+    time(() => {
+      for (const u of updates) if (firstNonFinite(u) !== -1) throw new Error('finite');
+    }),
+    BYTES,
+  );
+  record(
+    'finite check, wasm (copy)',
+    time(() => {
+      for (const u of updates) if (firstNonFinite(u, accumulateWasm) !== -1) throw new Error('finite');
+    }),
+    BYTES,
+  );
+  record(
+    'finite check, wasm staged',
+    time(() => {
+      for (const u of staged) if (firstNonFinite(u) !== -1) throw new Error('finite');
+    }),
+    BYTES,
+  );
 
   // decodeTensors on one 4 MB message: zero-copy (views over the received bytes).
   const msg = messages[0]!;
   const decoded = decodeTensors(msg);
   const zeroCopy = decoded.tensors[0]!.data.buffer === msg.buffer;
   const reps = 1000;
-  const td = time(() => { for (let r = 0; r < reps; r++) decodeTensors(msg); }, 5).map((s) => s / reps);
-  const tc = time(() => { for (let r = 0; r < 20; r++) msg.slice(); }, 5).map((s) => s / 20);
+  const td = time(() => {
+    for (let r = 0; r < reps; r++) decodeTensors(msg);
+  }, 5).map((s) => s / reps);
+  const tc = time(() => {
+    for (let r = 0; r < 20; r++) msg.slice();
+  }, 5).map((s) => s / 20);
   const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
-  emit({ name: 'decodeTensors 4 MB message', bytes: msg.length, zero_copy: zeroCopy, median_us: round(med(td) * 1e6, 2), copy_of_same_bytes_us: round(med(tc) * 1e6, 1), copy_over_decode: round(med(tc) / med(td), 1) });
+  emit({
+    name: 'decodeTensors 4 MB message',
+    bytes: msg.length,
+    zero_copy: zeroCopy,
+    median_us: round(med(td) * 1e6, 2),
+    copy_of_same_bytes_us: round(med(tc) * 1e6, 1),
+    copy_over_decode: round(med(tc) / med(td), 1),
+  });
   wasm.dispose();
 
   // Table
   const pad = (s: string, n: number) => (s.length >= n ? s : s + ' '.repeat(n - s.length));
   const lpad = (s: string, n: number) => (s.length >= n ? s : ' '.repeat(n - s.length) + s);
   console.log('');
-  console.log(`R = ${Number.isFinite(R) ? R.toFixed(2) : '?'} GB/s (${rSource || 'not measured'}); numpy Flower aggregate = ${Number.isFinite(numpyAggregate) ? numpyAggregate.toFixed(2) + ' GB/s' : 'not measured'}`);
+  console.log(
+    `R = ${Number.isFinite(R) ? R.toFixed(2) : '?'} GB/s (${rSource || 'not measured'}); numpy Flower aggregate = ${Number.isFinite(numpyAggregate) ? numpyAggregate.toFixed(2) + ' GB/s' : 'not measured'}`,
+  );
   console.log(`${pad('line (100 x 1M float32 = 400 MB of updates)', 46)} ${lpad('GB/s', 7)} ${lpad('x R', 6)} ${lpad('x numpy', 8)}`);
   console.log('-'.repeat(70));
-  const ordered = [...rows.filter((r) => !r.kernel && !r.name.startsWith('finite')), ...rows.filter((r) => r.kernel), ...rows.filter((r) => r.name.startsWith('finite'))];
+  const ordered = [
+    ...rows.filter((r) => !r.kernel && !r.name.startsWith('finite')),
+    ...rows.filter((r) => r.kernel),
+    ...rows.filter((r) => r.name.startsWith('finite')),
+  ];
   for (const r of ordered) {
     const xr = Number.isFinite(R) ? (r.gbps / R).toFixed(2) : '-';
     const xn = Number.isFinite(numpyAggregate) ? (r.gbps / numpyAggregate).toFixed(2) : '-';

@@ -64,7 +64,13 @@ const K = Number(args.clients);
 const N = Number(args.examples);
 const SEED = Number(args.seed);
 const POLL_MS = Number(args['poll-ms']);
-const plan = { epochs: Number(args.epochs), batchSize: Number(args.batch), learningRate: Number(args.lr), optimizer: 'sgd', loss: 'categoricalCrossentropy' } as const;
+const plan = {
+  epochs: Number(args.epochs),
+  batchSize: Number(args.batch),
+  learningRate: Number(args.lr),
+  optimizer: 'sgd',
+  loss: 'categoricalCrossentropy',
+} as const;
 if (K * N > 8_000) throw new Error(`--clients × --examples must be at most 8,000 (the training split), got ${K * N}`);
 const emit = (o: Record<string, unknown>) => console.log(JSON.stringify(o));
 
@@ -75,7 +81,9 @@ const zero = (): Times => Object.fromEntries(PHASES.map((p) => [p, 0])) as Times
 
 const backend = await useWasmBackend();
 const { train, test } = splitTrainTest(loadMnistT10k(), 2_000, SEED);
-const parts = iid(train.labels, Math.floor(8_000 / N), SEED).slice(0, K).map((p) => p.slice(0, N));
+const parts = iid(train.labels, Math.floor(8_000 / N), SEED)
+  .slice(0, K)
+  .map((p) => p.slice(0, N));
 const testData = tensorsOf(test, [784]);
 
 // Server-side durations: wrangler dev logs each request as it completes, e.g.
@@ -102,7 +110,13 @@ function onServerOutput(text: string): void {
     }
     if (logRound === null) continue;
     const phase: ServerPhase | null =
-      method === 'POST' && path.endsWith('/checkin') ? 'checkin' : method === 'GET' && /\/models\/\d+(\/weights)?$/.test(path) ? 'download' : method === 'PUT' ? 'submit' : null;
+      method === 'POST' && path.endsWith('/checkin')
+        ? 'checkin'
+        : method === 'GET' && /\/models\/\d+(\/weights)?$/.test(path)
+          ? 'download'
+          : method === 'PUT'
+            ? 'submit'
+            : null;
     if (!phase) continue;
     if (!serverMs.has(logRound)) serverMs.set(logRound, { checkin: [], download: [], submit: [] });
     serverMs.get(logRound)![phase].push(Number(ms));
@@ -170,7 +184,10 @@ try {
       t.train += performance.now() - t0;
       // The same encoding submitUpdate does (Δ split by the manifest, same metadata), timed on its own.
       t0 = performance.now();
-      const metadata: Record<string, string> = { [UPDATE_META.baseVersion]: String(assignment.baseVersion), [UPDATE_META.numExamples]: String(trained.numExamples) };
+      const metadata: Record<string, string> = {
+        [UPDATE_META.baseVersion]: String(assignment.baseVersion),
+        [UPDATE_META.numExamples]: String(trained.numExamples),
+      };
       if (Object.keys(trained.metrics).length > 0) metadata[UPDATE_META.metrics] = JSON.stringify(trained.metrics);
       const body = encodeTensors(splitFlat(weights.manifest.tensors, trained.delta), metadata);
       const encodeMs = performance.now() - t0;
@@ -178,7 +195,13 @@ try {
       t.encode += encodeMs;
       paused += encodeMs;
       t0 = performance.now();
-      await c.client.submitUpdate({ round: assignment.round, baseVersion: assignment.baseVersion, delta: trained.delta, numExamples: trained.numExamples, metrics: trained.metrics });
+      await c.client.submitUpdate({
+        round: assignment.round,
+        baseVersion: assignment.baseVersion,
+        delta: trained.delta,
+        numExamples: trained.numExamples,
+        metrics: trained.metrics,
+      });
       lastAck = performance.now();
       t.submit += lastAck - t0 - encodeMs;
       version = assignment.baseVersion + 1;
@@ -203,9 +226,17 @@ try {
     const warmup = r === 1;
     if (!warmup) measured.push({ wall, t, server: server_ });
     emit({
-      name: 'round', round: r, warmup, version, wallMs: round1(wall),
+      name: 'round',
+      round: r,
+      warmup,
+      version,
+      wallMs: round1(wall),
       ...Object.fromEntries(PHASES.map((p) => [`${p}Ms`, round1(t[p])])),
-      platformShare: round3((wall - t.train) / wall), serverMs: server_, serverRequests: requests, bodyBytes, ...(evalMs !== undefined ? { evalMs: round1(evalMs), accuracy } : {}),
+      platformShare: round3((wall - t.train) / wall),
+      serverMs: server_,
+      serverRequests: requests,
+      bodyBytes,
+      ...(evalMs !== undefined ? { evalMs: round1(evalMs), accuracy } : {}),
     });
   }
 
@@ -224,20 +255,38 @@ try {
   const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
   const walls = measured.map((m) => m.wall);
   const meanWall = mean(walls);
-  const per = Object.fromEntries(PHASES.map((p) => [p, { median: median(measured.map((m) => m.t[p])), mean: mean(measured.map((m) => m.t[p])) }])) as Record<Phase, { median: number; mean: number }>;
+  const per = Object.fromEntries(PHASES.map((p) => [p, { median: median(measured.map((m) => m.t[p])), mean: mean(measured.map((m) => m.t[p])) }])) as Record<
+    Phase,
+    { median: number; mean: number }
+  >;
   const platform = measured.map((m) => (m.wall - m.t.train) / m.wall);
   const summary = {
-    name: 'round-summary', clients: K, examplesPerClient: N, params: numParams, ...plan, roundsMeasured: measured.length,
+    name: 'round-summary',
+    clients: K,
+    examplesPerClient: N,
+    params: numParams,
+    ...plan,
+    roundsMeasured: measured.length,
     wallMs: { median: round1(median(walls)), mean: round1(meanWall), min: round1(Math.min(...walls)), max: round1(Math.max(...walls)) },
     phasesMsMean: Object.fromEntries(PHASES.map((p) => [p, round1(per[p].mean)])),
     platformShare: { median: round3(median(platform)), mean: round3(mean(platform)), max: round3(Math.max(...platform)) },
-    serverMsMean: { checkin: round1(mean(measured.map((m) => m.server.checkin))), download: round1(mean(measured.map((m) => m.server.download))), submit: round1(mean(measured.map((m) => m.server.submit))) },
+    serverMsMean: {
+      checkin: round1(mean(measured.map((m) => m.server.checkin))),
+      download: round1(mean(measured.map((m) => m.server.download))),
+      submit: round1(mean(measured.map((m) => m.server.submit))),
+    },
     healthRoundTripMs: { median: round1(median(floor)), min: round1(Math.min(...floor)) },
   };
   emit(summary);
 
-  console.log(`\none round: ${K} clients × ${N} MNIST images, 2NN (${numParams.toLocaleString('en')} params), E=${plan.epochs} B=${plan.batchSize}; ${measured.length} rounds after a warm-up`);
-  const line = (cells: (string | number)[]) => `${String(cells[0]).padEnd(10)}${cells.slice(1).map((c) => String(c).padStart(11)).join('')}`;
+  console.log(
+    `\none round: ${K} clients × ${N} MNIST images, 2NN (${numParams.toLocaleString('en')} params), E=${plan.epochs} B=${plan.batchSize}; ${measured.length} rounds after a warm-up`,
+  );
+  const line = (cells: (string | number)[]) =>
+    `${String(cells[0]).padEnd(10)}${cells
+      .slice(1)
+      .map((c) => String(c).padStart(11))
+      .join('')}`;
   console.log(line(['phase', 'median ms', 'mean ms', 'per client', 'share', 'in server']));
   console.log('-'.repeat(65));
   for (const p of PHASES) {
@@ -247,9 +296,15 @@ try {
   }
   console.log('-'.repeat(65));
   console.log(line(['round', median(walls).toFixed(1), meanWall.toFixed(1), '', '100.0%']));
-  console.log(`"in server": mean ms per round from wrangler's own request log (proxy in to response out), the rest of a phase is client side (HTTP client, SHA-256 check, decode)`);
-  console.log(`HTTP floor (GET /v1/health through wrangler dev): median ${median(floor).toFixed(1)} ms; each client makes 4 requests a round (check-in, manifest, weights, submit)`);
-  console.log(`platform share (everything but train): median ${(100 * median(platform)).toFixed(1)}%, mean ${(100 * mean(platform)).toFixed(1)}%, max ${(100 * Math.max(...platform)).toFixed(1)}% (goal < 10%)`);
+  console.log(
+    `"in server": mean ms per round from wrangler's own request log (proxy in to response out), the rest of a phase is client side (HTTP client, SHA-256 check, decode)`,
+  );
+  console.log(
+    `HTTP floor (GET /v1/health through wrangler dev): median ${median(floor).toFixed(1)} ms; each client makes 4 requests a round (check-in, manifest, weights, submit)`,
+  );
+  console.log(
+    `platform share (everything but train): median ${(100 * median(platform)).toFixed(1)}%, mean ${(100 * mean(platform)).toFixed(1)}%, max ${(100 * Math.max(...platform)).toFixed(1)}% (goal < 10%)`,
+  );
 } finally {
   for (const c of clients) tf.dispose([c.xs, c.ys]);
   tf.dispose([testData.xs, testData.ys]);

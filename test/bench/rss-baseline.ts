@@ -39,7 +39,8 @@ function anonMiB(pgid: number): number {
 async function series(url: string, pgid: number): Promise<number[]> {
   const out = [anonMiB(pgid)];
   for (let done = 0; done < REQUESTS; ) {
-    for (const end = done + STEP; done < end; done += CONCURRENCY) await Promise.all(Array.from({ length: CONCURRENCY }, async () => (await fetch(url)).arrayBuffer()));
+    for (const end = done + STEP; done < end; done += CONCURRENCY)
+      await Promise.all(Array.from({ length: CONCURRENCY }, async () => (await fetch(url)).arrayBuffer()));
     out.push(anonMiB(pgid));
   }
   return out;
@@ -47,15 +48,22 @@ async function series(url: string, pgid: number): Promise<number[]> {
 
 // A hello-world Worker, run by the same wrangler and workerd as fedge.
 const dir = mkdtempSync(join(tmpdir(), 'fedge-hello-'));
-writeFileSync(join(dir, 'worker.js'), `export default { fetch() { return new Response('{"ok":true}', { headers: { 'content-type': 'application/json' } }); } };\n`);
+writeFileSync(
+  join(dir, 'worker.js'),
+  `export default { fetch() { return new Response('{"ok":true}', { headers: { 'content-type': 'application/json' } }); } };\n`,
+);
 writeFileSync(join(dir, 'wrangler.jsonc'), JSON.stringify({ name: 'hello', main: 'worker.js', compatibility_date: '2026-11-01' }));
 const port = await findFreePort();
-const hello = spawn(process.execPath, [join(REPO_ROOT, 'node_modules/wrangler/bin/wrangler.js'), 'dev', '--ip', '127.0.0.1', '--port', String(port), '--show-interactive-dev-session=false'], {
-  cwd: dir,
-  env: { ...process.env, ...offlineEnv() },
-  stdio: 'ignore',
-  detached: true,
-});
+const hello = spawn(
+  process.execPath,
+  [join(REPO_ROOT, 'node_modules/wrangler/bin/wrangler.js'), 'dev', '--ip', '127.0.0.1', '--port', String(port), '--show-interactive-dev-session=false'],
+  {
+    cwd: dir,
+    env: { ...process.env, ...offlineEnv() },
+    stdio: 'ignore',
+    detached: true,
+  },
+);
 try {
   await waitForHealth(`http://127.0.0.1:${port}`); // the hello Worker answers 200 on every path, /v1/health too
   const helloSeries = await series(`http://127.0.0.1:${port}/`, hello.pid!);

@@ -38,7 +38,16 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { createRunningSum } from '../../aggregator/src/kernels/running-sum.ts';
 import { accumulateWasm } from '../../aggregator/src/kernels/wasm-node.ts';
-import { createStrategy, isAsync, isRobust, stalenessWeight, type RangeReader, type Strategy, type StrategyConfig, type StrategyState } from '../../aggregator/src/strategies/index.ts';
+import {
+  createStrategy,
+  isAsync,
+  isRobust,
+  stalenessWeight,
+  type RangeReader,
+  type Strategy,
+  type StrategyConfig,
+  type StrategyState,
+} from '../../aggregator/src/strategies/index.ts';
 import { rng } from '../sim/partition.ts';
 
 const { values: args } = parseArgs({
@@ -239,7 +248,7 @@ function robust(name: string, config: StrategyConfig, note: string): Case {
 
 const cases: Case[] = [
   streaming('FedAvg (baseline)', { name: 'fedavg' }, 'reset + 100 x wasm add + finalizeInto(base, next)'),
-  streaming('FedProx (mu = 0.01)', { name: 'fedprox', mu: 0.01 }, 'server path identical to FedAvg (mu only changes the clients\' local objective)'),
+  streaming('FedProx (mu = 0.01)', { name: 'fedprox', mu: 0.01 }, "server path identical to FedAvg (mu only changes the clients' local objective)"),
   streaming('FedAvgM', { name: 'fedavgm', serverLearningRate: 1, momentum: 0.9 }, 'sum + finalize to the mean + state copy + apply'),
   streaming('FedAdam', { name: 'fedadam', ...fedOpt }, 'sum + finalize to the mean + state copy + apply'),
   streaming('FedYogi', { name: 'fedyogi', ...fedOpt }, 'sum + finalize to the mean + state copy + apply'),
@@ -260,9 +269,18 @@ const cases: Case[] = [
   streaming('FedAvg + clipNorm, none clipped', { name: 'fedavg', clipNorm: Number.MAX_VALUE }, 'clipToNorm norm pass only (no update exceeds the bound) + sum'),
   robust('median', { name: 'median' }, 'coordinate-wise median: quickselect over k = 100 values per coordinate'),
   robust('trimmed mean (beta = 0.1)', { name: 'trimmedmean', beta: 0.1 }, 'two quickselects + exact sum of the 80 kept values per coordinate'),
-  robust('Krum (f = 10, m = 1)', { name: 'krum', f: 10, m: 1 }, 'k(k-1)/2 = 4,950 pairwise distances over all n (pass 1), then copy the chosen update (pass 2)'),
+  robust(
+    'Krum (f = 10, m = 1)',
+    { name: 'krum', f: 10, m: 1 },
+    'k(k-1)/2 = 4,950 pairwise distances over all n (pass 1), then copy the chosen update (pass 2)',
+  ),
   robust('Multi-Krum (f = 10, m = 80)', { name: 'krum', f: 10, m: 80 }, 'same distances (pass 1), then average of the 80 chosen (pass 2)'),
-  { name: 'chunk reads alone (1 pass)', kind: 'component', note: 'the reader\'s share: 16 ranges x 100 fresh 256 KiB copies (400 MB); median/trimmed mean read once, Krum twice', run: readsOnly },
+  {
+    name: 'chunk reads alone (1 pass)',
+    kind: 'component',
+    note: "the reader's share: 16 ranges x 100 fresh 256 KiB copies (400 MB); median/trimmed mean read once, Krum twice",
+    run: readsOnly,
+  },
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -369,7 +387,7 @@ function check(c: Case, r: Result, fedavgNext: Float32Array | null): string {
       const s = column(j);
       if (!(d[j]! >= s[0]! && d[j]! <= s[K - 1]!)) throw new Error(`Multi-Krum output out of range at ${j}`);
     }
-    return 'Multi-Krum output within the updates\' range at sampled coordinates';
+    return "Multi-Krum output within the updates' range at sampled coordinates";
   }
   return '';
 }
@@ -378,8 +396,17 @@ function check(c: Case, r: Result, fedavgNext: Float32Array | null): string {
 
 function main(): void {
   emit({
-    bench: 'fedge strategies', node: process.version, updates: K, params: P, chunk_floats: UPDATE_CHUNK_FLOATS, runs: RUNS, streaming_runs: RUNS * STREAMING_REPEAT, seed: SEED,
-    data_MiB: round((K * P * 4) / MiB, 1), generate_s: round(genSeconds, 2), running_sum_MiB: round((P * 8 + 4 * 16384 * 4) / MiB, 2),
+    bench: 'fedge strategies',
+    node: process.version,
+    updates: K,
+    params: P,
+    chunk_floats: UPDATE_CHUNK_FLOATS,
+    runs: RUNS,
+    streaming_runs: RUNS * STREAMING_REPEAT,
+    seed: SEED,
+    data_MiB: round((K * P * 4) / MiB, 1),
+    generate_s: round(genSeconds, 2),
+    running_sum_MiB: round((P * 8 + 4 * 16384 * 4) / MiB, 2),
   });
 
   // Untimed memory round per strategy (also the JIT warm-up), with spot checks.
@@ -417,11 +444,19 @@ function main(): void {
     const med = median(t);
     const m = mem.get(c.name)!;
     const row = {
-      name: c.name, kind: c.kind, samples: t.length, median_s: round(med, 4), min_s: round(Math.min(...t), 4), max_s: round(Math.max(...t), 4),
+      name: c.name,
+      kind: c.kind,
+      samples: t.length,
+      median_s: round(med, 4),
+      min_s: round(Math.min(...t), 4),
+      max_s: round(Math.max(...t), 4),
       ratio_to_fedavg: round(med / baseMedian, 2),
-      peak_live_MiB: round(m.liveMiB, 1), peak_lazy_gc_MiB: round(m.lazyMiB, 1), peak_rss_delta_MiB: round(m.rssMiB, 1),
+      peak_live_MiB: round(m.liveMiB, 1),
+      peak_lazy_gc_MiB: round(m.lazyMiB, 1),
+      peak_rss_delta_MiB: round(m.rssMiB, 1),
       ...(c.kind === 'robust' ? { bound_MiB: round(boundMiB + 3 * VEC_MIB, 1) } : {}),
-      note: c.note, ...(checks.get(c.name) ? { check: checks.get(c.name) } : {}),
+      note: c.note,
+      ...(checks.get(c.name) ? { check: checks.get(c.name) } : {}),
     };
     emit(row);
     return row;
@@ -430,7 +465,9 @@ function main(): void {
   const pad = (s: string, n: number) => (s.length >= n ? s : s + ' '.repeat(n - s.length));
   const lpad = (s: string, n: number) => (s.length >= n ? s : ' '.repeat(n - s.length) + s);
   console.log('');
-  console.log(`${K} updates x ${P.toLocaleString('en')} float32 (${round((K * P * 4) / 1e6, 0)} MB), median of ${RUNS} round-robin runs (streaming rows: ${RUNS * STREAMING_REPEAT}); memory: peak extra MiB over a post-GC baseline`);
+  console.log(
+    `${K} updates x ${P.toLocaleString('en')} float32 (${round((K * P * 4) / 1e6, 0)} MB), median of ${RUNS} round-robin runs (streaming rows: ${RUNS * STREAMING_REPEAT}); memory: peak extra MiB over a post-GC baseline`,
+  );
   console.log(`${pad('strategy', 34)} ${lpad('median s', 9)} ${lpad('x FedAvg', 9)} ${lpad('live MiB', 9)} ${lpad('lazy MiB', 9)} ${lpad('rss MiB', 8)}`);
   console.log('-'.repeat(83));
   for (const r of rows) {
@@ -439,9 +476,15 @@ function main(): void {
     );
   }
   console.log('-'.repeat(83));
-  console.log(`live: forced GC before each sample (what the round references); lazy: no forced GC (garbage not yet collected counts); rss: process RSS growth.`);
-  console.log(`Not counted: the ${round((P * 8 + 4 * 16384 * 4) / MiB, 1)} MiB running sum (one per model, kept across rounds), the base model, and the stored updates`);
-  console.log(`(${round((K * P * 4) / MiB, 0)} MiB here; SQLite storage in the Durable Object). Robust bound: k x 256 KiB = ${round(boundMiB, 1)} MiB of range copies + 3 model vectors (${round(3 * VEC_MIB, 1)} MiB) = ${round(boundMiB + 3 * VEC_MIB, 1)} MiB.`);
+  console.log(
+    `live: forced GC before each sample (what the round references); lazy: no forced GC (garbage not yet collected counts); rss: process RSS growth.`,
+  );
+  console.log(
+    `Not counted: the ${round((P * 8 + 4 * 16384 * 4) / MiB, 1)} MiB running sum (one per model, kept across rounds), the base model, and the stored updates`,
+  );
+  console.log(
+    `(${round((K * P * 4) / MiB, 0)} MiB here; SQLite storage in the Durable Object). Robust bound: k x 256 KiB = ${round(boundMiB, 1)} MiB of range copies + 3 model vectors (${round(3 * VEC_MIB, 1)} MiB) = ${round(boundMiB + 3 * VEC_MIB, 1)} MiB.`,
+  );
   acc.dispose();
 }
 

@@ -74,7 +74,8 @@ export async function bundlePage(options: BundleOptions): Promise<BrowserBundle>
  */
 export function nodeOnlyApis(bundle: Pick<BrowserBundle, 'text' | 'metafile'>): string[] {
   const found: string[] = [];
-  const builtin = /^(node:|(assert|async_hooks|buffer|child_process|cluster|crypto|dgram|dns|events|fs|fs\/promises|http|http2|https|inspector|module|net|os|path|perf_hooks|process|readline|stream|string_decoder|tls|tty|url|util|v8|vm|worker_threads|zlib)$)/;
+  const builtin =
+    /^(node:|(assert|async_hooks|buffer|child_process|cluster|crypto|dgram|dns|events|fs|fs\/promises|http|http2|https|inspector|module|net|os|path|perf_hooks|process|readline|stream|string_decoder|tls|tty|url|util|v8|vm|worker_threads|zlib)$)/;
   for (const [input, info] of Object.entries(bundle.metafile.inputs)) {
     if (input.startsWith('node:')) found.push(`input ${input}`);
     for (const imp of info.imports) {
@@ -82,13 +83,18 @@ export function nodeOnlyApis(bundle: Pick<BrowserBundle, 'text' | 'metafile'>): 
       if (builtin.test(imp.path)) found.push(`${input} imports ${imp.path}${imp.external ? ' (external)' : ''}`);
     }
   }
-  for (const m of bundle.text.matchAll(/\b(?:require\s*\(|import\s*\(|from\s*)\s*["'](node:[\w/]+|fs|child_process|worker_threads|net|http|https|os|path)["']/g)) found.push(`bundle text: ${m[0]}`);
+  for (const m of bundle.text.matchAll(
+    /\b(?:require\s*\(|import\s*\(|from\s*)\s*["'](node:[\w/]+|fs|child_process|worker_threads|net|http|https|os|path)["']/g,
+  ))
+    found.push(`bundle text: ${m[0]}`);
   return found;
 }
 
 /** The bundle's inputs from this repository (not node_modules), relative to the repo root. */
 export function repoInputs(metafile: Metafile): string[] {
-  return Object.keys(metafile.inputs).filter((p) => !p.includes('node_modules') && !p.startsWith('(disabled):') && !relative(REPO_ROOT, resolve(REPO_ROOT, p)).startsWith('..'));
+  return Object.keys(metafile.inputs).filter(
+    (p) => !p.includes('node_modules') && !p.startsWith('(disabled):') && !relative(REPO_ROOT, resolve(REPO_ROOT, p)).startsWith('..'),
+  );
 }
 
 // `npx node test/browser/bundle.ts <outDir>`: bundle the test page for a look in a real browser.
@@ -96,5 +102,7 @@ if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.ur
   const outDir = process.argv[2] ? resolve(process.argv[2]) : mkdtempSync(join(tmpdir(), 'fedge-page-'));
   const b = await bundlePage({ entry: 'test/browser/page.ts', html: 'test/browser/page.html', outDir });
   const problems = nodeOnlyApis(b);
-  console.log(`${join(b.dir, b.page)} + ${b.script} (${(b.text.length / 1024).toFixed(0)} KiB) in ${b.buildMs.toFixed(0)} ms; Node-only APIs: ${problems.length ? problems.join(', ') : 'none'}`);
+  console.log(
+    `${join(b.dir, b.page)} + ${b.script} (${(b.text.length / 1024).toFixed(0)} KiB) in ${b.buildMs.toFixed(0)} ms; Node-only APIs: ${problems.length ? problems.join(', ') : 'none'}`,
+  );
 }

@@ -22,7 +22,16 @@ import { bundlePage, nodeOnlyApis, repoInputs, type BrowserBundle } from './bund
 import type { PageRunConfig, PageRunResult } from './page.ts';
 
 const CHROMIUM = process.env.FEDGE_CHROMIUM ?? '/usr/bin/chromium';
-const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+const CHROMIUM_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
 
 const fedgeUrl = inject('fedgeUrl');
 const admin = new FedgeAdmin({ baseUrl: fedgeUrl, token: inject('fedgeAdminToken') });
@@ -45,7 +54,12 @@ beforeAll(async () => {
   await useWasmBackend(); // Node side: only to build the task's model
   [pageBundle, exampleBundle] = await Promise.all([
     bundlePage({ entry: 'test/browser/page.ts', html: 'test/browser/page.html', outDir: join(out, 'page') }),
-    bundlePage({ entry: 'client-sdk/examples/browser.ts', html: 'client-sdk/examples/browser.html', outDir: join(out, 'example'), scriptPath: 'dist/browser.js' }),
+    bundlePage({
+      entry: 'client-sdk/examples/browser.ts',
+      html: 'client-sdk/examples/browser.html',
+      outDir: join(out, 'example'),
+      scriptPath: 'dist/browser.js',
+    }),
   ]);
   ({ server, origin } = await serveStatic(out));
   browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
@@ -65,7 +79,9 @@ describe('the SDK in headless Chromium', () => {
     expect(text).not.toMatch(/["']node:[a-z_/]+["']/);
     // The SDK's own modules import nothing but each other and TensorFlow.js.
     const sdkFiles = repoInputs(pageBundle.metafile).filter((p) => p.startsWith('client-sdk/src/'));
-    expect(sdkFiles).toEqual(expect.arrayContaining(['client-sdk/src/index.ts', 'client-sdk/src/client.ts', 'client-sdk/src/training.ts', 'client-sdk/src/internal/http.ts']));
+    expect(sdkFiles).toEqual(
+      expect.arrayContaining(['client-sdk/src/index.ts', 'client-sdk/src/client.ts', 'client-sdk/src/training.ts', 'client-sdk/src/internal/http.ts']),
+    );
     for (const file of sdkFiles) {
       for (const imp of pageBundle.metafile.inputs[file]!.imports) {
         expect(imp.path.startsWith('client-sdk/src/') || imp.path.includes('node_modules/@tensorflow/tfjs/'), `${file} imports ${imp.path}`).toBe(true);
@@ -81,9 +97,11 @@ describe('the SDK in headless Chromium', () => {
     expect(new URL(origin).origin).not.toBe(new URL(fedgeUrl).origin);
     const config: PageRunConfig = { baseUrl: fedgeUrl, taskId: task.id, token: creds.token, numExamples: 48, seed: 11 };
     const t0 = performance.now();
-    const run: PageRunResult = await page.evaluate((c) => window.fedgeTest.run(c), config).catch((e: unknown) => {
-      throw new Error(`the page failed: ${(e as Error).message}\npage log:\n${page.logs.join('\n')}`);
-    });
+    const run: PageRunResult = await page
+      .evaluate((c) => window.fedgeTest.run(c), config)
+      .catch((e: unknown) => {
+        throw new Error(`the page failed: ${(e as Error).message}\npage log:\n${page.logs.join('\n')}`);
+      });
     const ms = performance.now() - t0;
 
     expect(run.isSecureContext).toBe(true); // crypto.subtle needs it (http://127.0.0.1 is one)
@@ -117,7 +135,9 @@ describe('the SDK in headless Chromium', () => {
     }
     expect(calls.map((c) => `${c.method} ${c.status}`)).toContain('PUT 200');
     expect(page.errors).toEqual([]);
-    console.log(`[browser] ${run.userAgent.match(/(?:Headless)?Chrome\/[\d.]+/)?.[0]}, tfjs ${run.tfVersion} (${run.backend}); participate + publish in ${ms.toFixed(0)} ms; page bundle ${(pageBundle.text.length / 1024).toFixed(0)} KiB built in ${pageBundle.buildMs.toFixed(0)} ms`);
+    console.log(
+      `[browser] ${run.userAgent.match(/(?:Headless)?Chrome\/[\d.]+/)?.[0]}, tfjs ${run.tfVersion} (${run.backend}); participate + publish in ${ms.toFixed(0)} ms; page bundle ${(pageBundle.text.length / 1024).toFixed(0)} KiB built in ${pageBundle.buildMs.toFixed(0)} ms`,
+    );
     await page.close();
   }, 90_000);
 
@@ -128,7 +148,13 @@ describe('the SDK in headless Chromium', () => {
     const page = await openPage(`${origin}/example/browser.html?${query}`);
     await page.click('#run');
     await page
-      .waitForFunction(() => ['accepted', 'late', 'error'].includes(document.getElementById('status')!.dataset.status!) && document.getElementById('log')!.textContent!.includes('tensors in memory'), null, { timeout: 60_000 })
+      .waitForFunction(
+        () =>
+          ['accepted', 'late', 'error'].includes(document.getElementById('status')!.dataset.status!) &&
+          document.getElementById('log')!.textContent!.includes('tensors in memory'),
+        null,
+        { timeout: 60_000 },
+      )
       .catch((e: unknown) => {
         throw new Error(`${(e as Error).message}\npage log:\n${page.logs.join('\n')}`);
       });
@@ -145,9 +171,18 @@ describe('the SDK in headless Chromium', () => {
 });
 
 async function newTask() {
-  const model = tf.sequential({ layers: [tf.layers.dense({ name: 'hidden', units: 8, activation: 'relu', inputShape: [4] }), tf.layers.dense({ name: 'out', units: 3, activation: 'softmax' })] });
+  const model = tf.sequential({
+    layers: [
+      tf.layers.dense({ name: 'hidden', units: 8, activation: 'relu', inputShape: [4] }),
+      tf.layers.dense({ name: 'out', units: 3, activation: 'softmax' }),
+    ],
+  });
   try {
-    return await admin.createTask(model, { name: 'browser test', rounds: { clientsPerRound: 1, overSelection: 1, deadlineSeconds: 120 }, plan: { epochs: 2, batchSize: 8, learningRate: 0.2 } });
+    return await admin.createTask(model, {
+      name: 'browser test',
+      rounds: { clientsPerRound: 1, overSelection: 1, deadlineSeconds: 120 },
+      plan: { epochs: 2, batchSize: 8, learningRate: 0.2 },
+    });
   } finally {
     model.dispose();
   }

@@ -109,7 +109,14 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
         body: JSON.stringify({
           name: 'chaos',
           modelTopology: denseTopology(INPUTS, [{ name: 'dense', units: UNITS }]),
-          initialWeights: Buffer.from(encodeTensors(splitFlat(TENSORS, Float32Array.from({ length: P }, (_, i) => Math.sin(i) / 10)))).toString('base64'),
+          initialWeights: Buffer.from(
+            encodeTensors(
+              splitFlat(
+                TENSORS,
+                Float32Array.from({ length: P }, (_, i) => Math.sin(i) / 10),
+              ),
+            ),
+          ).toString('base64'),
           // No deadline inside a run: a round closes only on its goal, so every assigned client counts.
           rounds: { clientsPerRound: o.clientsPerRound, overSelection: 1, deadlineSeconds: 7 * 86_400, maxExamplesPerClient: 100 },
         }),
@@ -117,7 +124,8 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     ).json();
     const taskId = created.id as string;
     const tokens: string[] = [];
-    for (let i = 0; i < o.clients; i++) tokens.push((await (await fetch(`${base}/tasks/${taskId}/clients`, { method: 'POST', headers: admin, body: '{}' })).json()).token);
+    for (let i = 0; i < o.clients; i++)
+      tokens.push((await (await fetch(`${base}/tasks/${taskId}/clients`, { method: 'POST', headers: admin, body: '{}' })).json()).token);
 
     /** fetch until a whole HTTP answer that is not a server error, a 429 or a 408: through kills and restarts. */
     const persist = async (path: string, init: RequestInit): Promise<{ status: number; body: any }> => {
@@ -147,7 +155,11 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
         const { delta, n } = deltaOf(k, c.round);
         // Encoded once: every retry sends the same bytes, so the server can count it once.
         const body = encodeTensors(splitFlat(TENSORS, delta), { [UPDATE_META.baseVersion]: String(c.baseVersion), [UPDATE_META.numExamples]: String(n) });
-        const put = await persist(`/tasks/${taskId}/rounds/${c.round}/update`, { method: 'PUT', headers: { ...auth, 'content-type': 'application/octet-stream' }, body });
+        const put = await persist(`/tasks/${taskId}/rounds/${c.round}/update`, {
+          method: 'PUT',
+          headers: { ...auth, 'content-type': 'application/octet-stream' },
+          body,
+        });
         const answer = put.body;
         if (put.status === 200) acks.push({ client: k, clientId, round: c.round });
         else if (put.status === 409) conflicts++;
@@ -177,7 +189,12 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
   }
 }
 
-async function verify(base: string, taskId: string, admin: Record<string, string>, acks: Ack[]): Promise<Omit<ChaosReport, 'kills' | 'conflicts' | 'retries' | 'seconds'>> {
+async function verify(
+  base: string,
+  taskId: string,
+  admin: Record<string, string>,
+  acks: Ack[],
+): Promise<Omit<ChaosReport, 'kills' | 'conflicts' | 'retries' | 'seconds'>> {
   const get = async (path: string) => {
     const res = await fetch(`${base}${path}`, { headers: admin });
     if (res.status !== 200) throw new Error(`${path}: ${res.status} ${await res.text()}`);
@@ -250,9 +267,21 @@ if (import.meta.url === `file://${process.argv[1]}`) {
       seed: { type: 'string', default: '1' },
     },
   });
-  const report = await runChaos({ kills: Number(values.kills), clients: Number(values.clients), clientsPerRound: Number(values['per-round']), seed: Number(values.seed), log: (l) => console.log(l) });
+  const report = await runChaos({
+    kills: Number(values.kills),
+    clients: Number(values.clients),
+    clientsPerRound: Number(values['per-round']),
+    seed: Number(values.seed),
+    log: (l) => console.log(l),
+  });
   console.log(JSON.stringify({ name: 'chaos', ...report }));
-  const ok = report.lost === 0 && report.doubled === 0 && report.missingVersions === 0 && report.hashMismatches === 0 && report.maxDeviation <= 1e-6 && report.conflicts === 0;
+  const ok =
+    report.lost === 0 &&
+    report.doubled === 0 &&
+    report.missingVersions === 0 &&
+    report.hashMismatches === 0 &&
+    report.maxDeviation <= 1e-6 &&
+    report.conflicts === 0;
   console.log(ok ? 'chaos: every acknowledged update counted exactly once; every version present, hashed and exact' : 'chaos: FAILED');
   process.exit(ok ? 0 : 1);
 }

@@ -12,8 +12,18 @@ import { describe, expect, inject, it } from 'vitest';
 import { simulate, type SimulationOptions } from '../sim/runner.ts';
 
 const base: SimulationOptions = {
-  baseUrl: inject('fedgeUrl'), adminToken: inject('fedgeAdminToken'),
-  clients: 10, fraction: 1, rounds: 8, partition: 'dirichlet', alpha: 0.5, model: 'mlp', epochs: 1, batchSize: 10, learningRate: 0.1, seed: 3,
+  baseUrl: inject('fedgeUrl'),
+  adminToken: inject('fedgeAdminToken'),
+  clients: 10,
+  fraction: 1,
+  rounds: 8,
+  partition: 'dirichlet',
+  alpha: 0.5,
+  model: 'mlp',
+  epochs: 1,
+  batchSize: 10,
+  learningRate: 0.1,
+  seed: 3,
 };
 type Malicious = NonNullable<SimulationOptions['malicious']>;
 const attacks: Record<'gaussian' | 'boost' | 'signflip', Malicious> = {
@@ -73,13 +83,17 @@ for (const [attackName, malicious] of Object.entries(attacks)) {
   describe(`20% ${attackName} attackers`, () => {
     for (const [label, strategy] of robust) {
       const miss = knownMisses.has(`${attackName}/${label}`);
-      (miss ? it.fails : it)(`do not move ${label} more than 3 points from its clean run${miss ? ' (known miss at this size)' : ''}`, async () => {
-        const before = await clean(label, strategy);
-        const attacked = await finalAccuracy({ strategy: strategy!, malicious });
-        console.log(`${label} ${attackName}: clean ${before.toFixed(4)}, attacked ${attacked.toFixed(4)}`);
-        expect(before).toBeGreaterThan(0.85);
-        expect(attacked).toBeGreaterThanOrEqual(before - 0.03);
-      }, 300_000);
+      (miss ? it.fails : it)(
+        `do not move ${label} more than 3 points from its clean run${miss ? ' (known miss at this size)' : ''}`,
+        async () => {
+          const before = await clean(label, strategy);
+          const attacked = await finalAccuracy({ strategy: strategy!, malicious });
+          console.log(`${label} ${attackName}: clean ${before.toFixed(4)}, attacked ${attacked.toFixed(4)}`);
+          expect(before).toBeGreaterThan(0.85);
+          expect(attacked).toBeGreaterThanOrEqual(before - 0.03);
+        },
+        300_000,
+      );
     }
   });
 }

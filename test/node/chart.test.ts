@@ -82,8 +82,23 @@ describe('toCsv', () => {
   });
 
   it('seriesToRows makes a wide table keyed by x, blank where a series has no point', () => {
-    const rows = seriesToRows([{ name: 'a', points: [{ x: 2, y: 0.2 }, { x: 1, y: 0.1 }] }, { name: 'b', points: [{ x: 1, y: 0.5 }] }], 'round');
-    expect(rows).toEqual([{ round: 1, a: 0.1, b: 0.5 }, { round: 2, a: 0.2 }]);
+    const rows = seriesToRows(
+      [
+        {
+          name: 'a',
+          points: [
+            { x: 2, y: 0.2 },
+            { x: 1, y: 0.1 },
+          ],
+        },
+        { name: 'b', points: [{ x: 1, y: 0.5 }] },
+      ],
+      'round',
+    );
+    expect(rows).toEqual([
+      { round: 1, a: 0.1, b: 0.5 },
+      { round: 2, a: 0.2 },
+    ]);
     expect(toCsv(rows)).toBe('round,a,b\r\n1,0.1,0.5\r\n2,0.2,\r\n');
   });
 });
@@ -154,7 +169,11 @@ describe('lineChartSvg', () => {
   });
 
   it('escapes markup in names and labels', () => {
-    const tricky = lineChartSvg([curve('FedProx <μ=0.01> & "friends"', 3, (r) => r / 4)], { ...OPTS, title: 'a < b & c', target: { y: 0.5, label: "it's > half" } });
+    const tricky = lineChartSvg([curve('FedProx <μ=0.01> & "friends"', 3, (r) => r / 4)], {
+      ...OPTS,
+      title: 'a < b & c',
+      target: { y: 0.5, label: "it's > half" },
+    });
     checkWellFormed(tricky);
     expect(tricky).toContain('FedProx &lt;μ=0.01&gt; &amp; &quot;friends&quot;');
     expect(tricky).toContain('a &lt; b &amp; c');
@@ -163,7 +182,19 @@ describe('lineChartSvg', () => {
   });
 
   it('skips non-finite points, and copes with no series, one point and a flat series', () => {
-    const gappy = lineChartSvg([{ name: 'loss', points: [{ x: 1, y: 2 }, { x: 2, y: Number.NaN }, { x: 3, y: 1 }] }], { title: 't', xLabel: 'x', yLabel: 'y' });
+    const gappy = lineChartSvg(
+      [
+        {
+          name: 'loss',
+          points: [
+            { x: 1, y: 2 },
+            { x: 2, y: Number.NaN },
+            { x: 3, y: 1 },
+          ],
+        },
+      ],
+      { title: 't', xLabel: 'x', yLabel: 'y' },
+    );
     expect(attrs(gappy, 'polyline', 'points')[0]?.split(' ')).toHaveLength(2);
     for (const chart of [
       lineChartSvg([], { title: 'empty', xLabel: 'x', yLabel: 'y' }),

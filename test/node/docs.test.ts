@@ -8,7 +8,10 @@ const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8')
 describe('README', () => {
   it('lists every error code with its status, and no code the API does not send', () => {
     const table = readme.slice(readme.indexOf('| code | status | meaning |'));
-    const rows = table.split('\n').slice(2).filter((l) => l.startsWith('| `'));
+    const rows = table
+      .split('\n')
+      .slice(2)
+      .filter((l) => l.startsWith('| `'));
     const listed = new Map<string, number>();
     for (const row of rows) {
       const [codes, status] = row.split('|').slice(1, 3);

@@ -22,7 +22,15 @@ async function task(inputs: number, units: number, clientsPerRound: number): Pro
     { name: 'dense/bias', shape: [units] },
   ];
   const weights = encodeTensors(splitFlat(tensors, new Float32Array(inputs * units + units)));
-  const r = await json('/tasks', { method: 'POST', body: JSON.stringify({ name: 'flood', modelTopology: denseTopology(inputs, [{ name: 'dense', units }]), initialWeights: Buffer.from(weights).toString('base64'), rounds: { clientsPerRound, overSelection: 1, deadlineSeconds: 600 } }) });
+  const r = await json('/tasks', {
+    method: 'POST',
+    body: JSON.stringify({
+      name: 'flood',
+      modelTopology: denseTopology(inputs, [{ name: 'dense', units }]),
+      initialWeights: Buffer.from(weights).toString('base64'),
+      rounds: { clientsPerRound, overSelection: 1, deadlineSeconds: 600 },
+    }),
+  });
   expect(r.http).toBe(201);
   return r.body.id;
 }
@@ -44,7 +52,10 @@ afterAll(() => {
 function stalledUpload(taskId: string, token: string, declared: number): Promise<{ status: number; code: string; ms: number }> {
   const t = Date.now();
   return new Promise((resolve, reject) => {
-    const req = request(`${url}/v1/tasks/${taskId}/rounds/1/update`, { method: 'PUT', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/octet-stream', 'content-length': declared } });
+    const req = request(`${url}/v1/tasks/${taskId}/rounds/1/update`, {
+      method: 'PUT',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/octet-stream', 'content-length': declared },
+    });
     open.add(req);
     req.on('error', () => {}); // the server closes the socket once it has answered
     req.on('response', (res) => {
@@ -89,8 +100,21 @@ describe('held-open uploads (real sockets, wrangler dev)', () => {
       const a = await checkIn(taskB, honest);
       expect(a).toMatchObject({ status: 'assigned', round });
       const delta = Float32Array.from({ length: 15 }, (_, i) => (i - round) / 100);
-      const body = encodeTensors(splitFlat([{ name: 'dense/kernel', shape: [4, 3] }, { name: 'dense/bias', shape: [3] }], delta), { 'fedge.base_version': String(a.baseVersion), 'fedge.num_examples': '5' });
-      const res = await fetch(`${url}/v1/tasks/${taskB}/rounds/${round}/update`, { method: 'PUT', headers: { authorization: `Bearer ${honest}`, 'content-type': 'application/octet-stream' }, body });
+      const body = encodeTensors(
+        splitFlat(
+          [
+            { name: 'dense/kernel', shape: [4, 3] },
+            { name: 'dense/bias', shape: [3] },
+          ],
+          delta,
+        ),
+        { 'fedge.base_version': String(a.baseVersion), 'fedge.num_examples': '5' },
+      );
+      const res = await fetch(`${url}/v1/tasks/${taskB}/rounds/${round}/update`, {
+        method: 'PUT',
+        headers: { authorization: `Bearer ${honest}`, 'content-type': 'application/octet-stream' },
+        body,
+      });
       accepted.push(res.status);
       await res.arrayBuffer();
       for (let i = 0; i < 50 && (await json(`/tasks/${taskB}`)).body.currentVersion < round; i++) await new Promise((r) => setTimeout(r, 100));

@@ -190,7 +190,7 @@ describe('pathological', () => {
       const shards = new Map<number, number>();
       for (const i of part) shards.set(shardOf[i] as number, (shards.get(shardOf[i] as number) ?? 0) + 1);
       expect([...shards.values()]).toEqual([500, 500]);
-      for (const s of shards.keys()) (expect(used.has(s)).toBe(false), used.add(s));
+      for (const s of shards.keys()) expect(used.has(s)).toBe(false), used.add(s);
     }
     expect(used.size).toBe(20);
   });

@@ -94,7 +94,11 @@ it('keeps tasks, model versions, client tokens and round assignments across a re
   expect(create.status, JSON.stringify(created)).toBe(201);
   const taskId: string = created.id;
 
-  const reg = await call(server, `/tasks/${taskId}/clients`, { method: 'POST', headers: { ...ADMIN, 'content-type': 'application/json' }, body: JSON.stringify({ label: 'restart-client' }) });
+  const reg = await call(server, `/tasks/${taskId}/clients`, {
+    method: 'POST',
+    headers: { ...ADMIN, 'content-type': 'application/json' },
+    body: JSON.stringify({ label: 'restart-client' }),
+  });
   const creds = await json(reg);
   expect(reg.status, JSON.stringify(creds)).toBe(201);
   const client = { authorization: `Bearer ${creds.token as string}` };
@@ -116,7 +120,10 @@ it('keeps tasks, model versions, client tokens and round assignments across a re
   expect(etag).toBe(`"${manifestBefore.contentHash as string}"`);
   // The server re-encodes the blob; the values are what we uploaded.
   const decoded = decodeTensors(weightsBefore).tensors;
-  expect(decoded.map((t) => [t.name, t.shape])).toEqual([['dense/kernel', [4, 3]], ['dense/bias', [3]]]);
+  expect(decoded.map((t) => [t.name, t.shape])).toEqual([
+    ['dense/kernel', [4, 3]],
+    ['dense/bias', [3]],
+  ]);
   expect(Float32Array.from(decoded.flatMap((t) => [...t.data]))).toEqual(FLAT);
   const roundsBefore = await json(await call(server, `/tasks/${taskId}/rounds`, { headers: ADMIN }));
 
@@ -157,7 +164,9 @@ it('keeps tasks, model versions, client tokens and round assignments across a re
 
   // And auth is really enforced (the state survived, not the checks).
   expect((await call(server, `/tasks/${taskId}`, { headers: { authorization: 'Bearer wrong' } })).status).toBe(401);
-  expect((await call(server, `/tasks/${taskId}/checkin`, { method: 'POST', headers: { authorization: `Bearer ${creds.clientId as string}.wrong` } })).status).toBe(401);
+  expect(
+    (await call(server, `/tasks/${taskId}/checkin`, { method: 'POST', headers: { authorization: `Bearer ${creds.clientId as string}.wrong` } })).status,
+  ).toBe(401);
 
   await stop(server);
 }, 240_000);

@@ -25,7 +25,18 @@ describe('FedAvg on real MNIST with 10 virtual clients (784-64-10, E = 1, B = 10
     it(`${partition}: reaches ${target} test accuracy within ${rounds} rounds`, async () => {
       const reports: RoundReport[] = [];
       const result = await simulate({
-        baseUrl, adminToken, clients: 10, fraction: 1, rounds, partition, model: 'mlp', epochs: 1, batchSize: 10, learningRate: 0.1, seed: 7, target,
+        baseUrl,
+        adminToken,
+        clients: 10,
+        fraction: 1,
+        rounds,
+        partition,
+        model: 'mlp',
+        epochs: 1,
+        batchSize: 10,
+        learningRate: 0.1,
+        seed: 7,
+        target,
         onRound: (r) => reports.push(r),
       });
       console.log(`${partition}: ${reports.map((r) => `r${r.round}=${r.accuracy.toFixed(3)}`).join(' ')}`);

@@ -12,7 +12,10 @@ import { findFreePort } from '../../aggregator/scripts/lib/local-server.mjs';
 it('starts the platform, prints where it listens, and shows the admin token exactly once', async () => {
   const stateDir = mkdtempSync(join(tmpdir(), 'fedge-start-'));
   const port = await findFreePort();
-  const child = spawn(process.execPath, ['aggregator/scripts/start.mjs'], { env: { ...process.env, FEDGE_STATE_DIR: stateDir, FEDGE_PORT: String(port) }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, ['aggregator/scripts/start.mjs'], {
+    env: { ...process.env, FEDGE_STATE_DIR: stateDir, FEDGE_PORT: String(port) },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let out = '';
   child.stdout.on('data', (d) => (out += d));
   child.stderr.on('data', (d) => (out += d));

@@ -23,7 +23,15 @@ export function denseTopology(inputs: number, layers: readonly DenseLayer[]) {
       name: 'model',
       layers: layers.map((l, i) => ({
         class_name: 'Dense',
-        config: { units: l.units, activation: l.activation ?? 'linear', use_bias: true, name: l.name, trainable: true, ...(i === 0 ? { batch_input_shape: [null, inputs] } : {}), dtype: 'float32' },
+        config: {
+          units: l.units,
+          activation: l.activation ?? 'linear',
+          use_bias: true,
+          name: l.name,
+          trainable: true,
+          ...(i === 0 ? { batch_input_shape: [null, inputs] } : {}),
+          dtype: 'float32',
+        },
       })),
     },
     keras_version: 'tfjs-layers 4.22.0',

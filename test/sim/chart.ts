@@ -35,7 +35,7 @@ export function csvField(value: string | number): string {
 export function toCsv(rows: Record<string, string | number>[]): string {
   const columns: string[] = [];
   const seen = new Set<string>();
-  for (const row of rows) for (const key of Object.keys(row)) if (!seen.has(key)) (seen.add(key), columns.push(key));
+  for (const row of rows) for (const key of Object.keys(row)) if (!seen.has(key)) seen.add(key), columns.push(key);
   if (columns.length === 0) return '';
   const lines = [columns.map(csvField).join(',')];
   for (const row of rows) lines.push(columns.map((c) => (Object.hasOwn(row, c) ? csvField(row[c] as string | number) : '')).join(','));
@@ -161,7 +161,11 @@ export function lineChartSvg(series: Series[], opts: ChartOptions): string {
   const yd = domain(ys, opts.yMin, opts.yMax);
 
   // Legend as wrapped rows between title and plot, so long series names never narrow the plot.
-  const legend = legendLayout(clean.map((s) => s.name), 70, width - 24);
+  const legend = legendLayout(
+    clean.map((s) => s.name),
+    70,
+    width - 24,
+  );
   const m = { top: 48 + legend.height, right: 24, bottom: 56, left: 70 };
   const plotW = Math.max(40, width - m.left - m.right);
   const plotH = Math.max(40, height - m.top - m.bottom);
@@ -196,7 +200,9 @@ export function lineChartSvg(series: Series[], opts: ChartOptions): string {
   // Target line under the data so curves stay readable where they cross it.
   const targetY = opts.target && Number.isFinite(opts.target.y) ? sy(opts.target.y) : undefined;
   if (targetY !== undefined) {
-    out.push(`<line class="target" clip-path="url(#plot-area)" x1="${m.left}" x2="${px(m.left + plotW)}" y1="${px(targetY)}" y2="${px(targetY)}" stroke="#777777" stroke-width="1.5" stroke-dasharray="6 4"/>`);
+    out.push(
+      `<line class="target" clip-path="url(#plot-area)" x1="${m.left}" x2="${px(m.left + plotW)}" y1="${px(targetY)}" y2="${px(targetY)}" stroke="#777777" stroke-width="1.5" stroke-dasharray="6 4"/>`,
+    );
   }
 
   out.push('<g class="series" clip-path="url(#plot-area)">');
@@ -212,7 +218,9 @@ export function lineChartSvg(series: Series[], opts: ChartOptions): string {
   // Target label on top of the curves with a white halo; at the left end, where rising accuracy
   // curves are still far below the target line.
   if (opts.target && targetY !== undefined && targetY >= m.top && targetY <= m.top + plotH) {
-    out.push(`<text class="target-label" x="${m.left + 6}" y="${px(targetY - 5)}" fill="#555555" stroke="#ffffff" stroke-width="4" stroke-linejoin="round" paint-order="stroke">${escapeXml(opts.target.label)}</text>`);
+    out.push(
+      `<text class="target-label" x="${m.left + 6}" y="${px(targetY - 5)}" fill="#555555" stroke="#ffffff" stroke-width="4" stroke-linejoin="round" paint-order="stroke">${escapeXml(opts.target.label)}</text>`,
+    );
   }
 
   if (legend.items.length) {

@@ -98,7 +98,16 @@ const opts = {
   learningRate: num('lr', a.lr, (v) => v > 0),
   seed: num('seed', a.seed, Number.isInteger),
   ...(a.target !== undefined ? { target: num('target', a.target, (v) => v > 0 && v <= 1) } : {}),
-  strategy: { name: a.strategy, ...Object.fromEntries(a.sp.map((kv) => { const [k, v] = kv.split('='); if (!k || v === undefined) fail(`--sp takes KEY=VALUE, got ${kv}`); return [k, num('sp', v, () => true)]; })) },
+  strategy: {
+    name: a.strategy,
+    ...Object.fromEntries(
+      a.sp.map((kv) => {
+        const [k, v] = kv.split('=');
+        if (!k || v === undefined) fail(`--sp takes KEY=VALUE, got ${kv}`);
+        return [k, num('sp', v, () => true)];
+      }),
+    ),
+  },
 };
 const fedbuff = a.strategy === 'fedbuff';
 const asyncOpts = {
@@ -107,15 +116,34 @@ const asyncOpts = {
 };
 const malicious = num('malicious', a.malicious, (v) => v >= 0 && v < 1);
 if (!['gaussian', 'boost', 'signflip'].includes(a.attack)) fail(`unknown --attack ${a.attack}`);
-const attackOpts = malicious > 0 ? { malicious: { fraction: malicious, attack: a.attack as AttackName, sigma: num('sigma', a.sigma, (v) => v > 0), boost: num('boost', a.boost, (v) => v > 0) } } : {};
-const name = a.name ?? `${model}-${partition}-K${opts.clients}-C${opts.fraction}-E${opts.epochs}-B${a.batch}-lr${opts.learningRate}-${a.strategy}${malicious > 0 ? `-${a.attack}${malicious}` : ''}`;
+const attackOpts =
+  malicious > 0
+    ? {
+        malicious: {
+          fraction: malicious,
+          attack: a.attack as AttackName,
+          sigma: num('sigma', a.sigma, (v) => v > 0),
+          boost: num('boost', a.boost, (v) => v > 0),
+        },
+      }
+    : {};
+const name =
+  a.name ??
+  `${model}-${partition}-K${opts.clients}-C${opts.fraction}-E${opts.epochs}-B${a.batch}-lr${opts.learningRate}-${a.strategy}${malicious > 0 ? `-${a.attack}${malicious}` : ''}`;
 
 async function aggregator(): Promise<{ url: string; token: string; server?: LocalServer; stateDir?: string }> {
   const devVars = join(REPO_ROOT, '.dev.vars');
-  const savedToken = existsSync(devVars) ? readFileSync(devVars, 'utf8').match(/^ADMIN_TOKEN=(.*)$/m)?.[1]?.trim() : undefined;
+  const savedToken = existsSync(devVars)
+    ? readFileSync(devVars, 'utf8')
+        .match(/^ADMIN_TOKEN=(.*)$/m)?.[1]
+        ?.trim()
+    : undefined;
   const token = a['admin-token'] ?? process.env.FEDGE_ADMIN_TOKEN ?? savedToken;
   const url = a.url ?? 'http://127.0.0.1:8787';
-  const up = await fetch(`${url}/v1/health`).then((r) => r.ok, () => false);
+  const up = await fetch(`${url}/v1/health`).then(
+    (r) => r.ok,
+    () => false,
+  );
   if (up && token) return { url, token };
   if (a.url) fail(up ? 'no admin token: pass --admin-token or set FEDGE_ADMIN_TOKEN' : `no aggregator answers at ${a.url}`);
   const stateDir = mkdtempSync(join(tmpdir(), 'fedge-sim-'));
@@ -141,18 +169,52 @@ const tty = process.stderr.isTTY;
 const reports: RoundReport[] = [];
 try {
   const result = await simulate({
-    baseUrl: agg.url, adminToken: agg.token, partition, model, ...opts, ...attackOpts, ...asyncOpts,
+    baseUrl: agg.url,
+    adminToken: agg.token,
+    partition,
+    model,
+    ...opts,
+    ...attackOpts,
+    ...asyncOpts,
     onClient: (round, done, of) => {
-      if (tty) process.stderr.write(`\r ${fedbuff ? 'version' : 'round'} ${round}/${opts.rounds} ${bar(done, of)} ${done}/${of} ${fedbuff ? 'updates' : 'clients'}`);
+      if (tty)
+        process.stderr.write(`\r ${fedbuff ? 'version' : 'round'} ${round}/${opts.rounds} ${bar(done, of)} ${done}/${of} ${fedbuff ? 'updates' : 'clients'}`);
     },
     onRound: (r) => {
       if (tty) process.stderr.write('\r\x1b[K');
       reports.push(r);
       if (fedbuff) {
-        console.log(line([r.version, r.accuracy.toFixed(4), r.loss.toFixed(4), r.updates ?? 0, r.refused ?? 0, (r.meanStaleness ?? 0).toFixed(2), r.maxStaleness ?? 0, r.examples, (r.bytesUp / 1e6).toFixed(2), (r.bytesDown / 1e6).toFixed(2), r.trainSeconds.toFixed(1), r.seconds.toFixed(1)]));
+        console.log(
+          line([
+            r.version,
+            r.accuracy.toFixed(4),
+            r.loss.toFixed(4),
+            r.updates ?? 0,
+            r.refused ?? 0,
+            (r.meanStaleness ?? 0).toFixed(2),
+            r.maxStaleness ?? 0,
+            r.examples,
+            (r.bytesUp / 1e6).toFixed(2),
+            (r.bytesDown / 1e6).toFixed(2),
+            r.trainSeconds.toFixed(1),
+            r.seconds.toFixed(1),
+          ]),
+        );
         return;
       }
-      console.log(line([r.round, r.accuracy.toFixed(4), r.loss.toFixed(4), r.participants, r.examples, (r.bytesUp / 1e6).toFixed(2), (r.bytesDown / 1e6).toFixed(2), r.trainSeconds.toFixed(1), r.seconds.toFixed(1)]));
+      console.log(
+        line([
+          r.round,
+          r.accuracy.toFixed(4),
+          r.loss.toFixed(4),
+          r.participants,
+          r.examples,
+          (r.bytesUp / 1e6).toFixed(2),
+          (r.bytesDown / 1e6).toFixed(2),
+          r.trainSeconds.toFixed(1),
+          r.seconds.toFixed(1),
+        ]),
+      );
     },
   });
   const out = resolve(a.out);

@@ -35,7 +35,8 @@ export interface IdxImages {
 export function parseIdxImages(bytes: Uint8Array, name = 'IDX images'): IdxImages {
   const [count, rows, cols] = readHeader(bytes, IDX_IMAGES_MAGIC, 3, name);
   const expected = 16 + count * rows * cols;
-  if (bytes.byteLength !== expected) throw new Error(`${name}: header says ${count} images of ${rows}×${cols} (${expected} bytes), file has ${bytes.byteLength} bytes`);
+  if (bytes.byteLength !== expected)
+    throw new Error(`${name}: header says ${count} images of ${rows}×${cols} (${expected} bytes), file has ${bytes.byteLength} bytes`);
   return { count, rows, cols, pixels: bytes.subarray(16) };
 }
 
@@ -52,7 +53,8 @@ function readHeader(bytes: Uint8Array, magic: number, dims: number, name: string
   if (bytes.byteLength < headerBytes) throw new Error(`${name}: ${bytes.byteLength} bytes is shorter than the ${headerBytes}-byte IDX header`);
   const view = new DataView(bytes.buffer, bytes.byteOffset, headerBytes);
   const found = view.getUint32(0, false);
-  if (found !== magic) throw new Error(`${name}: bad IDX magic number 0x${found.toString(16).padStart(8, '0')}, expected 0x${magic.toString(16).padStart(8, '0')}`);
+  if (found !== magic)
+    throw new Error(`${name}: bad IDX magic number 0x${found.toString(16).padStart(8, '0')}, expected 0x${magic.toString(16).padStart(8, '0')}`);
   const sizes: [number, number, number] = [0, 0, 0];
   for (let d = 0; d < dims; d++) sizes[d] = view.getUint32(4 + 4 * d, false);
   return sizes;

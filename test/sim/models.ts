@@ -18,7 +18,8 @@ export function buildSimModel(name: ModelName, seed: number): tf.LayersModel {
   const dense = (units: number, activation: 'relu' | 'softmax', layerName: string, inputShape?: number[]) =>
     tf.layers.dense({ name: layerName, units, activation, kernelInitializer: init(), ...(inputShape ? { inputShape } : {}) });
   if (name === 'mlp') return tf.sequential({ name: 'mlp', layers: [dense(64, 'relu', 'hidden', [784]), dense(10, 'softmax', 'logits')] });
-  if (name === '2nn') return tf.sequential({ name: 'twoNN', layers: [dense(200, 'relu', 'hidden1', [784]), dense(200, 'relu', 'hidden2'), dense(10, 'softmax', 'logits')] });
+  if (name === '2nn')
+    return tf.sequential({ name: 'twoNN', layers: [dense(200, 'relu', 'hidden1', [784]), dense(200, 'relu', 'hidden2'), dense(10, 'softmax', 'logits')] });
   return tf.sequential({
     name: 'cnn',
     layers: [

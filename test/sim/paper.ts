@@ -32,7 +32,19 @@ const { values: a } = parseArgs({
 type Spec = Omit<SimulationOptions, 'baseUrl' | 'adminToken'> & { label: string };
 
 function parseSpec(text: string): Spec {
-  const s: Spec = { label: text, partition: 'iid', clients: 100, fraction: 0.1, rounds: 300, model: '2nn', epochs: 1, batchSize: 10, learningRate: 0.1, seed: 1, target: 0.937 };
+  const s: Spec = {
+    label: text,
+    partition: 'iid',
+    clients: 100,
+    fraction: 0.1,
+    rounds: 300,
+    model: '2nn',
+    epochs: 1,
+    batchSize: 10,
+    learningRate: 0.1,
+    seed: 1,
+    target: 0.937,
+  };
   for (const tok of text.trim().split(/\s+/)) {
     if (['iid', 'dirichlet', 'pathological'].includes(tok)) s.partition = tok as PartitionName;
     else if (/^E\d+$/.test(tok)) s.epochs = Number(tok.slice(1));
@@ -61,7 +73,9 @@ mkdirSync(dirname(outPath), { recursive: true });
 writeFileSync(logPath, '');
 const stateDir = mkdtempSync(join(tmpdir(), 'fedge-paper-'));
 const server = await startLocalServer({
-  port: await findFreePort(), stateDir, adminToken: `paper-${process.pid}`,
+  port: await findFreePort(),
+  stateDir,
+  adminToken: `paper-${process.pid}`,
   onOutput: (chunk: string | Buffer) => appendFileSync(logPath, chunk),
 });
 console.error(`aggregator ${server.url} (log: ${logPath})`);
@@ -75,7 +89,9 @@ try {
     appendFileSync(logPath, `\n===== paper run: ${label} =====\n`);
     try {
       result = await simulate({
-        ...options, baseUrl: server.url, adminToken: server.adminToken,
+        ...options,
+        baseUrl: server.url,
+        adminToken: server.adminToken,
         onRound: (r) => {
           reports.push(r);
           if (r.round % 10 === 0) console.error(`  ${label}: round ${r.round} acc ${r.accuracy.toFixed(4)} (${r.seconds.toFixed(1)} s/round)`);
@@ -87,8 +103,13 @@ try {
     }
     const seconds = (performance.now() - t0) / 1000;
     const line = {
-      label, ...options, batchSize: Number.isFinite(options.batchSize) ? options.batchSize : 'inf',
-      taskId: result?.taskId ?? null, roundsToTarget: result?.roundsToTarget ?? null, roundsRun: reports.length, error,
+      label,
+      ...options,
+      batchSize: Number.isFinite(options.batchSize) ? options.batchSize : 'inf',
+      taskId: result?.taskId ?? null,
+      roundsToTarget: result?.roundsToTarget ?? null,
+      roundsRun: reports.length,
+      error,
       wallSeconds: Math.round(seconds * 10) / 10,
       secondsPerRound: reports.length ? Math.round((reports.reduce((s, r) => s + r.seconds, 0) / reports.length) * 100) / 100 : null,
       trainSecondsPerRound: reports.length ? Math.round((reports.reduce((s, r) => s + r.trainSeconds, 0) / reports.length) * 100) / 100 : null,

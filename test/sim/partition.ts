@@ -29,7 +29,10 @@ export function shuffleInPlace<T>(items: T[], random: () => number): T[] {
 
 /** A uniformly random permutation of 0..n-1. */
 export function permutation(n: number, random: () => number): number[] {
-  return shuffleInPlace(Array.from({ length: n }, (_, i) => i), random);
+  return shuffleInPlace(
+    Array.from({ length: n }, (_, i) => i),
+    random,
+  );
 }
 
 /** Standard normal draw (Box–Muller); `1 - u` keeps the log argument in (0, 1]. */
@@ -159,7 +162,9 @@ export function dirichlet(labels: ArrayLike<number>, clients: number, alpha: num
     }
     if (parts.every((p) => p.length >= minPerClient)) return parts.map(ascending);
   }
-  throw new Error(`dirichlet: no draw in ${maxAttempts} attempts gave every one of ${clients} clients at least ${minPerClient} examples (alpha ${alpha}); lower minPerClient or raise alpha`);
+  throw new Error(
+    `dirichlet: no draw in ${maxAttempts} attempts gave every one of ${clients} clients at least ${minPerClient} examples (alpha ${alpha}); lower minPerClient or raise alpha`,
+  );
 }
 
 /**

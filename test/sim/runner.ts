@@ -139,7 +139,12 @@ async function run(o: SimulationOptions): Promise<SimulationResult> {
   for (let k = 0; k < o.clients; k++) {
     const creds = await admin.registerClient(task.id, `virtual-${k}`);
     const traffic = { up: 0, down: 0 };
-    const client = new FedgeClient({ baseUrl: o.baseUrl, taskId: task.id, token: creds.token, onTraffic: (up, down) => ((traffic.up += up), (traffic.down += down)) });
+    const client = new FedgeClient({
+      baseUrl: o.baseUrl,
+      taskId: task.id,
+      token: creds.token,
+      onTraffic: (up, down) => ((traffic.up += up), (traffic.down += down)),
+    });
     const { xs, ys } = tensorsOf(subset(train, parts[k]!), shape);
     clients.push({ client, malicious: attackers.has(k), xs, ys, n: parts[k]!.length, traffic });
   }
@@ -160,9 +165,13 @@ async function run(o: SimulationOptions): Promise<SimulationResult> {
       for (const [i, c] of chosen.entries()) {
         const t0 = performance.now();
         let trainStarted = 0;
-        const result = c.malicious && o.malicious
-          ? await attack(c, o.malicious, o.seed * 1_000 + r)
-          : await c.client.participate({ xs: c.xs, ys: c.ys }, { onStep: (step) => step === 'training' && (trainStarted = performance.now()), onEpochEnd: () => undefined });
+        const result =
+          c.malicious && o.malicious
+            ? await attack(c, o.malicious, o.seed * 1_000 + r)
+            : await c.client.participate(
+                { xs: c.xs, ys: c.ys },
+                { onStep: (step) => step === 'training' && (trainStarted = performance.now()), onEpochEnd: () => undefined },
+              );
         trainMs += trainStarted ? performance.now() - trainStarted : performance.now() - t0;
         if (result.status !== 'accepted') throw new Error(`round ${r}: client ${i} was late`);
         examples += result.train.numExamples;
@@ -208,7 +217,12 @@ async function run(o: SimulationOptions): Promise<SimulationResult> {
  * updates the aggregator publishes a version, which is evaluated like a synchronous round.
  */
 async function runAsync(
-  o: SimulationOptions, admin: FedgeAdmin, taskId: string, clients: VirtualClient[], testData: { xs: tf.Tensor; ys: tf.Tensor }, pick: () => number,
+  o: SimulationOptions,
+  admin: FedgeAdmin,
+  taskId: string,
+  clients: VirtualClient[],
+  testData: { xs: tf.Tensor; ys: tf.Tensor },
+  pick: () => number,
 ): Promise<{ reports: RoundReport[]; roundsToTarget: number | null; updatesToTarget: number | null }> {
   const bufferSize = Number(o.strategy?.bufferSize ?? 10);
   if (!(bufferSize >= 1 && bufferSize <= clients.length)) throw new Error(`fedbuff: bufferSize ${bufferSize} needs 1..${clients.length} clients`);
@@ -216,7 +230,15 @@ async function runAsync(
   const maxDelay = Math.max(0, Math.round(o.maxDelay ?? 2 * concurrency));
   const delays = rng(o.seed ^ 0xde1a7);
   const evaluator = clients[0]!.client;
-  interface Job { c: VirtualClient; assignment: Assignment; delta: Float32Array; n: number; metrics: Record<string, number>; due: number; seq: number }
+  interface Job {
+    c: VirtualClient;
+    assignment: Assignment;
+    delta: Float32Array;
+    n: number;
+    metrics: Record<string, number>;
+    due: number;
+    seq: number;
+  }
   const inFlight: Job[] = [];
   const busy = new Set<VirtualClient>();
   /** Clients that already submitted to the open buffer: they may not join it again. */
@@ -224,8 +246,18 @@ async function runAsync(
   const reports: RoundReport[] = [];
   let roundsToTarget: number | null = null;
   let updatesToTarget: number | null = null;
-  let submissions = 0, accepted = 0, refused = 0, seq = 0, version = 0, draws = 0;
-  let started = performance.now(), trainMs = 0, examples = 0, staleSum = 0, staleMax = 0, inBuffer = 0;
+  let submissions = 0,
+    accepted = 0,
+    refused = 0,
+    seq = 0,
+    version = 0,
+    draws = 0;
+  let started = performance.now(),
+    trainMs = 0,
+    examples = 0,
+    staleSum = 0,
+    staleMax = 0,
+    inBuffer = 0;
   const traffic = () => clients.reduce((a, c) => ((a.up += c.traffic.up), (a.down += c.traffic.down), a), { up: 0, down: 0 });
   let since = traffic();
 
@@ -263,13 +295,20 @@ async function runAsync(
     if (inFlight.length === 0) throw new Error('fedbuff: no client can join the open buffer');
     let next = 0;
     for (let i = 1; i < inFlight.length; i++) {
-      const a = inFlight[i]!, b = inFlight[next]!;
+      const a = inFlight[i]!,
+        b = inFlight[next]!;
       if (a.due < b.due || (a.due === b.due && a.seq < b.seq)) next = i;
     }
     const job = inFlight.splice(next, 1)[0]!;
     submissions++;
     try {
-      await job.c.client.submitUpdate({ round: job.assignment.round, baseVersion: job.assignment.baseVersion, delta: job.delta, numExamples: job.n, metrics: job.metrics });
+      await job.c.client.submitUpdate({
+        round: job.assignment.round,
+        baseVersion: job.assignment.baseVersion,
+        delta: job.delta,
+        numExamples: job.n,
+        metrics: job.metrics,
+      });
       accepted++;
       inBuffer++;
       examples += job.n;
@@ -329,8 +368,12 @@ async function runAsync(
 
 /** A poisoned Δ for a base (Gaussian noise, or the trained Δ boosted or sign-flipped). */
 async function poison(
-  c: VirtualClient, m: NonNullable<SimulationOptions['malicious']>, seed: number, base: Float32Array,
-  task: { modelTopology: Record<string, unknown>; tensors: Parameters<typeof buildModel>[1] }, assignment: Assignment,
+  c: VirtualClient,
+  m: NonNullable<SimulationOptions['malicious']>,
+  seed: number,
+  base: Float32Array,
+  task: { modelTopology: Record<string, unknown>; tensors: Parameters<typeof buildModel>[1] },
+  assignment: Assignment,
 ): Promise<Float32Array> {
   if (m.attack === 'gaussian') {
     const next = rng(seed);
@@ -353,7 +396,13 @@ async function attack(c: VirtualClient, m: NonNullable<SimulationOptions['malici
 }
 
 /** Honest local training of one virtual client from the given weights (the model is disposed). */
-async function trainOn(c: VirtualClient, modelTopology: Record<string, unknown>, tensors: Parameters<typeof buildModel>[1], base: Float32Array, plan: Assignment['plan']) {
+async function trainOn(
+  c: VirtualClient,
+  modelTopology: Record<string, unknown>,
+  tensors: Parameters<typeof buildModel>[1],
+  base: Float32Array,
+  plan: Assignment['plan'],
+) {
   const model = await buildModel(modelTopology, tensors, base);
   try {
     return await trainLocally(model, base, { xs: c.xs, ys: c.ys }, plan);
@@ -363,7 +412,11 @@ async function trainOn(c: VirtualClient, modelTopology: Record<string, unknown>,
 }
 
 /** Waits for a published version, rebuilds it from its stored weights, and evaluates it. */
-export async function evaluateVersion(client: FedgeClient, version: number, test: { xs: tf.Tensor; ys: tf.Tensor }): Promise<{ accuracy: number; loss: number }> {
+export async function evaluateVersion(
+  client: FedgeClient,
+  version: number,
+  test: { xs: tf.Tensor; ys: tf.Tensor },
+): Promise<{ accuracy: number; loss: number }> {
   for (let i = 0; ; i++) {
     const current = await client.getManifest('current');
     if (current.version >= version) break;

@@ -42,7 +42,11 @@ function stalledUpload(taskId: string, client: Client, declared: number): Promis
   const writer = writable.getWriter();
   void writer.write(new Uint8Array(8)).catch(() => {});
   const t = Date.now();
-  return api(`/tasks/${taskId}/rounds/1/update`, { method: 'PUT', headers: { ...client.auth, 'content-type': 'application/octet-stream' }, body: readable }).then(async (res) => ({
+  return api(`/tasks/${taskId}/rounds/1/update`, {
+    method: 'PUT',
+    headers: { ...client.auth, 'content-type': 'application/octet-stream' },
+    body: readable,
+  }).then(async (res) => ({
     status: res.status,
     code: (await res.json<any>()).error?.code,
     ms: Date.now() - t,
@@ -84,7 +88,11 @@ describe('one client cannot starve the others', () => {
     const b = await registerClient(taskB);
     await checkIn(taskB, b);
     const t = Date.now();
-    const res = await api(`/tasks/${taskB}/rounds/1/update`, { method: 'PUT', headers: { ...b.auth, 'content-type': 'application/octet-stream' }, body: encodeUpdate(randomDelta(1), { baseVersion: 0, numExamples: 4 }) });
+    const res = await api(`/tasks/${taskB}/rounds/1/update`, {
+      method: 'PUT',
+      headers: { ...b.auth, 'content-type': 'application/octet-stream' },
+      body: encodeUpdate(randomDelta(1), { baseVersion: 0, numExamples: 4 }),
+    });
     expect(res.status).toBe(200);
     expect(Date.now() - t).toBeLessThan(900);
 
@@ -92,7 +100,11 @@ describe('one client cannot starve the others', () => {
     // (408, counted), and it gets in well within the 5 s queue limit.
     const honest = await registerClient(taskA);
     await checkIn(taskA, honest);
-    const h = await api(`/tasks/${taskA}/rounds/1/update`, { method: 'PUT', headers: { ...honest.auth, 'content-type': 'application/octet-stream' }, body: bigUpdate(3) });
+    const h = await api(`/tasks/${taskA}/rounds/1/update`, {
+      method: 'PUT',
+      headers: { ...honest.auth, 'content-type': 'application/octet-stream' },
+      body: bigUpdate(3),
+    });
     expect([h.status, (await h.json<any>()).numExamples]).toEqual([200, 10]);
     const cut = await Promise.all(stalled);
     for (const r of cut) expect([r.status, r.code]).toEqual([408, 'upload_timeout']);
@@ -100,7 +112,11 @@ describe('one client cannot starve the others', () => {
     expect(Math.max(...cut.map((r) => r.ms))).toBeLessThan(4_000);
     expect(await liveRound(taskA)).toMatchObject({ accepted: 1, rejectedByCode: { upload_timeout: 16 } });
     // A cut-off client retries with a whole body and is accepted.
-    const retry = await api(`/tasks/${taskA}/rounds/1/update`, { method: 'PUT', headers: { ...attackers[1]!.auth, 'content-type': 'application/octet-stream' }, body: bigUpdate(4) });
+    const retry = await api(`/tasks/${taskA}/rounds/1/update`, {
+      method: 'PUT',
+      headers: { ...attackers[1]!.auth, 'content-type': 'application/octet-stream' },
+      body: bigUpdate(4),
+    });
     expect(retry.status).toBe(200);
   }, 30_000);
 
@@ -115,7 +131,13 @@ describe('one client cannot starve the others', () => {
     await new Promise((r) => setTimeout(r, 1_300));
     // ...and free again after the idle limit (1 s here); the stale ticket no longer admits a body.
     expect((await stubOf(id).admitUpload(c.clientId, 1, 1_000)).ok).toBe(true);
-    const stale = await stubOf(id).submit(first.ok ? first.ticket : '', c.clientId, 1, new Blob([encodeUpdate(randomDelta(2), { baseVersion: 0, numExamples: 3 })]).stream(), null);
+    const stale = await stubOf(id).submit(
+      first.ok ? first.ticket : '',
+      c.clientId,
+      1,
+      new Blob([encodeUpdate(randomDelta(2), { baseVersion: 0, numExamples: 3 })]).stream(),
+      null,
+    );
     expect(stale).toMatchObject({ ok: false, code: 'upload_timeout' });
   });
 });

@@ -43,7 +43,9 @@ describe('client tokens', () => {
     const c: Client = { clientId: created.clientId, token: created.token, auth: { authorization: `Bearer ${created.token}` } };
     expect(await status(download(id, c))).toEqual([200, undefined]);
     // Time passes: the stored expiry moves into the past (and the object's cached row is dropped, as a day would).
-    await env.DB.prepare('UPDATE clients SET expires_at = ? WHERE id = ?').bind(Date.now() - 1, c.clientId).run();
+    await env.DB.prepare('UPDATE clients SET expires_at = ? WHERE id = ?')
+      .bind(Date.now() - 1, c.clientId)
+      .run();
     await stubOf(id).forgetClient(c.clientId);
     expect(await status(download(id, c))).toEqual([401, 'token_expired']);
     const listed = await (await adminJson(`/tasks/${id}/clients`, 'GET')).json<any>();
@@ -132,7 +134,11 @@ describe('rate limits', () => {
     expect(codes.slice(30)).toEqual(Array(10).fill(429));
     // The source stays blocked for the window (a valid token from it too); other sources are not.
     const blocked = await from('192.0.2.7', good.auth);
-    expect([blocked.status, (await blocked.json<any>()).error.code, Number(blocked.headers.get('retry-after'))]).toEqual([429, 'rate_limited', expect.any(Number)]);
+    expect([blocked.status, (await blocked.json<any>()).error.code, Number(blocked.headers.get('retry-after'))]).toEqual([
+      429,
+      'rate_limited',
+      expect.any(Number),
+    ]);
     expect((await from('192.0.2.8', good.auth)).status).toBe(200);
     expect((await from('192.0.2.7', ADMIN)).status).toBe(200); // the operator's secret is checked first
   });

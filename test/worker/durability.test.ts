@@ -2,12 +2,28 @@ import { evictDurableObject, runDurableObjectAlarm, runInDurableObject } from 'c
 import { describe, expect, it } from 'vitest';
 import { CHECKPOINT_EVERY, type TaskAggregator } from '../../aggregator/src/master/task-aggregator.ts';
 import {
-  ADMIN, api, checkIn, createTask, downloadWeights, encodeUpdate, fedavgReference, initialWeights, maxAbsDiff, randomDelta, registerClient, stubOf, submit, type Client,
+  ADMIN,
+  api,
+  checkIn,
+  createTask,
+  downloadWeights,
+  encodeUpdate,
+  fedavgReference,
+  initialWeights,
+  maxAbsDiff,
+  randomDelta,
+  registerClient,
+  stubOf,
+  submit,
+  type Client,
 } from './helpers.ts';
 
 function storedUpdateSeqs(taskId: string): Promise<number[]> {
   return runInDurableObject(stubOf(taskId), async (_o: TaskAggregator, state) =>
-    state.storage.sql.exec<{ seq: number }>('SELECT DISTINCT seq FROM update_chunks ORDER BY seq').toArray().map((r) => r.seq),
+    state.storage.sql
+      .exec<{ seq: number }>('SELECT DISTINCT seq FROM update_chunks ORDER BY seq')
+      .toArray()
+      .map((r) => r.seq),
   );
 }
 
@@ -43,7 +59,15 @@ describe('exactly-once ingestion', () => {
     const other = randomDelta(7);
     await submit(id, b!, 1, encodeUpdate(other, { baseVersion: 0, numExamples: 30 }));
     await runDurableObjectAlarm(stubOf(id));
-    expect(maxAbsDiff(await downloadWeights(id, 1), fedavgReference(initialWeights(), [{ delta: randomDelta(5), n: 10 }, { delta: other, n: 30 }]))).toBeLessThanOrEqual(1e-6);
+    expect(
+      maxAbsDiff(
+        await downloadWeights(id, 1),
+        fedavgReference(initialWeights(), [
+          { delta: randomDelta(5), n: 10 },
+          { delta: other, n: 30 },
+        ]),
+      ),
+    ).toBeLessThanOrEqual(1e-6);
     // After the round closed, the retry of an acknowledged update still gets its ack back.
     const late = await submit(id, a!, 1, body);
     expect([late.status, late.body]).toEqual([200, first.body]);
@@ -123,7 +147,15 @@ describe('deadline alarm', () => {
     await sleep(1_100);
     await runDurableObjectAlarm(stubOf(id));
     const w = await downloadWeights(id, 1);
-    expect(maxAbsDiff(w, fedavgReference(initialWeights(), [{ delta: randomDelta(1), n: 4 }, { delta: randomDelta(2), n: 6 }]))).toBeLessThanOrEqual(1e-6);
+    expect(
+      maxAbsDiff(
+        w,
+        fedavgReference(initialWeights(), [
+          { delta: randomDelta(1), n: 4 },
+          { delta: randomDelta(2), n: 6 },
+        ]),
+      ),
+    ).toBeLessThanOrEqual(1e-6);
     const round = await (await api(`/tasks/${id}/rounds/1`, { headers: ADMIN })).json<any>();
     expect(round).toMatchObject({ status: 'closed', closeReason: 'deadline', accepted: 2, assigned: 3, resultVersion: 1 });
     // A second firing (alarms fire at least once) publishes nothing more.
@@ -143,11 +175,17 @@ describe('deadline alarm', () => {
     const task = await (await api(`/tasks/${id}`, { headers: ADMIN })).json<any>();
     expect(task).toMatchObject({ currentVersion: 0, currentRound: { round: 2, status: 'open', baseVersion: 0, accepted: 0, assigned: 0 } });
     const rounds = await (await api(`/tasks/${id}/rounds`, { headers: ADMIN })).json<any>();
-    expect(rounds.rounds.map((r: any) => [r.round, r.status])).toEqual([[2, 'open'], [1, 'abandoned']]);
+    expect(rounds.rounds.map((r: any) => [r.round, r.status])).toEqual([
+      [2, 'open'],
+      [1, 'abandoned'],
+    ]);
     expect(rounds.rounds[1]).toMatchObject({ accepted: 1, resultVersion: null, closeReason: 'below_minimum' });
     // The late client is told the round was abandoned, and so is a retry of the update it had
     // accepted: its update was discarded, so no "replayed" acknowledgement may claim otherwise.
-    expect(await submit(id, b!, 1, encodeUpdate(randomDelta(9), { baseVersion: 0, numExamples: 4 }))).toMatchObject({ status: 409, body: { error: { code: 'round_abandoned' } } });
+    expect(await submit(id, b!, 1, encodeUpdate(randomDelta(9), { baseVersion: 0, numExamples: 4 }))).toMatchObject({
+      status: 409,
+      body: { error: { code: 'round_abandoned' } },
+    });
     const retry = await submit(id, a!, 1, accepted);
     expect([retry.status, retry.body.error?.code, retry.headers.get('fedge-replayed')]).toEqual([409, 'round_abandoned', null]);
     // In the next round the same client starts afresh.
@@ -162,7 +200,10 @@ describe('publishing after a crash', () => {
     it(`leaves no half-published version when it fails ${fault.replace('_', ' ')}, and completes on the next attempt`, async () => {
       const { id } = await createTask({ clientsPerRound: 2 });
       const [a, b] = await joinAll(id, 2);
-      const ups = [{ delta: randomDelta(21), n: 2 }, { delta: randomDelta(22), n: 5 }];
+      const ups = [
+        { delta: randomDelta(21), n: 2 },
+        { delta: randomDelta(22), n: 5 },
+      ];
       await submit(id, a!, 1, encodeUpdate(ups[0]!.delta, { baseVersion: 0, numExamples: 2 }));
       await runInDurableObject(stubOf(id), (o: TaskAggregator) => {
         o.publishFault = fault;
@@ -180,7 +221,10 @@ describe('publishing after a crash', () => {
       const task = await (await api(`/tasks/${id}`, { headers: ADMIN })).json<any>();
       expect(task).toMatchObject({ currentVersion: 1, currentRound: { round: 2, baseVersion: 1 } });
       const rounds = await (await api(`/tasks/${id}/rounds`, { headers: ADMIN })).json<any>();
-      expect(rounds.rounds.map((r: any) => [r.round, r.status])).toEqual([[2, 'open'], [1, 'closed']]);
+      expect(rounds.rounds.map((r: any) => [r.round, r.status])).toEqual([
+        [2, 'open'],
+        [1, 'closed'],
+      ]);
       const versions = await (await api(`/tasks/${id}/models`, { headers: ADMIN })).json<any>();
       expect(versions.versions.map((v: any) => v.version)).toEqual([1, 0]);
     });
@@ -191,7 +235,10 @@ describe('a failed group commit', () => {
   it('acknowledges nothing, leaves no trace, and the retry is accepted and counted once', async () => {
     const { id } = await createTask({ clientsPerRound: 2 });
     const [a, b] = await joinAll(id, 2);
-    const ups = [{ delta: randomDelta(41), n: 3 }, { delta: randomDelta(42), n: 9 }];
+    const ups = [
+      { delta: randomDelta(41), n: 3 },
+      { delta: randomDelta(42), n: 9 },
+    ];
     await runInDurableObject(stubOf(id), (o: TaskAggregator) => {
       o.commitFault = true;
     });
@@ -200,7 +247,10 @@ describe('a failed group commit', () => {
     expect([failed.status, failed.body.error.code]).toEqual([500, 'internal_error']);
     const live = await (await api(`/tasks/${id}`, { headers: ADMIN })).json<any>();
     expect(live.currentRound).toMatchObject({ accepted: 0 });
-    const ledger = await runInDurableObject(stubOf(id), async (_o: TaskAggregator, state) => state.storage.sql.exec<{ n: number }>('SELECT count(*) AS n FROM ledger').one().n);
+    const ledger = await runInDurableObject(
+      stubOf(id),
+      async (_o: TaskAggregator, state) => state.storage.sql.exec<{ n: number }>('SELECT count(*) AS n FROM ledger').one().n,
+    );
     expect(ledger).toBe(0);
     expect((await submit(id, a!, 1, body)).status).toBe(200);
     expect((await submit(id, b!, 1, encodeUpdate(ups[1]!.delta, { baseVersion: 0, numExamples: 9 }))).status).toBe(200);

@@ -3,11 +3,29 @@ import { describe, expect, it } from 'vitest';
 import { encodeTensors } from '../../client-sdk/src/protocol/safetensors.ts';
 import type { TaskAggregator } from '../../aggregator/src/master/task-aggregator.ts';
 import {
-  ADMIN, adminJson, api, checkIn, createTask, downloadWeights, encodeUpdate, fedavgReference, initialWeights, maxAbsDiff, NUM_PARAMS, randomDelta, registerClient, split, stubOf, submit,
+  ADMIN,
+  adminJson,
+  api,
+  checkIn,
+  createTask,
+  downloadWeights,
+  encodeUpdate,
+  fedavgReference,
+  initialWeights,
+  maxAbsDiff,
+  NUM_PARAMS,
+  randomDelta,
+  registerClient,
+  split,
+  stubOf,
+  submit,
 } from './helpers.ts';
 
 async function ledgerRows(taskId: string): Promise<number> {
-  return runInDurableObject(stubOf(taskId), async (_o: TaskAggregator, state) => state.storage.sql.exec<{ n: number }>('SELECT count(*) AS n FROM ledger').one().n);
+  return runInDurableObject(
+    stubOf(taskId),
+    async (_o: TaskAggregator, state) => state.storage.sql.exec<{ n: number }>('SELECT count(*) AS n FROM ledger').one().n,
+  );
 }
 
 describe('bad input gets its own code and changes nothing', () => {
@@ -22,10 +40,26 @@ describe('bad input gets its own code and changes nothing', () => {
     const withInf = good.slice();
     withInf[14] = -Infinity;
     const valid = encodeUpdate(good, { baseVersion: 0, numExamples: 5 });
-    const wrongName = encodeTensors([{ name: 'other/kernel', shape: [4, 3], data: good.slice(0, 12) }, { name: 'dense/bias', shape: [3], data: good.slice(12) }], { 'fedge.base_version': '0', 'fedge.num_examples': '5' });
-    const wrongShape = encodeTensors([{ name: 'dense/kernel', shape: [3, 4], data: good.slice(0, 12) }, { name: 'dense/bias', shape: [3], data: good.slice(12) }], { 'fedge.base_version': '0', 'fedge.num_examples': '5' });
+    const wrongName = encodeTensors(
+      [
+        { name: 'other/kernel', shape: [4, 3], data: good.slice(0, 12) },
+        { name: 'dense/bias', shape: [3], data: good.slice(12) },
+      ],
+      { 'fedge.base_version': '0', 'fedge.num_examples': '5' },
+    );
+    const wrongShape = encodeTensors(
+      [
+        { name: 'dense/kernel', shape: [3, 4], data: good.slice(0, 12) },
+        { name: 'dense/bias', shape: [3], data: good.slice(12) },
+      ],
+      { 'fedge.base_version': '0', 'fedge.num_examples': '5' },
+    );
     const missingTensor = encodeTensors(split(good).slice(0, 1), { 'fedge.base_version': '0', 'fedge.num_examples': '5' });
-    const f16Header = JSON.stringify({ 'dense/kernel': { dtype: 'F16', shape: [4, 3], data_offsets: [0, 24] }, 'dense/bias': { dtype: 'F16', shape: [3], data_offsets: [24, 30] }, __metadata__: { 'fedge.base_version': '0', 'fedge.num_examples': '5' } });
+    const f16Header = JSON.stringify({
+      'dense/kernel': { dtype: 'F16', shape: [4, 3], data_offsets: [0, 24] },
+      'dense/bias': { dtype: 'F16', shape: [3], data_offsets: [24, 30] },
+      __metadata__: { 'fedge.base_version': '0', 'fedge.num_examples': '5' },
+    });
     const f16 = new Uint8Array(8 + f16Header.length + 30);
     new DataView(f16.buffer).setUint32(0, f16Header.length, true);
     f16.set(new TextEncoder().encode(f16Header), 8);
@@ -66,7 +100,15 @@ describe('bad input gets its own code and changes nothing', () => {
     expect(live.currentRound).toMatchObject({ accepted: 0, assigned: 2 });
     // Rejections of assigned clients are the round's statistics; the stranger's not_assigned is not
     // (anyone with a token could inflate it), and neither is the unknown round.
-    expect(live.currentRound.rejectedByCode).toEqual({ malformed_update: 4, tensor_mismatch: 4, non_finite: 2, invalid_example_count: 5, base_version_mismatch: 1, invalid_metadata: 2, payload_too_large: 1 });
+    expect(live.currentRound.rejectedByCode).toEqual({
+      malformed_update: 4,
+      tensor_mismatch: 4,
+      non_finite: 2,
+      invalid_example_count: 5,
+      base_version_mismatch: 1,
+      invalid_metadata: 2,
+      payload_too_large: 1,
+    });
 
     // The valid updates still aggregate to exactly their own average.
     const other = randomDelta(12);
@@ -74,7 +116,15 @@ describe('bad input gets its own code and changes nothing', () => {
     expect((await submit(id, b!, 1, encodeUpdate(other, { baseVersion: 0, numExamples: 15 }))).status).toBe(200);
     await runDurableObjectAlarm(stubOf(id));
     const v1 = await downloadWeights(id, 1);
-    expect(maxAbsDiff(v1, fedavgReference(initialWeights(), [{ delta: good, n: 5 }, { delta: other, n: 15 }]))).toBeLessThanOrEqual(1e-6);
+    expect(
+      maxAbsDiff(
+        v1,
+        fedavgReference(initialWeights(), [
+          { delta: good, n: 5 },
+          { delta: other, n: 15 },
+        ]),
+      ),
+    ).toBeLessThanOrEqual(1e-6);
     const round = await (await api(`/tasks/${id}/rounds/1`, { headers: ADMIN })).json<any>();
     expect(round).toMatchObject({ accepted: 2, rejected: 19 });
 
@@ -156,4 +206,3 @@ describe('bad input gets its own code and changes nothing', () => {
     expect(list.tasks.filter((t: any) => t.name === 'x')).toEqual([]);
   });
 });
-

@@ -3,7 +3,11 @@ import { runDurableObjectAlarm } from 'cloudflare:test';
 import { ADMIN, api, checkIn, createTask, encodeUpdate, randomDelta, registerClient, stubOf, submit, type Client } from './helpers.ts';
 
 function report(taskId: string, client: Client, version: number, body: unknown) {
-  return api(`/tasks/${taskId}/models/${version}/evaluation`, { method: 'PUT', headers: { ...client.auth, 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  return api(`/tasks/${taskId}/models/${version}/evaluation`, {
+    method: 'PUT',
+    headers: { ...client.auth, 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  });
 }
 
 describe('federated evaluation', () => {
@@ -25,7 +29,11 @@ describe('federated evaluation', () => {
     expect(m.serverMetrics).toBeNull();
 
     // The operator's own held-out evaluation sits beside it.
-    const put = await api(`/tasks/${id}/models/0/server-metrics`, { method: 'PUT', headers: { ...ADMIN, 'content-type': 'application/json' }, body: JSON.stringify({ metrics: { accuracy: 0.91, loss: 0.3 } }) });
+    const put = await api(`/tasks/${id}/models/0/server-metrics`, {
+      method: 'PUT',
+      headers: { ...ADMIN, 'content-type': 'application/json' },
+      body: JSON.stringify({ metrics: { accuracy: 0.91, loss: 0.3 } }),
+    });
     expect(put.status).toBe(200);
     expect((await put.json<any>()).serverMetrics).toEqual({ accuracy: 0.91, loss: 0.3 });
     const listed = await (await api(`/tasks/${id}/models`, { headers: ADMIN })).json<any>();
@@ -52,11 +60,31 @@ describe('federated evaluation', () => {
       const res = await report(id, a, version, body);
       expect({ body, status: res.status, code: (await res.json<any>()).error.code }).toEqual({ body, status, code });
     }
-    const malformed = await api(`/tasks/${id}/models/0/evaluation`, { method: 'PUT', headers: { ...a.auth, 'content-type': 'application/json' }, body: '{"numExamples": 3,' });
+    const malformed = await api(`/tasks/${id}/models/0/evaluation`, {
+      method: 'PUT',
+      headers: { ...a.auth, 'content-type': 'application/json' },
+      body: '{"numExamples": 3,',
+    });
     expect((await malformed.json<any>()).error.code).toBe('malformed_json');
     // Only clients report evaluations; only the operator records server metrics.
-    expect((await api(`/tasks/${id}/models/0/evaluation`, { method: 'PUT', headers: { ...ADMIN, 'content-type': 'application/json' }, body: '{"numExamples":1,"metrics":{"loss":1}}' })).status).toBe(403);
-    expect((await api(`/tasks/${id}/models/0/server-metrics`, { method: 'PUT', headers: { ...a.auth, 'content-type': 'application/json' }, body: '{"metrics":{"loss":1}}' })).status).toBe(403);
+    expect(
+      (
+        await api(`/tasks/${id}/models/0/evaluation`, {
+          method: 'PUT',
+          headers: { ...ADMIN, 'content-type': 'application/json' },
+          body: '{"numExamples":1,"metrics":{"loss":1}}',
+        })
+      ).status,
+    ).toBe(403);
+    expect(
+      (
+        await api(`/tasks/${id}/models/0/server-metrics`, {
+          method: 'PUT',
+          headers: { ...a.auth, 'content-type': 'application/json' },
+          body: '{"metrics":{"loss":1}}',
+        })
+      ).status,
+    ).toBe(403);
     const m = await (await api(`/tasks/${id}/models/0`, { headers: ADMIN })).json<any>();
     expect(m.federatedEvaluation).toEqual({ clients: 1, numExamples: 10, metrics: { loss: 1 } });
   });
@@ -74,7 +102,11 @@ describe('federated evaluation', () => {
     expect(m.federatedEvaluation).toEqual({ clients: 1, numExamples: 50, metrics: { accuracy: 0.9 } });
 
     // After the round closes its participants stay eligible (D1 remembers them); the stranger still is not.
-    for (const [x, seed] of [[a, 1], [b, 2]] as const) expect((await submit(id, x, 1, encodeUpdate(randomDelta(seed), { baseVersion: 0, numExamples: 5 }))).status).toBe(200);
+    for (const [x, seed] of [
+      [a, 1],
+      [b, 2],
+    ] as const)
+      expect((await submit(id, x, 1, encodeUpdate(randomDelta(seed), { baseVersion: 0, numExamples: 5 }))).status).toBe(200);
     await runDurableObjectAlarm(stubOf(id));
     expect((await report(id, b, 1, { numExamples: 20, metrics: { accuracy: 0.8 } })).status).toBe(200);
     expect((await report(id, stranger, 1, { numExamples: 20, metrics: { accuracy: 0.8 } })).status).toBe(403);
@@ -85,8 +117,15 @@ describe('federated evaluation', () => {
     const { database, federatedEvaluations } = await import('../../aggregator/src/db/store.ts');
     const { id } = await createTask();
     const now = Date.now();
-    for (const v of [0, 150, 199]) await env.DB.prepare('INSERT INTO evaluation_metrics VALUES (?, ?, ?, ?, ?, ?, ?)').bind(id, v, 'c_x', 'loss', v / 100, 10, now).run();
-    const m = await federatedEvaluations(database(env.DB), id, Array.from({ length: 200 }, (_, i) => 199 - i));
+    for (const v of [0, 150, 199])
+      await env.DB.prepare('INSERT INTO evaluation_metrics VALUES (?, ?, ?, ?, ?, ?, ?)')
+        .bind(id, v, 'c_x', 'loss', v / 100, 10, now)
+        .run();
+    const m = await federatedEvaluations(
+      database(env.DB),
+      id,
+      Array.from({ length: 200 }, (_, i) => 199 - i),
+    );
     expect([...m.keys()].sort((a, b) => a - b)).toEqual([0, 150, 199]);
     expect(m.get(150)).toEqual({ clients: 1, numExamples: 10, metrics: { loss: 1.5 } });
     expect((await federatedEvaluations(database(env.DB), id, [150])).size).toBe(1);

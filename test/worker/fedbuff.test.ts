@@ -1,14 +1,32 @@
 import { runDurableObjectAlarm } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
 import { encodeTensors } from '../../client-sdk/src/protocol/safetensors.ts';
-import { ADMIN, adminJson, api, base64, checkIn, downloadWeights, encodeUpdate, initialWeights, maxAbsDiff, randomDelta, registerClient, split, stubOf, submit, TOPOLOGY } from './helpers.ts';
+import {
+  ADMIN,
+  adminJson,
+  api,
+  base64,
+  checkIn,
+  downloadWeights,
+  encodeUpdate,
+  initialWeights,
+  maxAbsDiff,
+  randomDelta,
+  registerClient,
+  split,
+  stubOf,
+  submit,
+  TOPOLOGY,
+} from './helpers.ts';
 
 describe('FedBuff (asynchronous, Nguyen et al. 2022)', () => {
   it('publishes every K updates, weighting each by n·(1 + staleness)^−a, and refuses updates staler than the bound', async () => {
     const a = 0.5;
     const eta = 0.8;
     const res = await adminJson('/tasks', 'POST', {
-      name: 'fedbuff', modelTopology: TOPOLOGY, initialWeights: base64(encodeTensors(split(initialWeights()))),
+      name: 'fedbuff',
+      modelTopology: TOPOLOGY,
+      initialWeights: base64(encodeTensors(split(initialWeights()))),
       rounds: { clientsPerRound: 99, deadlineSeconds: 1 }, // ignored: the buffer size is the goal, and there is no deadline
       strategy: { name: 'fedbuff', bufferSize: 3, stalenessExponent: a, maxStaleness: 1, serverLearningRate: eta },
     });
@@ -21,7 +39,8 @@ describe('FedBuff (asynchronous, Nguyen et al. 2022)', () => {
     // Buffer 1 (version 0): five clients join; no cap, no deadline.
     for (const c of [c1, c2, c3, late, tooLate]) expect((await checkIn(task.id, c!)).body).toMatchObject({ status: 'assigned', round: 1, baseVersion: 0 });
     expect((await (await api(`/tasks/${task.id}`, { headers: ADMIN })).json<any>()).currentRound).toMatchObject({ assigned: 5, deadlineAt: null });
-    for (const [i, c] of [c1, c2, c3].entries()) expect((await submit(task.id, c!, 1, encodeUpdate(u(i), { baseVersion: 0, numExamples: 10 * (i + 1) }))).status).toBe(200);
+    for (const [i, c] of [c1, c2, c3].entries())
+      expect((await submit(task.id, c!, 1, encodeUpdate(u(i), { baseVersion: 0, numExamples: 10 * (i + 1) }))).status).toBe(200);
     await runDurableObjectAlarm(stubOf(task.id));
     const w1 = await downloadWeights(task.id, 1);
     // No staleness: w1 = w0 + η Σ nΔ / Σ n.

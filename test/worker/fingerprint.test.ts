@@ -105,9 +105,13 @@ const CASES: [string, () => Promise<string[]>][] = [
 ];
 
 describe('behaviour fingerprint: SHA-256 of versions 1-3 per strategy', () => {
-  it.each(CASES)('%s', async (name, run) => {
-    const hashes = await run();
-    // A missing entry fails with the value to commit.
-    expect({ [name]: hashes }).toEqual({ [name]: (expected as Record<string, string[]>)[name] });
-  }, 60_000);
+  it.each(CASES)(
+    '%s',
+    async (name, run) => {
+      const hashes = await run();
+      // A missing entry fails with the value to commit.
+      expect({ [name]: hashes }).toEqual({ [name]: (expected as Record<string, string[]>)[name] });
+    },
+    60_000,
+  );
 });

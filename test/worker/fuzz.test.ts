@@ -9,7 +9,22 @@ import { describe, expect, it } from 'vitest';
 import { ERROR_STATUS } from '../../client-sdk/src/protocol/codes.ts';
 import { encodeTensors } from '../../client-sdk/src/protocol/safetensors.ts';
 import type { TaskAggregator } from '../../aggregator/src/master/task-aggregator.ts';
-import { ADMIN, adminJson, api, base64, checkIn, createTask, encodeUpdate, initialWeights, randomDelta, registerClient, split, stubOf, TOPOLOGY, type Client } from './helpers.ts';
+import {
+  ADMIN,
+  adminJson,
+  api,
+  base64,
+  checkIn,
+  createTask,
+  encodeUpdate,
+  initialWeights,
+  randomDelta,
+  registerClient,
+  split,
+  stubOf,
+  TOPOLOGY,
+  type Client,
+} from './helpers.ts';
 
 /** Sends a JSON body (or raw text) and checks the answer is a success or a stable error: never a 500. */
 async function send(path: string, method: string, headers: Record<string, string>, body: string): Promise<{ status: number; code?: string }> {
@@ -50,7 +65,14 @@ async function count(sql: string): Promise<number> {
 
 describe('every JSON body the API takes, fuzzed', () => {
   it('task creation: 800 generated bodies, each created task counted, nothing stored for a refusal', async () => {
-    const valid = { name: 'fuzz', modelTopology: TOPOLOGY, initialWeights: base64(encodeTensors(split(initialWeights()))), rounds: { clientsPerRound: 2 }, plan: { epochs: 1 }, strategy: { name: 'fedavg' } };
+    const valid = {
+      name: 'fuzz',
+      modelTopology: TOPOLOGY,
+      initialWeights: base64(encodeTensors(split(initialWeights()))),
+      rounds: { clientsPerRound: 2 },
+      plan: { epochs: 1 },
+      strategy: { name: 'fedavg' },
+    };
     const tasksBefore = await count('SELECT count(*) AS n FROM tasks');
     const blobsBefore = (await env.MODELS.list()).objects.length;
     let created = 0;
@@ -83,22 +105,54 @@ describe('every JSON body the API takes, fuzzed', () => {
     let turn = 0;
     const rows = async (sql: string) => JSON.stringify((await env.DB.prepare(sql).all()).results);
     const routes: { path: string; method: string; auth: () => Record<string, string>; valid: Record<string, unknown>; state: () => Promise<string> }[] = [
-      { path: `/tasks/${id}/clients`, method: 'POST', auth: () => ADMIN, valid: { label: 'x', expiresInSeconds: 3600 }, state: async () => String(await count('SELECT count(*) AS n FROM clients')) },
-      { path: `/tasks/${id}/models/0/evaluation`, method: 'PUT', auth: () => reporters[turn++ % reporters.length]!.auth, valid: { numExamples: 10, metrics: { loss: 1 } }, state: () => rows('SELECT * FROM evaluation_metrics ORDER BY client_id, name') },
-      { path: `/tasks/${id}/models/0/server-metrics`, method: 'PUT', auth: () => ADMIN, valid: { metrics: { accuracy: 0.5 } }, state: () => rows('SELECT server_metrics FROM model_versions') },
+      {
+        path: `/tasks/${id}/clients`,
+        method: 'POST',
+        auth: () => ADMIN,
+        valid: { label: 'x', expiresInSeconds: 3600 },
+        state: async () => String(await count('SELECT count(*) AS n FROM clients')),
+      },
+      {
+        path: `/tasks/${id}/models/0/evaluation`,
+        method: 'PUT',
+        auth: () => reporters[turn++ % reporters.length]!.auth,
+        valid: { numExamples: 10, metrics: { loss: 1 } },
+        state: () => rows('SELECT * FROM evaluation_metrics ORDER BY client_id, name'),
+      },
+      {
+        path: `/tasks/${id}/models/0/server-metrics`,
+        method: 'PUT',
+        auth: () => ADMIN,
+        valid: { metrics: { accuracy: 0.5 } },
+        state: () => rows('SELECT server_metrics FROM model_versions'),
+      },
       // retireCurrent is left out: a valid rotation would retire this file's secret.
-      { path: '/admin/tokens', method: 'POST', auth: () => ADMIN, valid: { label: 'x', expiresInSeconds: 3600 }, state: async () => String(await count('SELECT count(*) AS n FROM admin_tokens')) },
+      {
+        path: '/admin/tokens',
+        method: 'POST',
+        auth: () => ADMIN,
+        valid: { label: 'x', expiresInSeconds: 3600 },
+        state: async () => String(await count('SELECT count(*) AS n FROM admin_tokens')),
+      },
     ];
     for (const route of routes) {
       let accepted = 0;
-      const body = fc.oneof(jsonish(Object.keys(route.valid)), mutate(route.valid), fc.constant(route.valid)).filter((b) => !(typeof b === 'object' && b !== null && 'retireCurrent' in b));
+      const body = fc
+        .oneof(jsonish(Object.keys(route.valid)), mutate(route.valid), fc.constant(route.valid))
+        .filter((b) => !(typeof b === 'object' && b !== null && 'retireCurrent' in b));
       await fc.assert(
-        fc.asyncProperty(fc.oneof(body.map((b) => JSON.stringify(b)), fc.string({ maxLength: 30 })), async (text) => {
-          const before = await route.state();
-          const r = await send(route.path, route.method, route.auth(), text);
-          if (r.status < 300) accepted++;
-          else expect(await route.state(), `${route.path} changed state on ${r.code}`).toBe(before);
-        }),
+        fc.asyncProperty(
+          fc.oneof(
+            body.map((b) => JSON.stringify(b)),
+            fc.string({ maxLength: 30 }),
+          ),
+          async (text) => {
+            const before = await route.state();
+            const r = await send(route.path, route.method, route.auth(), text);
+            if (r.status < 300) accepted++;
+            else expect(await route.state(), `${route.path} changed state on ${r.code}`).toBe(before);
+          },
+        ),
         { numRuns: 400, seed: 32 },
       );
       expect(accepted, route.path).toBeGreaterThan(0);
@@ -115,7 +169,8 @@ describe('update bodies, fuzzed', () => {
       await checkIn(id, c);
       clients.push(c);
     }
-    const ledger = () => runInDurableObject(stubOf(id), async (_o: TaskAggregator, state) => state.storage.sql.exec<{ n: number }>('SELECT count(*) AS n FROM ledger').one().n);
+    const ledger = () =>
+      runInDurableObject(stubOf(id), async (_o: TaskAggregator, state) => state.storage.sql.exec<{ n: number }>('SELECT count(*) AS n FROM ledger').one().n);
     const valid = encodeUpdate(randomDelta(5), { baseVersion: 0, numExamples: 7 });
     const body = fc.oneof(
       fc.uint8Array({ maxLength: 300 }),
@@ -124,7 +179,9 @@ describe('update bodies, fuzzed', () => {
         for (const [at, v] of flips) b[at % b.length] = v;
         return cut % 3 === 0 ? b.subarray(0, cut % b.length) : b;
       }),
-      fc.record({ base: fc.constantFrom('0', '1', 'x'), n: fc.integer({ min: -1, max: 1001 }), m: fc.jsonValue({ maxDepth: 1 }) }).map(({ base, n, m }) => encodeUpdate(randomDelta(6), { baseVersion: base, numExamples: n, metrics: m })),
+      fc
+        .record({ base: fc.constantFrom('0', '1', 'x'), n: fc.integer({ min: -1, max: 1001 }), m: fc.jsonValue({ maxDepth: 1 }) })
+        .map(({ base, n, m }) => encodeUpdate(randomDelta(6), { baseVersion: base, numExamples: n, metrics: m })),
     );
     let i = 0;
     let accepted = 0;

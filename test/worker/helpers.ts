@@ -91,8 +91,17 @@ export function encodeUpdate(delta: Float32Array, meta: { baseVersion?: number |
   return encodeTensors(split(delta), metadata);
 }
 
-export async function submit(taskId: string, client: Client, round: number, body: Uint8Array | string): Promise<{ status: number; body: any; headers: Headers }> {
-  const res = await api(`/tasks/${taskId}/rounds/${round}/update`, { method: 'PUT', headers: { ...client.auth, 'content-type': 'application/octet-stream' }, body });
+export async function submit(
+  taskId: string,
+  client: Client,
+  round: number,
+  body: Uint8Array | string,
+): Promise<{ status: number; body: any; headers: Headers }> {
+  const res = await api(`/tasks/${taskId}/rounds/${round}/update`, {
+    method: 'PUT',
+    headers: { ...client.auth, 'content-type': 'application/octet-stream' },
+    body,
+  });
   return { status: res.status, body: await res.json<any>(), headers: res.headers };
 }
 

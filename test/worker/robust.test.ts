@@ -31,7 +31,13 @@ function tensorsOf(flat: Float32Array) {
 const base = seeded(1, 0.1);
 
 async function create(strategy: unknown, rounds: Record<string, number>) {
-  return adminJson('/tasks', 'POST', { name: 'robust', modelTopology: denseTopology(300, [{ name: 'dense', units: 500 }]), initialWeights: base64(encodeTensors(tensorsOf(base))), rounds: { overSelection: 1, ...rounds }, strategy });
+  return adminJson('/tasks', 'POST', {
+    name: 'robust',
+    modelTopology: denseTopology(300, [{ name: 'dense', units: 500 }]),
+    initialWeights: base64(encodeTensors(tensorsOf(base))),
+    rounds: { overSelection: 1, ...rounds },
+    strategy,
+  });
 }
 
 /** k clients submit the given deltas to round 1; the test may evict the object midway. */
@@ -54,7 +60,9 @@ async function runRound(strategy: unknown, deltas: Float32Array[], evictAfter?: 
   const blob = await api(`/tasks/${task.id}/models/1/weights`, { headers: ADMIN });
   expect(blob.status).toBe(200);
   const manifest = await (await api(`/tasks/${task.id}/models/1`, { headers: ADMIN })).json<any>();
-  expect(manifest.strategy.name).toBe((strategy as { name: string }).name === 'krum' && (strategy as { m?: number }).m! > 1 ? 'multikrum' : (strategy as { name: string }).name);
+  expect(manifest.strategy.name).toBe(
+    (strategy as { name: string }).name === 'krum' && (strategy as { m?: number }).m! > 1 ? 'multikrum' : (strategy as { name: string }).name,
+  );
   return concatTensors(decodeTensors(await blob.arrayBuffer()).tensors);
 }
 
@@ -87,8 +95,17 @@ describe('robust strategies on the real runtime (150,500 parameters, 3 storage c
 
   it('Krum selects exactly the update with the lowest score; Multi-Krum averages the m best', async () => {
     const dist = (a: Float32Array, b: Float32Array) => a.reduce((s, x, j) => s + (x - b[j]!) ** 2, 0);
-    const scores = deltas.map((d, i) => deltas.map((e, j) => (i === j ? Infinity : dist(d, e))).sort((a, b) => a - b).slice(0, deltas.length - 1 - 2).reduce((a, b) => a + b, 0));
-    const order = scores.map((s, i) => [s, i] as const).sort((a, b) => a[0] - b[0] || a[1] - b[1]).map(([, i]) => i);
+    const scores = deltas.map((d, i) =>
+      deltas
+        .map((e, j) => (i === j ? Infinity : dist(d, e)))
+        .sort((a, b) => a - b)
+        .slice(0, deltas.length - 1 - 2)
+        .reduce((a, b) => a + b, 0),
+    );
+    const order = scores
+      .map((s, i) => [s, i] as const)
+      .sort((a, b) => a[0] - b[0] || a[1] - b[1])
+      .map(([, i]) => i);
     expect(order.slice(0, 4)).not.toContain(1); // the attacker scores worst
 
     const krum = await runRound({ name: 'krum', f: 1, m: 1 }, deltas);

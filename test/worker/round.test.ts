@@ -1,6 +1,21 @@
 import { runDurableObjectAlarm } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
-import { adminJson, api, checkIn, createTask, downloadWeights, encodeUpdate, fedavgReference, initialWeights, maxAbsDiff, randomDelta, registerClient, stubOf, submit, ADMIN } from './helpers.ts';
+import {
+  adminJson,
+  api,
+  checkIn,
+  createTask,
+  downloadWeights,
+  encodeUpdate,
+  fedavgReference,
+  initialWeights,
+  maxAbsDiff,
+  randomDelta,
+  registerClient,
+  stubOf,
+  submit,
+  ADMIN,
+} from './helpers.ts';
 
 describe('a whole round on the real runtime', () => {
   it('publishes base + Σ nᵢΔᵢ / Σ nᵢ as version 1, then opens round 2 on it', async () => {
@@ -106,14 +121,33 @@ describe('CORS for browser clients', () => {
   it('answers operator routes only for ADMIN_ORIGINS (here https://ops.example), whatever the token', async () => {
     const { SELF } = await import('cloudflare:test');
     const preflight = (path: string, method: string, origin: string) =>
-      SELF.fetch(`https://fedge.test${path}`, { method: 'OPTIONS', headers: { origin, 'access-control-request-method': method, 'access-control-request-headers': 'authorization' } });
-    const operator: [string, string][] = [['/v1/tasks', 'POST'], ['/v1/tasks', 'GET'], ['/v1/tasks/t1/clients', 'POST'], ['/v1/tasks/t1/rounds/3', 'GET'], ['/v1/tasks/t1/models/2/server-metrics', 'PUT'], ['/v1/admin/tokens', 'POST']];
+      SELF.fetch(`https://fedge.test${path}`, {
+        method: 'OPTIONS',
+        headers: { origin, 'access-control-request-method': method, 'access-control-request-headers': 'authorization' },
+      });
+    const operator: [string, string][] = [
+      ['/v1/tasks', 'POST'],
+      ['/v1/tasks', 'GET'],
+      ['/v1/tasks/t1/clients', 'POST'],
+      ['/v1/tasks/t1/rounds/3', 'GET'],
+      ['/v1/tasks/t1/models/2/server-metrics', 'PUT'],
+      ['/v1/admin/tokens', 'POST'],
+    ];
     for (const [path, method] of operator) {
-      expect({ path, method, acao: (await preflight(path, method, 'https://evil.example')).headers.get('access-control-allow-origin') }).toEqual({ path, method, acao: null });
+      expect({ path, method, acao: (await preflight(path, method, 'https://evil.example')).headers.get('access-control-allow-origin') }).toEqual({
+        path,
+        method,
+        acao: null,
+      });
       expect((await preflight(path, method, 'https://ops.example')).headers.get('access-control-allow-origin')).toBe('https://ops.example');
     }
     // Client routes (and routes open to both) stay open to every origin; a PUT of an update is not the GET of rounds.
-    for (const [path, method] of [['/v1/tasks/t1/rounds/3/update', 'PUT'], ['/v1/tasks/t1/checkin', 'POST'], ['/v1/tasks/t1', 'GET'], ['/v1/tasks/t1/models/2/weights', 'GET']] as const) {
+    for (const [path, method] of [
+      ['/v1/tasks/t1/rounds/3/update', 'PUT'],
+      ['/v1/tasks/t1/checkin', 'POST'],
+      ['/v1/tasks/t1', 'GET'],
+      ['/v1/tasks/t1/models/2/weights', 'GET'],
+    ] as const) {
       expect((await preflight(path, method, 'https://evil.example')).headers.get('access-control-allow-origin')).toBe('*');
     }
     const actual = await SELF.fetch('https://fedge.test/v1/tasks', { headers: { origin: 'https://evil.example', authorization: 'Bearer test-admin-token' } });

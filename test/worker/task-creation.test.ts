@@ -34,25 +34,71 @@ describe('a task is created only if clients can build and train it', () => {
     const foo = weightsB64([{ name: 'foo', shape: [2], data: Float32Array.of(1, 2) }]);
     const cases: [string, Record<string, unknown>, number, string, RegExp][] = [
       ['empty topology', { modelTopology: {}, initialWeights: foo }, 400, 'invalid_topology', /class_name must be "Sequential", "Model" or "Functional"/],
-      ['unknown layer class', { modelTopology: { class_name: 'Sequential', config: { layers: [{ class_name: 'Dence', config: { name: 'd', units: 3, batch_input_shape: [null, 4] } }] } } }, 400, 'invalid_topology', /no layer class "Dence"/],
-      ['weights of another model', { initialWeights: foo }, 400, 'weights_mismatch', /initialWeights has tensor "foo", which the topology does not create \(it creates "dense\/kernel", "dense\/bias"\)/],
+      [
+        'unknown layer class',
+        {
+          modelTopology: {
+            class_name: 'Sequential',
+            config: { layers: [{ class_name: 'Dence', config: { name: 'd', units: 3, batch_input_shape: [null, 4] } }] },
+          },
+        },
+        400,
+        'invalid_topology',
+        /no layer class "Dence"/,
+      ],
+      [
+        'weights of another model',
+        { initialWeights: foo },
+        400,
+        'weights_mismatch',
+        /initialWeights has tensor "foo", which the topology does not create \(it creates "dense\/kernel", "dense\/bias"\)/,
+      ],
       [
         'a kernel of the wrong shape',
-        { initialWeights: weightsB64([{ name: 'dense/kernel', shape: [3, 4], data: new Float32Array(12) }, { name: 'dense/bias', shape: [3], data: new Float32Array(3) }]) },
+        {
+          initialWeights: weightsB64([
+            { name: 'dense/kernel', shape: [3, 4], data: new Float32Array(12) },
+            { name: 'dense/bias', shape: [3], data: new Float32Array(3) },
+          ]),
+        },
         400,
         'weights_mismatch',
         /tensor "dense\/kernel" has shape \[3,4\]; the topology creates it with shape \[4,3\]/,
       ],
-      ['a missing bias', { initialWeights: weightsB64(split(initialWeights()).slice(0, 1)) }, 400, 'weights_mismatch', /creates weight "dense\/bias" \[3\], which initialWeights lacks/],
-      ['zero parameters', { initialWeights: weightsB64([{ name: 'dense/kernel', shape: [4, 0], data: new Float32Array(0) }]) }, 400, 'invalid_weights', /tensor "dense\/kernel" has shape \[4,0\]: no parameters/],
+      [
+        'a missing bias',
+        { initialWeights: weightsB64(split(initialWeights()).slice(0, 1)) },
+        400,
+        'weights_mismatch',
+        /creates weight "dense\/bias" \[3\], which initialWeights lacks/,
+      ],
+      [
+        'zero parameters',
+        { initialWeights: weightsB64([{ name: 'dense/kernel', shape: [4, 0], data: new Float32Array(0) }]) },
+        400,
+        'invalid_weights',
+        /tensor "dense\/kernel" has shape \[4,0\]: no parameters/,
+      ],
       ['no tensors', { initialWeights: weightsB64([]) }, 400, 'invalid_weights', /holds no tensors/],
       ['undecodable weights', { initialWeights: btoa('garbage bytes') }, 400, 'invalid_weights', /^initialWeights: /],
-      ['a prototype name', { initialWeights: weightsB64([{ name: 'constructor', shape: [1], data: Float32Array.of(1) }]) }, 400, 'weights_mismatch', /tensor "constructor", which the topology does not create/],
+      [
+        'a prototype name',
+        { initialWeights: weightsB64([{ name: 'constructor', shape: [1], data: Float32Array.of(1) }]) },
+        400,
+        'weights_mismatch',
+        /tensor "constructor", which the topology does not create/,
+      ],
       ['an unknown top-level field', { epochs: 3 }, 400, 'invalid_request', /Unrecognized key.*"epochs"/],
       ['an unknown round rule', { rounds: { clientsPerRound: 2, deadline: 30 } }, 400, 'invalid_request', /rounds: Unrecognized key.*"deadline"/],
       ['an unknown plan field', { plan: { epochs: 2, momentum: 0.9 } }, 400, 'invalid_request', /plan: Unrecognized key.*"momentum"/],
       ['an unknown strategy parameter', { strategy: { name: 'fedavgm', momentun: 0.9 } }, 400, 'invalid_strategy', /Unrecognized key.*"momentun"/],
-      ['a robust strategy over its bound', { strategy: { name: 'median' }, rounds: { clientsPerRound: 200 } }, 400, 'invalid_strategy', /at most 100 clients per round/],
+      [
+        'a robust strategy over its bound',
+        { strategy: { name: 'median' }, rounds: { clientsPerRound: 200 } },
+        400,
+        'invalid_strategy',
+        /at most 100 clients per round/,
+      ],
     ];
     for (const [name, body, status, code, message] of cases) {
       const r = await create(body);
@@ -94,7 +140,11 @@ describe('a task is created only if clients can build and train it', () => {
 
   it('treats Object.prototype names as plain data: a layer named toString trains; a stray constructor tensor is a 422', async () => {
     const proto = chain(2, (i) => ['toString', '__proto__'][i]!);
-    const created = await create({ modelTopology: proto.topology, initialWeights: weightsB64(proto.tensors), rounds: { clientsPerRound: 1, overSelection: 1 } });
+    const created = await create({
+      modelTopology: proto.topology,
+      initialWeights: weightsB64(proto.tensors),
+      rounds: { clientsPerRound: 1, overSelection: 1 },
+    });
     expect(created.status).toBe(201);
     expect(created.body.tensors.map((t: any) => t.name)).toEqual(['toString/kernel', 'toString/bias', '__proto__/kernel', '__proto__/bias']);
 
@@ -102,7 +152,8 @@ describe('a task is created only if clients can build and train it', () => {
     const a = await registerClient(id);
     await checkIn(id, a);
     const good = randomDelta(3);
-    const withExtra = (name: string) => encodeTensors([...split(good).slice(0, 1), { name, shape: [3], data: good.slice(12) }], { 'fedge.base_version': '0', 'fedge.num_examples': '5' });
+    const withExtra = (name: string) =>
+      encodeTensors([...split(good).slice(0, 1), { name, shape: [3], data: good.slice(12) }], { 'fedge.base_version': '0', 'fedge.num_examples': '5' });
     for (const name of ['constructor', 'toString', '__proto__', 'hasOwnProperty']) {
       const r = await submit(id, a, 1, withExtra(name));
       expect({ name, status: r.status, code: r.body.error?.code }).toEqual({ name, status: 422, code: 'tensor_mismatch' });
@@ -110,7 +161,11 @@ describe('a task is created only if clients can build and train it', () => {
     // A __proto__ metric name is refused everywhere metrics are taken.
     const protoMetrics = encodeUpdate(good, { baseVersion: 0, numExamples: 5, metrics: JSON.parse('{"__proto__": 1}') });
     expect((await submit(id, a, 1, protoMetrics)).body.error.code).toBe('invalid_metadata');
-    const server = await api(`/tasks/${id}/models/0/server-metrics`, { method: 'PUT', headers: { authorization: 'Bearer test-admin-token', 'content-type': 'application/json' }, body: '{"metrics":{"__proto__":1}}' });
+    const server = await api(`/tasks/${id}/models/0/server-metrics`, {
+      method: 'PUT',
+      headers: { authorization: 'Bearer test-admin-token', 'content-type': 'application/json' },
+      body: '{"metrics":{"__proto__":1}}',
+    });
     expect([server.status, (await server.json<any>()).error.code]).toEqual([400, 'invalid_request']);
     const r = await submit(id, a, 1, encodeUpdate(good, { baseVersion: 0, numExamples: 5, metrics: { loss: 0.5 } }));
     expect(r.status).toBe(200);
@@ -127,7 +182,11 @@ describe('a task is created only if clients can build and train it', () => {
       const res = await api(`/tasks/${id}/rounds/1/update`, { method: 'PUT', headers, body });
       expect({ type, status: res.status, code: (await res.json<any>()).error.code }).toEqual({ type, status: 415, code: 'unsupported_media_type' });
     }
-    const res = await api(`/tasks/${id}/rounds/1/update`, { method: 'PUT', headers: { ...a.auth, 'content-type': 'Application/Octet-Stream; charset=binary' }, body });
+    const res = await api(`/tasks/${id}/rounds/1/update`, {
+      method: 'PUT',
+      headers: { ...a.auth, 'content-type': 'Application/Octet-Stream; charset=binary' },
+      body,
+    });
     expect(res.status).toBe(200);
   });
 });

@@ -65,6 +65,9 @@ export declare function runWrangler(args: string[], opts?: { cwd?: string; onOut
 /** `wrangler d1 migrations apply DB --local --persist-to <stateDir>`, non-interactive. */
 export declare function applyMigrations(opts?: { stateDir?: string; cwd?: string; onOutput?: OutputSink }): Promise<void>;
 /** Polls `GET <url>/v1/health` until 200. */
-export declare function waitForHealth(url: string, opts?: { timeoutMs?: number; intervalMs?: number; signal?: AbortSignal; isAlive?: () => boolean }): Promise<void>;
+export declare function waitForHealth(
+  url: string,
+  opts?: { timeoutMs?: number; intervalMs?: number; signal?: AbortSignal; isAlive?: () => boolean },
+): Promise<void>;
 /** Whether any non-zombie process of the process group led by `pgid` is still running (POSIX; on Windows: the pid). */
 export declare function processGroupAlive(pgid: number): boolean;

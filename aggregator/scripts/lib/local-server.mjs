@@ -108,14 +108,16 @@ function nodeBinary() {
   if (major >= MIN_NODE_MAJOR) return process.execPath;
   const local = join(REPO_ROOT, 'node_modules', 'node', 'bin', IS_WINDOWS ? 'node.exe' : 'node');
   if (existsSync(local)) return local;
-  throw new Error(`wrangler needs Node.js >= ${MIN_NODE_MAJOR} (this is ${process.version}); run through npm (\`npm start\`) so the repo's node devDependency is used, or run \`npm ci\` first`);
+  throw new Error(
+    `wrangler needs Node.js >= ${MIN_NODE_MAJOR} (this is ${process.version}); run through npm (\`npm start\`) so the repo's node devDependency is used, or run \`npm ci\` first`,
+  );
 }
 
 function wranglerBin() {
   const require = createRequire(join(REPO_ROOT, 'package.json'));
   /** @type {{ bin: string | Record<string, string> }} */
   const pkg = require('wrangler/package.json');
-  const bin = typeof pkg.bin === 'string' ? pkg.bin : pkg.bin.wrangler ?? Object.values(pkg.bin)[0];
+  const bin = typeof pkg.bin === 'string' ? pkg.bin : (pkg.bin.wrangler ?? Object.values(pkg.bin)[0]);
   if (!bin) throw new Error('cannot find the wrangler binary; run `npm ci`');
   return join(dirname(require.resolve('wrangler/package.json')), bin);
 }
@@ -323,7 +325,8 @@ export async function startLocalServer(opts = {}) {
   const url = `http://${ip.includes(':') ? `[${ip}]` : ip}:${port}`;
 
   // Otherwise a server already on the port (a forgotten `npm start`) would answer our health check.
-  if (!(await isPortFree(port, ip))) throw new Error(`port ${port} on ${ip} is already in use (another fedge/wrangler dev running?); pick another port (FEDGE_PORT)`);
+  if (!(await isPortFree(port, ip)))
+    throw new Error(`port ${port} on ${ip} is already in use (another fedge/wrangler dev running?); pick another port (FEDGE_PORT)`);
 
   await mkdir(stateDir, { recursive: true });
   if (opts.migrate ?? true) await applyMigrations({ stateDir, onOutput });
@@ -354,9 +357,12 @@ export async function startLocalServer(opts = {}) {
   const args = [
     wranglerBin(),
     'dev',
-    '--ip', ip,
-    '--port', String(port),
-    '--persist-to', stateDir,
+    '--ip',
+    ip,
+    '--port',
+    String(port),
+    '--persist-to',
+    stateDir,
     '--show-interactive-dev-session=false',
     ...secretArgs,
     ...(opts.extraArgs ?? []),

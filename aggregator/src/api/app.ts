@@ -21,11 +21,23 @@ export function createApp() {
   v1.route('/', tasksApp).route('/', clientsApp).route('/', participationApp).route('/', modelsApp).route('/', roundsApp).route('/', adminTokensApp);
   v1.get('/health', (c) => c.json({ ok: true }));
   app.route('/v1', v1);
-  app.openAPIRegistry.registerComponent('securitySchemes', 'operator', { type: 'http', scheme: 'bearer', description: 'An operator token: the ADMIN_TOKEN secret, or one minted by POST /v1/admin/tokens' });
-  app.openAPIRegistry.registerComponent('securitySchemes', 'client', { type: 'http', scheme: 'bearer', description: 'A client token (`<clientId>.<secret>`), bound to one task' });
+  app.openAPIRegistry.registerComponent('securitySchemes', 'operator', {
+    type: 'http',
+    scheme: 'bearer',
+    description: 'An operator token: the ADMIN_TOKEN secret, or one minted by POST /v1/admin/tokens',
+  });
+  app.openAPIRegistry.registerComponent('securitySchemes', 'client', {
+    type: 'http',
+    scheme: 'bearer',
+    description: 'A client token (`<clientId>.<secret>`), bound to one task',
+  });
   app.doc31('/openapi.json', {
     openapi: '3.1.0',
-    info: { title: 'fedge aggregation service', version: '1', description: 'Federated learning on Cloudflare Workers. Errors are `{ "error": { "code", "message" } }` with stable codes.' },
+    info: {
+      title: 'fedge aggregation service',
+      version: '1',
+      description: 'Federated learning on Cloudflare Workers. Errors are `{ "error": { "code", "message" } }` with stable codes.',
+    },
   });
   app.notFound((c) => errorResponse('not_found', `no route ${c.req.method} ${c.req.path}`));
   app.onError(onError);

@@ -62,7 +62,8 @@ async function identify(c: Context<AppEnv>): Promise<Caller> {
     const admin = c.env.ADMIN_TOKEN;
     // The bootstrap secret first: comparing digests is cheap and needs no lookup of a client.
     if (admin && (await timingSafeEqualText(token, admin))) {
-      if (await isRetiredAdminSecret(database(c.env.DB), await hashSecret(admin))) throw new ApiError('token_revoked', 'this ADMIN_TOKEN value was retired by a rotation; use the token it was rotated to');
+      if (await isRetiredAdminSecret(database(c.env.DB), await hashSecret(admin)))
+        throw new ApiError('token_revoked', 'this ADMIN_TOKEN value was retired by a rotation; use the token it was rotated to');
       return { kind: 'admin', tokenId: ENV_ADMIN_TOKEN_ID };
     }
   }
@@ -73,7 +74,8 @@ async function identify(c: Context<AppEnv>): Promise<Caller> {
     blockedSources.delete(source);
   }
   try {
-    if (token === undefined) throw new ApiError('unauthorized', 'missing bearer token (Authorization: Bearer <token>)', { 'www-authenticate': 'Bearer realm="fedge"' });
+    if (token === undefined)
+      throw new ApiError('unauthorized', 'missing bearer token (Authorization: Bearer <token>)', { 'www-authenticate': 'Bearer realm="fedge"' });
     return await verifyToken(c, token);
   } catch (e) {
     if (e instanceof ApiError && e.status === 401) await countFailure(c, source);
@@ -117,7 +119,9 @@ async function countFailure(c: Context<AppEnv>, source: string): Promise<void> {
 }
 
 function rateLimited(ms: number): ApiError {
-  return new ApiError('rate_limited', 'too many failed authentications from this source; retry later', { 'retry-after': String(Math.max(1, Math.ceil(ms / 1000))) });
+  return new ApiError('rate_limited', 'too many failed authentications from this source; retry later', {
+    'retry-after': String(Math.max(1, Math.ceil(ms / 1000))),
+  });
 }
 
 /** Operator routes: an operator token only. */

@@ -26,7 +26,10 @@ export function corsByRoute(router: OpenAPIHono<AppEnv>, prefix: string) {
   return cors({
     origin: (origin, c: Context<AppEnv>) => {
       if (!isOperatorRoute(c)) return '*';
-      const allowed = (c.env.ADMIN_ORIGINS ?? '').split(',').map((o) => o.trim()).filter(Boolean);
+      const allowed = (c.env.ADMIN_ORIGINS ?? '')
+        .split(',')
+        .map((o) => o.trim())
+        .filter(Boolean);
       return allowed.includes(origin) ? origin : null;
     },
     allowHeaders: ['authorization', 'content-type'],

@@ -29,7 +29,8 @@ export function errorResponse(code: ErrorCode, message: string, headers: Record<
   const body: ErrorBody = { error: { code, message } };
   const status = ERROR_STATUS[code];
   // RFC 6750: a 401 names the scheme and, unless the token was missing (which says so itself), that the token was the problem.
-  const challenge: Record<string, string> = status === 401 ? { 'www-authenticate': `Bearer realm="fedge", error="invalid_token", error_description="${code}"` } : {};
+  const challenge: Record<string, string> =
+    status === 401 ? { 'www-authenticate': `Bearer realm="fedge", error="invalid_token", error_description="${code}"` } : {};
   return new Response(JSON.stringify(body), { status, headers: { 'content-type': 'application/json; charset=utf-8', ...challenge, ...headers } });
 }
 

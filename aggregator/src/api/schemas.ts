@@ -8,22 +8,71 @@ import { MAX_METRICS, METRIC_NAME_PATTERN } from '../../../client-sdk/src/protoc
 const ERROR_CODES = Object.keys(ERROR_STATUS) as [ErrorCode, ...ErrorCode[]];
 
 export const ErrorSchema = z
-  .object({ error: z.object({ code: z.enum(ERROR_CODES).openapi({ example: 'task_not_found', description: 'Stable error code (README: error codes)' }), message: z.string() }) })
+  .object({
+    error: z.object({
+      code: z.enum(ERROR_CODES).openapi({ example: 'task_not_found', description: 'Stable error code (README: error codes)' }),
+      message: z.string(),
+    }),
+  })
   .openapi('Error');
 
-export const TaskIdParam = z.object({ taskId: z.string().min(1).max(64).openapi({ param: { name: 'taskId', in: 'path' }, example: 'a3c1…' }) });
-export const VersionParam = TaskIdParam.extend({ version: z.coerce.number().int().min(0).openapi({ param: { name: 'version', in: 'path' }, example: 3 }) });
-export const RoundParam = TaskIdParam.extend({ round: z.coerce.number().int().min(1).openapi({ param: { name: 'round', in: 'path' }, example: 1 }) });
+export const TaskIdParam = z.object({
+  taskId: z
+    .string()
+    .min(1)
+    .max(64)
+    .openapi({ param: { name: 'taskId', in: 'path' }, example: 'a3c1…' }),
+});
+export const VersionParam = TaskIdParam.extend({
+  version: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .openapi({ param: { name: 'version', in: 'path' }, example: 3 }),
+});
+export const RoundParam = TaskIdParam.extend({
+  round: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .openapi({ param: { name: 'round', in: 'path' }, example: 1 }),
+});
 export const PageQuery = z.object({
-  limit: z.coerce.number().int().min(1).max(200).default(50).openapi({ param: { name: 'limit', in: 'query' } }),
-  before: z.coerce.number().int().min(0).optional().openapi({ param: { name: 'before', in: 'query' }, description: 'Only items with a smaller number (version, round) or an earlier creation time (tasks, ms)' }),
+  limit: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(200)
+    .default(50)
+    .openapi({ param: { name: 'limit', in: 'query' } }),
+  before: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .optional()
+    .openapi({
+      param: { name: 'before', in: 'query' },
+      description: 'Only items with a smaller number (version, round) or an earlier creation time (tasks, ms)',
+    }),
 });
 
 export const RoundRulesSchema = z
   .object({
     clientsPerRound: z.number().int().min(1).max(10_000).default(10).describe('Accepted updates that close a round at once (goal count)'),
-    minClients: z.number().int().min(1).max(10_000).optional().describe('Fewest accepted updates with which a round closes at its deadline (default: clientsPerRound)'),
-    deadlineSeconds: z.number().int().min(1).max(7 * 86_400).default(600).describe("Seconds from a round's first assignment to its deadline"),
+    minClients: z
+      .number()
+      .int()
+      .min(1)
+      .max(10_000)
+      .optional()
+      .describe('Fewest accepted updates with which a round closes at its deadline (default: clientsPerRound)'),
+    deadlineSeconds: z
+      .number()
+      .int()
+      .min(1)
+      .max(7 * 86_400)
+      .default(600)
+      .describe("Seconds from a round's first assignment to its deadline"),
     overSelection: z.number().min(1).max(3).default(1.3).describe('Clients assigned per round = ceil(clientsPerRound × overSelection)'),
     maxExamplesPerClient: z.number().int().min(1).max(1_000_000_000).default(100_000).describe('Cap on the example count one update may claim'),
   })
@@ -58,7 +107,12 @@ export const StrategySchema = z
       .strictObject({ name: z.literal('fedprox'), mu: z.number().positive().max(100).default(0.01), clipNorm })
       .describe('FedProx (Li et al. 2020): FedAvg aggregation; clients add μ/2·‖w − w_global‖² to their local loss'),
     z
-      .strictObject({ name: z.literal('fedavgm'), serverLearningRate: z.number().positive().max(10).default(1), momentum: z.number().min(0).lt(1).default(0.9), clipNorm })
+      .strictObject({
+        name: z.literal('fedavgm'),
+        serverLearningRate: z.number().positive().max(10).default(1),
+        momentum: z.number().min(0).lt(1).default(0.9),
+        clipNorm,
+      })
       .describe('FedAvg with server momentum (Hsu et al. 2019)'),
     z.strictObject({ name: z.literal('fedadam'), beta1: z.number().min(0).lt(1).default(0.9), ...fedOptFields }).describe('FedAdam (Reddi et al. 2021)'),
     z.strictObject({ name: z.literal('fedyogi'), beta1: z.number().min(0).lt(1).default(0.9), ...fedOptFields }).describe('FedYogi (Reddi et al. 2021)'),
@@ -79,7 +133,9 @@ export const StrategySchema = z
         serverLearningRate: z.number().positive().max(10).default(1),
         clipNorm,
       })
-      .describe('FedBuff (Nguyen et al. 2022): asynchronous; a version every bufferSize updates, each weighted by (1 + staleness)^−stalenessExponent; rounds.* are ignored'),
+      .describe(
+        'FedBuff (Nguyen et al. 2022): asynchronous; a version every bufferSize updates, each weighted by (1 + staleness)^−stalenessExponent; rounds.* are ignored',
+      ),
   ])
   .openapi('Strategy');
 
@@ -133,10 +189,22 @@ export const TaskSummarySchema = z
   .object({ id: z.string(), name: z.string(), status: z.string(), numParams: z.number().int(), currentVersion: z.number().int(), createdAt: z.string() })
   .openapi('TaskSummary');
 
-const expiresInSeconds = z.number().int().min(60).max(10 * 365 * 86_400).optional().describe('Lifetime of the token in seconds (default: no expiry); a rotation renews it');
+const expiresInSeconds = z
+  .number()
+  .int()
+  .min(60)
+  .max(10 * 365 * 86_400)
+  .optional()
+  .describe('Lifetime of the token in seconds (default: no expiry); a rotation renews it');
 
 export const CreateClientSchema = z.strictObject({ label: z.string().max(200).optional(), expiresInSeconds }).openapi('CreateClient');
-export const ClientIdParam = TaskIdParam.extend({ clientId: z.string().min(1).max(64).openapi({ param: { name: 'clientId', in: 'path' }, example: 'c_3f…' }) });
+export const ClientIdParam = TaskIdParam.extend({
+  clientId: z
+    .string()
+    .min(1)
+    .max(64)
+    .openapi({ param: { name: 'clientId', in: 'path' }, example: 'c_3f…' }),
+});
 export const ClientCredentialsSchema = z
   .object({
     clientId: z.string(),
@@ -165,7 +233,13 @@ export const CreateAdminTokenSchema = z
     retireCurrent: z.boolean().default(false).describe('Rotation: the token this request was made with stops working (the ADMIN_TOKEN secret included)'),
   })
   .openapi('CreateAdminToken');
-export const AdminTokenIdParam = z.object({ tokenId: z.string().min(1).max(64).openapi({ param: { name: 'tokenId', in: 'path' }, example: 'a_91…' }) });
+export const AdminTokenIdParam = z.object({
+  tokenId: z
+    .string()
+    .min(1)
+    .max(64)
+    .openapi({ param: { name: 'tokenId', in: 'path' }, example: 'a_91…' }),
+});
 export const AdminTokenSchema = z
   .object({
     id: z.string().describe('`env` is the ADMIN_TOKEN secret'),
@@ -177,12 +251,26 @@ export const AdminTokenSchema = z
     revokedAt: z.string().nullable(),
   })
   .openapi('AdminToken');
-export const NewAdminTokenSchema = AdminTokenSchema.extend({ token: z.string().describe('Shown once; the server keeps only its hash') }).openapi('NewAdminToken');
+export const NewAdminTokenSchema = AdminTokenSchema.extend({ token: z.string().describe('Shown once; the server keeps only its hash') }).openapi(
+  'NewAdminToken',
+);
 
 export const CheckInSchema = z
   .discriminatedUnion('status', [
-    z.object({ status: z.literal('assigned'), taskId: z.string(), round: z.number().int(), baseVersion: z.number().int(), deadlineAt: z.number().int(), plan: TrainingPlanSchema }),
-    z.object({ status: z.literal('retry_later'), taskId: z.string(), retryAfterSeconds: z.number().int(), reason: z.enum(['round_full', 'round_closing', 'already_submitted']) }),
+    z.object({
+      status: z.literal('assigned'),
+      taskId: z.string(),
+      round: z.number().int(),
+      baseVersion: z.number().int(),
+      deadlineAt: z.number().int(),
+      plan: TrainingPlanSchema,
+    }),
+    z.object({
+      status: z.literal('retry_later'),
+      taskId: z.string(),
+      retryAfterSeconds: z.number().int(),
+      reason: z.enum(['round_full', 'round_closing', 'already_submitted']),
+    }),
   ])
   .openapi('CheckIn');
 
@@ -195,9 +283,7 @@ export const FederatedEvaluationSchema = z
   .object({ clients: z.number().int(), numExamples: z.number().int(), metrics: z.record(z.string(), z.number()) })
   .openapi('FederatedEvaluation');
 
-export const EvaluationReportSchema = z
-  .strictObject({ numExamples: z.number().int().min(1), metrics: MetricsSchema })
-  .openapi('EvaluationReport');
+export const EvaluationReportSchema = z.strictObject({ numExamples: z.number().int().min(1), metrics: MetricsSchema }).openapi('EvaluationReport');
 
 export const ServerMetricsSchema = z.strictObject({ metrics: MetricsSchema }).openapi('ServerMetrics');
 
@@ -213,7 +299,10 @@ export const ModelManifestSchema = z
     participants: z.number().int(),
     numExamples: z.number().int(),
     metrics: z.record(z.string(), z.number()).nullable(),
-    strategy: z.object({ name: z.string(), params: z.record(z.string(), z.number()) }).nullable().describe('The strategy that produced this version (null for version 0)'),
+    strategy: z
+      .object({ name: z.string(), params: z.record(z.string(), z.number()) })
+      .nullable()
+      .describe('The strategy that produced this version (null for version 0)'),
     serverMetrics: z.record(z.string(), z.number()).nullable().describe("The operator's own held-out evaluation (PUT …/server-metrics)"),
     federatedEvaluation: FederatedEvaluationSchema.nullable().describe("Clients' evaluations of this version on their local data, example-weighted"),
     createdAt: z.string(),

@@ -11,7 +11,9 @@ export const tasks = sqliteTable('tasks', {
   id: text('id').primaryKey(),
   name: text('name').notNull(),
   /** `active` while rounds run; reserved: `paused`, `archived`. */
-  status: text('status', { enum: ['active', 'paused', 'archived'] }).notNull().default('active'),
+  status: text('status', { enum: ['active', 'paused', 'archived'] })
+    .notNull()
+    .default('active'),
   /** The `modelTopology` of a tfjs `model.json`, as JSON text. */
   modelTopology: text('model_topology', { mode: 'json' }).notNull(),
   /** `[{ name, shape, dtype }]` in wire order. */

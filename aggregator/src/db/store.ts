@@ -18,7 +18,14 @@ export async function getTask(db: Db, taskId: string): Promise<schema.TaskRow | 
 
 export async function listTasks(db: Db, limit: number, before?: number) {
   const q = db
-    .select({ id: tasks.id, name: tasks.name, status: tasks.status, numParams: tasks.numParams, currentVersion: tasks.currentVersion, createdAt: tasks.createdAt })
+    .select({
+      id: tasks.id,
+      name: tasks.name,
+      status: tasks.status,
+      numParams: tasks.numParams,
+      currentVersion: tasks.currentVersion,
+      createdAt: tasks.createdAt,
+    })
     .from(tasks);
   return (before === undefined ? q : q.where(lt(tasks.createdAt, new Date(before)))).orderBy(desc(tasks.createdAt)).limit(limit).all();
 }
@@ -33,7 +40,11 @@ export async function getClientCredential(db: Db, clientId: string) {
 }
 
 export async function getClient(db: Db, taskId: string, clientId: string): Promise<schema.ClientRow | undefined> {
-  return db.select().from(clients).where(and(eq(clients.taskId, taskId), eq(clients.id, clientId))).get();
+  return db
+    .select()
+    .from(clients)
+    .where(and(eq(clients.taskId, taskId), eq(clients.id, clientId)))
+    .get();
 }
 
 /** A task's clients, newest first (`before`: created before this time, ms). */
@@ -53,7 +64,14 @@ export async function revokeClient(db: Db, taskId: string, clientId: string, at:
 }
 
 /** Replaces a live client's token hash and expiry; undefined when the client is unknown or revoked. */
-export async function rotateClientToken(db: Db, taskId: string, clientId: string, tokenHash: string, expiresAt: Date | null, at: Date): Promise<schema.ClientRow | undefined> {
+export async function rotateClientToken(
+  db: Db,
+  taskId: string,
+  clientId: string,
+  tokenHash: string,
+  expiresAt: Date | null,
+  at: Date,
+): Promise<schema.ClientRow | undefined> {
   return db
     .update(clients)
     .set({ tokenHash, expiresAt, rotatedAt: at })
@@ -81,7 +99,9 @@ export async function revokeAdminToken(db: Db, id: string, at: Date): Promise<sc
 
 /** Whether this value of the ADMIN_TOKEN secret (its SHA-256) was retired by a rotation. */
 export async function isRetiredAdminSecret(db: Db, tokenHash: string): Promise<boolean> {
-  return (await db.select({ at: retiredAdminSecrets.retiredAt }).from(retiredAdminSecrets).where(eq(retiredAdminSecrets.tokenHash, tokenHash)).get()) !== undefined;
+  return (
+    (await db.select({ at: retiredAdminSecrets.retiredAt }).from(retiredAdminSecrets).where(eq(retiredAdminSecrets.tokenHash, tokenHash)).get()) !== undefined
+  );
 }
 
 export async function retireAdminSecret(db: Db, tokenHash: string, at: Date): Promise<void> {
@@ -89,7 +109,11 @@ export async function retireAdminSecret(db: Db, tokenHash: string, at: Date): Pr
 }
 
 export async function getVersion(db: Db, taskId: string, version: number): Promise<schema.ModelVersionRow | undefined> {
-  return db.select().from(modelVersions).where(and(eq(modelVersions.taskId, taskId), eq(modelVersions.version, version))).get();
+  return db
+    .select()
+    .from(modelVersions)
+    .where(and(eq(modelVersions.taskId, taskId), eq(modelVersions.version, version)))
+    .get();
 }
 
 export async function listVersions(db: Db, taskId: string, limit: number, before?: number) {
@@ -103,12 +127,21 @@ export async function listRounds(db: Db, taskId: string, limit: number, before?:
 }
 
 export async function getRound(db: Db, taskId: string, round: number) {
-  return db.select().from(rounds).where(and(eq(rounds.taskId, taskId), eq(rounds.round, round))).get();
+  return db
+    .select()
+    .from(rounds)
+    .where(and(eq(rounds.taskId, taskId), eq(rounds.round, round)))
+    .get();
 }
 
 export async function listParticipants(db: Db, taskId: string, round: number) {
   return db
-    .select({ clientId: roundParticipants.clientId, numExamples: roundParticipants.numExamples, metrics: roundParticipants.metrics, acceptedAt: roundParticipants.acceptedAt })
+    .select({
+      clientId: roundParticipants.clientId,
+      numExamples: roundParticipants.numExamples,
+      metrics: roundParticipants.metrics,
+      acceptedAt: roundParticipants.acceptedAt,
+    })
     .from(roundParticipants)
     .where(and(eq(roundParticipants.taskId, taskId), eq(roundParticipants.round, round)))
     .orderBy(asc(roundParticipants.acceptedAt))
@@ -136,7 +169,14 @@ export interface FederatedEvaluation {
 }
 
 /** Replaces one client's evaluation of one version (one D1 batch: delete, then insert). */
-export async function putEvaluation(db: Db, taskId: string, version: number, clientId: string, numExamples: number, metrics: Record<string, number>): Promise<void> {
+export async function putEvaluation(
+  db: Db,
+  taskId: string,
+  version: number,
+  clientId: string,
+  numExamples: number,
+  metrics: Record<string, number>,
+): Promise<void> {
   const reportedAt = new Date();
   const rows = Object.entries(metrics).map(([name, value]) => ({ taskId, version, clientId, name, value, numExamples, reportedAt }));
   const where = and(eq(evaluationMetrics.taskId, taskId), eq(evaluationMetrics.version, version), eq(evaluationMetrics.clientId, clientId));
@@ -176,7 +216,10 @@ export async function federatedEvaluations(db: Db, taskId: string, versions: num
 }
 
 export async function setServerMetrics(db: Db, taskId: string, version: number, metrics: Record<string, number>): Promise<void> {
-  await db.update(modelVersions).set({ serverMetrics: metrics }).where(and(eq(modelVersions.taskId, taskId), eq(modelVersions.version, version)));
+  await db
+    .update(modelVersions)
+    .set({ serverMetrics: metrics })
+    .where(and(eq(modelVersions.taskId, taskId), eq(modelVersions.version, version)));
 }
 
 export type NewRound = typeof rounds.$inferInsert;
@@ -204,7 +247,12 @@ export async function recordRound(db: Db, round: NewRound, participants: NewPart
   }
   statements.push(db.insert(rounds).values(round).onConflictDoNothing());
   for (let i = 0; i < participants.length; i += PARTICIPANTS_PER_INSERT) {
-    statements.push(db.insert(roundParticipants).values(participants.slice(i, i + PARTICIPANTS_PER_INSERT)).onConflictDoNothing());
+    statements.push(
+      db
+        .insert(roundParticipants)
+        .values(participants.slice(i, i + PARTICIPANTS_PER_INSERT))
+        .onConflictDoNothing(),
+    );
   }
   const [first, ...rest] = statements;
   if (first) await db.batch([first, ...rest]);

@@ -12,7 +12,9 @@ describe('accumulate.wasm', () => {
 
   it('imports only its memory and exports the kernels running-sum.ts calls', () => {
     expect(WebAssembly.Module.imports(accumulateWasm)).toEqual([{ module: 'env', name: 'memory', kind: 'memory' }]);
-    const names = WebAssembly.Module.exports(accumulateWasm).map((e) => e.name).sort();
+    const names = WebAssembly.Module.exports(accumulateWasm)
+      .map((e) => e.name)
+      .sort();
     expect(names).toEqual(['acc1', 'acc2', 'acc3', 'acc4', 'finalize', 'first_non_finite']);
   });
 

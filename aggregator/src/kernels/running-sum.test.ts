@@ -79,10 +79,7 @@ describe.each(impls)('RunningSum ($name)', ({ name, make }) => {
 
   it('hand-computed: five values (SIMD body + scalar tail), batch of three', () => {
     const rs = make(5);
-    rs.addBatch(
-      [new Float32Array([1, 1, 1, 1, 1]), new Float32Array([1, 2, 3, 4, 5]), new Float32Array([-2, 0, 2, 0.25, -0.5])],
-      [1, 10, 4],
-    );
+    rs.addBatch([new Float32Array([1, 1, 1, 1, 1]), new Float32Array([1, 2, 3, 4, 5]), new Float32Array([-2, 0, 2, 0.25, -0.5])], [1, 10, 4]);
     expect(Array.from(rs.sum())).toEqual([3, 21, 39, 42, 49]);
     expect(rs.count).toBe(3);
     expect(rs.totalWeight).toBe(15);
@@ -349,7 +346,7 @@ describe('wasm and js agree', () => {
     expect(b.count).toBe(2);
   });
 
-  it('a view into a running sum\'s own memory outside its staging area is refused', () => {
+  it("a view into a running sum's own memory outside its staging area is refused", () => {
     const rs = createRunningSum(8, { wasm: accumulateWasm });
     rs.add(new Float32Array(8).fill(1), 2);
     const s = rs.sum();
@@ -366,13 +363,16 @@ describe('firstNonFinite', () => {
   const modes = [
     { mode: 'js', check: (d: Float32Array) => firstNonFinite(d) },
     { mode: 'wasm', check: (d: Float32Array) => firstNonFinite(d, accumulateWasm) },
-    { mode: 'wasm, staged in place', check: (d: Float32Array) => {
-      const rs = createRunningSum(0, { wasm: accumulateWasm });
-      const area = rs.staging(d.byteLength + 4);
-      const v = new Float32Array(area.buffer, area.byteOffset + 4, d.length); // odd 4-byte offset
-      v.set(d);
-      return firstNonFinite(v);
-    } },
+    {
+      mode: 'wasm, staged in place',
+      check: (d: Float32Array) => {
+        const rs = createRunningSum(0, { wasm: accumulateWasm });
+        const area = rs.staging(d.byteLength + 4);
+        const v = new Float32Array(area.buffer, area.byteOffset + 4, d.length); // odd 4-byte offset
+        v.set(d);
+        return firstNonFinite(v);
+      },
+    },
   ] as const;
 
   describe.each(modes)('$mode', ({ check }) => {

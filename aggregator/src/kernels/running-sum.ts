@@ -184,8 +184,17 @@ function jsAcc3(s: Float64Array, u0: Float32Array, u1: Float32Array, u2: Float32
 }
 
 function jsAcc4(
-  s: Float64Array, u0: Float32Array, u1: Float32Array, u2: Float32Array, u3: Float32Array,
-  w0: number, w1: number, w2: number, w3: number, b: number, e: number,
+  s: Float64Array,
+  u0: Float32Array,
+  u1: Float32Array,
+  u2: Float32Array,
+  u3: Float32Array,
+  w0: number,
+  w1: number,
+  w2: number,
+  w3: number,
+  b: number,
+  e: number,
 ): void {
   for (let i = b; i < e; i++) s[i] = s[i]! + w0 * u0[i]! + w1 * u1[i]! + w2 * u2[i]! + w3 * u3[i]!;
 }

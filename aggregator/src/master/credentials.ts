@@ -17,7 +17,9 @@ export interface StoredCredential {
 }
 
 /** A D1 credential row (dates) as the checker takes it (ms). */
-export function storedCredential(row: { taskId: string; tokenHash: string; expiresAt: Date | null; revokedAt: Date | null } | undefined): StoredCredential | undefined {
+export function storedCredential(
+  row: { taskId: string; tokenHash: string; expiresAt: Date | null; revokedAt: Date | null } | undefined,
+): StoredCredential | undefined {
   return row && { taskId: row.taskId, tokenHash: row.tokenHash, expiresAt: row.expiresAt?.getTime() ?? null, revokedAt: row.revokedAt?.getTime() ?? null };
 }
 
@@ -78,7 +80,8 @@ export function verifyCredential(row: StoredCredential | undefined, taskId: stri
   // Constant-time in the hash, so the comparison leaks nothing about the stored one.
   if (!row || !equalHex(row.tokenHash, secretHash)) return { ok: false, code: 'unauthorized', message: 'invalid token' };
   if (row.revokedAt !== null) return { ok: false, code: 'token_revoked', message: `this ${what} was revoked or replaced` };
-  if (row.expiresAt !== null && now >= row.expiresAt) return { ok: false, code: 'token_expired', message: `this ${what} expired at ${new Date(row.expiresAt).toISOString()}` };
+  if (row.expiresAt !== null && now >= row.expiresAt)
+    return { ok: false, code: 'token_expired', message: `this ${what} expired at ${new Date(row.expiresAt).toISOString()}` };
   if (row.taskId !== taskId) return { ok: false, code: 'forbidden', message: `this ${what} belongs to another task` };
   return { ok: true };
 }

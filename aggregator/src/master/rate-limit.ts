@@ -37,7 +37,8 @@ export class TokenBuckets {
     const { capacity, refillPerSecond, maxKeys } = this.options;
     const prev = this.buckets.get(key);
     const tokens = prev ? Math.min(capacity, prev.tokens + ((now - prev.at) / 1000) * refillPerSecond) : capacity;
-    if (prev) this.buckets.delete(key); // re-inserted below: most recently seen last
+    if (prev)
+      this.buckets.delete(key); // re-inserted below: most recently seen last
     else if (this.buckets.size >= maxKeys) this.buckets.delete(this.buckets.keys().next().value!);
     if (tokens < 1) {
       this.buckets.set(key, { tokens, at: now });

@@ -19,9 +19,7 @@ export interface BodyLimits {
   graceMs: number;
 }
 
-export type BodyRead =
-  | { ok: true; body: Uint8Array }
-  | { ok: false; reason: 'too_large' | 'too_slow' | 'broken'; received: number; elapsedMs: number };
+export type BodyRead = { ok: true; body: Uint8Array } | { ok: false; reason: 'too_large' | 'too_slow' | 'broken'; received: number; elapsedMs: number };
 
 /** Reads a body into one buffer, or says why it stopped (and cancels the stream). */
 export async function readBody(stream: ReadableStream<Uint8Array>, limits: BodyLimits, now: () => number = Date.now): Promise<BodyRead> {

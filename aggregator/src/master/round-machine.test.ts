@@ -1,5 +1,16 @@
 import { describe, expect, it } from 'vitest';
-import { accept, applyDeadline, assign, assignAsync, assignmentCapacity, nextAlarmAt, openRound, published, type RoundRules, type RoundState } from './round-machine.ts';
+import {
+  accept,
+  applyDeadline,
+  assign,
+  assignAsync,
+  assignmentCapacity,
+  nextAlarmAt,
+  openRound,
+  published,
+  type RoundRules,
+  type RoundState,
+} from './round-machine.ts';
 
 const rules: RoundRules = { clientsPerRound: 3, minClients: 2, deadlineSeconds: 60, overSelection: 1.5, maxExamplesPerClient: 1000 };
 

@@ -40,9 +40,7 @@ export interface RoundState {
   closedAt: number | null;
 }
 
-export type AssignDecision =
-  | { kind: 'assign'; state: RoundState }
-  | { kind: 'wait'; retryAfterMs: number; reason: 'round_full' | 'round_closing' };
+export type AssignDecision = { kind: 'assign'; state: RoundState } | { kind: 'wait'; retryAfterMs: number; reason: 'round_full' | 'round_closing' };
 
 /** Seconds a client waits before checking in again while a round is being published. */
 export const CLOSING_RETRY_MS = 2_000;

@@ -157,7 +157,11 @@ export class TaskAggregator extends DurableObject<Env> {
     this.credentials = new CredentialCache({ load: async (clientId) => storedCredential(await getClientCredential(database(env.DB), clientId)) });
     const idleMs = envNumber(env.UPLOAD_IDLE_SECONDS, 10) * 1000;
     this.bodyLimits = { idleMs, graceMs: idleMs, minBytesPerSecond: envNumber(env.UPLOAD_MIN_BYTES_PER_SECOND, 16 * 1024) };
-    this.requestBuckets = new TokenBuckets({ capacity: envNumber(env.CLIENT_RATE_BURST, 60), refillPerSecond: envNumber(env.CLIENT_RATE_PER_SECOND, 2), maxKeys: 20_000 });
+    this.requestBuckets = new TokenBuckets({
+      capacity: envNumber(env.CLIENT_RATE_BURST, 60),
+      refillPerSecond: envNumber(env.CLIENT_RATE_PER_SECOND, 2),
+      maxKeys: 20_000,
+    });
     ctx.blockConcurrencyWhile(async () => {
       this.migrate();
       this.meta = this.readMeta();
@@ -179,7 +183,12 @@ export class TaskAggregator extends DurableObject<Env> {
       CREATE TABLE IF NOT EXISTS strategy_chunks (name TEXT NOT NULL, idx INTEGER NOT NULL, data BLOB NOT NULL, PRIMARY KEY (name, idx));
     `);
     // Added for asynchronous tasks: the round a client was assigned (the key its retries use) and the update's weight.
-    const columns = new Set(this.sql.exec<{ name: string }>(`PRAGMA table_info(ledger)`).toArray().map((c) => c.name));
+    const columns = new Set(
+      this.sql
+        .exec<{ name: string }>(`PRAGMA table_info(ledger)`)
+        .toArray()
+        .map((c) => c.name),
+    );
     if (!columns.has('assigned_round')) this.sql.exec(`ALTER TABLE ledger ADD COLUMN assigned_round INTEGER`);
     if (!columns.has('weight')) this.sql.exec(`ALTER TABLE ledger ADD COLUMN weight REAL`);
     this.sql.exec(`CREATE INDEX IF NOT EXISTS ledger_assigned ON ledger (assigned_round, client_id)`);
@@ -224,12 +233,25 @@ export class TaskAggregator extends DurableObject<Env> {
     for (const { ack, metrics, generation, weight } of batch) {
       this.sql.exec(
         `INSERT INTO ledger (round, client_id, seq, body_sha256, num_examples, metrics, ack, accepted_at, assigned_round, weight) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-        generation, ack.clientId, ack.seq, ack.bodySha256, ack.numExamples, metrics ? JSON.stringify(metrics) : null, JSON.stringify(ack), ack.acceptedAt, ack.round, weight,
+        generation,
+        ack.clientId,
+        ack.seq,
+        ack.bodySha256,
+        ack.numExamples,
+        metrics ? JSON.stringify(metrics) : null,
+        JSON.stringify(ack),
+        ack.acceptedAt,
+        ack.round,
+        weight,
       );
     }
     const round = batch[0]!.generation;
     const storeUpdate = ({ ack, delta }: PendingAccept) =>
-      forEachChunk(new Uint8Array(delta.buffer, delta.byteOffset, delta.byteLength), (chunk, idx) => this.sql.exec(`INSERT INTO update_chunks (round, seq, idx, data) VALUES (?, ?, ?, ?)`, round, ack.seq, idx, chunk), UPDATE_CHUNK_FLOATS * 4);
+      forEachChunk(
+        new Uint8Array(delta.buffer, delta.byteOffset, delta.byteLength),
+        (chunk, idx) => this.sql.exec(`INSERT INTO update_chunks (round, seq, idx, data) VALUES (?, ?, ?, ?)`, round, ack.seq, idx, chunk),
+        UPDATE_CHUNK_FLOATS * 4,
+      );
     // Robust strategies need every update at the close: store them all, never a sum.
     if (isRobust(this.strategy())) return batch.forEach(storeUpdate);
     const stored = this.sql.exec<{ n: number }>(`SELECT count(DISTINCT seq) AS n FROM update_chunks WHERE round = ?`, round).one().n;
@@ -312,8 +334,15 @@ export class TaskAggregator extends DurableObject<Env> {
     const before = this.decide(clientId, round, null);
     if (before.kind === 'past_round') return this.pastRound(round);
     if (before.kind === 'refuse') return before.result;
-    if (declaredLength !== null && declaredLength > cap) return this.reject(round, 'payload_too_large', `update is ${declaredLength} bytes; the cap for this task is ${cap}`);
-    if (this.uploading.has(clientId)) return { ok: false, code: 'upload_in_progress', message: 'another upload from this client is still being received; retry when it ends', retryAfterSeconds: 2 };
+    if (declaredLength !== null && declaredLength > cap)
+      return this.reject(round, 'payload_too_large', `update is ${declaredLength} bytes; the cap for this task is ${cap}`);
+    if (this.uploading.has(clientId))
+      return {
+        ok: false,
+        code: 'upload_in_progress',
+        message: 'another upload from this client is still being received; retry when it ends',
+        retryAfterSeconds: 2,
+      };
     this.uploading.add(clientId);
     const release = await this.uploadBudget.acquire(declaredLength ?? cap);
     if (!release) {
@@ -368,7 +397,11 @@ export class TaskAggregator extends DurableObject<Env> {
     if (!read.ok) {
       if (read.reason === 'too_large') return this.reject(round, 'payload_too_large', `update exceeds the cap for this task (${limits.cap} bytes)`);
       if (read.reason === 'broken') return this.reject(round, 'malformed_update', `the body broke off after ${read.received} bytes`);
-      return this.reject(round, 'upload_timeout', `the body stalled or arrived too slowly (${read.received} bytes in ${(read.elapsedMs / 1000).toFixed(1)} s; at least ${limits.minBytesPerSecond} B/s after ${limits.graceMs / 1000} s, and no pause over ${limits.idleMs / 1000} s)`);
+      return this.reject(
+        round,
+        'upload_timeout',
+        `the body stalled or arrived too slowly (${read.received} bytes in ${(read.elapsedMs / 1000).toFixed(1)} s; at least ${limits.minBytesPerSecond} B/s after ${limits.graceMs / 1000} s, and no pause over ${limits.idleMs / 1000} s)`,
+      );
     }
     const body = read.body;
     await this.recoverIfStuck();
@@ -423,7 +456,13 @@ export class TaskAggregator extends DurableObject<Env> {
     if (round === state.round && state.status === 'abandoned') return refused(fail('round_abandoned', abandonedMessage(round)));
     // Two indexed lookups (rows from before assigned_round existed have it null), not a scan of the round's ledger.
     const prior = this.sql
-      .exec<{ body_sha256: string; ack: string }>(`SELECT body_sha256, ack FROM ledger WHERE (assigned_round = ? AND client_id = ?) OR (assigned_round IS NULL AND round = ? AND client_id = ?)`, round, clientId, round, clientId)
+      .exec<{ body_sha256: string; ack: string }>(
+        `SELECT body_sha256, ack FROM ledger WHERE (assigned_round = ? AND client_id = ?) OR (assigned_round IS NULL AND round = ? AND client_id = ?)`,
+        round,
+        clientId,
+        round,
+        clientId,
+      )
       .toArray()[0];
     const inFlight = this.pending.find((p) => p.ack.round === round && p.ack.clientId === clientId);
     if (prior || inFlight) {
@@ -437,12 +476,17 @@ export class TaskAggregator extends DurableObject<Env> {
     const strategy = this.strategy();
     const staleness = state.round - round;
     if (isAsync(strategy) && staleness > strategy.async.maxStaleness) {
-      return refused(this.reject(state.round, 'stale_update', `the update's base is ${staleness} versions old; this task accepts at most ${strategy.async.maxStaleness}`));
+      return refused(
+        this.reject(state.round, 'stale_update', `the update's base is ${staleness} versions old; this task accepts at most ${strategy.async.maxStaleness}`),
+      );
     }
     if (staleness > 0 && !isAsync(strategy)) return { kind: 'past_round' };
     if (state.status !== 'open') return refused(fail('round_closed', `round ${round} is ${state.status}; it accepts no more updates`));
     const inBuffer = this.hasUpdateIn(state.round, clientId) || this.pending.some((p) => p.generation === state.round && p.ack.clientId === clientId);
-    if (inBuffer) return refused(this.reject(state.round, 'duplicate_conflict', `this client already has an update in round ${state.round}; one update per client per round`));
+    if (inBuffer)
+      return refused(
+        this.reject(state.round, 'duplicate_conflict', `this client already has an update in round ${state.round}; one update per client per round`),
+      );
     // Not counted in the round's rejections: anyone with a token could inflate them.
     if (!this.isAssigned(round, clientId)) return refused(fail('not_assigned', `this client was not assigned to round ${round}; check in first`));
     return bodySha256 === null ? { kind: 'read_body' } : { kind: 'accept', staleness };
@@ -463,7 +507,13 @@ export class TaskAggregator extends DurableObject<Env> {
     const check = await this.credentials.check(taskId, clientId, secretHash, now);
     if (!check.ok) return check;
     const waitMs = this.requestBuckets.take(clientId, now);
-    if (waitMs > 0) return { ok: false, code: 'rate_limited', message: `too many requests from this client (burst ${this.requestBuckets.options.capacity}, then ${this.requestBuckets.options.refillPerSecond}/s)`, retryAfterSeconds: Math.ceil(waitMs / 1000) };
+    if (waitMs > 0)
+      return {
+        ok: false,
+        code: 'rate_limited',
+        message: `too many requests from this client (burst ${this.requestBuckets.options.capacity}, then ${this.requestBuckets.options.refillPerSecond}/s)`,
+        retryAfterSeconds: Math.ceil(waitMs / 1000),
+      };
     return check;
   }
 
@@ -483,7 +533,17 @@ export class TaskAggregator extends DurableObject<Env> {
     const s = meta.state;
     const rejectedByCode = this.rejectionsOf(s.round);
     const rejected = Object.values(rejectedByCode).reduce((a, b) => a + b, 0);
-    return { round: s.round, status: s.status, baseVersion: s.baseVersion, openedAt: s.openedAt, deadlineAt: s.deadlineAt, assigned: s.assigned, accepted: s.accepted, rejected, rejectedByCode };
+    return {
+      round: s.round,
+      status: s.status,
+      baseVersion: s.baseVersion,
+      openedAt: s.openedAt,
+      deadlineAt: s.deadlineAt,
+      assigned: s.assigned,
+      accepted: s.accepted,
+      rejected,
+      rejectedByCode,
+    };
   }
 
   /** Deadline or close: applies the deadline, then publishes or abandons. Safe to run any number of times. */
@@ -514,7 +574,13 @@ export class TaskAggregator extends DurableObject<Env> {
     let strategyState: StrategyState | null = null;
     if (isRobust(strategy)) {
       const robustDelta = new Float32Array(spec.numParams);
-      strategy.aggregateByRanges((start, end) => this.readUpdateRange(state.round, start, end), spec.numParams, state.accepted, UPDATE_CHUNK_FLOATS, robustDelta);
+      strategy.aggregateByRanges(
+        (start, end) => this.readUpdateRange(state.round, start, end),
+        spec.numParams,
+        state.accepted,
+        UPDATE_CHUNK_FLOATS,
+        robustDelta,
+      );
       next = strategy.apply(base, robustDelta, strategy.initialState(0)).next;
     } else if (strategy.name === 'fedavg' || strategy.name === 'fedprox') {
       this.accumulator().finalizeInto(base, next); // base + Σ/W in float64, rounded once
@@ -538,19 +604,47 @@ export class TaskAggregator extends DurableObject<Env> {
     const now = Date.now();
     const numExamples = ledger.reduce((a, r) => a + r.num_examples, 0);
     const metrics = weightedMetrics(ledger);
-    const participants: NewParticipant[] = ledger.map((r) => ({ taskId: spec.taskId, round: state.round, clientId: r.client_id, numExamples: r.num_examples, metrics: r.metrics ? JSON.parse(r.metrics) : null, acceptedAt: new Date(r.accepted_at) }));
+    const participants: NewParticipant[] = ledger.map((r) => ({
+      taskId: spec.taskId,
+      round: state.round,
+      clientId: r.client_id,
+      numExamples: r.num_examples,
+      metrics: r.metrics ? JSON.parse(r.metrics) : null,
+      acceptedAt: new Date(r.accepted_at),
+    }));
     const rejectedByCode = this.rejectionsOf(state.round);
     await recordRound(
       database(this.env.DB),
       {
-        taskId: spec.taskId, round: state.round, status: 'closed', baseVersion: state.baseVersion, resultVersion: version,
-        assigned: state.assigned, accepted: state.accepted, rejected: sum(Object.values(rejectedByCode)), rejectedByCode,
-        numExamples, metrics, openedAt: new Date(state.openedAt), closedAt: new Date(now), closeReason: state.closeReason ?? 'goal_reached',
+        taskId: spec.taskId,
+        round: state.round,
+        status: 'closed',
+        baseVersion: state.baseVersion,
+        resultVersion: version,
+        assigned: state.assigned,
+        accepted: state.accepted,
+        rejected: sum(Object.values(rejectedByCode)),
+        rejectedByCode,
+        numExamples,
+        metrics,
+        openedAt: new Date(state.openedAt),
+        closedAt: new Date(now),
+        closeReason: state.closeReason ?? 'goal_reached',
       },
       participants,
       {
-        taskId: spec.taskId, version, parentVersion: state.baseVersion, round: state.round, contentHash: blob.contentHash, r2Key: blob.key,
-        byteLength: blob.byteLength, participants: ledger.length, numExamples, metrics, strategy: { name: strategy.name, params: { ...strategy.params } }, createdAt: new Date(now),
+        taskId: spec.taskId,
+        version,
+        parentVersion: state.baseVersion,
+        round: state.round,
+        contentHash: blob.contentHash,
+        r2Key: blob.key,
+        byteLength: blob.byteLength,
+        participants: ledger.length,
+        numExamples,
+        metrics,
+        strategy: { name: strategy.name, params: { ...strategy.params } },
+        createdAt: new Date(now),
       },
     );
     if (this.publishFault === 'after_d1') throw new Error('injected fault after the D1 write');
@@ -576,10 +670,20 @@ export class TaskAggregator extends DurableObject<Env> {
     await recordRound(
       database(this.env.DB),
       {
-        taskId: spec.taskId, round: state.round, status: 'abandoned', baseVersion: state.baseVersion, resultVersion: null,
-        assigned: state.assigned, accepted: state.accepted, rejected: sum(Object.values(rejectedByCode)), rejectedByCode,
-        numExamples: ledger.reduce((a, r) => a + r.num_examples, 0), metrics: weightedMetrics(ledger),
-        openedAt: new Date(state.openedAt), closedAt: new Date(state.closedAt ?? now), closeReason: state.closeReason ?? 'below_minimum',
+        taskId: spec.taskId,
+        round: state.round,
+        status: 'abandoned',
+        baseVersion: state.baseVersion,
+        resultVersion: null,
+        assigned: state.assigned,
+        accepted: state.accepted,
+        rejected: sum(Object.values(rejectedByCode)),
+        rejectedByCode,
+        numExamples: ledger.reduce((a, r) => a + r.num_examples, 0),
+        metrics: weightedMetrics(ledger),
+        openedAt: new Date(state.openedAt),
+        closedAt: new Date(state.closedAt ?? now),
+        closeReason: state.closeReason ?? 'below_minimum',
       },
       [],
       null,
@@ -644,9 +748,14 @@ export class TaskAggregator extends DurableObject<Env> {
   private writeStrategyState(state: StrategyState): void {
     this.sql.exec(`DELETE FROM strategy_chunks`);
     for (const [name, v] of Object.entries(state.vectors)) {
-      forEachChunk(new Uint8Array(v.buffer, v.byteOffset, v.byteLength), (chunk, idx) => this.sql.exec(`INSERT INTO strategy_chunks (name, idx, data) VALUES (?, ?, ?)`, name, idx, chunk));
+      forEachChunk(new Uint8Array(v.buffer, v.byteOffset, v.byteLength), (chunk, idx) =>
+        this.sql.exec(`INSERT INTO strategy_chunks (name, idx, data) VALUES (?, ?, ?)`, name, idx, chunk),
+      );
     }
-    this.sql.exec(`INSERT OR REPLACE INTO meta (key, value) VALUES ('strategy_state', ?)`, JSON.stringify({ step: state.step, vectors: Object.keys(state.vectors) }));
+    this.sql.exec(
+      `INSERT OR REPLACE INTO meta (key, value) VALUES ('strategy_state', ?)`,
+      JSON.stringify({ step: state.step, vectors: Object.keys(state.vectors) }),
+    );
   }
 
   /** Drops a finished round's bulky data and prunes old ledger rows (bounded storage). */
@@ -702,7 +811,11 @@ export class TaskAggregator extends DurableObject<Env> {
       fromSeq = cp.seq;
     }
     const replay = this.sql
-      .exec<{ seq: number; num_examples: number; weight: number | null }>(`SELECT seq, num_examples, weight FROM ledger WHERE round = ? AND seq > ? ORDER BY seq`, round, fromSeq)
+      .exec<{ seq: number; num_examples: number; weight: number | null }>(
+        `SELECT seq, num_examples, weight FROM ledger WHERE round = ? AND seq > ? ORDER BY seq`,
+        round,
+        fromSeq,
+      )
       .toArray();
     const delta = new Float32Array(meta.spec.numParams);
     const deltaBytes = new Uint8Array(delta.buffer);

@@ -24,12 +24,24 @@ const check = (d: Float32Array) => firstNonFinite(d);
 
 /** Near-valid updates: the right tensors or not, numbers or junk in the metadata. */
 const update = fc.record({
-  names: fc.constantFrom(['dense/kernel', 'dense/bias'], ['dense/bias', 'dense/kernel'], ['dense/kernel'], ['dense/kernel', 'constructor'], ['__proto__', 'dense/bias'], ['dense/kernel', 'dense/bias', 'x']),
+  names: fc.constantFrom(
+    ['dense/kernel', 'dense/bias'],
+    ['dense/bias', 'dense/kernel'],
+    ['dense/kernel'],
+    ['dense/kernel', 'constructor'],
+    ['__proto__', 'dense/bias'],
+    ['dense/kernel', 'dense/bias', 'x'],
+  ),
   kernelShape: fc.constantFrom([4, 3], [3, 4], [12], [4, 3, 1]),
   values: fc.float32Array({ minLength: 15, maxLength: 15 }),
   base: fc.oneof(fc.constant('0'), fc.constant('1'), fc.string({ maxLength: 4 }), fc.constant(undefined)),
   examples: fc.oneof(fc.integer({ min: -5, max: 2000 }).map(String), fc.string({ maxLength: 6 }), fc.constant('1e3'), fc.constant(undefined)),
-  metrics: fc.oneof(fc.constant(undefined), fc.jsonValue({ maxDepth: 2 }).map((v) => JSON.stringify(v)), fc.string({ maxLength: 8 }), fc.dictionary(fc.string({ maxLength: 70 }), fc.double()).map((v) => JSON.stringify(v))),
+  metrics: fc.oneof(
+    fc.constant(undefined),
+    fc.jsonValue({ maxDepth: 2 }).map((v) => JSON.stringify(v)),
+    fc.string({ maxLength: 8 }),
+    fc.dictionary(fc.string({ maxLength: 70 }), fc.double()).map((v) => JSON.stringify(v)),
+  ),
 });
 
 describe('update validation, property-based (fast-check)', () => {
@@ -40,7 +52,10 @@ describe('update validation, property-based (fast-check)', () => {
         if (u.base !== undefined) metadata['fedge.base_version'] = u.base;
         if (u.examples !== undefined) metadata['fedge.num_examples'] = u.examples;
         if (u.metrics !== undefined) metadata['fedge.metrics'] = u.metrics;
-        const shapes = new Map<string, readonly number[]>([['dense/kernel', u.kernelShape], ['dense/bias', [3]]]);
+        const shapes = new Map<string, readonly number[]>([
+          ['dense/kernel', u.kernelShape],
+          ['dense/bias', [3]],
+        ]);
         let pos = 0;
         const tensors = u.names.map((name) => {
           const shape = [...(shapes.get(name) ?? [3])];

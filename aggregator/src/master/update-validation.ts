@@ -38,8 +38,10 @@ export function validateUpdate(body: ArrayBuffer | Uint8Array, spec: TaskSpec, b
   const { tensors, metadata } = decoded;
 
   const base = metadata[UPDATE_META.baseVersion];
-  if (base === undefined || !/^\d+$/.test(base)) return invalid('invalid_metadata', `metadata "${UPDATE_META.baseVersion}" must be the version number the update was trained from`);
-  if (Number(base) !== baseVersion) return invalid('base_version_mismatch', `update was trained on version ${base}; this round's base version is ${baseVersion}`);
+  if (base === undefined || !/^\d+$/.test(base))
+    return invalid('invalid_metadata', `metadata "${UPDATE_META.baseVersion}" must be the version number the update was trained from`);
+  if (Number(base) !== baseVersion)
+    return invalid('base_version_mismatch', `update was trained on version ${base}; this round's base version is ${baseVersion}`);
 
   const rawCount = metadata[UPDATE_META.numExamples];
   const numExamples = rawCount !== undefined && /^\d+$/.test(rawCount) ? Number(rawCount) : NaN;
@@ -52,7 +54,10 @@ export function validateUpdate(body: ArrayBuffer | Uint8Array, spec: TaskSpec, b
 
   const metrics = parseMetrics(metadata[UPDATE_META.metrics]);
   if (metrics === undefined) {
-    return invalid('invalid_metadata', `metadata "${UPDATE_META.metrics}" must be a JSON object of at most ${MAX_METRICS} finite numbers, named like ${METRIC_NAME_PATTERN}`);
+    return invalid(
+      'invalid_metadata',
+      `metadata "${UPDATE_META.metrics}" must be a JSON object of at most ${MAX_METRICS} finite numbers, named like ${METRIC_NAME_PATTERN}`,
+    );
   }
 
   if (tensors.length !== spec.tensors.length) {

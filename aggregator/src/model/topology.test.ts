@@ -27,7 +27,15 @@ const seq = (layers: tf.layers.Layer[]) => tf.sequential({ layers });
 
 /** Models covering every supported layer class, built by real tfjs. */
 const MODELS: [string, () => tf.LayersModel][] = [
-  ['dense stack with and without bias', () => seq([L.dense({ name: 'd1', inputShape: [7], units: 5 }), L.dense({ name: 'd2', units: 3, useBias: false }), L.dense({ name: 'd3', units: 2, activation: 'softmax' })])],
+  [
+    'dense stack with and without bias',
+    () =>
+      seq([
+        L.dense({ name: 'd1', inputShape: [7], units: 5 }),
+        L.dense({ name: 'd2', units: 3, useBias: false }),
+        L.dense({ name: 'd3', units: 2, activation: 'softmax' }),
+      ]),
+  ],
   ['dense on a 3-D input', () => seq([L.dense({ name: 'd', inputShape: [4, 6], units: 2 })])],
   [
     'conv1d valid/same/causal, strides, dilation, pooling 1-D',
@@ -51,7 +59,13 @@ const MODELS: [string, () => tf.LayersModel][] = [
         L.conv2d({ name: 'c1', inputShape: [28, 28, 1], filters: 8, kernelSize: 5, activation: 'relu' }),
         L.maxPooling2d({ name: 'p1', poolSize: 2 }),
         L.conv2d({ name: 'c2', filters: 4, kernelSize: [3, 2], strides: [2, 1], padding: 'same', useBias: false }),
-        L.zeroPadding2d({ name: 'zp', padding: [[1, 2], [0, 3]] }),
+        L.zeroPadding2d({
+          name: 'zp',
+          padding: [
+            [1, 2],
+            [0, 3],
+          ],
+        }),
         L.cropping2D({ name: 'cr', cropping: [1, 1] }),
         L.upSampling2d({ name: 'up', size: [2, 3] }),
         L.averagePooling2d({ name: 'p2', poolSize: [2, 2], strides: [1, 2], padding: 'same' }),
@@ -70,7 +84,14 @@ const MODELS: [string, () => tf.LayersModel][] = [
         L.globalMaxPooling2d({ name: 'g' }),
       ]),
   ],
-  ['conv2d channels first', () => seq([L.conv2d({ name: 'c', inputShape: [3, 12, 10], filters: 4, kernelSize: 3, dataFormat: 'channelsFirst' }), L.globalAveragePooling2d({ name: 'g', dataFormat: 'channelsFirst' })])],
+  [
+    'conv2d channels first',
+    () =>
+      seq([
+        L.conv2d({ name: 'c', inputShape: [3, 12, 10], filters: 4, kernelSize: 3, dataFormat: 'channelsFirst' }),
+        L.globalAveragePooling2d({ name: 'g', dataFormat: 'channelsFirst' }),
+      ]),
+  ],
   [
     'conv3d, transposed conv3d and 3-D pooling',
     () =>
@@ -103,7 +124,10 @@ const MODELS: [string, () => tf.LayersModel][] = [
         L.prelu({ name: 'prelu' }),
       ]),
   ],
-  ['PReLU with shared axes', () => seq([L.conv2d({ name: 'c', inputShape: [6, 6, 2], filters: 3, kernelSize: 1 }), L.prelu({ name: 'p', sharedAxes: [1, 2] })])],
+  [
+    'PReLU with shared axes',
+    () => seq([L.conv2d({ name: 'c', inputShape: [6, 6, 2], filters: 3, kernelSize: 1 }), L.prelu({ name: 'p', sharedAxes: [1, 2] })]),
+  ],
   [
     'embedding and recurrent layers',
     () =>
@@ -186,20 +210,43 @@ describe('topology check refuses what a client cannot build, naming why', () => 
     ['an empty object', {}, /class_name must be "Sequential", "Model" or "Functional"/],
     ['a list', [], /must be a JSON object/],
     ['no layers', { class_name: 'Sequential', config: { layers: [] } }, /non-empty config.layers/],
-    ['no input shape', { class_name: 'Sequential', config: { layers: [dense('d')] } }, /layer "d" is the first of a Sequential model and needs batch_input_shape/],
-    ['an unknown class', { class_name: 'Sequential', config: { layers: [{ class_name: 'Densest', config: { name: 'x', batch_input_shape: [null, 2] } }] } }, /TensorFlow.js has no layer class "Densest"/],
+    [
+      'no input shape',
+      { class_name: 'Sequential', config: { layers: [dense('d')] } },
+      /layer "d" is the first of a Sequential model and needs batch_input_shape/,
+    ],
+    [
+      'an unknown class',
+      { class_name: 'Sequential', config: { layers: [{ class_name: 'Densest', config: { name: 'x', batch_input_shape: [null, 2] } }] } },
+      /TensorFlow.js has no layer class "Densest"/,
+    ],
     [
       'a class the checker does not support',
       { class_name: 'Sequential', config: { layers: [{ class_name: 'TimeDistributed', config: { name: 'td', batch_input_shape: [null, 2, 2] } }] } },
       /layer class TimeDistributed is not supported by fedge's topology check/,
     ],
-    ['a bad units value', { class_name: 'Sequential', config: { layers: [dense('d', { units: 0, batch_input_shape: [null, 4] })] } }, /layer "d" \(Dense\): units must be an integer ≥ 1/],
-    ['a layer without a name', { class_name: 'Sequential', config: { layers: [{ class_name: 'Dense', config: { units: 2, batch_input_shape: [null, 4] } }] } }, /has no name/],
-    ['two layers with one name', { class_name: 'Sequential', config: { layers: [dense('d', { batch_input_shape: [null, 4] }), dense('d')] } }, /two layers are named "d"/],
+    [
+      'a bad units value',
+      { class_name: 'Sequential', config: { layers: [dense('d', { units: 0, batch_input_shape: [null, 4] })] } },
+      /layer "d" \(Dense\): units must be an integer ≥ 1/,
+    ],
+    [
+      'a layer without a name',
+      { class_name: 'Sequential', config: { layers: [{ class_name: 'Dense', config: { units: 2, batch_input_shape: [null, 4] } }] } },
+      /has no name/,
+    ],
+    [
+      'two layers with one name',
+      { class_name: 'Sequential', config: { layers: [dense('d', { batch_input_shape: [null, 4] }), dense('d')] } },
+      /two layers are named "d"/,
+    ],
     ['int32 weights', { class_name: 'Sequential', config: { layers: [dense('d', { batch_input_shape: [null, 4], dtype: 'int32' })] } }, /float32 weights only/],
     [
       'a convolution that shrinks below 1',
-      { class_name: 'Sequential', config: { layers: [{ class_name: 'Conv2D', config: { name: 'c', filters: 2, kernel_size: 9, batch_input_shape: [null, 4, 4, 1] } }] } },
+      {
+        class_name: 'Sequential',
+        config: { layers: [{ class_name: 'Conv2D', config: { name: 'c', filters: 2, kernel_size: 9, batch_input_shape: [null, 4, 4, 1] } }] },
+      },
       /would output shape \[,-4,-4,2\]/,
     ],
     [
@@ -207,7 +254,10 @@ describe('topology check refuses what a client cannot build, naming why', () => 
       {
         class_name: 'Model',
         config: {
-          layers: [{ name: 'x', class_name: 'InputLayer', config: { name: 'x', batch_input_shape: [null, 3] }, inbound_nodes: [] }, { ...dense('h'), inbound_nodes: [[['y', 0, 0, {}]]] }],
+          layers: [
+            { name: 'x', class_name: 'InputLayer', config: { name: 'x', batch_input_shape: [null, 3] }, inbound_nodes: [] },
+            { ...dense('h'), inbound_nodes: [[['y', 0, 0, {}]]] },
+          ],
           input_layers: [['x', 0, 0]],
           output_layers: [['h', 0, 0]],
         },
@@ -226,8 +276,15 @@ describe('topology check refuses what a client cannot build, naming why', () => 
       { name: 'd/kernel', shape: [4, 3] },
       { name: 'd/bias', shape: [3] },
     ];
-    expect(firstWeightDifference(built, [{ name: 'foo', shape: [4, 3] }])).toMatch(/tensor "foo", which the topology does not create \(it creates "d\/kernel", "d\/bias"\)/);
-    expect(firstWeightDifference(built, [{ name: 'd/kernel', shape: [3, 4] }, { name: 'd/bias', shape: [3] }])).toMatch(/"d\/kernel" has shape \[3,4\]; the topology creates it with shape \[4,3\]/);
+    expect(firstWeightDifference(built, [{ name: 'foo', shape: [4, 3] }])).toMatch(
+      /tensor "foo", which the topology does not create \(it creates "d\/kernel", "d\/bias"\)/,
+    );
+    expect(
+      firstWeightDifference(built, [
+        { name: 'd/kernel', shape: [3, 4] },
+        { name: 'd/bias', shape: [3] },
+      ]),
+    ).toMatch(/"d\/kernel" has shape \[3,4\]; the topology creates it with shape \[4,3\]/);
     expect(firstWeightDifference(built, [{ name: 'd/kernel', shape: [4, 3] }])).toMatch(/creates weight "d\/bias" \[3\], which initialWeights lacks/);
     expect(firstWeightDifference(built, [built[1]!, built[0]!])).toBeNull();
   });

@@ -29,12 +29,14 @@ export type TopologyResult = { ok: true; weights: TopologyWeight[] } | { ok: fal
 
 /** Layer classes tfjs-layers 4 registers (from `tf.serialization.SerializationMap`). */
 const TFJS_LAYERS = new Set(
-  ('Activation Add AlphaDropout Average AveragePooling1D AveragePooling2D AveragePooling3D BatchNormalization Bidirectional CategoryEncoding CenterCrop ' +
+  (
+    'Activation Add AlphaDropout Average AveragePooling1D AveragePooling2D AveragePooling3D BatchNormalization Bidirectional CategoryEncoding CenterCrop ' +
     'Concatenate Conv1D Conv2D Conv2DTranspose Conv3D Conv3DTranspose ConvLSTM2D Cropping2D Dense DepthwiseConv2D Dot Dropout ELU Embedding Flatten ' +
     'GRU GaussianDropout GaussianNoise GlobalAveragePooling1D GlobalAveragePooling2D GlobalMaxPooling1D GlobalMaxPooling2D InputLayer LSTM ' +
     'LayerNormalization LeakyReLU Masking MaxPooling1D MaxPooling2D MaxPooling3D Maximum Minimum Multiply PReLU Permute RNN RandomWidth ReLU ' +
     'RepeatVector Rescaling Reshape Resizing SeparableConv2D SimpleRNN Softmax SpatialDropout1D ThresholdedReLU TimeDistributed UpSampling2D ' +
-    'ZeroPadding2D Sequential Model Functional').split(' '),
+    'ZeroPadding2D Sequential Model Functional'
+  ).split(' '),
 );
 
 const MAX_LAYERS = 2_000;
@@ -91,7 +93,9 @@ function modelWeights(topology: unknown): TopologyWeight[] {
   const className = top.class_name;
   if (className === 'Sequential') return sequentialWeights(top.config);
   if (className === 'Model' || className === 'Functional') return functionalWeights(object(top.config, 'modelTopology.config'));
-  throw new TopologyError(`modelTopology.class_name must be "Sequential", "Model" or "Functional" (a tfjs Layers model), got ${JSON.stringify(className ?? null)}`);
+  throw new TopologyError(
+    `modelTopology.class_name must be "Sequential", "Model" or "Functional" (a tfjs Layers model), got ${JSON.stringify(className ?? null)}`,
+  );
 }
 
 function sequentialWeights(config: unknown): TopologyWeight[] {
@@ -106,13 +110,15 @@ function sequentialWeights(config: unknown): TopologyWeight[] {
     const { className, cfg, name } = layerOf(raw, `layer ${i}`, names);
     if (shape === null) {
       shape = batchInputShape(cfg);
-      if (shape === null) throw new TopologyError(`layer "${name}" is the first of a Sequential model and needs batch_input_shape, or clients cannot build its weights`);
+      if (shape === null)
+        throw new TopologyError(`layer "${name}" is the first of a Sequential model and needs batch_input_shape, or clients cannot build its weights`);
       if (className === 'InputLayer') return;
     } else if (className === 'InputLayer') {
       throw new TopologyError(`layer "${name}": an InputLayer may only come first`);
     }
     const built = applyLayer(className, name, cfg, [shape]);
-    if (built.outputs.length !== 1) throw new TopologyError(`layer "${name}" (${className}) has ${built.outputs.length} outputs; a Sequential model needs one per layer`);
+    if (built.outputs.length !== 1)
+      throw new TopologyError(`layer "${name}" (${className}) has ${built.outputs.length} outputs; a Sequential model needs one per layer`);
     shape = built.outputs[0]!;
     weights.push(...built.weights);
   });
@@ -135,11 +141,14 @@ function functionalWeights(config: Config): TopologyWeight[] {
     const inbound = (raw as Config).inbound_nodes;
     if (!Array.isArray(inbound)) throw new TopologyError(`layer "${name}" needs an inbound_nodes list`);
     const nodes = inbound.map((node, k) => {
-      if (!Array.isArray(node) || node.length === 0) throw new TopologyError(`layer "${name}": inbound node ${k} is not a non-empty list of [layer, node, tensor] references`);
+      if (!Array.isArray(node) || node.length === 0)
+        throw new TopologyError(`layer "${name}": inbound node ${k} is not a non-empty list of [layer, node, tensor] references`);
       return node.map((ref) => nodeRef(ref, `layer "${name}" inbound node ${k}`));
     });
     if (className === 'InputLayer' ? nodes.length !== 0 : nodes.length === 0) {
-      throw new TopologyError(className === 'InputLayer' ? `input layer "${name}" must have no inbound nodes` : `layer "${name}" (${className}) is never called (no inbound nodes)`);
+      throw new TopologyError(
+        className === 'InputLayer' ? `input layer "${name}" must have no inbound nodes` : `layer "${name}" (${className}) is never called (no inbound nodes)`,
+      );
     }
     return { className, cfg, name, nodes, outputs: [] as (Shape[] | undefined)[] };
   });
@@ -212,7 +221,8 @@ function layerOf(raw: unknown, where: string, names: Set<string>): { className: 
   if (!Object.hasOwn(LAYERS, className) && className !== 'InputLayer') {
     throw new TopologyError(`layer "${name}": layer class ${className} is not supported by fedge's topology check (supported: ${SUPPORTED_LAYERS.join(', ')})`);
   }
-  if (cfg.dtype !== undefined && cfg.dtype !== null && cfg.dtype !== 'float32') throw new TopologyError(`layer "${name}" has dtype ${JSON.stringify(cfg.dtype)}; fedge moves float32 weights only`);
+  if (cfg.dtype !== undefined && cfg.dtype !== null && cfg.dtype !== 'float32')
+    throw new TopologyError(`layer "${name}" has dtype ${JSON.stringify(cfg.dtype)}; fedge moves float32 weights only`);
   return { className, cfg, name };
 }
 
@@ -235,12 +245,14 @@ function applyLayer(className: string, name: string, cfg: Config, inputs: Shape[
     throw e;
   }
   for (const out of built.outputs) {
-    if (out.some((d) => d !== null && (!Number.isSafeInteger(d) || d <= 0))) throw new TopologyError(`layer "${name}" (${className}) would output shape [${out.join(',')}]`);
+    if (out.some((d) => d !== null && (!Number.isSafeInteger(d) || d <= 0)))
+      throw new TopologyError(`layer "${name}" (${className}) would output shape [${out.join(',')}]`);
   }
   return {
     outputs: built.outputs,
     weights: built.weights.map((w) => {
-      if (!w.shape.every(isPositive)) throw new TopologyError(`layer "${name}" (${className}): weight "${w.name}" needs known input dimensions, got [${w.shape.join(',')}]`);
+      if (!w.shape.every(isPositive))
+        throw new TopologyError(`layer "${name}" (${className}): weight "${w.name}" needs known input dimensions, got [${w.shape.join(',')}]`);
       return { name: `${name}/${w.name}`, shape: w.shape as number[] };
     }),
   };
@@ -260,7 +272,8 @@ function isPositive(v: unknown): v is number {
 
 function int(cfg: Config, key: string, dflt?: number, min = 1): number {
   const v = cfg[key] ?? dflt;
-  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min) throw new TopologyError(`${key} must be an integer ≥ ${min}, got ${JSON.stringify(cfg[key] ?? null)}`);
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min)
+    throw new TopologyError(`${key} must be an integer ≥ ${min}, got ${JSON.stringify(cfg[key] ?? null)}`);
   return v;
 }
 
@@ -342,7 +355,9 @@ function conv(rank: number, transposed = false): LayerFn {
     const strides = ints(cfg, 'strides', rank, 1);
     const dilation = ints(cfg, 'dilation_rate', rank, 1);
     const padding = oneOf(cfg, 'padding', rank === 1 && !transposed ? ['valid', 'same', 'causal'] : ['valid', 'same'], 'valid');
-    const out = dims.map((n, i) => (transposed ? deconvLength(n, strides[i]!, kernel[i]!, padding) : convLength(n, kernel[i]!, padding, strides[i]!, dilation[i]!)));
+    const out = dims.map((n, i) =>
+      transposed ? deconvLength(n, strides[i]!, kernel[i]!, padding) : convLength(n, kernel[i]!, padding, strides[i]!, dilation[i]!),
+    );
     const kernelShape = transposed ? [...kernel, filters, channels] : [...kernel, channels, filters];
     return { outputs: [join(x[0]!, out, filters, first)], weights: [{ name: 'kernel', shape: kernelShape }, ...bias(cfg, filters)] };
   };
@@ -376,7 +391,17 @@ function pool(rank: number): LayerFn {
     const size = ints(cfg, 'pool_size', rank, 2);
     const strides = cfg.strides === null || cfg.strides === undefined ? size : ints(cfg, 'strides', rank);
     const padding = oneOf(cfg, 'padding', ['valid', 'same'], 'valid');
-    return { outputs: [join(x[0]!, dims.map((n, i) => convLength(n, size[i]!, padding, strides[i]!)), channels, first)], weights: [] };
+    return {
+      outputs: [
+        join(
+          x[0]!,
+          dims.map((n, i) => convLength(n, size[i]!, padding, strides[i]!)),
+          channels,
+          first,
+        ),
+      ],
+      weights: [],
+    };
   };
 }
 
@@ -459,14 +484,16 @@ const LAYERS: Record<string, LayerFn> = Object.assign(Object.create(null) as Rec
     if (rest.some((d) => d === null)) return { outputs: [[x[0]!, ...(target as number[]).map((d) => (d === -1 ? null : d))]], weights: [] };
     const total = (rest as number[]).reduce((a, b) => a * b, 1);
     const free = total / known;
-    if (!Number.isInteger(free) || (!target.includes(-1) && total !== known)) throw new TopologyError(`cannot reshape [${rest.join(',')}] to [${target.join(',')}]`);
+    if (!Number.isInteger(free) || (!target.includes(-1) && total !== known))
+      throw new TopologyError(`cannot reshape [${rest.join(',')}] to [${target.join(',')}]`);
     return { outputs: [[x[0]!, ...(target as number[]).map((d) => (d === -1 ? free : d))]], weights: [] };
   },
   Permute: (cfg, inputs) => {
     const x = one(inputs);
     const dims = cfg.dims;
     const n = x.length - 1;
-    if (!Array.isArray(dims) || dims.length !== n || [...dims].sort((a, b) => a - b).some((d, i) => d !== i + 1)) throw new TopologyError(`dims must be a permutation of 1..${n}`);
+    if (!Array.isArray(dims) || dims.length !== n || [...dims].sort((a, b) => a - b).some((d, i) => d !== i + 1))
+      throw new TopologyError(`dims must be a permutation of 1..${n}`);
     return { outputs: [[x[0]!, ...(dims as number[]).map((d) => x[d]!)]], weights: [] };
   },
   RepeatVector: (cfg, inputs) => {
@@ -493,7 +520,17 @@ const LAYERS: Record<string, LayerFn> = Object.assign(Object.create(null) as Rec
     const first = channelsFirst(cfg);
     const { dims, channels } = spatial(x, 2, first);
     const size = ints(cfg, 'size', 2, 2);
-    return { outputs: [join(x[0]!, dims.map((d, i) => (d === null ? null : d * size[i]!)), channels, first)], weights: [] };
+    return {
+      outputs: [
+        join(
+          x[0]!,
+          dims.map((d, i) => (d === null ? null : d * size[i]!)),
+          channels,
+          first,
+        ),
+      ],
+      weights: [],
+    };
   },
   Embedding: (cfg, inputs) => {
     const x = one(inputs);
@@ -579,10 +616,17 @@ function axisOf(cfg: Config, x: Shape): number {
 function pairs(cfg: Config, key: string, dflt: number): [[number, number], [number, number]] {
   const v = cfg[key] ?? dflt;
   const ok = (n: unknown): n is number => typeof n === 'number' && Number.isSafeInteger(n) && n >= 0;
-  if (ok(v)) return [[v, v], [v, v]];
+  if (ok(v))
+    return [
+      [v, v],
+      [v, v],
+    ];
   if (Array.isArray(v) && v.length === 2 && v.every(ok)) {
     const [h, w] = v as [number, number];
-    return [[h, h], [w, w]];
+    return [
+      [h, h],
+      [w, w],
+    ];
   }
   if (Array.isArray(v) && v.length === 2 && v.every((p) => Array.isArray(p) && p.length === 2 && p.every(ok))) return v as [[number, number], [number, number]];
   throw new TopologyError(`${key} must be an integer, [h, w] or [[top, bottom], [left, right]]`);

@@ -4,14 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { rng } from '../../../test/sim/partition.ts';
-import {
-  accumulatePairwiseSquaredDistances,
-  coordinateMedian,
-  krumScores,
-  multiKrumSelect,
-  trimmedCount,
-  trimmedMean,
-} from './robust.ts';
+import { accumulatePairwiseSquaredDistances, coordinateMedian, krumScores, multiKrumSelect, trimmedCount, trimmedMean } from './robust.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Helpers and naive references
@@ -106,7 +99,9 @@ function naiveDistances(updates: readonly Float32Array[]): Float64Array {
 
 function naiveScores(d: Float64Array, k: number, f: number): number[] {
   return Array.from({ length: k }, (_, i) => {
-    const row = Array.from({ length: k }, (_, j) => d[i * k + j]!).filter((_, j) => j !== i).sort((a, b) => a - b);
+    const row = Array.from({ length: k }, (_, j) => d[i * k + j]!)
+      .filter((_, j) => j !== i)
+      .sort((a, b) => a - b);
     return row.slice(0, k - f - 2).reduce((s, x) => s + x, 0);
   });
 }
@@ -125,11 +120,7 @@ function expectSameBits(actual: Float32Array | Float64Array, expected: Float32Ar
 }
 
 /** Runs `kernel` on the ranges between consecutive `cuts` (0 … n) and returns the assembled output. */
-function byRanges(
-  updates: readonly Float32Array[],
-  cuts: readonly number[],
-  kernel: (slices: Float32Array[], out: Float32Array) => void,
-): Float32Array {
+function byRanges(updates: readonly Float32Array[], cuts: readonly number[], kernel: (slices: Float32Array[], out: Float32Array) => void): Float32Array {
   const out = new Float32Array(updates[0]!.length);
   for (let r = 0; r + 1 < cuts.length; r++) {
     const [start, end] = [cuts[r]!, cuts[r + 1]!];
@@ -152,13 +143,7 @@ describe('coordinate-wise median and trimmed mean (Yin et al. 2018)', () => {
   //   c1 = [-1, -2, -4, -3, 500]     sorted -4, -3, -2, -1, 500
   //   c2 = [0, 1, 5, -1e6, 1e6]      sorted -1e6, 0, 1, 5, 1e6
   //   c3 = [3, 3, 600, 600, 6]       sorted 3, 3, 6, 600, 600   (two outliers on one side)
-  const five = [
-    f32([1, -1, 0, 3]),
-    f32([2, -2, 1, 3]),
-    f32([3, -4, 5, 600]),
-    f32([1000, -3, -1e6, 600]),
-    f32([0, 500, 1e6, 6]),
-  ];
+  const five = [f32([1, -1, 0, 3]), f32([2, -2, 1, 3]), f32([3, -4, 5, 600]), f32([1000, -3, -1e6, 600]), f32([0, 500, 1e6, 6])];
 
   it('median of k = 5 ignores one outlier per coordinate', () => {
     const out = new Float32Array(4);
@@ -309,9 +294,7 @@ describe('coordinate-wise median and trimmed mean (Yin et al. 2018)', () => {
     }
     expect(() => coordinateMedian([], out)).toThrow(new RangeError('coordinateMedian needs at least one update slice'));
     expect(() => trimmedMean([], 0.1, out)).toThrow(RangeError);
-    expect(() => coordinateMedian([f32([1, 2, 3, 4]), f32([1, 2, 3])], out)).toThrow(
-      new RangeError('coordinateMedian: slice 1 has 3 values, expected 4'),
-    );
+    expect(() => coordinateMedian([f32([1, 2, 3, 4]), f32([1, 2, 3])], out)).toThrow(new RangeError('coordinateMedian: slice 1 has 3 values, expected 4'));
     expect(() => trimmedMean(five, 0.1, new Float32Array(3))).toThrow('trimmedMean: slice 0 has 4 values, expected 3');
   });
 });
@@ -434,7 +417,11 @@ describe('Krum and Multi-Krum (Blanchard et al. 2017)', () => {
     const us = [honest[0]!, byzantine[0]!, honest[1]!, honest[2]!, byzantine[1]!, honest[3]!, honest[4]!, byzantine[2]!, honest[5]!, honest[6]!];
     const dist = new Float64Array(100);
     // Execute
-    for (let s = 0; s < n; s += 64) accumulatePairwiseSquaredDistances(us.map((u) => u.subarray(s, s + 64)), dist);
+    for (let s = 0; s < n; s += 64)
+      accumulatePairwiseSquaredDistances(
+        us.map((u) => u.subarray(s, s + 64)),
+        dist,
+      );
     const selected = multiKrumSelect(krumScores(dist, 10, 3), 7);
     // Assert
     expect([...selected].sort((a, b) => a - b)).toEqual([0, 2, 3, 5, 6, 8, 9]);
@@ -452,17 +439,13 @@ describe('Krum and Multi-Krum (Blanchard et al. 2017)', () => {
     expect(() => krumScores(bad, 5, 1)).toThrow(RangeError);
 
     const scores = Float64Array.from([1, 2, 3, 4, 5]);
-    expect(() => multiKrumSelect(scores, 6)).toThrow(
-      new RangeError('Multi-Krum m must be an integer with 1 ≤ m ≤ k = 5 (the number of updates), got m = 6'),
-    );
+    expect(() => multiKrumSelect(scores, 6)).toThrow(new RangeError('Multi-Krum m must be an integer with 1 ≤ m ≤ k = 5 (the number of updates), got m = 6'));
     expect(() => multiKrumSelect(scores, 0)).toThrow(RangeError);
     expect(() => multiKrumSelect(scores, 1.5)).toThrow(RangeError);
     expect(() => multiKrumSelect(Float64Array.from([1, Number.NaN]), 1)).toThrow(RangeError);
 
     expect(() => accumulatePairwiseSquaredDistances([], new Float64Array(0))).toThrow(RangeError);
-    expect(() => accumulatePairwiseSquaredDistances(updates, new Float64Array(16))).toThrow(
-      'dist must have k × k = 25 entries for k = 5 updates, got 16',
-    );
+    expect(() => accumulatePairwiseSquaredDistances(updates, new Float64Array(16))).toThrow('dist must have k × k = 25 entries for k = 5 updates, got 16');
     expect(() => accumulatePairwiseSquaredDistances([f32([1, 2]), f32([1])], new Float64Array(4))).toThrow(RangeError);
   });
 });

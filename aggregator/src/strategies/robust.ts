@@ -382,8 +382,15 @@ function pair1(dist: Float64Array, at: number, a: Float32Array, b: Float32Array,
 
 /** pair1 for four consecutive pairs (a, b0..b3) at dist[at..at+3]: four independent sums per pass. */
 function pairs4(
-  dist: Float64Array, at: number, a: Float32Array,
-  b0: Float32Array, b1: Float32Array, b2: Float32Array, b3: Float32Array, t0: number, t1: number,
+  dist: Float64Array,
+  at: number,
+  a: Float32Array,
+  b0: Float32Array,
+  b1: Float32Array,
+  b2: Float32Array,
+  b3: Float32Array,
+  t0: number,
+  t1: number,
 ): void {
   let s0 = dist[at]!;
   let s1 = dist[at + 1]!;

@@ -59,18 +59,26 @@ const tensorList = fc
   .chain((specs) =>
     fc.tuple(
       ...specs.map((s) =>
-        fc.float32Array({ minLength: s.shape.reduce((a, b) => a * b, 1), maxLength: s.shape.reduce((a, b) => a * b, 1), noDefaultInfinity: false }).map((data): WireTensor => ({ ...s, data })),
+        fc
+          .float32Array({ minLength: s.shape.reduce((a, b) => a * b, 1), maxLength: s.shape.reduce((a, b) => a * b, 1), noDefaultInfinity: false })
+          .map((data): WireTensor => ({ ...s, data })),
       ),
     ),
   );
 
 describe('safetensors codec, property-based (fast-check)', () => {
   it('decodes any byte string consistently or raises WireFormatError (10,000 random strings)', () => {
-    fc.assert(fc.property(fc.uint8Array({ maxLength: 512 }), (bytes) => void decodesConsistently(bytes)), { numRuns: 10_000, seed: 9 });
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 512 }), (bytes) => void decodesConsistently(bytes)),
+      { numRuns: 10_000, seed: 9 },
+    );
   });
 
   it('decodes any plausible header consistently or raises WireFormatError (5,000 headers)', () => {
-    fc.assert(fc.property(headerish, fc.integer({ min: 0, max: 64 }), fc.boolean(), (h, n, pad) => void decodesConsistently(withHeader(h, n, pad))), { numRuns: 5_000, seed: 10 });
+    fc.assert(
+      fc.property(headerish, fc.integer({ min: 0, max: 64 }), fc.boolean(), (h, n, pad) => void decodesConsistently(withHeader(h, n, pad))),
+      { numRuns: 5_000, seed: 10 },
+    );
   });
 
   it('round-trips whatever it encodes: names, shapes, bit-exact values (including NaN payloads), metadata (2,000 messages)', () => {

@@ -44,8 +44,17 @@ describe('safetensors codec', () => {
 
   it('splits a flat vector into tensor views and concatenates them back', () => {
     const flat = Float32Array.from({ length: 9 }, (_, i) => i);
-    const parts = splitFlat([{ name: 'a', shape: [2, 3] }, { name: 'b', shape: [3] }], flat);
-    expect(parts.map((p) => [p.name, p.shape, Array.from(p.data)])).toEqual([['a', [2, 3], [0, 1, 2, 3, 4, 5]], ['b', [3], [6, 7, 8]]]);
+    const parts = splitFlat(
+      [
+        { name: 'a', shape: [2, 3] },
+        { name: 'b', shape: [3] },
+      ],
+      flat,
+    );
+    expect(parts.map((p) => [p.name, p.shape, Array.from(p.data)])).toEqual([
+      ['a', [2, 3], [0, 1, 2, 3, 4, 5]],
+      ['b', [3], [6, 7, 8]],
+    ]);
     expect(parts[1]!.data.buffer).toBe(flat.buffer);
     expect(Array.from(concatTensors(parts))).toEqual(Array.from(flat));
   });
@@ -56,7 +65,11 @@ describe('safetensors codec', () => {
     const bytes = encodeTensors(tensors, JSON.parse('{"__proto__":"p","constructor":"c","fedge.base_version":"1"}'));
     const decoded = decodeTensors(bytes);
     expect(decoded.tensors.map((t) => [t.name, Array.from(t.data)])).toEqual(names.map((n, i) => [n, [i, -i]]));
-    expect(Object.entries(decoded.metadata)).toEqual([['__proto__', 'p'], ['constructor', 'c'], ['fedge.base_version', '1']]);
+    expect(Object.entries(decoded.metadata)).toEqual([
+      ['__proto__', 'p'],
+      ['constructor', 'c'],
+      ['fedge.base_version', '1'],
+    ]);
     // The decoded map has no prototype: an absent key is absent, not an inherited function.
     expect(decoded.metadata.toString).toBeUndefined();
     expect(() => encodeTensors([tensors[0]!, tensors[0]!])).toThrow(/duplicate or reserved tensor name "constructor"/);
@@ -64,8 +77,16 @@ describe('safetensors codec', () => {
 
   it('decodes an empty tensor that shares its offset with the next one, whatever the header order (found by fast-check)', () => {
     // JSON objects list integer-like keys first, so "0" precedes " " in the header though it follows it in the data.
-    const out = decodeTensors(encodeTensors([{ name: ' ', shape: [0], data: new Float32Array(0) }, { name: '0', shape: [], data: Float32Array.of(5) }]));
-    expect(out.tensors.map((t) => [t.name, Array.from(t.data)])).toEqual([[' ', []], ['0', [5]]]);
+    const out = decodeTensors(
+      encodeTensors([
+        { name: ' ', shape: [0], data: new Float32Array(0) },
+        { name: '0', shape: [], data: Float32Array.of(5) },
+      ]),
+    );
+    expect(out.tensors.map((t) => [t.name, Array.from(t.data)])).toEqual([
+      [' ', []],
+      ['0', [5]],
+    ]);
   });
 
   it('refuses to encode data that does not match the shape', () => {
@@ -77,8 +98,25 @@ describe('safetensors codec', () => {
     ['truncated data', (b) => b.subarray(0, b.length - 4), /truncated: tensors need/],
     ['truncated header', (b) => b.subarray(0, 20), /truncated: header/],
     ['trailing bytes', (b) => Uint8Array.from([...b, 1, 2, 3, 4]), /trailing bytes/],
-    ['huge header length', (b) => { const c = b.slice(); new DataView(c.buffer).setUint32(4, 1, true); return c; }, /exceeds/],
-    ['non-JSON header', (b) => { const c = b.slice(); c[8] = 0x7b; c[9] = 0x7b; return c; }, /not valid UTF-8 JSON/],
+    [
+      'huge header length',
+      (b) => {
+        const c = b.slice();
+        new DataView(c.buffer).setUint32(4, 1, true);
+        return c;
+      },
+      /exceeds/,
+    ],
+    [
+      'non-JSON header',
+      (b) => {
+        const c = b.slice();
+        c[8] = 0x7b;
+        c[9] = 0x7b;
+        return c;
+      },
+      /not valid UTF-8 JSON/,
+    ],
   ];
   for (const [name, mutate, message] of bad) {
     it(`rejects a ${name} message with malformed_update`, () => {
@@ -137,7 +175,10 @@ describe('safetensors codec', () => {
       } else {
         // Plausible headers with random numbers in them.
         const n = () => Math.floor((next() - 0.2) * 40);
-        input = withHeader({ t: { dtype: next() < 0.9 ? 'F32' : 'I8', shape: [n(), n()], data_offsets: [n(), n()] }, __metadata__: next() < 0.5 ? {} : { k: n() } }, Math.max(0, n()));
+        input = withHeader(
+          { t: { dtype: next() < 0.9 ? 'F32' : 'I8', shape: [n(), n()], data_offsets: [n(), n()] }, __metadata__: next() < 0.5 ? {} : { k: n() } },
+          Math.max(0, n()),
+        );
       }
       try {
         const out = decodeTensors(input);

@@ -61,7 +61,8 @@ export function encodeTensors(tensors: readonly WireTensor[], metadata?: Record<
   if (metadata && Object.keys(metadata).length > 0) header.__metadata__ = Object.assign(Object.create(null), metadata);
   let offset = 0;
   for (const t of tensors) {
-    if (t.name === '__metadata__' || Object.hasOwn(header, t.name)) throw new WireFormatError('tensor_mismatch', `duplicate or reserved tensor name "${t.name}"`);
+    if (t.name === '__metadata__' || Object.hasOwn(header, t.name))
+      throw new WireFormatError('tensor_mismatch', `duplicate or reserved tensor name "${t.name}"`);
     const count = elementCount(t.shape);
     if (count !== t.data.length) {
       throw new WireFormatError('tensor_mismatch', `tensor "${t.name}": shape [${t.shape.join(',')}] needs ${count} values, got ${t.data.length}`);
@@ -134,7 +135,11 @@ export function decodeTensors(input: ArrayBuffer | Uint8Array, options: DecodeOp
     expected = e.end;
   }
   if (expected !== dataLength) {
-    throw malformed(expected > dataLength ? `truncated: tensors need ${expected} data bytes, ${dataLength} present` : `${dataLength - expected} trailing bytes after the last tensor`);
+    throw malformed(
+      expected > dataLength
+        ? `truncated: tensors need ${expected} data bytes, ${dataLength} present`
+        : `${dataLength - expected} trailing bytes after the last tensor`,
+    );
   }
   const tensors = entries.map((e) => ({ name: e.name, shape: e.shape, data: f32View(bytes, dataStart + e.begin, (e.end - e.begin) / 4) }));
   return { tensors, metadata };

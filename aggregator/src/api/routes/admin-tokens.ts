@@ -50,14 +50,25 @@ adminTokensApp.openapi(
     tags: ['admin'],
     summary: 'Operator tokens, the ADMIN_TOKEN secret (`env`) first',
     ...access.operator,
-    responses: { 200: { description: 'Tokens', content: { 'application/json': { schema: z.object({ tokens: z.array(AdminTokenSchema) }) } } }, ...errors(401, 403) },
+    responses: {
+      200: { description: 'Tokens', content: { 'application/json': { schema: z.object({ tokens: z.array(AdminTokenSchema) }) } } },
+      ...errors(401, 403),
+    },
   }),
   async (c) => {
     const db = database(c.env.DB);
     const current = callerTokenId(c);
     const secret = c.env.ADMIN_TOKEN;
     const envRetired = secret ? await isRetiredAdminSecret(db, await hashSecret(secret)) : true;
-    const env = { id: ENV_ADMIN_TOKEN_ID, label: 'ADMIN_TOKEN secret', status: envRetired ? ('revoked' as const) : ('active' as const), current: current === ENV_ADMIN_TOKEN_ID, createdAt: null, expiresAt: null, revokedAt: null };
+    const env = {
+      id: ENV_ADMIN_TOKEN_ID,
+      label: 'ADMIN_TOKEN secret',
+      status: envRetired ? ('revoked' as const) : ('active' as const),
+      current: current === ENV_ADMIN_TOKEN_ID,
+      createdAt: null,
+      expiresAt: null,
+      revokedAt: null,
+    };
     const rows = await listAdminTokens(db);
     return c.json({ tokens: [env, ...rows.map((r) => tokenView(r, r.id === current))] }, 200);
   },
@@ -71,7 +82,10 @@ adminTokensApp.openapi(
     summary: 'Revoke an operator token at once (`env`: retire the current ADMIN_TOKEN value)',
     ...access.operator,
     request: { params: AdminTokenIdParam },
-    responses: { 200: { description: 'Revoked', content: { 'application/json': { schema: z.object({ id: z.string(), revoked: z.literal(true) }) } } }, ...errors(401, 403, 404) },
+    responses: {
+      200: { description: 'Revoked', content: { 'application/json': { schema: z.object({ id: z.string(), revoked: z.literal(true) }) } } },
+      ...errors(401, 403, 404),
+    },
   }),
   async (c) => {
     const { tokenId } = c.req.valid('param');

@@ -35,7 +35,9 @@ clientsApp.openapi(
     const now = new Date();
     const ttlSeconds = body?.expiresInSeconds ?? null;
     const expiresAt = ttlSeconds === null ? null : new Date(now.getTime() + ttlSeconds * 1000);
-    await database(c.env.DB).insert(clients).values({ id: clientId, taskId, tokenHash, label: body?.label ?? null, createdAt: now, expiresAt, ttlSeconds });
+    await database(c.env.DB)
+      .insert(clients)
+      .values({ id: clientId, taskId, tokenHash, label: body?.label ?? null, createdAt: now, expiresAt, ttlSeconds });
     return c.json({ clientId, taskId, token, expiresAt: expiresAt?.toISOString() ?? null }, 201);
   },
 );
@@ -48,7 +50,10 @@ clientsApp.openapi(
     summary: "A task's clients, newest first, with their token status",
     ...access.operator,
     request: { params: TaskIdParam, query: PageQuery },
-    responses: { 200: { description: 'Clients', content: { 'application/json': { schema: z.object({ clients: z.array(ClientSchema) }) } } }, ...errors(401, 403, 404) },
+    responses: {
+      200: { description: 'Clients', content: { 'application/json': { schema: z.object({ clients: z.array(ClientSchema) }) } } },
+      ...errors(401, 403, 404),
+    },
   }),
   async (c) => {
     const { taskId } = c.req.valid('param');
@@ -64,7 +69,7 @@ clientsApp.openapi(
     method: 'post',
     path: '/tasks/{taskId}/clients/{clientId}/revoke',
     tags: ['clients'],
-    summary: "Revoke a client: its token stops working at once, for good (its accepted updates still count)",
+    summary: 'Revoke a client: its token stops working at once, for good (its accepted updates still count)',
     ...access.operator,
     request: { params: ClientIdParam },
     responses: { 200: { description: 'The revoked client', content: { 'application/json': { schema: ClientSchema } } }, ...errors(401, 403, 404) },
@@ -87,7 +92,10 @@ clientsApp.openapi(
     description: 'The new token gets the lifetime the client was registered with (`expiresInSeconds`), counted from now.',
     ...access.operatorOrClient,
     request: { params: ClientIdParam },
-    responses: { 200: { description: 'New credentials (shown once)', content: { 'application/json': { schema: ClientCredentialsSchema } } }, ...errors(401, 403, 404, 409) },
+    responses: {
+      200: { description: 'New credentials (shown once)', content: { 'application/json': { schema: ClientCredentialsSchema } } },
+      ...errors(401, 403, 404, 409),
+    },
   }),
   async (c) => {
     const { taskId, clientId } = c.req.valid('param');

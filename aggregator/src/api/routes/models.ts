@@ -3,7 +3,16 @@
  */
 import { createRoute, z } from '@hono/zod-openapi';
 import type { ModelVersionRow, TaskRow } from '../../db/schema.ts';
-import { database, federatedEvaluations, getVersion, hasParticipated, listVersions, putEvaluation, setServerMetrics, type FederatedEvaluation } from '../../db/store.ts';
+import {
+  database,
+  federatedEvaluations,
+  getVersion,
+  hasParticipated,
+  listVersions,
+  putEvaluation,
+  setServerMetrics,
+  type FederatedEvaluation,
+} from '../../db/store.ts';
 import type { TensorSpec } from '../../master/task-spec.ts';
 import { access, clientOf } from '../auth.ts';
 import { ApiError } from '../errors.ts';
@@ -23,7 +32,10 @@ modelsApp.openapi(
     summary: "A task's model versions, newest first",
     ...access.operatorOrClient,
     request: { params: TaskIdParam, query: PageQuery },
-    responses: { 200: { description: 'Versions', content: { 'application/json': { schema: z.object({ versions: z.array(ModelManifestSchema) }) } } }, ...errors(401, 403, 404) },
+    responses: {
+      200: { description: 'Versions', content: { 'application/json': { schema: z.object({ versions: z.array(ModelManifestSchema) }) } } },
+      ...errors(401, 403, 404),
+    },
   }),
   async (c) => {
     const { taskId } = c.req.valid('param');
@@ -31,7 +43,11 @@ modelsApp.openapi(
     const task = await loadTask(c.env, taskId);
     const db = database(c.env.DB);
     const rows = await listVersions(db, taskId, limit, before);
-    const evals = await federatedEvaluations(db, taskId, rows.map((r) => r.version));
+    const evals = await federatedEvaluations(
+      db,
+      taskId,
+      rows.map((r) => r.version),
+    );
     return c.json({ versions: rows.map((r) => manifest(task, r, evals.get(r.version))) }, 200);
   },
 );
@@ -96,7 +112,13 @@ modelsApp.openapi(
     const row = await versionOrThrow(c.env, taskId, version);
     const etag = `"${row.contentHash}"`;
     const headers = { etag, 'cache-control': IMMUTABLE };
-    if (c.req.header('if-none-match')?.split(',').some((t) => t.trim() === etag)) return c.body(null, 304, headers);
+    if (
+      c.req
+        .header('if-none-match')
+        ?.split(',')
+        .some((t) => t.trim() === etag)
+    )
+      return c.body(null, 304, headers);
     const object = await c.env.MODELS.get(row.r2Key);
     if (!object) throw new Error(`R2 object ${row.r2Key} of version ${taskId}/${version} is missing`);
     return c.body(object.body, 200, { ...headers, 'content-type': 'application/octet-stream', 'content-length': String(object.size) });
@@ -131,7 +153,10 @@ modelsApp.openapi(
     // Example counts are self-reported: only clients that took part may weigh in (README: trust model).
     const db = database(c.env.DB);
     if (!(await hasParticipated(db, taskId, caller.clientId)) && !(await aggregatorOf(c.env, taskId).isAssignedNow(caller.clientId))) {
-      throw new ApiError('not_participant', 'only clients that took part in this task (an accepted update, or an assignment in the live round) may report evaluations');
+      throw new ApiError(
+        'not_participant',
+        'only clients that took part in this task (an accepted update, or an assignment in the live round) may report evaluations',
+      );
     }
     await putEvaluation(db, taskId, version, caller.clientId, body.numExamples, body.metrics);
     return c.json(body, 200);

@@ -42,7 +42,10 @@ participationApp.openapi(
     ...access.client,
     request: { params: RoundParam, body: { required: true, content: { 'application/octet-stream': { schema: z.string().openapi({ format: 'binary' }) } } } },
     responses: {
-      200: { description: 'Accepted (durably); `fedge-replayed: true` when this is a retry of an accepted update', content: { 'application/json': { schema: UpdateAckSchema } } },
+      200: {
+        description: 'Accepted (durably); `fedge-replayed: true` when this is a retry of an accepted update',
+        content: { 'application/json': { schema: UpdateAckSchema } },
+      },
       ...errors(400, 401, 403, 404, 408, 409, 413, 415, 422, 429),
     },
   }),
@@ -51,7 +54,10 @@ participationApp.openapi(
     const client = clientOf(c);
     const mediaType = c.req.header('content-type')?.split(';')[0]?.trim().toLowerCase();
     if (mediaType !== 'application/octet-stream') {
-      throw new ApiError('unsupported_media_type', `an update is sent as application/octet-stream (a safetensors message), not ${mediaType ? JSON.stringify(mediaType) : 'without a content-type'}`);
+      throw new ApiError(
+        'unsupported_media_type',
+        `an update is sent as application/octet-stream (a safetensors message), not ${mediaType ? JSON.stringify(mediaType) : 'without a content-type'}`,
+      );
     }
     const raw = Number(c.req.header('content-length') ?? NaN);
     const declared = Number.isFinite(raw) ? raw : null;

@@ -21,7 +21,10 @@ roundsApp.openapi(
     summary: 'Rounds, newest first; the first page starts with the live round',
     ...access.operator,
     request: { params: TaskIdParam, query: PageQuery },
-    responses: { 200: { description: 'Rounds', content: { 'application/json': { schema: z.object({ rounds: z.array(RoundSchema) }) } } }, ...errors(401, 403, 404) },
+    responses: {
+      200: { description: 'Rounds', content: { 'application/json': { schema: z.object({ rounds: z.array(RoundSchema) }) } } },
+      ...errors(401, 403, 404),
+    },
   }),
   async (c) => {
     const { taskId } = c.req.valid('param');
@@ -56,7 +59,14 @@ roundsApp.openapi(
     if (row) {
       const participants = await listParticipants(db, taskId, round);
       return c.json(
-        { ...finished(row), participants: participants.map((p) => ({ ...p, metrics: (p.metrics as Record<string, number> | null) ?? null, acceptedAt: p.acceptedAt.toISOString() })) },
+        {
+          ...finished(row),
+          participants: participants.map((p) => ({
+            ...p,
+            metrics: (p.metrics as Record<string, number> | null) ?? null,
+            acceptedAt: p.acceptedAt.toISOString(),
+          })),
+        },
         200,
       );
     }

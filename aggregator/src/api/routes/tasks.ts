@@ -48,8 +48,35 @@ tasksApp.openapi(
       await aggregatorOf(c.env, id).init({ spec, plan, version0: { key: blob.key } });
       const db = database(c.env.DB);
       await db.batch([
-        db.insert(tasks).values({ id, name: body.name, modelTopology: body.modelTopology, weightSpecs: spec.tensors, numParams: spec.numParams, rules: spec.rules, plan, strategy: spec.strategy, currentVersion: 0, createdAt: now }),
-        db.insert(modelVersions).values({ taskId: id, version: 0, parentVersion: null, round: null, contentHash: blob.contentHash, r2Key: blob.key, byteLength: blob.byteLength, participants: 0, numExamples: 0, metrics: null, createdAt: now }),
+        db
+          .insert(tasks)
+          .values({
+            id,
+            name: body.name,
+            modelTopology: body.modelTopology,
+            weightSpecs: spec.tensors,
+            numParams: spec.numParams,
+            rules: spec.rules,
+            plan,
+            strategy: spec.strategy,
+            currentVersion: 0,
+            createdAt: now,
+          }),
+        db
+          .insert(modelVersions)
+          .values({
+            taskId: id,
+            version: 0,
+            parentVersion: null,
+            round: null,
+            contentHash: blob.contentHash,
+            r2Key: blob.key,
+            byteLength: blob.byteLength,
+            participants: 0,
+            numExamples: 0,
+            metrics: null,
+            createdAt: now,
+          }),
       ]);
     } catch (e) {
       // No D1 row names the blob, so nothing could ever read it: remove it (a crash here leaves an orphan under tasks/<id>/).
@@ -69,10 +96,12 @@ function checkTaskDefinition(body: z.infer<typeof CreateTaskSchema>): { spec: Ta
   // FedBuff has no rounds: its buffer of K updates plays the round, closing when full.
   const goal = strategy.name === 'fedbuff' ? { clientsPerRound: strategy.bufferSize, minClients: strategy.bufferSize } : {};
   const rules = { ...body.rounds, minClients: body.rounds.minClients ?? body.rounds.clientsPerRound, ...goal };
-  if (rules.minClients > rules.clientsPerRound) throw new ApiError('invalid_request', `rounds.minClients (${rules.minClients}) exceeds rounds.clientsPerRound (${rules.clientsPerRound})`);
+  if (rules.minClients > rules.clientsPerRound)
+    throw new ApiError('invalid_request', `rounds.minClients (${rules.minClients}) exceeds rounds.clientsPerRound (${rules.clientsPerRound})`);
   checkStrategyFits(strategy, rules);
   const topologyJson = JSON.stringify(body.modelTopology);
-  if (topologyJson.length > MAX_TOPOLOGY_BYTES) throw new ApiError('payload_too_large', `modelTopology is ${topologyJson.length} bytes; the limit is ${MAX_TOPOLOGY_BYTES}`);
+  if (topologyJson.length > MAX_TOPOLOGY_BYTES)
+    throw new ApiError('payload_too_large', `modelTopology is ${topologyJson.length} bytes; the limit is ${MAX_TOPOLOGY_BYTES}`);
 
   let decoded;
   try {
@@ -84,7 +113,10 @@ function checkTaskDefinition(body: z.infer<typeof CreateTaskSchema>): { spec: Ta
   if (decoded.tensors.length === 0) throw new ApiError('invalid_weights', 'initialWeights holds no tensors');
   for (const t of decoded.tensors) {
     if (!TENSOR_NAME_PATTERN.test(t.name)) {
-      throw new ApiError('invalid_weights', `tensor name ${JSON.stringify(t.name.length > 80 ? `${t.name.slice(0, 80)}…` : t.name)} (${t.name.length} characters) must be 1–256 letters, digits and _ . : / -`);
+      throw new ApiError(
+        'invalid_weights',
+        `tensor name ${JSON.stringify(t.name.length > 80 ? `${t.name.slice(0, 80)}…` : t.name)} (${t.name.length} characters) must be 1–256 letters, digits and _ . : / -`,
+      );
     }
     if (t.data.length === 0) throw new ApiError('invalid_weights', `tensor "${t.name}" has shape [${t.shape.join(',')}]: no parameters`);
   }
@@ -113,7 +145,10 @@ tasksApp.openapi(
     summary: 'List tasks, newest first',
     ...access.operator,
     request: { query: PageQuery },
-    responses: { 200: { description: 'Tasks', content: { 'application/json': { schema: z.object({ tasks: z.array(TaskSummarySchema) }) } } }, ...errors(401, 403) },
+    responses: {
+      200: { description: 'Tasks', content: { 'application/json': { schema: z.object({ tasks: z.array(TaskSummarySchema) }) } } },
+      ...errors(401, 403),
+    },
   }),
   async (c) => {
     const { limit, before } = c.req.valid('query');
@@ -140,11 +175,16 @@ function checkStrategyFits(strategy: StrategyConfig, rules: RoundRules): void {
   if (!['median', 'trimmedmean', 'krum'].includes(strategy.name)) return;
   const capacity = assignmentCapacity(rules);
   if (capacity > MAX_ROBUST_UPDATES) {
-    throw new ApiError('invalid_strategy', `${strategy.name} keeps every update of a round: at most ${MAX_ROBUST_UPDATES} clients per round (clientsPerRound × overSelection is ${capacity})`);
+    throw new ApiError(
+      'invalid_strategy',
+      `${strategy.name} keeps every update of a round: at most ${MAX_ROBUST_UPDATES} clients per round (clientsPerRound × overSelection is ${capacity})`,
+    );
   }
   if (strategy.name === 'krum') {
-    if (rules.minClients <= 2 * strategy.f + 2) throw new ApiError('invalid_strategy', `krum with f = ${strategy.f} needs rounds.minClients > 2f + 2 = ${2 * strategy.f + 2}`);
-    if (strategy.m > rules.minClients - strategy.f) throw new ApiError('invalid_strategy', `krum m = ${strategy.m} must be at most rounds.minClients − f = ${rules.minClients - strategy.f}`);
+    if (rules.minClients <= 2 * strategy.f + 2)
+      throw new ApiError('invalid_strategy', `krum with f = ${strategy.f} needs rounds.minClients > 2f + 2 = ${2 * strategy.f + 2}`);
+    if (strategy.m > rules.minClients - strategy.f)
+      throw new ApiError('invalid_strategy', `krum m = ${strategy.m} must be at most rounds.minClients − f = ${rules.minClients - strategy.f}`);
   }
 }
 
