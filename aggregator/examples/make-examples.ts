@@ -5,8 +5,8 @@
  * tiny-update.safetensors: an update Δ for that task's round 1 (base version 0, 20 examples).
  */
 import { writeFileSync } from 'node:fs';
-import { encodeTensors } from '../../client-sdk/src/protocol/safetensors.ts';
 import { UPDATE_META } from '../../client-sdk/src/protocol/messages.ts';
+import { encodeTensors } from '../../client-sdk/src/protocol/safetensors.ts';
 
 const dir = new URL('.', import.meta.url);
 const kernel = Float32Array.from({ length: 12 }, (_, i) => ((i % 5) - 2) / 10);
@@ -32,7 +32,7 @@ const task = {
   rounds: { clientsPerRound: 1, deadlineSeconds: 300, overSelection: 1 },
   plan: { epochs: 1, batchSize: 16, learningRate: 0.1, optimizer: 'sgd' },
 };
-writeFileSync(new URL('tiny-task.json', dir), JSON.stringify(task, null, 2) + '\n');
+writeFileSync(new URL('tiny-task.json', dir), `${JSON.stringify(task, null, 2)}\n`);
 
 const update = encodeTensors(
   [

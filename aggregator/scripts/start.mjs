@@ -11,7 +11,7 @@
  * Ctrl-C (or SIGTERM) stops wrangler and its workerd processes.
  */
 import { isAbsolute, relative, resolve } from 'node:path';
-import { DEFAULT_PORT, DEFAULT_STATE_DIR, REPO_ROOT, ensureAdminToken, offlineEnv, startLocalServer } from './lib/local-server.mjs';
+import { DEFAULT_PORT, DEFAULT_STATE_DIR, ensureAdminToken, offlineEnv, REPO_ROOT, startLocalServer } from './lib/local-server.mjs';
 
 Object.assign(process.env, offlineEnv());
 

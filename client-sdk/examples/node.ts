@@ -13,10 +13,11 @@
  *
  * `npx node` is the repository's Node 22, which runs TypeScript directly.
  */
-import * as tf from '@tensorflow/tfjs';
-import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
+
 import { createRequire } from 'node:module';
 import { dirname } from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
 import { APIError, FedgeAdmin, FedgeClient, type ModelManifest } from '../src/index.ts';
 
 const url = process.env.FEDGE_URL ?? 'http://127.0.0.1:8787';

@@ -95,7 +95,10 @@ describe('FedgeClient against the real aggregator', () => {
     const task = await newTask({ clientsPerRound: 1 });
     const calls: string[] = [];
     const client = await newClient(task.id, {
-      fetch: (input, init) => (calls.push(`${init?.method ?? 'GET'} ${String(input).replace(/^.*\/v1/, '')}`), fetch(input, init)),
+      fetch: (input, init) => {
+        calls.push(`${init?.method ?? 'GET'} ${String(input).replace(/^.*\/v1/, '')}`);
+        return fetch(input, init);
+      },
     });
     const { xs, ys } = data(64, 7);
     await client.getWeights(0); // warm the cache, as an app that checked the model earlier would

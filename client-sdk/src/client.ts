@@ -6,11 +6,11 @@
  */
 import type * as tf from '@tensorflow/tfjs';
 import { FedgeError, LateUpdateError, RoundAbandonedError } from './errors.ts';
-import { Http, sleep, type Logger } from './internal/http.ts';
+import { Http, type Logger, sleep } from './internal/http.ts';
 import type { CheckInResponse, ModelManifest, TensorManifestEntry, TrainingPlan, UpdateAck } from './protocol/messages.ts';
 import { UPDATE_META } from './protocol/messages.ts';
 import { concatTensors, decodeTensors, encodeTensors, splitFlat } from './protocol/safetensors.ts';
-import { buildModel, evaluateLocally, trainLocally, type TrainingCallbacks, type TrainingData, type TrainResult } from './training.ts';
+import { buildModel, evaluateLocally, type TrainingCallbacks, type TrainingData, type TrainResult, trainLocally } from './training.ts';
 
 export interface FedgeClientOptions {
   /** The aggregator's URL, e.g. `http://127.0.0.1:8787` (the API is under `/v1`). */

@@ -2,7 +2,7 @@
  * @module Typed errors of the fedge client SDK. Every server error carries the same stable `code`
  * the server sent (see protocol/codes.ts); the class tells what kind of failure it is.
  */
-import { isErrorCode, type ErrorCode } from './protocol/codes.ts';
+import { type ErrorCode, isErrorCode } from './protocol/codes.ts';
 
 /** Base class of every error the SDK throws. */
 export class FedgeError extends Error {

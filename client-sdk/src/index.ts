@@ -2,9 +2,11 @@
  * @module fedge client SDK: take part in federated training from a browser, Node or React Native
  * app. Raw training data stays on the device; only model updates are sent.
  */
+
+export { type CreateTaskOptions, FedgeAdmin, type FedgeAdminOptions } from './admin.ts';
 export {
-  FedgeClient,
   type Assignment,
+  FedgeClient,
   type FedgeClientOptions,
   type ModelWeights,
   type ParticipateOptions,
@@ -12,19 +14,18 @@ export {
   type SubmitArgs,
   type TaskModel,
 } from './client.ts';
-export { FedgeAdmin, type CreateTaskOptions, type FedgeAdminOptions } from './admin.ts';
 export * from './errors.ts';
 export type { Logger } from './internal/http.ts';
+export { ERROR_STATUS, type ErrorBody, type ErrorCode } from './protocol/codes.ts';
+export type { CheckInResponse, ModelManifest, TensorManifestEntry, TrainingPlan, UpdateAck } from './protocol/messages.ts';
 export {
   buildModel,
   evaluateLocally,
   flatWeights,
   setFlatWeights,
-  trainLocally,
   type TrainingCallbacks,
   type TrainingData,
   type TrainingProgress,
   type TrainResult,
+  trainLocally,
 } from './training.ts';
-export { ERROR_STATUS, type ErrorBody, type ErrorCode } from './protocol/codes.ts';
-export type { CheckInResponse, ModelManifest, TensorManifestEntry, TrainingPlan, UpdateAck } from './protocol/messages.ts';

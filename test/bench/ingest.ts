@@ -15,15 +15,15 @@
  * and time inside workerd itself. Clients retry what is safe (429 with Retry-After, 503,
  * connection resets) with the same bytes: the ledger makes that idempotent.
  */
-import { readFileSync, readdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { concatTensors, decodeTensors, encodeTensors, splitFlat } from '../../client-sdk/src/protocol/safetensors.ts';
-import { UPDATE_META } from '../../client-sdk/src/protocol/messages.ts';
-import { rng } from '../sim/partition.ts';
-import { denseTopology } from '../shared/topology.ts';
 import { findFreePort, startLocalServer } from '../../aggregator/scripts/lib/local-server.mjs';
+import { UPDATE_META } from '../../client-sdk/src/protocol/messages.ts';
+import { concatTensors, decodeTensors, encodeTensors, splitFlat } from '../../client-sdk/src/protocol/safetensors.ts';
+import { denseTopology } from '../shared/topology.ts';
+import { rng } from '../sim/partition.ts';
 
 const { values: args } = parseArgs({
   options: {

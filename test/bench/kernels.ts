@@ -77,14 +77,14 @@ let numpyAggregate = Number.NaN;
 
 function runC(): void {
   const src = join(shared, 'membw.c');
-  if (!existsSync(src)) return emit({ name: 'R', skipped: `${src} not found` });
+  if (!existsSync(src)) return void emit({ name: 'R', skipped: `${src} not found` });
   const dir = mkdtempSync(join(tmpdir(), 'fedge-membw-'));
   try {
     const exe = join(dir, 'membw');
     try {
       execFileSync('gcc', ['-O3', '-march=native', '-ffast-math', '-o', exe, src], { stdio: 'pipe' });
     } catch (e) {
-      return emit({ name: 'R', skipped: `gcc failed or missing: ${(e as Error).message.split('\n')[0]}` });
+      return void emit({ name: 'R', skipped: `gcc failed or missing: ${(e as Error).message.split('\n')[0]}` });
     }
     const out = execFileSync(exe, { encoding: 'utf8', maxBuffer: 1 << 20 });
     for (const line of out.split('\n')) {
@@ -107,11 +107,11 @@ function runC(): void {
 function runNumpy(): void {
   const py = '/usr/bin/python3';
   const src = join(shared, 'numpy_fedavg.py');
-  if (!existsSync(src) || !existsSync(py)) return emit({ name: 'numpy', skipped: `${!existsSync(src) ? src : py} not found` });
+  if (!existsSync(src) || !existsSync(py)) return void emit({ name: 'numpy', skipped: `${!existsSync(src) ? src : py} not found` });
   try {
     execFileSync(py, ['-c', 'import numpy'], { stdio: 'pipe' });
   } catch {
-    return emit({ name: 'numpy', skipped: 'numpy not importable by /usr/bin/python3 (apt-get install -y python3-numpy)' });
+    return void emit({ name: 'numpy', skipped: 'numpy not importable by /usr/bin/python3 (apt-get install -y python3-numpy)' });
   }
   const out = execFileSync(py, [src], { encoding: 'utf8', maxBuffer: 1 << 20 });
   for (const line of out.split('\n')) {
@@ -295,7 +295,7 @@ function main(): void {
   const lpad = (s: string, n: number) => (s.length >= n ? s : ' '.repeat(n - s.length) + s);
   console.log('');
   console.log(
-    `R = ${Number.isFinite(R) ? R.toFixed(2) : '?'} GB/s (${rSource || 'not measured'}); numpy Flower aggregate = ${Number.isFinite(numpyAggregate) ? numpyAggregate.toFixed(2) + ' GB/s' : 'not measured'}`,
+    `R = ${Number.isFinite(R) ? R.toFixed(2) : '?'} GB/s (${rSource || 'not measured'}); numpy Flower aggregate = ${Number.isFinite(numpyAggregate) ? `${numpyAggregate.toFixed(2)} GB/s` : 'not measured'}`,
   );
   console.log(`${pad('line (100 x 1M float32 = 400 MB of updates)', 46)} ${lpad('GB/s', 7)} ${lpad('x R', 6)} ${lpad('x numpy', 8)}`);
   console.log('-'.repeat(70));

@@ -37,12 +37,12 @@ import * as tf from '@tensorflow/tfjs';
 import { findFreePort, startLocalServer } from '../../aggregator/scripts/lib/local-server.mjs';
 import { FedgeAdmin } from '../../client-sdk/src/admin.ts';
 import { FedgeClient } from '../../client-sdk/src/client.ts';
-import { buildModel, trainLocally } from '../../client-sdk/src/training.ts';
 import { UPDATE_META } from '../../client-sdk/src/protocol/messages.ts';
 import { encodeTensors, splitFlat } from '../../client-sdk/src/protocol/safetensors.ts';
+import { buildModel, trainLocally } from '../../client-sdk/src/training.ts';
 import { loadMnistT10k, splitTrainTest, subset } from '../sim/mnist.ts';
-import { iid } from '../sim/partition.ts';
 import { buildSimModel } from '../sim/models.ts';
+import { iid } from '../sim/partition.ts';
 import { evaluateVersion, tensorsOf } from '../sim/runner.ts';
 import { useWasmBackend } from '../sim/tf-backend.ts';
 
@@ -175,7 +175,7 @@ try {
       const model = await buildModel(taskModel.modelTopology, weights.manifest.tensors, weights.flat);
       t.build += performance.now() - t0;
       t0 = performance.now();
-      let trained;
+      let trained: Awaited<ReturnType<typeof trainLocally>>;
       try {
         trained = await trainLocally(model, weights.flat, { xs: c.xs, ys: c.ys }, assignment.plan);
       } finally {

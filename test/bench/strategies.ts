@@ -42,11 +42,11 @@ import {
   createStrategy,
   isAsync,
   isRobust,
-  stalenessWeight,
   type RangeReader,
   type Strategy,
   type StrategyConfig,
   type StrategyState,
+  stalenessWeight,
 } from '../../aggregator/src/strategies/index.ts';
 import { rng } from '../sim/partition.ts';
 

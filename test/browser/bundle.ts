@@ -9,11 +9,12 @@
  * npx node test/browser/bundle.ts /tmp/fedge-page   # then serve /tmp/fedge-page over http://127.0.0.1
  * ```
  */
-import { build, type Metafile } from 'esbuild';
+
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { build, type Metafile } from 'esbuild';
 
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 

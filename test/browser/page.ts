@@ -5,8 +5,8 @@
  * what the test asserts on.
  */
 import * as tf from '@tensorflow/tfjs';
-import { argmaxData } from '../sim/synthetic.ts';
 import { FedgeClient, type ModelManifest, type ParticipationResult } from '../../client-sdk/src/index.ts';
+import { argmaxData } from '../sim/synthetic.ts';
 
 export interface PageRunConfig {
   baseUrl: string;

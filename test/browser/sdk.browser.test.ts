@@ -9,16 +9,17 @@
  * Needs Chromium at /usr/bin/chromium (or FEDGE_CHROMIUM): `apt-get install -y chromium`;
  * .ci/run installs it.
  */
-import * as tf from '@tensorflow/tfjs';
+
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { extname, join, normalize, sep } from 'node:path';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import * as tf from '@tensorflow/tfjs';
+import { type Browser, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { FedgeAdmin } from '../../client-sdk/src/index.ts';
 import { useWasmBackend } from '../sim/tf-backend.ts';
-import { bundlePage, nodeOnlyApis, repoInputs, type BrowserBundle } from './bundle.ts';
+import { type BrowserBundle, bundlePage, nodeOnlyApis, repoInputs } from './bundle.ts';
 import type { PageRunConfig, PageRunResult } from './page.ts';
 
 const CHROMIUM = process.env.FEDGE_CHROMIUM ?? '/usr/bin/chromium';
@@ -212,7 +213,7 @@ async function openPage(url: string): Promise<Page & { logs: string[]; errors: s
         method: res.request().method(),
         url: res.url(),
         status: res.status(),
-        requestOrigin: (await res.request().allHeaders())['origin'],
+        requestOrigin: (await res.request().allHeaders()).origin,
         allowOrigin: (await res.allHeaders())['access-control-allow-origin'],
       }))(),
     );

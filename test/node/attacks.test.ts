@@ -9,7 +9,7 @@
  * is `npm run simulate -- --malicious 0.2 --attack …`, recorded in test/sim/strategies.md.
  */
 import { describe, expect, inject, it } from 'vitest';
-import { simulate, type SimulationOptions } from '../sim/runner.ts';
+import { type SimulationOptions, simulate } from '../sim/runner.ts';
 
 const base: SimulationOptions = {
   baseUrl: inject('fedgeUrl'),

@@ -4,7 +4,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { csvField, escapeXml, lineChartSvg, niceTicks, seriesColor, seriesToRows, toCsv, writeChart, type Series } from '../sim/chart.ts';
+import { csvField, escapeXml, lineChartSvg, niceTicks, type Series, seriesColor, seriesToRows, toCsv, writeChart } from '../sim/chart.ts';
 
 /**
  * Minimal XML well-formedness check: one root element, properly nested and closed tags, quoted

@@ -2,8 +2,8 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { IMAGE_SIZE, loadMnistT10k, parseIdxImages, parseIdxLabels, splitTrainTest, subset, type Dataset } from '../sim/mnist.ts';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { type Dataset, IMAGE_SIZE, loadMnistT10k, parseIdxImages, parseIdxLabels, splitTrainTest, subset } from '../sim/mnist.ts';
 import { labelCounts } from '../sim/partition.ts';
 
 /** Published per-digit counts of the MNIST test set (LeCun et al.). */
@@ -13,7 +13,9 @@ const T10K_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009];
 function idx(header: number[], payload: number[] | Uint8Array): Uint8Array {
   const out = new Uint8Array(header.length * 4 + payload.length);
   const view = new DataView(out.buffer);
-  header.forEach((word, i) => view.setUint32(i * 4, word, false));
+  header.forEach((word, i) => {
+    view.setUint32(i * 4, word, false);
+  });
   out.set(payload, header.length * 4);
   return out;
 }

@@ -113,7 +113,9 @@ describe('iid', () => {
     const global = labelCounts(labels, undefined, 10).map((c) => c / labels.length);
     for (const p of parts) {
       // Per-class share sd is sqrt(0.1 · 0.9 / 800) ≈ 0.011; 0.05 is over 4 sd.
-      labelCounts(labels, p, 10).forEach((c, d) => expect(Math.abs(c / p.length - (global[d] as number))).toBeLessThan(0.05));
+      labelCounts(labels, p, 10).forEach((c, d) => {
+        expect(Math.abs(c / p.length - (global[d] as number))).toBeLessThan(0.05);
+      });
     }
     expect(meanMaxClassFraction(labels, parts)).toBeLessThan(0.14);
   });
@@ -184,13 +186,18 @@ describe('pathological', () => {
     // Reconstruct the construction: rank in (label, index) order; shard = floor(rank / 500).
     const sorted = Array.from(allLabels.keys()).sort((a, b) => (allLabels[a] as number) - (allLabels[b] as number) || a - b);
     const shardOf = new Array<number>(allLabels.length);
-    sorted.forEach((index, rank) => (shardOf[index] = Math.floor(rank / 500)));
+    sorted.forEach((index, rank) => {
+      shardOf[index] = Math.floor(rank / 500);
+    });
     const used = new Set<number>();
     for (const part of pathological(allLabels, 10, 2, 1)) {
       const shards = new Map<number, number>();
       for (const i of part) shards.set(shardOf[i] as number, (shards.get(shardOf[i] as number) ?? 0) + 1);
       expect([...shards.values()]).toEqual([500, 500]);
-      for (const s of shards.keys()) expect(used.has(s)).toBe(false), used.add(s);
+      for (const s of shards.keys()) {
+        expect(used.has(s)).toBe(false);
+        used.add(s);
+      }
     }
     expect(used.size).toBe(20);
   });

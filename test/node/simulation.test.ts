@@ -6,10 +6,10 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { describe, expect, inject, it } from 'vitest';
-import { FedgeClient } from '../../client-sdk/src/client.ts';
 import { FedgeAdmin } from '../../client-sdk/src/admin.ts';
+import { FedgeClient } from '../../client-sdk/src/client.ts';
 import { loadMnistT10k, splitTrainTest } from '../sim/mnist.ts';
-import { evaluateVersion, simulate, tensorsOf, type PartitionName, type RoundReport } from '../sim/runner.ts';
+import { evaluateVersion, type PartitionName, type RoundReport, simulate, tensorsOf } from '../sim/runner.ts';
 
 const baseUrl = inject('fedgeUrl');
 const adminToken = inject('fedgeAdminToken');

@@ -35,7 +35,12 @@ export function csvField(value: string | number): string {
 export function toCsv(rows: Record<string, string | number>[]): string {
   const columns: string[] = [];
   const seen = new Set<string>();
-  for (const row of rows) for (const key of Object.keys(row)) if (!seen.has(key)) seen.add(key), columns.push(key);
+  for (const row of rows)
+    for (const key of Object.keys(row))
+      if (!seen.has(key)) {
+        seen.add(key);
+        columns.push(key);
+      }
   if (columns.length === 0) return '';
   const lines = [columns.map(csvField).join(',')];
   for (const row of rows) lines.push(columns.map((c) => (Object.hasOwn(row, c) ? csvField(row[c] as string | number) : '')).join(','));
@@ -51,7 +56,10 @@ export function seriesToRows(series: Series[], xName = 'x'): Record<string, stri
   for (const s of series) {
     for (const p of s.points) {
       let row = byX.get(p.x);
-      if (!row) byX.set(p.x, (row = { [xName]: p.x }));
+      if (!row) {
+        row = { [xName]: p.x };
+        byX.set(p.x, row);
+      }
       row[s.name] = p.y;
     }
   }
@@ -136,7 +144,10 @@ function legendLayout(names: string[], left: number, right: number): { items: { 
   let row = 0;
   for (const name of names) {
     const w = 28 + CHAR_WIDTH * name.length + 18;
-    if (x > left && x + w > right) (x = left), row++;
+    if (x > left && x + w > right) {
+      x = left;
+      row++;
+    }
     items.push({ x, y: 52 + row * 18 });
     x += w;
   }

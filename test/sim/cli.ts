@@ -7,10 +7,10 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { REPO_ROOT, findFreePort, startLocalServer, type LocalServer } from '../../aggregator/scripts/lib/local-server.mjs';
+import { findFreePort, type LocalServer, REPO_ROOT, startLocalServer } from '../../aggregator/scripts/lib/local-server.mjs';
 import { lineChartSvg, toCsv } from './chart.ts';
 import { MODEL_NAMES, type ModelName } from './models.ts';
-import { simulate, type AttackName, type PartitionName, type RoundReport } from './runner.ts';
+import { type AttackName, type PartitionName, type RoundReport, simulate } from './runner.ts';
 
 const HELP = `Usage: npm run simulate -- [options]
 
@@ -237,7 +237,7 @@ try {
   const toTarget = fedbuff
     ? `, versions (updates) to ${opts.target}: ${result.roundsToTarget === null ? `not reached in ${opts.rounds}` : `${result.roundsToTarget} (${result.updatesToTarget})`}`
     : `, rounds to ${opts.target}: ${result.roundsToTarget ?? `not reached in ${opts.rounds}`}`;
-  console.log(`\ntask ${result.taskId}: best accuracy ${best.toFixed(4)}` + (opts.target !== undefined ? toTarget : ''));
+  console.log(`\ntask ${result.taskId}: best accuracy ${best.toFixed(4)}${opts.target !== undefined ? toTarget : ''}`);
   console.log(`wrote ${csv}\n      ${svg}`);
 } finally {
   await agg.server?.stop();

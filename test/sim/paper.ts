@@ -19,7 +19,7 @@ import { dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { findFreePort, startLocalServer } from '../../aggregator/scripts/lib/local-server.mjs';
 import type { ModelName } from './models.ts';
-import { simulate, type PartitionName, type RoundReport, type SimulationOptions } from './runner.ts';
+import { type PartitionName, type RoundReport, type SimulationOptions, simulate } from './runner.ts';
 
 const { values: a } = parseArgs({
   options: {

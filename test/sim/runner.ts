@@ -11,14 +11,13 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { FedgeAdmin } from '../../client-sdk/src/admin.ts';
+import type { Assignment, ParticipationResult } from '../../client-sdk/src/client.ts';
 import { FedgeClient } from '../../client-sdk/src/client.ts';
-import type { ParticipationResult } from '../../client-sdk/src/client.ts';
-import { buildModel, trainLocally } from '../../client-sdk/src/training.ts';
 import { LateUpdateError } from '../../client-sdk/src/errors.ts';
-import type { Assignment } from '../../client-sdk/src/client.ts';
-import { loadMnistT10k, splitTrainTest, subset, type Dataset } from './mnist.ts';
-import { dirichlet, iid, pathological, permutation, rng } from './partition.ts';
+import { buildModel, trainLocally } from '../../client-sdk/src/training.ts';
+import { type Dataset, loadMnistT10k, splitTrainTest, subset } from './mnist.ts';
 import { buildSimModel, inputShape, type ModelName } from './models.ts';
+import { dirichlet, iid, pathological, permutation, rng } from './partition.ts';
 import { useWasmBackend } from './tf-backend.ts';
 
 export type PartitionName = 'iid' | 'dirichlet' | 'pathological';
@@ -143,7 +142,10 @@ async function run(o: SimulationOptions): Promise<SimulationResult> {
       baseUrl: o.baseUrl,
       taskId: task.id,
       token: creds.token,
-      onTraffic: (up, down) => ((traffic.up += up), (traffic.down += down)),
+      onTraffic: (up, down) => {
+        traffic.up += up;
+        traffic.down += down;
+      },
     });
     const { xs, ys } = tensorsOf(subset(train, parts[k]!), shape);
     clients.push({ client, malicious: attackers.has(k), xs, ys, n: parts[k]!.length, traffic });
@@ -158,7 +160,10 @@ async function run(o: SimulationOptions): Promise<SimulationResult> {
     for (let r = 1; r <= o.rounds; r++) {
       const started = performance.now();
       const chosen = sample(clients, perRound, pick);
-      for (const c of chosen) (c.traffic.up = 0), (c.traffic.down = 0);
+      for (const c of chosen) {
+        c.traffic.up = 0;
+        c.traffic.down = 0;
+      }
       let trainMs = 0;
       let examples = 0;
       let version = -1;
@@ -170,7 +175,12 @@ async function run(o: SimulationOptions): Promise<SimulationResult> {
             ? await attack(c, o.malicious, o.seed * 1_000 + r)
             : await c.client.participate(
                 { xs: c.xs, ys: c.ys },
-                { onStep: (step) => step === 'training' && (trainStarted = performance.now()), onEpochEnd: () => undefined },
+                {
+                  onStep: (step) => {
+                    if (step === 'training') trainStarted = performance.now();
+                  },
+                  onEpochEnd: () => undefined,
+                },
               );
         trainMs += trainStarted ? performance.now() - trainStarted : performance.now() - t0;
         if (result.status !== 'accepted') throw new Error(`round ${r}: client ${i} was late`);
@@ -258,7 +268,7 @@ async function runAsync(
     staleSum = 0,
     staleMax = 0,
     inBuffer = 0;
-  const traffic = () => clients.reduce((a, c) => ((a.up += c.traffic.up), (a.down += c.traffic.down), a), { up: 0, down: 0 });
+  const traffic = () => clients.reduce((a, c) => ({ up: a.up + c.traffic.up, down: a.down + c.traffic.down }), { up: 0, down: 0 });
   let since = traffic();
 
   /** Checks a client in (the SDK step API), trains it on its base version (or poisons), and puts it in flight. */

@@ -3,10 +3,11 @@
  * `@tensorflow/tfjs-node` needs a native download these machines cannot make). Its .wasm files
  * ship inside the npm package, so nothing is fetched at run time.
  */
-import * as tf from '@tensorflow/tfjs';
-import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
+
 import { createRequire } from 'node:module';
 import { dirname } from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
 
 let ready: Promise<string> | null = null;
 

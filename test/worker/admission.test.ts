@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { encodeTensors, splitFlat } from '../../client-sdk/src/protocol/safetensors.ts';
 import { denseTopology } from '../shared/topology.ts';
-import { ADMIN, adminJson, api, base64, checkIn, createTask, encodeUpdate, randomDelta, registerClient, stubOf, type Client } from './helpers.ts';
+import { ADMIN, adminJson, api, base64, type Client, checkIn, createTask, encodeUpdate, randomDelta, registerClient, stubOf } from './helpers.ts';
 
 const ROWS = 999;
 const COLS = 1000;

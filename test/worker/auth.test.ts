@@ -1,6 +1,6 @@
 import { env } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
-import { ADMIN, adminJson, api, checkIn, createTask, encodeUpdate, randomDelta, registerClient, stubOf, submit, type Client } from './helpers.ts';
+import { ADMIN, adminJson, api, type Client, checkIn, createTask, encodeUpdate, randomDelta, registerClient, stubOf, submit } from './helpers.ts';
 
 async function status(res: Promise<Response>): Promise<[number, string | undefined]> {
   const r = await res;

@@ -4,6 +4,7 @@ import { CHECKPOINT_EVERY, type TaskAggregator } from '../../aggregator/src/mast
 import {
   ADMIN,
   api,
+  type Client,
   checkIn,
   createTask,
   downloadWeights,
@@ -15,7 +16,6 @@ import {
   registerClient,
   stubOf,
   submit,
-  type Client,
 } from './helpers.ts';
 
 function storedUpdateSeqs(taskId: string): Promise<number[]> {

@@ -1,6 +1,6 @@
-import { describe, expect, it } from 'vitest';
 import { runDurableObjectAlarm } from 'cloudflare:test';
-import { ADMIN, api, checkIn, createTask, encodeUpdate, randomDelta, registerClient, stubOf, submit, type Client } from './helpers.ts';
+import { describe, expect, it } from 'vitest';
+import { ADMIN, api, type Client, checkIn, createTask, encodeUpdate, randomDelta, registerClient, stubOf, submit } from './helpers.ts';
 
 function report(taskId: string, client: Client, version: number, body: unknown) {
   return api(`/tasks/${taskId}/models/${version}/evaluation`, {

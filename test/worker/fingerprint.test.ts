@@ -6,12 +6,12 @@
  */
 import { runDurableObjectAlarm } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
-import { encodeTensors, splitFlat } from '../../client-sdk/src/protocol/safetensors.ts';
 import { UPDATE_META } from '../../client-sdk/src/protocol/messages.ts';
-import { rng } from '../sim/partition.ts';
+import { encodeTensors, splitFlat } from '../../client-sdk/src/protocol/safetensors.ts';
 import { denseTopology } from '../shared/topology.ts';
+import { rng } from '../sim/partition.ts';
 import expected from './fingerprint.json';
-import { adminJson, api, base64, checkIn, downloadWeights, registerClient, stubOf, type Client } from './helpers.ts';
+import { adminJson, api, base64, type Client, checkIn, downloadWeights, registerClient, stubOf } from './helpers.ts';
 
 /** 300 × 500 + 500 = 150,500 parameters: three of the robust strategies' 64K-parameter ranges. */
 const TENSORS = [

@@ -6,14 +6,14 @@
 import { env, runInDurableObject } from 'cloudflare:test';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import type { TaskAggregator } from '../../aggregator/src/master/task-aggregator.ts';
 import { ERROR_STATUS } from '../../client-sdk/src/protocol/codes.ts';
 import { encodeTensors } from '../../client-sdk/src/protocol/safetensors.ts';
-import type { TaskAggregator } from '../../aggregator/src/master/task-aggregator.ts';
 import {
   ADMIN,
-  adminJson,
   api,
   base64,
+  type Client,
   checkIn,
   createTask,
   encodeUpdate,
@@ -23,7 +23,6 @@ import {
   split,
   stubOf,
   TOPOLOGY,
-  type Client,
 } from './helpers.ts';
 
 /** Sends a JSON body (or raw text) and checks the answer is a success or a stable error: never a 500. */

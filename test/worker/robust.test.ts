@@ -1,10 +1,10 @@
 import { evictDurableObject, runDurableObjectAlarm } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
-import { concatTensors, decodeTensors, encodeTensors } from '../../client-sdk/src/protocol/safetensors.ts';
 import { UPDATE_META } from '../../client-sdk/src/protocol/messages.ts';
-import { rng } from '../sim/partition.ts';
+import { concatTensors, decodeTensors, encodeTensors } from '../../client-sdk/src/protocol/safetensors.ts';
 import { denseTopology } from '../shared/topology.ts';
-import { ADMIN, adminJson, api, base64, checkIn, registerClient, stubOf, submit, type Client } from './helpers.ts';
+import { rng } from '../sim/partition.ts';
+import { ADMIN, adminJson, api, base64, type Client, checkIn, registerClient, stubOf, submit } from './helpers.ts';
 
 /** A model of 2 tensors, 300×500 + 500 = 150,500 parameters: three 64K-parameter storage chunks. */
 const SHAPES = [

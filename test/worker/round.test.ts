@@ -1,7 +1,7 @@
 import { runDurableObjectAlarm } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
 import {
-  adminJson,
+  ADMIN,
   api,
   checkIn,
   createTask,
@@ -14,7 +14,6 @@ import {
   registerClient,
   stubOf,
   submit,
-  ADMIN,
 } from './helpers.ts';
 
 describe('a whole round on the real runtime', () => {

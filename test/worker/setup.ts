@@ -1,5 +1,5 @@
 /** @module Applies the D1 migrations before each workers test file (storage is isolated per file). */
-import { applyD1Migrations, env, type D1Migration } from 'cloudflare:test';
+import { applyD1Migrations, type D1Migration, env } from 'cloudflare:test';
 
 declare global {
   namespace Cloudflare {

@@ -6,6 +6,7 @@ import {
   adminJson,
   api,
   base64,
+  type Client,
   checkIn,
   downloadWeights,
   encodeUpdate,
@@ -17,7 +18,6 @@ import {
   stubOf,
   submit,
   TOPOLOGY,
-  type Client,
 } from './helpers.ts';
 
 async function createWith(strategy: unknown, rounds: Record<string, number> = {}) {

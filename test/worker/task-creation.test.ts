@@ -128,7 +128,7 @@ describe('a task is created only if clients can build and train it', () => {
     const taskId = ok.body.id as string;
     const client = await registerClient(taskId);
     expect((await checkIn(taskId, client)).body.status).toBe('assigned');
-    const metrics = Object.fromEntries(Array.from({ length: 32 }, (_, i) => [`metric_${i}_`.padEnd(64, 'm'), -1.2345678901234567e-300]));
+    const metrics = Object.fromEntries(Array.from({ length: 32 }, (_, i) => [`metric_${i}_`.padEnd(64, 'm'), -1.234567890123456e-300]));
     const update = encodeTensors(
       longest.tensors.map((t) => ({ ...t, data: new Float32Array(t.data.length).fill(0.5) })),
       { 'fedge.base_version': '0', 'fedge.num_examples': '100000', 'fedge.metrics': JSON.stringify(metrics) },

@@ -9,7 +9,7 @@
 import type { OpenAPIHono } from '@hono/zod-openapi';
 import type { Context } from 'hono';
 import { cors } from 'hono/cors';
-import { access, type AppEnv } from './auth.ts';
+import { type AppEnv, access } from './auth.ts';
 
 /** CORS for `router`, whose operator routes are known once every route is mounted (read lazily). */
 export function corsByRoute(router: OpenAPIHono<AppEnv>, prefix: string) {

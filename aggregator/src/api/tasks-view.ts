@@ -2,8 +2,8 @@
  * @module Reading a task for the routes: its D1 row, its Durable Object.
  */
 import type { TrainingPlan } from '../../../client-sdk/src/protocol/messages.ts';
-import { database, getTask } from '../db/store.ts';
 import type { TaskRow } from '../db/schema.ts';
+import { database, getTask } from '../db/store.ts';
 import type { RoundRules } from '../master/round-machine.ts';
 import type { TensorSpec } from '../master/task-spec.ts';
 import { ApiError } from './errors.ts';

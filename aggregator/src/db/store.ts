@@ -2,7 +2,7 @@
  * @module D1 queries (drizzle-orm) used by the edge API and the master aggregator.
  */
 import { and, asc, between, desc, eq, isNull, lt, sql } from 'drizzle-orm';
-import { drizzle, type DrizzleD1Database } from 'drizzle-orm/d1';
+import { type DrizzleD1Database, drizzle } from 'drizzle-orm/d1';
 import * as schema from './schema.ts';
 import { adminTokens, clients, evaluationMetrics, modelVersions, retiredAdminSecrets, roundParticipants, rounds, tasks } from './schema.ts';
 

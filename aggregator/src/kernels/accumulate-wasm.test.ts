@@ -30,7 +30,9 @@ describe('accumulate.wasm', () => {
       [-(2 ** 60), 0, 0, 0, 0],
       [1, 2, 3, 4, 5],
     ];
-    us.forEach((u, j) => f32.set(u, (64 + 32 * j) / 4));
+    us.forEach((u, j) => {
+      f32.set(u, (64 + 32 * j) / 4);
+    });
     k.acc4!(0, 64, 96, 128, 160, 5, 1, 1, 1, 1);
     // sequential: ((2^60 + 1) - 2^60) + 1: 2^60 + 1 rounds to 2^60, so 0 + 1 = 1 (reassociating would give 2)
     const expected = [0, 1, 2, 3, 4].map((i) => {

@@ -204,7 +204,7 @@ function jsAddBatch(s: Float64Array, us: readonly Float32Array[], ws: readonly n
   const n = s.length;
   const m = us.length;
   for (let b = 0; b < n; b += SLICE) {
-    const e = b + SLICE < n ? b + SLICE : n;
+    const e = Math.min(b + SLICE, n);
     let g = 0;
     for (; g + FOLD <= m; g += FOLD) jsAcc4(s, us[g]!, us[g + 1]!, us[g + 2]!, us[g + 3]!, ws[g]!, ws[g + 1]!, ws[g + 2]!, ws[g + 3]!, b, e);
     const r = m - g;
@@ -366,7 +366,7 @@ function checkOwnView(h: Heap, u: Float32Array): void {
 function wasmAdd(h: Heap, slots: number, u: Float32Array, w: number, n: number): void {
   const k = h.k;
   for (let b = 0; b < n; b += SLICE) {
-    const e = b + SLICE < n ? b + SLICE : n;
+    const e = Math.min(b + SLICE, n);
     k.acc1(b * 8, place(h, u, slots, b, e), e - b, w);
   }
 }
@@ -376,7 +376,7 @@ function wasmAddBatch(h: Heap, slots: number, us: readonly Float32Array[], ws: r
   const m = us.length;
   const slot = SLICE * 4;
   for (let b = 0; b < n; b += SLICE) {
-    const e = b + SLICE < n ? b + SLICE : n;
+    const e = Math.min(b + SLICE, n);
     const len = e - b;
     const s = b * 8;
     let g = 0;
@@ -407,7 +407,7 @@ function wasmFinalize(h: Heap, slots: number, base: Float32Array, out: Float32Ar
   const outInPlace = out.buffer === h.buffer;
   const staged = h.f32.subarray(slots >>> 2, (slots >>> 2) + SLICE);
   for (let b = 0; b < n; b += SLICE) {
-    const e = b + SLICE < n ? b + SLICE : n;
+    const e = Math.min(b + SLICE, n);
     const bp = place(h, base, slots, b, e);
     const op = outInPlace ? out.byteOffset + b * 4 : slots;
     h.k.finalize(op, bp, b * 8, e - b, invW);
@@ -519,7 +519,7 @@ function checkerFor(module: WebAssembly.Module): Checker {
 function checkerScan(c: Checker, data: Float32Array): number {
   const n = data.length;
   for (let b = 0; b < n; b += CHECK_PIECE) {
-    const e = b + CHECK_PIECE < n ? b + CHECK_PIECE : n;
+    const e = Math.min(b + CHECK_PIECE, n);
     c.f32.set(data.subarray(b, e));
     const i = c.k.first_non_finite(0, e - b);
     if (i >= 0) return b + i;

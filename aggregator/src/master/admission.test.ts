@@ -8,8 +8,14 @@ describe('ByteBudget', () => {
     const r2 = await budget.acquire(4);
     expect(budget.bytesInUse).toBe(10);
     const order: string[] = [];
-    const p3 = budget.acquire(5).then((r) => (order.push('third'), r));
-    const p4 = budget.acquire(1).then((r) => (order.push('fourth'), r));
+    const p3 = budget.acquire(5).then((r) => {
+      order.push('third');
+      return r;
+    });
+    const p4 = budget.acquire(1).then((r) => {
+      order.push('fourth');
+      return r;
+    });
     expect(budget.waiting).toBe(2);
     r1!();
     r1!(); // releasing twice is harmless

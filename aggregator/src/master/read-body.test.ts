@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { readBody, type BodyLimits } from './read-body.ts';
+import { type BodyLimits, readBody } from './read-body.ts';
 
 const limits: BodyLimits = { cap: 1_000, declared: null, idleMs: 150, minBytesPerSecond: 1_000, graceMs: 300 };
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -14,19 +14,19 @@ import { DurableObject } from 'cloudflare:workers';
 import type { ErrorCode } from '../../../client-sdk/src/protocol/codes.ts';
 import type { CheckInResponse, TrainingPlan, UpdateAck } from '../../../client-sdk/src/protocol/messages.ts';
 import { concatTensors, decodeTensors } from '../../../client-sdk/src/protocol/safetensors.ts';
-import { database, getClientCredential, getRound, recordRound, type NewParticipant } from '../db/store.ts';
-import { CredentialCache, storedCredential, type CredentialCheck } from './credentials.ts';
-import { TokenBuckets } from './rate-limit.ts';
+import { database, getClientCredential, getRound, type NewParticipant, recordRound } from '../db/store.ts';
 import { createRunningSum, firstNonFinite, type RunningSum } from '../kernels/running-sum.ts';
 import { accumulateWasm } from '../kernels/wasm-worker.ts';
 import { putWeights, sha256Hex } from '../storage/weights.ts';
-import * as machine from './round-machine.ts';
-import type { RoundState } from './round-machine.ts';
-import { maxUpdateBytes, type TaskSpec } from './task-spec.ts';
+import { createStrategy, isAsync, isRobust, type Strategy, type StrategyState, stalenessWeight } from '../strategies/index.ts';
 import { ByteBudget } from './admission.ts';
-import { readBody, type BodyLimits } from './read-body.ts';
+import { CredentialCache, type CredentialCheck, storedCredential } from './credentials.ts';
+import { TokenBuckets } from './rate-limit.ts';
+import { type BodyLimits, readBody } from './read-body.ts';
+import type { RoundState } from './round-machine.ts';
+import * as machine from './round-machine.ts';
+import { maxUpdateBytes, type TaskSpec } from './task-spec.ts';
 import { validateUpdate } from './update-validation.ts';
-import { createStrategy, isAsync, isRobust, stalenessWeight, type Strategy, type StrategyState } from '../strategies/index.ts';
 
 /** Checkpoint the running sum after this many accepted updates. */
 export const CHECKPOINT_EVERY = 16;
@@ -253,7 +253,10 @@ export class TaskAggregator extends DurableObject<Env> {
         UPDATE_CHUNK_FLOATS * 4,
       );
     // Robust strategies need every update at the close: store them all, never a sum.
-    if (isRobust(this.strategy())) return batch.forEach(storeUpdate);
+    if (isRobust(this.strategy())) {
+      batch.forEach(storeUpdate);
+      return;
+    }
     const stored = this.sql.exec<{ n: number }>(`SELECT count(DISTINCT seq) AS n FROM update_chunks WHERE round = ?`, round).one().n;
     if (batch.length === 1 && stored + 1 < CHECKPOINT_EVERY) {
       storeUpdate(batch[0]!);
@@ -436,7 +439,10 @@ export class TaskAggregator extends DurableObject<Env> {
     this.meta = { ...meta, state: next };
     let resolve!: () => void;
     let reject!: (e: unknown) => void;
-    const durable = new Promise<void>((res, rej) => ((resolve = res), (reject = rej)));
+    const durable = new Promise<void>((res, rej) => {
+      resolve = res;
+      reject = rej;
+    });
     durable.catch(() => {}); // a failed commit is reported by the await below, not as unhandled
     this.pending.push({ ack, generation: state.round, weight, metrics: valid.metrics, delta, durable, resolve, reject });
     this.scheduleFlush();

@@ -6,8 +6,8 @@
  * update cannot change the running sum, the ledger or the versions.
  */
 import type { ErrorCode } from '../../../client-sdk/src/protocol/codes.ts';
-import { decodeTensors, WireFormatError } from '../../../client-sdk/src/protocol/safetensors.ts';
 import { MAX_METRICS, METRIC_NAME_PATTERN, UPDATE_META } from '../../../client-sdk/src/protocol/messages.ts';
+import { type DecodedMessage, decodeTensors, WireFormatError } from '../../../client-sdk/src/protocol/safetensors.ts';
 import type { TaskSpec } from './task-spec.ts';
 
 export interface ValidUpdate {
@@ -28,7 +28,7 @@ export interface InvalidUpdate {
 export type FiniteCheck = (data: Float32Array) => number;
 
 export function validateUpdate(body: ArrayBuffer | Uint8Array, spec: TaskSpec, baseVersion: number, firstNonFinite: FiniteCheck): ValidUpdate | InvalidUpdate {
-  let decoded;
+  let decoded: DecodedMessage;
   try {
     decoded = decodeTensors(body, { maxTensors: spec.tensors.length + 1, maxHeaderBytes: 1024 * 1024 });
   } catch (e) {

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { describe, expect, it } from 'vitest';
-import { firstWeightDifference, SUPPORTED_LAYERS, topologyWeights, type TopologyWeight } from './topology.ts';
+import { firstWeightDifference, SUPPORTED_LAYERS, type TopologyWeight, topologyWeights } from './topology.ts';
 
 /**
  * What a client builds: tfjs's `model.weights` (original names, shapes) of the model rebuilt from

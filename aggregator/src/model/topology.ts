@@ -237,7 +237,7 @@ function batchInputShape(cfg: Config): Shape | null {
 
 function applyLayer(className: string, name: string, cfg: Config, inputs: Shape[]): { outputs: Shape[]; weights: TopologyWeight[] } {
   const fn = LAYERS[className]!;
-  let built;
+  let built: ReturnType<LayerFn>;
   try {
     built = fn(cfg, inputs);
   } catch (e) {

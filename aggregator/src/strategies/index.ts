@@ -4,10 +4,10 @@
 import { fedAvg } from './fedavg.ts';
 import { fedAvgM } from './fedavgm.ts';
 import { fedBuff } from './fedbuff.ts';
-import { fedProx } from './fedprox.ts';
-import { krumStrategy, medianStrategy, trimmedMeanStrategy } from './robust-strategies.ts';
 import { fedOpt } from './fedopt.ts';
+import { fedProx } from './fedprox.ts';
 import { withNormBound } from './norm-bound.ts';
+import { krumStrategy, medianStrategy, trimmedMeanStrategy } from './robust-strategies.ts';
 import type { Strategy } from './strategy.ts';
 
 export type { Strategy, StrategyState } from './strategy.ts';
@@ -23,7 +23,7 @@ export type StrategyConfig =
   | { name: 'fedbuff'; bufferSize: number; stalenessExponent: number; maxStaleness: number; serverLearningRate: number; clipNorm?: number };
 
 export const STRATEGY_NAMES = ['fedavg', 'fedprox', 'fedavgm', 'fedadam', 'fedyogi', 'fedadagrad', 'median', 'trimmedmean', 'krum', 'fedbuff'] as const;
-export { isAsync, stalenessWeight, type AsyncStrategy, type FedBuffParams } from './fedbuff.ts';
+export { type AsyncStrategy, type FedBuffParams, isAsync, stalenessWeight } from './fedbuff.ts';
 export { isRobust, MAX_ROBUST_UPDATES, type RangeReader, type RobustStrategy } from './robust-strategies.ts';
 
 export function createStrategy(config: StrategyConfig): Strategy {

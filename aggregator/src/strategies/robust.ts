@@ -151,7 +151,7 @@ export function accumulatePairwiseSquaredDistances(slices: readonly Float32Array
   if (dist.length !== k * k) throw new RangeError(`dist must have k × k = ${k * k} entries for k = ${k} updates, got ${dist.length}`);
   const n = slices[0]!.length;
   for (let t0 = 0; t0 < n; t0 += DIST_TILE) {
-    const t1 = t0 + DIST_TILE < n ? t0 + DIST_TILE : n;
+    const t1 = Math.min(t0 + DIST_TILE, n);
     for (let i = 0; i < k - 1; i++) {
       const a = slices[i]!;
       const row = i * k;
@@ -270,6 +270,7 @@ function select(s: Float64Array, lo: number, hi: number, t: number, limit: numbe
     const a = s[lo]!;
     const b = s[(lo + hi) >> 1]!;
     const c = s[hi]!;
+    // biome-ignore lint/complexity/useMathMinMax: a median of three by comparisons only, so ±0 choose exactly as before
     const p = a < b ? (b < c ? b : a < c ? c : a) : a < c ? a : b < c ? c : b;
     let lt = lo;
     for (let i = lo; i <= hi; i++) {

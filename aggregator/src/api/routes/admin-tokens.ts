@@ -7,14 +7,14 @@
  * path if every operator token is lost).
  */
 import { createRoute, z } from '@hono/zod-openapi';
+import type { Context } from 'hono';
 import type { AdminTokenRow } from '../../db/schema.ts';
 import { adminTokens } from '../../db/schema.ts';
-import { database, isRetiredAdminSecret, listAdminTokens, retireAdminSecret, revokeAdminToken, type Db } from '../../db/store.ts';
-import { access, type AppEnv, ENV_ADMIN_TOKEN_ID, hashSecret, newAdminTokenId, newToken } from '../auth.ts';
+import { type Db, database, isRetiredAdminSecret, listAdminTokens, retireAdminSecret, revokeAdminToken } from '../../db/store.ts';
+import { type AppEnv, access, ENV_ADMIN_TOKEN_ID, hashSecret, newAdminTokenId, newToken } from '../auth.ts';
 import { ApiError } from '../errors.ts';
 import { newRouter } from '../router.ts';
 import { AdminTokenIdParam, AdminTokenSchema, CreateAdminTokenSchema, errors, NewAdminTokenSchema } from '../schemas.ts';
-import type { Context } from 'hono';
 
 export const adminTokensApp = newRouter();
 

@@ -5,19 +5,19 @@ import { createRoute, z } from '@hono/zod-openapi';
 import type { ModelVersionRow, TaskRow } from '../../db/schema.ts';
 import {
   database,
+  type FederatedEvaluation,
   federatedEvaluations,
   getVersion,
   hasParticipated,
   listVersions,
   putEvaluation,
   setServerMetrics,
-  type FederatedEvaluation,
 } from '../../db/store.ts';
 import type { TensorSpec } from '../../master/task-spec.ts';
 import { access, clientOf } from '../auth.ts';
 import { ApiError } from '../errors.ts';
 import { newRouter } from '../router.ts';
-import { errors, EvaluationReportSchema, ModelManifestSchema, PageQuery, ServerMetricsSchema, TaskIdParam, VersionParam } from '../schemas.ts';
+import { EvaluationReportSchema, errors, ModelManifestSchema, PageQuery, ServerMetricsSchema, TaskIdParam, VersionParam } from '../schemas.ts';
 import { aggregatorOf, loadTask, rulesOf, tensorEntries } from '../tasks-view.ts';
 
 export const modelsApp = newRouter();

@@ -5,7 +5,7 @@ import { createRoute, z } from '@hono/zod-openapi';
 import type { RoundRow } from '../../db/schema.ts';
 import { database, getRound, listParticipants, listRounds } from '../../db/store.ts';
 import type { LiveRound } from '../../master/task-aggregator.ts';
-import { access, type AppEnv } from '../auth.ts';
+import { access } from '../auth.ts';
 import { ApiError } from '../errors.ts';
 import { newRouter } from '../router.ts';
 import { errors, PageQuery, ParticipantSchema, RoundParam, RoundSchema, TaskIdParam } from '../schemas.ts';

@@ -1,24 +1,23 @@
 /**
  * @module Tasks and their clients (operator routes, plus task status for the task's clients).
  */
-import { createRoute } from '@hono/zod-openapi';
+import { createRoute, z } from '@hono/zod-openapi';
+import { TENSOR_NAME_PATTERN, type TrainingPlan } from '../../../../client-sdk/src/protocol/messages.ts';
+import { concatTensors, type DecodedMessage, decodeTensors, WireFormatError } from '../../../../client-sdk/src/protocol/safetensors.ts';
 import { modelVersions, tasks } from '../../db/schema.ts';
 import { database, listTasks } from '../../db/store.ts';
 import { firstNonFinite } from '../../kernels/running-sum.ts';
 import { accumulateWasm } from '../../kernels/wasm-worker.ts';
+import { assignmentCapacity, type RoundRules } from '../../master/round-machine.ts';
 import { maxUpdateBytes, type TaskSpec } from '../../master/task-spec.ts';
+import { firstWeightDifference, topologyWeights } from '../../model/topology.ts';
 import { putWeights } from '../../storage/weights.ts';
 import { MAX_ROBUST_UPDATES, type StrategyConfig } from '../../strategies/index.ts';
-import { assignmentCapacity, type RoundRules } from '../../master/round-machine.ts';
-import { concatTensors, decodeTensors, WireFormatError } from '../../../../client-sdk/src/protocol/safetensors.ts';
-import { TENSOR_NAME_PATTERN, type TrainingPlan } from '../../../../client-sdk/src/protocol/messages.ts';
-import { firstWeightDifference, topologyWeights } from '../../model/topology.ts';
 import { access } from '../auth.ts';
 import { ApiError } from '../errors.ts';
 import { newRouter } from '../router.ts';
 import { CreateTaskSchema, errors, PageQuery, TaskIdParam, TaskSchema, TaskSummarySchema } from '../schemas.ts';
 import { aggregatorOf, loadTask, planOf, rulesOf, tensorEntries } from '../tasks-view.ts';
-import { z } from '@hono/zod-openapi';
 
 /** One Durable Object holds the task's float64 running sum in memory (8 bytes per parameter, 128 MB isolates). */
 export const MAX_PARAMS = 4_000_000;
@@ -48,35 +47,31 @@ tasksApp.openapi(
       await aggregatorOf(c.env, id).init({ spec, plan, version0: { key: blob.key } });
       const db = database(c.env.DB);
       await db.batch([
-        db
-          .insert(tasks)
-          .values({
-            id,
-            name: body.name,
-            modelTopology: body.modelTopology,
-            weightSpecs: spec.tensors,
-            numParams: spec.numParams,
-            rules: spec.rules,
-            plan,
-            strategy: spec.strategy,
-            currentVersion: 0,
-            createdAt: now,
-          }),
-        db
-          .insert(modelVersions)
-          .values({
-            taskId: id,
-            version: 0,
-            parentVersion: null,
-            round: null,
-            contentHash: blob.contentHash,
-            r2Key: blob.key,
-            byteLength: blob.byteLength,
-            participants: 0,
-            numExamples: 0,
-            metrics: null,
-            createdAt: now,
-          }),
+        db.insert(tasks).values({
+          id,
+          name: body.name,
+          modelTopology: body.modelTopology,
+          weightSpecs: spec.tensors,
+          numParams: spec.numParams,
+          rules: spec.rules,
+          plan,
+          strategy: spec.strategy,
+          currentVersion: 0,
+          createdAt: now,
+        }),
+        db.insert(modelVersions).values({
+          taskId: id,
+          version: 0,
+          parentVersion: null,
+          round: null,
+          contentHash: blob.contentHash,
+          r2Key: blob.key,
+          byteLength: blob.byteLength,
+          participants: 0,
+          numExamples: 0,
+          metrics: null,
+          createdAt: now,
+        }),
       ]);
     } catch (e) {
       // No D1 row names the blob, so nothing could ever read it: remove it (a crash here leaves an orphan under tasks/<id>/).
@@ -103,7 +98,7 @@ function checkTaskDefinition(body: z.infer<typeof CreateTaskSchema>): { spec: Ta
   if (topologyJson.length > MAX_TOPOLOGY_BYTES)
     throw new ApiError('payload_too_large', `modelTopology is ${topologyJson.length} bytes; the limit is ${MAX_TOPOLOGY_BYTES}`);
 
-  let decoded;
+  let decoded: DecodedMessage;
   try {
     decoded = decodeTensors(Uint8Array.from(atob(body.initialWeights), (ch) => ch.charCodeAt(0)));
   } catch (e) {
