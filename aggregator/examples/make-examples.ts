@@ -5,8 +5,8 @@
  * tiny-update.safetensors: an update Δ for that task's round 1 (base version 0, 20 examples).
  */
 import { writeFileSync } from 'node:fs';
-import { UPDATE_META } from '../../client-sdk/src/protocol/messages.ts';
-import { encodeTensors } from '../../client-sdk/src/protocol/safetensors.ts';
+import { UPDATE_META } from '#protocol/messages.ts';
+import { encodeTensors } from '#protocol/safetensors.ts';
 
 const dir = new URL('.', import.meta.url);
 const kernel = Float32Array.from({ length: 12 }, (_, i) => ((i % 5) - 2) / 10);

@@ -19,9 +19,9 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { UPDATE_META } from '#protocol/messages.ts';
+import { concatTensors, decodeTensors, encodeTensors, splitFlat } from '#protocol/safetensors.ts';
 import { findFreePort, startLocalServer } from '../../aggregator/scripts/lib/local-server.mjs';
-import { UPDATE_META } from '../../client-sdk/src/protocol/messages.ts';
-import { concatTensors, decodeTensors, encodeTensors, splitFlat } from '../../client-sdk/src/protocol/safetensors.ts';
 import { denseTopology } from '../shared/topology.ts';
 import { rng } from '../sim/partition.ts';
 

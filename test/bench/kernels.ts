@@ -14,9 +14,9 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { decodeTensors, encodeTensors } from '#protocol/safetensors.ts';
 import { createRunningSum, firstNonFinite, type RunningSum } from '../../aggregator/src/kernels/running-sum.ts';
 import { accumulateWasm } from '../../aggregator/src/kernels/wasm-node.ts';
-import { decodeTensors, encodeTensors } from '../../client-sdk/src/protocol/safetensors.ts';
 
 const N = 100;
 const P = 1_000_000;

@@ -1,7 +1,7 @@
 /** The README's reference tables against the code they describe. */
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { ERROR_STATUS } from '../../client-sdk/src/protocol/codes.ts';
+import { ERROR_STATUS } from '#protocol/codes.ts';
 
 const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
 

@@ -5,7 +5,7 @@
  */
 import { request } from 'node:http';
 import { afterAll, describe, expect, inject, it } from 'vitest';
-import { encodeTensors, splitFlat } from '../../client-sdk/src/protocol/safetensors.ts';
+import { encodeTensors, splitFlat } from '#protocol/safetensors.ts';
 import { denseTopology } from '../shared/topology.ts';
 
 const url = inject('fedgeUrl');

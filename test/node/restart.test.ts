@@ -8,8 +8,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, expect, it, onTestFailed } from 'vitest';
+import { decodeTensors, encodeTensors } from '#protocol/safetensors.ts';
 import { findFreePort, type LocalServer, processGroupAlive, startLocalServer } from '../../aggregator/scripts/lib/local-server.mjs';
-import { decodeTensors, encodeTensors } from '../../client-sdk/src/protocol/safetensors.ts';
 
 const ADMIN_TOKEN = 'restart-test-admin-token';
 const ADMIN = { authorization: `Bearer ${ADMIN_TOKEN}` };

@@ -3,7 +3,7 @@
  * tasks, nor its own task for longer than the idle limit (1 s in these tests, 10 s by default).
  */
 import { describe, expect, it } from 'vitest';
-import { encodeTensors, splitFlat } from '../../client-sdk/src/protocol/safetensors.ts';
+import { encodeTensors, splitFlat } from '#protocol/safetensors.ts';
 import { denseTopology } from '../shared/topology.ts';
 import { ADMIN, adminJson, api, base64, type Client, checkIn, createTask, encodeUpdate, randomDelta, registerClient, stubOf } from './helpers.ts';
 

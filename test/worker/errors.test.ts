@@ -1,7 +1,7 @@
 import { runDurableObjectAlarm, runInDurableObject, SELF } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
+import { encodeTensors } from '#protocol/safetensors.ts';
 import type { TaskAggregator } from '../../aggregator/src/master/task-aggregator.ts';
-import { encodeTensors } from '../../client-sdk/src/protocol/safetensors.ts';
 import {
   ADMIN,
   adminJson,

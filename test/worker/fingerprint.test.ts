@@ -6,8 +6,8 @@
  */
 import { runDurableObjectAlarm } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
-import { UPDATE_META } from '../../client-sdk/src/protocol/messages.ts';
-import { encodeTensors, splitFlat } from '../../client-sdk/src/protocol/safetensors.ts';
+import { UPDATE_META } from '#protocol/messages.ts';
+import { encodeTensors, splitFlat } from '#protocol/safetensors.ts';
 import { denseTopology } from '../shared/topology.ts';
 import { rng } from '../sim/partition.ts';
 import expected from './fingerprint.json';

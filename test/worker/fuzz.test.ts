@@ -6,9 +6,9 @@
 import { env, runInDurableObject } from 'cloudflare:test';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { ERROR_STATUS } from '#protocol/codes.ts';
+import { encodeTensors } from '#protocol/safetensors.ts';
 import type { TaskAggregator } from '../../aggregator/src/master/task-aggregator.ts';
-import { ERROR_STATUS } from '../../client-sdk/src/protocol/codes.ts';
-import { encodeTensors } from '../../client-sdk/src/protocol/safetensors.ts';
 import {
   ADMIN,
   api,

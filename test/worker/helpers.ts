@@ -1,7 +1,7 @@
 /** @module Helpers for the in-runtime tests: a tiny model, tasks, clients, updates, all over real HTTP routes. */
 import { env, SELF } from 'cloudflare:test';
-import { UPDATE_META } from '../../client-sdk/src/protocol/messages.ts';
-import { concatTensors, decodeTensors, encodeTensors, splitFlat, type WireTensor } from '../../client-sdk/src/protocol/safetensors.ts';
+import { UPDATE_META } from '#protocol/messages.ts';
+import { concatTensors, decodeTensors, encodeTensors, splitFlat, type WireTensor } from '#protocol/safetensors.ts';
 import { denseTopology } from '../shared/topology.ts';
 import { rng } from '../sim/partition.ts';
 

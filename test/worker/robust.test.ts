@@ -1,7 +1,7 @@
 import { evictDurableObject, runDurableObjectAlarm } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
-import { UPDATE_META } from '../../client-sdk/src/protocol/messages.ts';
-import { concatTensors, decodeTensors, encodeTensors } from '../../client-sdk/src/protocol/safetensors.ts';
+import { UPDATE_META } from '#protocol/messages.ts';
+import { concatTensors, decodeTensors, encodeTensors } from '#protocol/safetensors.ts';
 import { denseTopology } from '../shared/topology.ts';
 import { rng } from '../sim/partition.ts';
 import { ADMIN, adminJson, api, base64, type Client, checkIn, registerClient, stubOf, submit } from './helpers.ts';

@@ -93,7 +93,7 @@ describe('OpenAPI document', () => {
     expect(doc.components.schemas).toHaveProperty('CreateTask');
     expect(doc.paths['/v1/tasks/{taskId}/rounds/{round}/update'].put.responses).toHaveProperty('409');
     // Every stable error code is in the document, and each route's error responses name their codes.
-    const { ERROR_STATUS } = await import('../../client-sdk/src/protocol/codes.ts');
+    const { ERROR_STATUS } = await import('#protocol/codes.ts');
     expect([...doc.components.schemas.Error.properties.error.properties.code.enum].sort()).toEqual(Object.keys(ERROR_STATUS).sort());
     expect(doc.paths['/v1/tasks/{taskId}/rounds/{round}/update'].put.responses['415'].description).toBe('Error: `unsupported_media_type`');
     expect(doc.paths['/v1/tasks'].post.responses['400'].description).toContain('`weights_mismatch`');

@@ -1,6 +1,6 @@
 import { evictDurableObject, runDurableObjectAlarm } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
-import { encodeTensors } from '../../client-sdk/src/protocol/safetensors.ts';
+import { encodeTensors } from '#protocol/safetensors.ts';
 import {
   ADMIN,
   adminJson,

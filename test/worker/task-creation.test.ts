@@ -1,6 +1,6 @@
 import { env } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
-import { encodeTensors, type WireTensor } from '../../client-sdk/src/protocol/safetensors.ts';
+import { encodeTensors, type WireTensor } from '#protocol/safetensors.ts';
 import { denseTopology } from '../shared/topology.ts';
 import { adminJson, api, base64, checkIn, createTask, encodeUpdate, initialWeights, randomDelta, registerClient, split, submit, TOPOLOGY } from './helpers.ts';
 

@@ -3,7 +3,7 @@
  */
 import type { Context } from 'hono';
 import { HTTPException } from 'hono/http-exception';
-import { ERROR_STATUS, type ErrorBody, type ErrorCode } from '../../../client-sdk/src/protocol/codes.ts';
+import { ERROR_STATUS, type ErrorBody, type ErrorCode } from '#protocol/codes.ts';
 
 /**
  * A failure with a stable code; its HTTP status comes from the code.

@@ -2,8 +2,8 @@
  * @module Request and response schemas of the edge API (zod), from which the OpenAPI document is generated.
  */
 import { z } from '@hono/zod-openapi';
-import { ERROR_STATUS, type ErrorCode } from '../../../client-sdk/src/protocol/codes.ts';
-import { MAX_METRICS, METRIC_NAME_PATTERN } from '../../../client-sdk/src/protocol/messages.ts';
+import { ERROR_STATUS, type ErrorCode } from '#protocol/codes.ts';
+import { MAX_METRICS, METRIC_NAME_PATTERN } from '#protocol/messages.ts';
 
 const ERROR_CODES = Object.keys(ERROR_STATUS) as [ErrorCode, ...ErrorCode[]];
 

@@ -1,7 +1,7 @@
 /**
  * @module Reading a task for the routes: its D1 row, its Durable Object.
  */
-import type { TrainingPlan } from '../../../client-sdk/src/protocol/messages.ts';
+import type { TrainingPlan } from '#protocol/messages.ts';
 import type { TaskRow } from '../db/schema.ts';
 import { database, getTask } from '../db/store.ts';
 import type { RoundRules } from '../master/round-machine.ts';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { decodeTensors, encodeTensors } from '../../../client-sdk/src/protocol/safetensors.ts';
+import { decodeTensors, encodeTensors } from '#protocol/safetensors.ts';
 import { rng } from '../../../test/sim/partition.ts';
 import { createRunningSum, firstNonFinite, type RunningSum } from './running-sum.ts';
 import { accumulateWasm } from './wasm-node.ts';

@@ -11,9 +11,9 @@
  * order: the same bits as before. A failed commit acknowledges nothing and rebuilds from storage.
  */
 import { DurableObject } from 'cloudflare:workers';
-import type { ErrorCode } from '../../../client-sdk/src/protocol/codes.ts';
-import type { CheckInResponse, TrainingPlan, UpdateAck } from '../../../client-sdk/src/protocol/messages.ts';
-import { concatTensors, decodeTensors } from '../../../client-sdk/src/protocol/safetensors.ts';
+import type { ErrorCode } from '#protocol/codes.ts';
+import type { CheckInResponse, TrainingPlan, UpdateAck } from '#protocol/messages.ts';
+import { concatTensors, decodeTensors } from '#protocol/safetensors.ts';
 import { database, getClientCredential, getRound, type NewParticipant, recordRound } from '../db/store.ts';
 import { createRunningSum, firstNonFinite, type RunningSum } from '../kernels/running-sum.ts';
 import { accumulateWasm } from '../kernels/wasm-worker.ts';

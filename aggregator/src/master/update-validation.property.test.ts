@@ -4,8 +4,8 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { ERROR_STATUS } from '../../../client-sdk/src/protocol/codes.ts';
-import { encodeTensors } from '../../../client-sdk/src/protocol/safetensors.ts';
+import { ERROR_STATUS } from '#protocol/codes.ts';
+import { encodeTensors } from '#protocol/safetensors.ts';
 import { firstNonFinite } from '../kernels/running-sum.ts';
 import type { TaskSpec } from './task-spec.ts';
 import { validateUpdate } from './update-validation.ts';

@@ -5,9 +5,9 @@
  * task's tensor order) or a stable error code out. Nothing here touches storage, so a rejected
  * update cannot change the running sum, the ledger or the versions.
  */
-import type { ErrorCode } from '../../../client-sdk/src/protocol/codes.ts';
-import { MAX_METRICS, METRIC_NAME_PATTERN, UPDATE_META } from '../../../client-sdk/src/protocol/messages.ts';
-import { type DecodedMessage, decodeTensors, WireFormatError } from '../../../client-sdk/src/protocol/safetensors.ts';
+import type { ErrorCode } from '#protocol/codes.ts';
+import { MAX_METRICS, METRIC_NAME_PATTERN, UPDATE_META } from '#protocol/messages.ts';
+import { type DecodedMessage, decodeTensors, WireFormatError } from '#protocol/safetensors.ts';
 import type { TaskSpec } from './task-spec.ts';
 
 export interface ValidUpdate {

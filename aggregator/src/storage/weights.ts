@@ -2,8 +2,8 @@
  * @module Model version blobs in R2: content-addressed, immutable, safetensors.
  */
 
-import { MODEL_META } from '../../../client-sdk/src/protocol/messages.ts';
-import { encodeTensors, splitFlat } from '../../../client-sdk/src/protocol/safetensors.ts';
+import { MODEL_META } from '#protocol/messages.ts';
+import { encodeTensors, splitFlat } from '#protocol/safetensors.ts';
 import type { TensorSpec } from '../master/task-spec.ts';
 
 export interface StoredBlob {

@@ -2,7 +2,7 @@
  * @module Client participation: check in (pace steering) and submit an update.
  */
 import { createRoute, z } from '@hono/zod-openapi';
-import type { ErrorCode } from '../../../../client-sdk/src/protocol/codes.ts';
+import type { ErrorCode } from '#protocol/codes.ts';
 import { access, clientOf } from '../auth.ts';
 import { ApiError } from '../errors.ts';
 import { newRouter } from '../router.ts';

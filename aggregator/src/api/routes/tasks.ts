@@ -2,8 +2,8 @@
  * @module Tasks and their clients (operator routes, plus task status for the task's clients).
  */
 import { createRoute, z } from '@hono/zod-openapi';
-import { TENSOR_NAME_PATTERN, type TrainingPlan } from '../../../../client-sdk/src/protocol/messages.ts';
-import { concatTensors, type DecodedMessage, decodeTensors, WireFormatError } from '../../../../client-sdk/src/protocol/safetensors.ts';
+import { TENSOR_NAME_PATTERN, type TrainingPlan } from '#protocol/messages.ts';
+import { concatTensors, type DecodedMessage, decodeTensors, WireFormatError } from '#protocol/safetensors.ts';
 import { modelVersions, tasks } from '../../db/schema.ts';
 import { database, listTasks } from '../../db/store.ts';
 import { firstNonFinite } from '../../kernels/running-sum.ts';
