@@ -38,16 +38,7 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { createRunningSum } from '../../aggregator/src/kernels/running-sum.ts';
 import { accumulateWasm } from '../../aggregator/src/kernels/wasm-node.ts';
-import {
-  createStrategy,
-  isAsync,
-  isRobust,
-  type RangeReader,
-  type Strategy,
-  type StrategyConfig,
-  type StrategyState,
-  stalenessWeight,
-} from '../../aggregator/src/strategies/index.ts';
+import { createStrategy, type RangeReader, type Strategy, type StrategyInput, type StrategyState } from '../../aggregator/src/strategies/index.ts';
 import { rng } from '../sim/partition.ts';
 
 const { values: args } = parseArgs({
@@ -62,7 +53,7 @@ const SEED = Number(args.seed) || 1;
 const STREAMING_REPEAT = 5;
 const K = 100;
 const P = 1_000_000;
-/** Mirrors UPDATE_CHUNK_FLOATS in task-aggregator.ts (not imported: that module needs cloudflare:workers). */
+/** Mirrors UPDATE_CHUNK_FLOATS in round-store.ts (not imported: that module needs the Worker's kernels). */
 const UPDATE_CHUNK_FLOATS = 65_536;
 const MiB = 1024 * 1024;
 const VEC_MIB = (P * 4) / MiB;
@@ -146,63 +137,53 @@ const storedState = new Map<string, StrategyState>();
 
 function streamingRound(key: string, strategy: Strategy, probe: Probe): Result {
   acc.reset();
+  let examples = 0;
   for (let k = 0; k < K; k++) {
     const delta = strategy.prepareUpdate?.(updates[k]!) ?? updates[k]!;
     acc.add(delta, weights[k]!);
-    probe();
-  }
-  let next: Float32Array = new Float32Array(P);
-  if (strategy.name === 'fedavg' || strategy.name === 'fedprox') {
-    acc.finalizeInto(base, next); // base + Σ/W in float64, rounded once
-    probe();
-  } else {
-    const meanDelta = new Float32Array(P);
-    acc.finalizeInto(new Float32Array(P), meanDelta);
-    const stored = storedState.get(key);
-    // readStrategyState materializes the stored vectors as new arrays
-    const state: StrategyState = stored
-      ? { step: stored.step, vectors: Object.fromEntries(Object.entries(stored.vectors).map(([n, v]) => [n, v.slice()])) }
-      : strategy.initialState(P);
-    const out = strategy.apply(base, meanDelta, state);
-    next = out.next;
-    probe();
-    storedState.set(key, out.state); // written to storage in the DO (not timed there either)
-  }
-  return { next };
-}
-
-/**
- * FedBuff's publish of one buffer of K = 100, mirroring TaskAggregator: each update is added with
- * weight nᵢ(1 + sᵢ)^−a (sᵢ: a seeded staleness 0..4, as the simulations' asynchronous driver
- * sees), then finalized to Σ nᵢ(1 + sᵢ)^−a Δᵢ / Σ nᵢ(1 + sᵢ)^−a, rescaled to the example-count
- * denominator Σ nᵢ (one extra pass) and applied with the server learning rate.
- */
-function fedBuffRound(strategy: Strategy, probe: Probe): Result {
-  if (!isAsync(strategy)) throw new Error(`${strategy.name} is not asynchronous`);
-  acc.reset();
-  let examples = 0;
-  for (let k = 0; k < K; k++) {
-    acc.add(updates[k]!, weights[k]! * stalenessWeight(staleness[k]!, strategy.async.stalenessExponent));
     examples += weights[k]!;
     probe();
   }
-  const meanDelta = new Float32Array(P);
-  acc.finalizeInto(new Float32Array(P), meanDelta);
-  const scale = acc.totalWeight / examples;
-  for (let i = 0; i < P; i++) meanDelta[i] = meanDelta[i]! * scale;
-  const { next } = strategy.apply(base, meanDelta, strategy.initialState(P));
+  const stored = storedState.get(key);
+  // readStrategyState materializes the stored vectors as new arrays
+  const state: StrategyState | null = stored
+    ? { step: stored.step, vectors: Object.fromEntries(Object.entries(stored.vectors).map(([n, v]) => [n, v.slice()])) }
+    : null;
+  // The strategy's own close, as publish() calls it.
+  const out = strategy.aggregate(base, { kind: 'sum', sum: acc, numExamples: examples }, state);
   probe();
-  return { next, delta: meanDelta };
+  if (out.state) storedState.set(key, out.state); // written to storage in the DO (not timed there either)
+  return { next: out.next };
 }
 
-function robustRound(strategy: Strategy, probe: Probe): Result {
-  if (!isRobust(strategy)) throw new Error(`${strategy.name} is not robust`);
-  let next: Float32Array = new Float32Array(P); // as in publish(): allocated, then replaced
-  const robustDelta = new Float32Array(P);
-  strategy.aggregateByRanges(chunkReader(probe), P, K, UPDATE_CHUNK_FLOATS, robustDelta);
-  next = strategy.apply(base, robustDelta, strategy.initialState(0)).next;
+/**
+ * FedBuff's publish of one buffer of K = 100, as TaskAggregator does it: each update is added with
+ * the strategy's weight nᵢ(1 + sᵢ)^−a (sᵢ: a seeded staleness 0..4, as the simulations'
+ * asynchronous driver sees), then the strategy's close: Σ nᵢ(1 + sᵢ)^−a Δᵢ / Σ nᵢ(1 + sᵢ)^−a,
+ * rescaled to the example-count denominator Σ nᵢ (one extra pass) and applied with the server
+ * learning rate. Aggregated onto a zero base, so the result is the step itself (η = 1) for the check.
+ */
+function fedBuffRound(strategy: Strategy, probe: Probe): Result {
+  if (!strategy.asynchronous || !strategy.weightOf) throw new Error(`${strategy.name} is not asynchronous`);
+  acc.reset();
+  let examples = 0;
+  for (let k = 0; k < K; k++) {
+    acc.add(updates[k]!, strategy.weightOf(weights[k]!, staleness[k]!));
+    examples += weights[k]!;
+    probe();
+  }
+  const { next: delta } = strategy.aggregate(new Float32Array(P), { kind: 'sum', sum: acc, numExamples: examples }, null);
   probe();
-  return { next, delta: robustDelta };
+  return { next: delta, delta };
+}
+
+/** An update-based close, onto a zero base: the result is the robust aggregate Δ̂ itself, for the spot checks. */
+function robustRound(strategy: Strategy, probe: Probe): Result {
+  if (strategy.keeps !== 'updates') throw new Error(`${strategy.name} does not keep updates`);
+  const input = { kind: 'updates' as const, read: chunkReader(probe), numParams: P, count: K, rangeLength: UPDATE_CHUNK_FLOATS, numExamples: weights };
+  const { next: delta } = strategy.aggregate(new Float32Array(P), input, null);
+  probe();
+  return { next: delta, delta };
 }
 
 /** Reads every range once and drops it: the reader's share of a robust round (Krum reads twice). */
@@ -236,12 +217,12 @@ const fedBuff = createStrategy({ name: 'fedbuff', bufferSize: K, stalenessExpone
 /** The "all clipped" row clips the updates in place (as the DO does); they are restored after it, untimed. */
 const clipAll = createStrategy({ name: 'fedavg', clipNorm: 0.5 * Math.min(...norms) });
 
-function streaming(name: string, config: StrategyConfig, note: string): Case {
+function streaming(name: string, config: StrategyInput, note: string): Case {
   const strategy = createStrategy(config);
   return { name, kind: 'streaming', note, run: (probe) => streamingRound(name, strategy, probe) };
 }
 
-function robust(name: string, config: StrategyConfig, note: string): Case {
+function robust(name: string, config: StrategyInput, note: string): Case {
   const strategy = createStrategy(config);
   return { name, kind: 'robust', note, run: (probe) => robustRound(strategy, probe) };
 }

@@ -1,6 +1,7 @@
 import { evictDurableObject, runDurableObjectAlarm, runInDurableObject } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
-import { CHECKPOINT_EVERY, type TaskAggregator } from '../../aggregator/src/master/task-aggregator.ts';
+import { CHECKPOINT_EVERY } from '../../aggregator/src/master/group-commit.ts';
+import type { TaskAggregator } from '../../aggregator/src/master/task-aggregator.ts';
 import {
   ADMIN,
   api,
@@ -206,7 +207,7 @@ describe('publishing after a crash', () => {
       ];
       await submit(id, a!, 1, encodeUpdate(ups[0]!.delta, { baseVersion: 0, numExamples: 2 }));
       await runInDurableObject(stubOf(id), (o: TaskAggregator) => {
-        o.publishFault = fault;
+        o.faults.arm(fault, 'always'); // until the instance ends, as a crash that recurs
       });
       await submit(id, b!, 1, encodeUpdate(ups[1]!.delta, { baseVersion: 0, numExamples: 5 }));
       await expect(runDurableObjectAlarm(stubOf(id))).rejects.toThrow(/injected fault/);
@@ -240,7 +241,7 @@ describe('a failed group commit', () => {
       { delta: randomDelta(42), n: 9 },
     ];
     await runInDurableObject(stubOf(id), (o: TaskAggregator) => {
-      o.commitFault = true;
+      o.faults.arm('commit');
     });
     const body = encodeUpdate(ups[0]!.delta, { baseVersion: 0, numExamples: 3 });
     const failed = await submit(id, a!, 1, body);

@@ -101,6 +101,8 @@ const CASES: [string, () => Promise<string[]>][] = [
   ['trimmed mean (beta 0.2)', () => synchronous({ name: 'trimmedmean', beta: 0.2 })],
   ['krum (f 1)', () => synchronous({ name: 'krum', f: 1, m: 1 })],
   ['multi-krum (f 1, m 3)', () => synchronous({ name: 'krum', f: 1, m: 3 })],
+  ['multi-krum (f 1, m 3, weighting by examples)', () => synchronous({ name: 'krum', f: 1, m: 3, weighting: 'examples' })],
+  ['trimmed mean (f 1)', () => synchronous({ name: 'trimmedmean', f: 1 })],
   ['fedbuff (K 3, staleness 0-2)', fedbuff],
 ];
 

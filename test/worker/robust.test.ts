@@ -60,9 +60,10 @@ async function runRound(strategy: unknown, deltas: Float32Array[], evictAfter?: 
   const blob = await api(`/tasks/${task.id}/models/1/weights`, { headers: ADMIN });
   expect(blob.status).toBe(200);
   const manifest = await (await api(`/tasks/${task.id}/models/1`, { headers: ADMIN })).json<any>();
-  expect(manifest.strategy.name).toBe(
-    (strategy as { name: string }).name === 'krum' && (strategy as { m?: number }).m! > 1 ? 'multikrum' : (strategy as { name: string }).name,
-  );
+  // The version records the strategy under the name the task was created with (Multi-Krum too), with the task's parameters.
+  expect(manifest.strategy.name).toBe((strategy as { name: string }).name);
+  const { name, ...params } = task.strategy;
+  expect(manifest.strategy).toEqual({ name, params });
   return concatTensors(decodeTensors(await blob.arrayBuffer()).tensors);
 }
 
@@ -116,6 +117,22 @@ describe('robust strategies on the real runtime (150,500 parameters, 3 storage c
     let max = 0;
     for (let j = 0; j < N; j++) max = Math.max(max, Math.abs(multi[j]! - (base[j]! + chosen.reduce((a, i) => a + deltas[i]![j]!, 0) / 3)));
     expect(max).toBeLessThanOrEqual(1e-6);
+
+    // weighting 'examples' (Flower's Krum): the same selection, averaged by example count (client i sent 10 + i).
+    const flower = await runRound({ name: 'krum', f: 1, m: 3, weighting: 'examples' }, deltas);
+    const n = chosen.map((i) => 10 + i);
+    const total = n.reduce((a, b) => a + b, 0);
+    max = 0;
+    for (let j = 0; j < N; j++) max = Math.max(max, Math.abs(flower[j]! - (base[j]! + chosen.reduce((a, i, c) => a + n[c]! * deltas[i]![j]!, 0) / total)));
+    expect(max).toBeLessThanOrEqual(1e-6);
+    expect(Array.from(flower)).not.toEqual(Array.from(multi));
+  });
+
+  it('trims a declared f values per side when asked, whatever the round size', async () => {
+    // k = 5, f = 2: only the median of each coordinate is kept.
+    const trimmed = await runRound({ name: 'trimmedmean', f: 2 }, deltas);
+    const median = await runRound({ name: 'median' }, deltas);
+    expect(Array.from(trimmed)).toEqual(Array.from(median));
   });
 
   it('validates what the rules make impossible', async () => {
@@ -124,6 +141,9 @@ describe('robust strategies on the real runtime (150,500 parameters, 3 storage c
       [{ name: 'krum', f: 1, m: 5 }, { clientsPerRound: 5 }], // m ≤ k − f
       [{ name: 'median' }, { clientsPerRound: 101 }], // at most 100 stored updates per round
       [{ name: 'trimmedmean', beta: 0.5 }, { clientsPerRound: 5 }],
+      [{ name: 'trimmedmean', f: 3 }, { clientsPerRound: 6 }], // minClients must exceed 2f
+      [{ name: 'trimmedmean', f: 1, beta: 0.1 }, { clientsPerRound: 6 }], // one or the other
+      [{ name: 'krum', f: 1, weighting: 'by-volume' }, { clientsPerRound: 6 }],
     ];
     for (const [strategy, rounds] of cases) {
       const res = await create(strategy, rounds);

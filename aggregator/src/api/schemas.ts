@@ -4,6 +4,7 @@
 import { z } from '@hono/zod-openapi';
 import { ERROR_STATUS, type ErrorCode } from '#protocol/codes.ts';
 import { MAX_METRICS, METRIC_NAME_PATTERN } from '#protocol/messages.ts';
+import { DEFAULT_STRATEGY, StrategyConfigSchema } from '../strategies/config.ts';
 
 const ERROR_CODES = Object.keys(ERROR_STATUS) as [ErrorCode, ...ErrorCode[]];
 
@@ -91,53 +92,8 @@ export const TrainingPlanSchema = z
   .strict()
   .openapi('TrainingPlan');
 
-const clipNorm = z.number().positive().max(1e6).optional().describe('Norm bounding (Sun et al. 2019): clip each update to this L2 norm before it is summed');
-const fedOptFields = {
-  serverLearningRate: z.number().positive().max(10).default(0.01),
-  beta2: z.number().min(0).lt(1).default(0.99),
-  tau: z.number().positive().max(1).default(1e-3),
-  clipNorm,
-};
-
-/** A task's aggregation strategy; unknown names and out-of-range parameters are `invalid_strategy`. */
-export const StrategySchema = z
-  .discriminatedUnion('name', [
-    z.strictObject({ name: z.literal('fedavg'), clipNorm }).describe('FedAvg (McMahan et al. 2017)'),
-    z
-      .strictObject({ name: z.literal('fedprox'), mu: z.number().positive().max(100).default(0.01), clipNorm })
-      .describe('FedProx (Li et al. 2020): FedAvg aggregation; clients add μ/2·‖w − w_global‖² to their local loss'),
-    z
-      .strictObject({
-        name: z.literal('fedavgm'),
-        serverLearningRate: z.number().positive().max(10).default(1),
-        momentum: z.number().min(0).lt(1).default(0.9),
-        clipNorm,
-      })
-      .describe('FedAvg with server momentum (Hsu et al. 2019)'),
-    z.strictObject({ name: z.literal('fedadam'), beta1: z.number().min(0).lt(1).default(0.9), ...fedOptFields }).describe('FedAdam (Reddi et al. 2021)'),
-    z.strictObject({ name: z.literal('fedyogi'), beta1: z.number().min(0).lt(1).default(0.9), ...fedOptFields }).describe('FedYogi (Reddi et al. 2021)'),
-    z.strictObject({ name: z.literal('fedadagrad'), beta1: z.number().min(0).lt(1).default(0), ...fedOptFields }).describe('FedAdagrad (Reddi et al. 2021)'),
-    z.strictObject({ name: z.literal('median'), clipNorm }).describe('Coordinate-wise median (Yin et al. 2018); at most 100 clients per round'),
-    z
-      .strictObject({ name: z.literal('trimmedmean'), beta: z.number().min(0).lt(0.5).default(0.1), clipNorm })
-      .describe('Coordinate-wise β-trimmed mean (Yin et al. 2018); at most 100 clients per round'),
-    z
-      .strictObject({ name: z.literal('krum'), f: z.number().int().min(0).max(48).default(1), m: z.number().int().min(1).max(100).default(1), clipNorm })
-      .describe('Krum (m = 1) / Multi-Krum (Blanchard et al. 2017), tolerating f Byzantine clients; needs minClients > 2f + 2 and m ≤ minClients − f'),
-    z
-      .strictObject({
-        name: z.literal('fedbuff'),
-        bufferSize: z.number().int().min(1).max(10_000).default(10),
-        stalenessExponent: z.number().min(0).max(10).default(0.5),
-        maxStaleness: z.number().int().min(0).max(1000).default(10),
-        serverLearningRate: z.number().positive().max(10).default(1),
-        clipNorm,
-      })
-      .describe(
-        'FedBuff (Nguyen et al. 2022): asynchronous; a version every bufferSize updates, each weighted by (1 + staleness)^−stalenessExponent; rounds.* are ignored',
-      ),
-  ])
-  .openapi('Strategy');
+/** A task's aggregation strategy (its schema lives with the strategies); unknown names and out-of-range parameters are `invalid_strategy`. */
+export const StrategySchema = StrategyConfigSchema.openapi('Strategy');
 
 export const CreateTaskSchema = z
   .object({
@@ -146,7 +102,7 @@ export const CreateTaskSchema = z
     initialWeights: z.base64().describe('Base64 of a safetensors message holding every weight of the model, float32, in model.weights order'),
     rounds: RoundRulesSchema.prefault({}),
     plan: TrainingPlanSchema.prefault({}),
-    strategy: StrategySchema.prefault({ name: 'fedavg' }),
+    strategy: StrategySchema.prefault(DEFAULT_STRATEGY),
   })
   .strict()
   .openapi('CreateTask');
@@ -300,9 +256,9 @@ export const ModelManifestSchema = z
     numExamples: z.number().int(),
     metrics: z.record(z.string(), z.number()).nullable(),
     strategy: z
-      .object({ name: z.string(), params: z.record(z.string(), z.number()) })
+      .object({ name: z.string(), params: z.record(z.string(), z.union([z.number(), z.string()])) })
       .nullable()
-      .describe('The strategy that produced this version (null for version 0)'),
+      .describe('The strategy that produced this version, by the name the task was created with (null for version 0)'),
     serverMetrics: z.record(z.string(), z.number()).nullable().describe("The operator's own held-out evaluation (PUT …/server-metrics)"),
     federatedEvaluation: FederatedEvaluationSchema.nullable().describe("Clients' evaluations of this version on their local data, example-weighted"),
     createdAt: z.string(),

@@ -7,6 +7,7 @@
  * effect at once everywhere, with no per-isolate cache left to outlive it. Pure: the D1 read is
  * injected, time is an argument.
  */
+import type { TokenBuckets } from './rate-limit.ts';
 
 export interface StoredCredential {
   taskId: string;
@@ -84,6 +85,39 @@ export function verifyCredential(row: StoredCredential | undefined, taskId: stri
     return { ok: false, code: 'token_expired', message: `this ${what} expired at ${new Date(row.expiresAt).toISOString()}` };
   if (row.taskId !== taskId) return { ok: false, code: 'forbidden', message: `this ${what} belongs to another task` };
   return { ok: true };
+}
+
+/** The answer to a client's call: one of the credential checks, or its rate limit. */
+export type ClientAuth = CredentialCheck | { ok: false; code: 'rate_limited'; message: string; retryAfterSeconds: number };
+
+/** A task's door: the client's credentials, then its request rate. */
+export class ClientGate {
+  private readonly cache: CredentialCache;
+  private readonly buckets: TokenBuckets;
+
+  constructor(cache: CredentialCache, buckets: TokenBuckets) {
+    this.cache = cache;
+    this.buckets = buckets;
+  }
+
+  async authenticate(taskId: string, clientId: string, secretHash: string, now: number): Promise<ClientAuth> {
+    const check = await this.cache.check(taskId, clientId, secretHash, now);
+    if (!check.ok) return check;
+    const waitMs = this.buckets.take(clientId, now);
+    if (waitMs === 0) return check;
+    const { capacity, refillPerSecond } = this.buckets.options;
+    return {
+      ok: false,
+      code: 'rate_limited',
+      message: `too many requests from this client (burst ${capacity}, then ${refillPerSecond}/s)`,
+      retryAfterSeconds: Math.ceil(waitMs / 1000),
+    };
+  }
+
+  /** Drops a client's cached credentials after D1 changed them (revocation, rotation): effective at the next call. */
+  forget(clientId: string): void {
+    this.cache.forget(clientId);
+  }
 }
 
 function equalHex(a: string, b: string): boolean {

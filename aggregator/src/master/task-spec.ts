@@ -1,9 +1,10 @@
 /**
- * @module What the master aggregator knows of its task: tensor layout, round rules, caps.
- * Plain data, stored in the Durable Object at task creation and never changed afterwards.
+ * @module What the master aggregator knows of its task: tensor layout, round rules, caps (plain
+ * data, stored at task creation and never changed afterwards), and the state it persists with them.
  */
+import type { TrainingPlan } from '#protocol/messages.ts';
 import type { StrategyConfig } from '../strategies/index.ts';
-import type { RoundRules } from './round-machine.ts';
+import type { RoundRules, RoundState } from './round-machine.ts';
 
 export interface TensorSpec {
   name: string;
@@ -18,6 +19,16 @@ export interface TaskSpec {
   rules: RoundRules;
   /** Absent in tasks created before strategies existed: FedAvg. */
   strategy?: StrategyConfig;
+}
+
+/** What the object persists of its task (the `task` row): the spec, the plan, the live round, the latest version. */
+export interface TaskState {
+  spec: TaskSpec;
+  plan: TrainingPlan;
+  state: RoundState;
+  /** Latest published version and its R2 key: the next round's base. */
+  latestVersion: number;
+  latestKey: string;
 }
 
 /**

@@ -5,7 +5,7 @@
  * Classification." arXiv:1909.06335, 2019. With the mean update Δ̄ as a pseudo-gradient step:
  * v ← β·v + Δ̄;  w' = w + η·v  (η: server learning rate, β: momentum; η = 1, β = 0 is FedAvg).
  */
-import type { Strategy, StrategyState } from './strategy.ts';
+import { type Strategy, type StrategyState, stepFromMean } from './strategy.ts';
 
 export interface FedAvgMParams {
   serverLearningRate: number;
@@ -13,9 +13,11 @@ export interface FedAvgMParams {
 }
 
 export function fedAvgM({ serverLearningRate: lr, momentum: beta }: FedAvgMParams): Strategy {
-  return {
+  const s: Strategy = {
     name: 'fedavgm',
     params: { serverLearningRate: lr, momentum: beta },
+    keeps: 'sum',
+    aggregate: (base, round, state) => stepFromMean(s, base, round, state),
     initialState: (n) => ({ step: 0, vectors: { momentum: new Float32Array(n) } }),
     apply(base, meanDelta, state: StrategyState) {
       const prev = state.vectors.momentum ?? new Float32Array(base.length);
@@ -29,4 +31,5 @@ export function fedAvgM({ serverLearningRate: lr, momentum: beta }: FedAvgMParam
       return { next, state: { step: state.step + 1, vectors: { momentum } } };
     },
   };
+  return s;
 }

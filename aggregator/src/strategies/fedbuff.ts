@@ -9,7 +9,7 @@
  * less; with equal nᵢ this is the paper's (1/K)·Σ s(τᵢ)Δᵢ). Updates staler than `maxStaleness`
  * are refused. The aggregator calls the buffer of one version a "round", so the SDK is unchanged.
  */
-import type { Strategy } from './strategy.ts';
+import { type Strategy, stepFromMean } from './strategy.ts';
 
 export interface FedBuffParams {
   /** K: updates per published version. */
@@ -22,32 +22,27 @@ export interface FedBuffParams {
   serverLearningRate: number;
 }
 
-export interface AsyncStrategy extends Strategy {
-  readonly async: FedBuffParams;
-}
-
-export function isAsync(s: Strategy): s is AsyncStrategy {
-  return (s as AsyncStrategy).async !== undefined;
-}
-
 /** (1 + s)^−a */
 export function stalenessWeight(staleness: number, exponent: number): number {
   return (1 + staleness) ** -exponent;
 }
 
-export function fedBuff({ bufferSize, stalenessExponent, maxStaleness, serverLearningRate }: FedBuffParams): AsyncStrategy {
+export function fedBuff({ bufferSize, stalenessExponent, maxStaleness, serverLearningRate }: FedBuffParams): Strategy {
   const eta = serverLearningRate;
-  const p = { bufferSize, stalenessExponent, maxStaleness, serverLearningRate };
-  return {
+  const s: Strategy = {
     name: 'fedbuff',
-    params: p,
-    async: p,
+    params: { bufferSize, stalenessExponent, maxStaleness, serverLearningRate },
+    keeps: 'sum',
+    asynchronous: { bufferSize, maxStaleness },
+    weightOf: (numExamples, staleness) => numExamples * stalenessWeight(staleness, stalenessExponent),
     initialState: () => ({ step: 0, vectors: {} }),
-    /** `meanDelta` is Σ nᵢ(1 + sᵢ)^−a Δᵢ / Σ nᵢ, computed by the aggregator from its running sum. */
     apply(base, meanDelta, state) {
       const next = new Float32Array(base.length);
       for (let i = 0; i < next.length; i++) next[i] = base[i]! + eta * meanDelta[i]!;
       return { next, state: { step: state.step + 1, vectors: {} } };
     },
+    // Σ nᵢ(1+sᵢ)^−a Δᵢ / Σ nᵢ: staleness shrinks the step instead of being normalized away.
+    aggregate: (base, round, state) => stepFromMean(s, base, round, state, (input) => input.sum.totalWeight / input.numExamples),
   };
+  return s;
 }

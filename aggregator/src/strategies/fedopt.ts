@@ -10,7 +10,7 @@
  *   w' = w + η·m / (√v + τ)
  * m starts at 0 and v at τ² (as in the paper's experiments and Flower's FedOpt), no bias correction.
  */
-import type { Strategy, StrategyState } from './strategy.ts';
+import { type Strategy, type StrategyState, stepFromMean } from './strategy.ts';
 
 export type FedOptVariant = 'fedadagrad' | 'fedadam' | 'fedyogi';
 
@@ -23,9 +23,11 @@ export interface FedOptParams {
 
 export function fedOpt(variant: FedOptVariant, p: FedOptParams): Strategy {
   const { serverLearningRate: eta, beta1, beta2, tau } = p;
-  return {
+  const s: Strategy = {
     name: variant,
     params: { serverLearningRate: eta, beta1, beta2, tau },
+    keeps: 'sum',
+    aggregate: (base, round, state) => stepFromMean(s, base, round, state),
     initialState: (n) => ({ step: 0, vectors: { m: new Float32Array(n), v: new Float32Array(n).fill(tau * tau) } }),
     apply(base, meanDelta, state: StrategyState) {
       const n = base.length;
@@ -49,6 +51,7 @@ export function fedOpt(variant: FedOptVariant, p: FedOptParams): Strategy {
       return { next, state: { step: state.step + 1, vectors: { m, v } } };
     },
   };
+  return s;
 }
 
 /** FedAdagrad (Reddi et al. 2021). */

@@ -9,5 +9,5 @@ import { fedAvg } from './fedavg.ts';
 import type { Strategy } from './strategy.ts';
 
 export function fedProx(mu: number): Strategy {
-  return { ...fedAvg(), name: 'fedprox', params: { mu } };
+  return { ...fedAvg('fedprox'), params: { mu }, proximalMu: mu };
 }

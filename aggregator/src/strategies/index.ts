@@ -1,58 +1,56 @@
 /**
  * @module The strategy registry: a task's validated strategy configuration → a Strategy.
  */
+
+import { type StrategyConfig, StrategyConfigSchema, type StrategyInput } from './config.ts';
 import { fedAvg } from './fedavg.ts';
 import { fedAvgM } from './fedavgm.ts';
 import { fedBuff } from './fedbuff.ts';
 import { fedOpt } from './fedopt.ts';
 import { fedProx } from './fedprox.ts';
+import { krum } from './krum.ts';
+import { median } from './median.ts';
 import { withNormBound } from './norm-bound.ts';
-import { krumStrategy, medianStrategy, trimmedMeanStrategy } from './robust-strategies.ts';
 import type { Strategy } from './strategy.ts';
+import { trimmedMeanStrategy } from './trimmed-mean.ts';
 
-export type { Strategy, StrategyState } from './strategy.ts';
-
-export type StrategyConfig =
-  | { name: 'fedavg'; clipNorm?: number }
-  | { name: 'fedprox'; mu: number; clipNorm?: number }
-  | { name: 'fedavgm'; serverLearningRate: number; momentum: number; clipNorm?: number }
-  | { name: 'fedadam' | 'fedyogi' | 'fedadagrad'; serverLearningRate: number; beta1: number; beta2: number; tau: number; clipNorm?: number }
-  | { name: 'median'; clipNorm?: number }
-  | { name: 'trimmedmean'; beta: number; clipNorm?: number }
-  | { name: 'krum'; f: number; m: number; clipNorm?: number }
-  | { name: 'fedbuff'; bufferSize: number; stalenessExponent: number; maxStaleness: number; serverLearningRate: number; clipNorm?: number };
+export { DEFAULT_STRATEGY, type StrategyConfig, StrategyConfigSchema, type StrategyInput } from './config.ts';
+export { stalenessWeight } from './fedbuff.ts';
+export type { RangeReader, RoundInput, Strategy, StrategyState, SumInput, UpdatesInput } from './strategy.ts';
+export { MAX_UPDATES_PER_ROUND } from './update-based.ts';
 
 export const STRATEGY_NAMES = ['fedavg', 'fedprox', 'fedavgm', 'fedadam', 'fedyogi', 'fedadagrad', 'median', 'trimmedmean', 'krum', 'fedbuff'] as const;
-export { type AsyncStrategy, type FedBuffParams, isAsync, stalenessWeight } from './fedbuff.ts';
-export { isRobust, MAX_ROBUST_UPDATES, type RangeReader, type RobustStrategy } from './robust-strategies.ts';
 
-export function createStrategy(config: StrategyConfig): Strategy {
-  let s: Strategy;
+/**
+ * The strategy a configuration describes. The configuration is parsed first, so defaults are filled
+ * in (tasks stored before a parameter existed get its default) and a bad one throws.
+ *
+ * @example
+ * createStrategy({ name: 'krum', f: 2, m: 5 }).params; // { f: 2, m: 5, weighting: 'equal' }
+ */
+export function createStrategy(input: StrategyInput): Strategy {
+  const config = StrategyConfigSchema.parse(input);
+  const s = base(config);
+  return config.clipNorm === undefined ? s : withNormBound(s, config.clipNorm);
+}
+
+function base(config: StrategyConfig): Strategy {
   switch (config.name) {
     case 'fedavg':
-      s = fedAvg();
-      break;
+      return fedAvg();
     case 'fedprox':
-      s = fedProx(config.mu);
-      break;
+      return fedProx(config.mu);
     case 'fedavgm':
-      s = fedAvgM(config);
-      break;
+      return fedAvgM(config);
     case 'median':
-      s = medianStrategy();
-      break;
+      return median();
     case 'trimmedmean':
-      s = trimmedMeanStrategy(config.beta);
-      break;
+      return trimmedMeanStrategy(config.f !== undefined ? { f: config.f } : { beta: config.beta ?? 0.1 });
     case 'krum':
-      s = krumStrategy(config.f, config.m);
-      break;
+      return krum(config);
     case 'fedbuff':
-      s = fedBuff(config);
-      break;
+      return fedBuff(config);
     default:
-      s = fedOpt(config.name, config);
+      return fedOpt(config.name, config);
   }
-  if (config.clipNorm === undefined) return s;
-  return withNormBound(s, config.clipNorm);
 }

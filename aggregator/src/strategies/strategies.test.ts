@@ -3,7 +3,7 @@
  * degenerate settings reduce to plain FedAvg.
  */
 import { describe, expect, it } from 'vitest';
-import { createStrategy, isAsync, stalenessWeight } from './index.ts';
+import { createStrategy, stalenessWeight } from './index.ts';
 import { clipToNorm } from './norm-bound.ts';
 
 const base = Float32Array.from([1, -2, 0.5]);
@@ -106,7 +106,11 @@ describe('FedBuff (Nguyen et al. 2022)', () => {
     expect(stalenessWeight(3, 0.5)).toBeCloseTo(0.5, 15);
     expect(stalenessWeight(1, 2)).toBeCloseTo(0.25, 15);
     const s = createStrategy({ name: 'fedbuff', bufferSize: 4, stalenessExponent: 0.5, maxStaleness: 3, serverLearningRate: 0.5 });
-    expect(isAsync(s) && s.async).toEqual({ bufferSize: 4, stalenessExponent: 0.5, maxStaleness: 3, serverLearningRate: 0.5 });
+    expect([s.asynchronous, s.params]).toEqual([
+      { bufferSize: 4, maxStaleness: 3 },
+      { bufferSize: 4, stalenessExponent: 0.5, maxStaleness: 3, serverLearningRate: 0.5 },
+    ]);
+    expect(s.weightOf?.(10, 3)).toBeCloseTo(5, 12);
     close(s.apply(base, d1, s.initialState(3)).next, [1.1, -2.2, 0.5]);
   });
 });

@@ -24,7 +24,7 @@ participationApp.openapi(
   async (c) => {
     const { taskId } = c.req.valid('param');
     const result = await aggregatorOf(c.env, taskId).checkIn(clientOf(c).clientId);
-    if ('error' in result) throw new ApiError(result.error, `no task "${taskId}"`);
+    if ('code' in result) throw refusal(result);
     if (result.status === 'retry_later') c.header('retry-after', String(result.retryAfterSeconds));
     return c.json(result, 200);
   },

@@ -8,11 +8,10 @@ import { modelVersions, tasks } from '../../db/schema.ts';
 import { database, listTasks } from '../../db/store.ts';
 import { firstNonFinite } from '../../kernels/running-sum.ts';
 import { accumulateWasm } from '../../kernels/wasm-worker.ts';
-import { assignmentCapacity, type RoundRules } from '../../master/round-machine.ts';
 import { maxUpdateBytes, type TaskSpec } from '../../master/task-spec.ts';
 import { firstWeightDifference, topologyWeights } from '../../model/topology.ts';
 import { putWeights } from '../../storage/weights.ts';
-import { MAX_ROBUST_UPDATES, type StrategyConfig } from '../../strategies/index.ts';
+import { createStrategy, type StrategyConfig } from '../../strategies/index.ts';
 import { access } from '../auth.ts';
 import { ApiError } from '../errors.ts';
 import { newRouter } from '../router.ts';
@@ -87,13 +86,17 @@ tasksApp.openapi(
  * (decodable, named, finite, at most MAX_PARAMS), and the topology against the weights.
  */
 function checkTaskDefinition(body: z.infer<typeof CreateTaskSchema>): { spec: TaskSpec; plan: TrainingPlan; flat: Float32Array } {
-  const strategy = body.strategy as StrategyConfig;
-  // FedBuff has no rounds: its buffer of K updates plays the round, closing when full.
-  const goal = strategy.name === 'fedbuff' ? { clientsPerRound: strategy.bufferSize, minClients: strategy.bufferSize } : {};
+  const strategy = createStrategy(body.strategy as StrategyConfig);
+  // Stored as the strategy states itself: its name and every parameter, defaults included.
+  const config = { name: strategy.name, ...strategy.params } as StrategyConfig;
+  // An asynchronous strategy has no rounds: its buffer plays the round, closing when full.
+  const buffer = strategy.asynchronous?.bufferSize;
+  const goal = buffer === undefined ? {} : { clientsPerRound: buffer, minClients: buffer };
   const rules = { ...body.rounds, minClients: body.rounds.minClients ?? body.rounds.clientsPerRound, ...goal };
   if (rules.minClients > rules.clientsPerRound)
     throw new ApiError('invalid_request', `rounds.minClients (${rules.minClients}) exceeds rounds.clientsPerRound (${rules.clientsPerRound})`);
-  checkStrategyFits(strategy, rules);
+  const misfit = strategy.checkRules?.(rules);
+  if (misfit) throw new ApiError('invalid_strategy', misfit);
   const topologyJson = JSON.stringify(body.modelTopology);
   if (topologyJson.length > MAX_TOPOLOGY_BYTES)
     throw new ApiError('payload_too_large', `modelTopology is ${topologyJson.length} bytes; the limit is ${MAX_TOPOLOGY_BYTES}`);
@@ -128,8 +131,8 @@ function checkTaskDefinition(body: z.infer<typeof CreateTaskSchema>): { spec: Ta
   if (difference) throw new ApiError('weights_mismatch', difference);
 
   // FedProx's μ reaches the clients through the training plan they get at check-in.
-  const plan = { ...body.plan, proximalMu: strategy.name === 'fedprox' ? strategy.mu : 0 };
-  return { spec: { taskId: crypto.randomUUID(), tensors, numParams, rules, strategy }, plan, flat };
+  const plan = { ...body.plan, proximalMu: strategy.proximalMu ?? 0 };
+  return { spec: { taskId: crypto.randomUUID(), tensors, numParams, rules, strategy: config }, plan, flat };
 }
 
 tasksApp.openapi(
@@ -164,24 +167,6 @@ tasksApp.openapi(
   }),
   async (c) => c.json(await taskView(c.env, c.req.valid('param').taskId), 200),
 );
-
-/** Checks what the schema alone cannot: a robust strategy's bounds against the round rules. */
-function checkStrategyFits(strategy: StrategyConfig, rules: RoundRules): void {
-  if (!['median', 'trimmedmean', 'krum'].includes(strategy.name)) return;
-  const capacity = assignmentCapacity(rules);
-  if (capacity > MAX_ROBUST_UPDATES) {
-    throw new ApiError(
-      'invalid_strategy',
-      `${strategy.name} keeps every update of a round: at most ${MAX_ROBUST_UPDATES} clients per round (clientsPerRound × overSelection is ${capacity})`,
-    );
-  }
-  if (strategy.name === 'krum') {
-    if (rules.minClients <= 2 * strategy.f + 2)
-      throw new ApiError('invalid_strategy', `krum with f = ${strategy.f} needs rounds.minClients > 2f + 2 = ${2 * strategy.f + 2}`);
-    if (strategy.m > rules.minClients - strategy.f)
-      throw new ApiError('invalid_strategy', `krum m = ${strategy.m} must be at most rounds.minClients − f = ${rules.minClients - strategy.f}`);
-  }
-}
 
 export async function taskView(env: Env, taskId: string) {
   const row = await loadTask(env, taskId);

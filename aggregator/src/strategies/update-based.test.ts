@@ -1,10 +1,12 @@
 /**
- * Robust aggregation kernels against values computed by hand (Prepare / Execute / Assert), against
+ * The update-based strategies' kernels (median, trimmed mean, Krum) against values computed by hand (Prepare / Execute / Assert), against
  * naive sort-based references on seeded random data (bit-exact), and for range splitting.
  */
 import { describe, expect, it } from 'vitest';
 import { rng } from '../../../test/sim/partition.ts';
-import { accumulatePairwiseSquaredDistances, coordinateMedian, krumScores, multiKrumSelect, trimmedCount, trimmedMean } from './robust.ts';
+import { accumulatePairwiseSquaredDistances, krumScores, multiKrumSelect } from './krum.ts';
+import { coordinateMedian } from './median.ts';
+import { trimmedCount, trimmedMean } from './trimmed-mean.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Helpers and naive references

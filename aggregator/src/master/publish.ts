@@ -1,0 +1,181 @@
+/**
+ * @module The close of a round: publish the next version, or abandon the round.
+ *
+ * Publishing is idempotent, in three steps: the blob to R2 under its content hash (same bytes, same
+ * key), then one D1 batch (version row, round row, participants, the task's current version; every
+ * insert ignores an existing row), then one transaction of the object that opens the next round.
+ * A crash between any two steps leaves no visible half-version (a version exists for clients only
+ * once its D1 row does), and the alarm, retried by the runtime, redoes the remaining steps.
+ */
+import { concatTensors, decodeTensors } from '#protocol/safetensors.ts';
+import { database, type NewParticipant, type NewRound, recordRound } from '../db/store.ts';
+import type { RunningSum } from '../kernels/running-sum.ts';
+import { putWeights } from '../storage/weights.ts';
+import type { RoundInput, Strategy } from '../strategies/index.ts';
+import type { Faults } from './faults.ts';
+import type { GroupCommit } from './group-commit.ts';
+import type { Ledger, LedgerRow } from './ledger.ts';
+import * as machine from './round-machine.ts';
+import { type RoundStore, UPDATE_CHUNK_FLOATS } from './round-store.ts';
+import type { TaskState } from './task-spec.ts';
+
+/** Keep ledger rows of this many past rounds, so a retry whose ack was lost still gets it. */
+const LEDGER_ROUNDS_KEPT = 2;
+
+/** What the close needs of the object that owns the round. */
+export interface CloseHost {
+  readonly env: Env;
+  readonly ledger: Ledger;
+  readonly commits: GroupCommit;
+  readonly faults: Faults;
+  state(): TaskState | null;
+  setState(s: TaskState): void;
+  strategy(): Strategy;
+  store(): RoundStore;
+  /** The round's running sum (rebuilt from storage if needed). */
+  sum(): RunningSum;
+  /** The round is over: its sum is not needed any more. */
+  dropSum(): void;
+}
+
+/** Aggregates the closing round with the task's strategy and publishes the result as the next version. */
+export async function publish(host: CloseHost): Promise<void> {
+  const task = host.state()!;
+  const { spec, state } = task;
+  const version = task.latestVersion + 1;
+  const baseObject = await host.env.MODELS.get(task.latestKey);
+  if (!baseObject) throw new Error(`base weights ${task.latestKey} missing from R2`);
+  const base = concatTensors(decodeTensors(await baseObject.arrayBuffer()).tensors);
+  const strategy = host.strategy();
+  const ledger = host.ledger.rowsOf(state.round);
+  const numExamples = examples(ledger);
+  const store = host.store();
+  const input: RoundInput =
+    strategy.keeps === 'updates'
+      ? {
+          kind: 'updates',
+          read: (start, end) => store.readUpdateRange(state.round, start, end),
+          numParams: spec.numParams,
+          count: state.accepted,
+          rangeLength: UPDATE_CHUNK_FLOATS,
+          numExamples: ledger.map((r) => r.num_examples),
+        }
+      : { kind: 'sum', sum: host.sum(), numExamples };
+  const { next, state: strategyState } = strategy.aggregate(base, input, store.readStrategyState());
+
+  const blob = await putWeights(host.env.MODELS, spec.taskId, version, spec.tensors, next);
+  host.faults.hit('after_blob');
+
+  const now = Date.now();
+  const metrics = weightedMetrics(ledger);
+  const participants: NewParticipant[] = ledger.map((r) => ({
+    taskId: spec.taskId,
+    round: state.round,
+    clientId: r.client_id,
+    numExamples: r.num_examples,
+    metrics: r.metrics ? JSON.parse(r.metrics) : null,
+    acceptedAt: new Date(r.accepted_at),
+  }));
+  await recordRound(
+    database(host.env.DB),
+    roundRow(host, { status: 'closed', resultVersion: version, closedAt: now, closeReason: state.closeReason ?? 'goal_reached' }),
+    participants,
+    {
+      taskId: spec.taskId,
+      version,
+      parentVersion: state.baseVersion,
+      round: state.round,
+      contentHash: blob.contentHash,
+      r2Key: blob.key,
+      byteLength: blob.byteLength,
+      participants: ledger.length,
+      numExamples,
+      metrics,
+      strategy: { name: strategy.name, params: { ...strategy.params } },
+      createdAt: new Date(now),
+    },
+  );
+  host.faults.hit('after_d1');
+
+  const current = host.state()!;
+  if (current.state.round !== state.round || current.state.status !== 'closing') throw new Error(`round ${state.round} changed while it was being published`);
+  const closed = machine.published(current.state, now);
+  host.setState({ ...current, latestVersion: version, latestKey: blob.key, state: machine.openRound(closed.round + 1, version, now) });
+  host.commits.commit(() => {
+    clearRound(host, state.round);
+    // The server optimizer's state moves with the version it produced, in the same transaction.
+    if (strategyState) store.writeStrategyState(strategyState);
+  });
+  host.dropSum();
+}
+
+/** Records a round that ended below its minimum and opens the next one on the same version. */
+export async function abandon(host: CloseHost): Promise<void> {
+  const { state } = host.state()!;
+  const now = Date.now();
+  await recordRound(
+    database(host.env.DB),
+    roundRow(host, { status: 'abandoned', resultVersion: null, closedAt: state.closedAt ?? now, closeReason: state.closeReason ?? 'below_minimum' }),
+    [],
+    null,
+  );
+  host.setState({ ...host.state()!, state: machine.openRound(state.round + 1, state.baseVersion, now) });
+  host.commits.commit(() => {
+    clearRound(host, state.round);
+    host.ledger.forgetRound(state.round);
+  });
+  host.dropSum();
+}
+
+/** The D1 row of the closing round: its counts, rejections by code, examples and weighted metrics. */
+function roundRow(host: CloseHost, end: Pick<NewRound, 'status' | 'resultVersion' | 'closeReason'> & { closedAt: number }): NewRound {
+  const { spec, state } = host.state()!;
+  const ledger = host.ledger.rowsOf(state.round);
+  const rejectedByCode = host.ledger.rejectionsOf(state.round);
+  return {
+    taskId: spec.taskId,
+    round: state.round,
+    status: end.status,
+    baseVersion: state.baseVersion,
+    resultVersion: end.resultVersion,
+    assigned: state.assigned,
+    accepted: state.accepted,
+    rejected: total(Object.values(rejectedByCode)),
+    rejectedByCode,
+    numExamples: examples(ledger),
+    metrics: weightedMetrics(ledger),
+    openedAt: new Date(state.openedAt),
+    closedAt: new Date(end.closedAt),
+    closeReason: end.closeReason,
+  };
+}
+
+/** Drops a finished round's bulky data and prunes old ledger rows (bounded storage). */
+function clearRound(host: CloseHost, round: number): void {
+  host.store().clear(round);
+  host.ledger.clearRound(round, host.strategy().asynchronous?.maxStaleness ?? 0, LEDGER_ROUNDS_KEPT);
+}
+
+/** Example-weighted mean of each metric the clients reported (over the clients that reported it). */
+export function weightedMetrics(rows: readonly { num_examples: number; metrics: string | null }[]): Record<string, number> | null {
+  const sums = new Map<string, { s: number; w: number }>();
+  for (const r of rows) {
+    if (!r.metrics) continue;
+    for (const [k, v] of Object.entries(JSON.parse(r.metrics) as Record<string, number>)) {
+      const e = sums.get(k) ?? { s: 0, w: 0 };
+      e.s += v * r.num_examples;
+      e.w += r.num_examples;
+      sums.set(k, e);
+    }
+  }
+  if (sums.size === 0) return null;
+  return Object.fromEntries([...sums].map(([k, { s, w }]) => [k, s / w]));
+}
+
+function examples(rows: readonly LedgerRow[]): number {
+  return rows.reduce((a, r) => a + r.num_examples, 0);
+}
+
+function total(xs: number[]): number {
+  return xs.reduce((a, b) => a + b, 0);
+}
