@@ -79,7 +79,7 @@ export interface RoundInfo {
 export class FedgeAdmin {
   private readonly http: Http;
   constructor(options: FedgeAdminOptions) {
-    if (!options.baseUrl || !options.token) throw new FedgeError('FedgeAdmin needs baseUrl and token');
+    if (!options.baseUrl || !options.token) throw new FedgeError('invalid_options', 'FedgeAdmin needs baseUrl and token');
     const f = options.fetch ?? globalThis.fetch;
     this.http = new Http({
       baseUrl: `${options.baseUrl.replace(/\/+$/, '')}/v1`,
@@ -109,7 +109,7 @@ export class FedgeAdmin {
         initialWeights: base64(weights),
         rounds: options.rounds ?? {},
         plan: options.plan ?? {},
-        strategy: options.strategy ?? { name: 'fedavg' },
+        ...(options.strategy ? { strategy: options.strategy } : {}),
       },
       retry: false,
     });

@@ -11,10 +11,12 @@ import {
   AuthenticationError,
   FedgeAdmin,
   FedgeClient,
+  FedgeError,
   LateUpdateError,
   NotFoundError,
   PermissionDeniedError,
   ValidationError,
+  WireFormatError,
 } from './index.ts';
 import { UPDATE_META } from './protocol/messages.ts';
 import { concatTensors, decodeTensors } from './protocol/safetensors.ts';
@@ -355,11 +357,48 @@ describe('errors and retries', () => {
     const client = await newClient(task.id);
     vi.stubGlobal('crypto', {});
     try {
-      await expect(client.getWeights(0)).rejects.toThrow(/crypto\.subtle is needed/);
+      await expect(client.getWeights(0)).rejects.toMatchObject({
+        name: 'FedgeError',
+        code: 'missing_platform_api',
+        message: expect.stringMatching(/crypto\.subtle is needed/),
+      });
     } finally {
       vi.unstubAllGlobals();
     }
     expect((await client.getWeights(0)).flat.length).toBe(4 * 8 + 8 + 8 * 3 + 3);
+  });
+
+  it('refuses weights that do not match their content hash (content_hash_mismatch), and caches nothing of them', async () => {
+    const task = await newTask();
+    let corrupt = true;
+    const client = await newClient(task.id, {
+      fetch: async (input, init) => {
+        const res = await fetch(input, init);
+        if (!corrupt || !String(input).endsWith('/models/0/weights')) return res;
+        const bytes = new Uint8Array(await res.arrayBuffer());
+        bytes[bytes.length - 1]! ^= 0x01; // one bit of the last float, as a bad cache or proxy would
+        return new Response(bytes, { status: res.status, headers: res.headers });
+      },
+    });
+    const err = await client.getWeights(0).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(FedgeError);
+    expect(err).toMatchObject({ code: 'content_hash_mismatch', message: expect.stringContaining('weights of version 0 do not match their content hash') });
+    corrupt = false;
+    expect((await client.getWeights(0)).flat.length).toBe(4 * 8 + 8 + 8 * 3 + 3);
+  });
+
+  it('throws only coded FedgeErrors: a bad option, a wire format error', async () => {
+    expect(() => new FedgeClient({ baseUrl: '', taskId: 't', token: 'x' })).toThrow(expect.objectContaining({ name: 'FedgeError', code: 'invalid_options' }));
+    const wire = (() => {
+      try {
+        decodeTensors(new Uint8Array(3));
+      } catch (e) {
+        return e;
+      }
+    })();
+    expect(wire).toBeInstanceOf(WireFormatError);
+    expect(wire).toBeInstanceOf(FedgeError);
+    expect(wire).toMatchObject({ code: 'malformed_update' });
   });
 
   it('times out a request that never answers', async () => {

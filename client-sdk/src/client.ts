@@ -84,7 +84,7 @@ export class FedgeClient {
   private task: Promise<TaskModel> | null = null;
 
   constructor(options: FedgeClientOptions) {
-    if (!options.baseUrl || !options.taskId || !options.token) throw new FedgeError('FedgeClient needs baseUrl, taskId and token');
+    if (!options.baseUrl || !options.taskId || !options.token) throw new FedgeError('invalid_options', 'FedgeClient needs baseUrl, taskId and token');
     this.taskId = options.taskId;
     this.cacheVersions = Math.max(1, options.cacheVersions ?? 2);
     const f = options.fetch ?? globalThis.fetch;
@@ -137,7 +137,7 @@ export class FedgeClient {
       const r = await this.checkIn(options);
       if (r.status === 'assigned') return r;
       const waitMs = r.retryAfterSeconds * 1000;
-      if (Date.now() + waitMs > deadline) throw new FedgeError(`no assignment within ${options.maxWaitMs} ms (last answer: ${r.reason})`);
+      if (Date.now() + waitMs > deadline) throw new FedgeError('no_assignment', `no assignment within ${options.maxWaitMs} ms (last answer: ${r.reason})`);
       options.onWait?.(r.retryAfterSeconds, r.reason);
       await sleep(waitMs, options.signal);
     }
@@ -190,16 +190,18 @@ export class FedgeClient {
     const subtle = globalThis.crypto?.subtle;
     if (!subtle)
       throw new FedgeError(
+        'missing_platform_api',
         'crypto.subtle is needed to verify downloaded weights: use a secure context (https or localhost) or, in React Native, a Web Crypto polyfill',
       );
     const digest = new Uint8Array(await subtle.digest('SHA-256', bytes));
     const hex = Array.from(digest, (b) => b.toString(16).padStart(2, '0')).join('');
-    if (hex !== manifest.contentHash) throw new FedgeError(`weights of version ${version} do not match their content hash`);
+    if (hex !== manifest.contentHash)
+      throw new FedgeError('content_hash_mismatch', `weights of version ${version} do not match their content hash ${manifest.contentHash}`);
     const { tensors } = decodeTensors(bytes);
     const byName = new Map(tensors.map((t) => [t.name, t]));
     const ordered = manifest.tensors.map((spec) => {
       const t = byName.get(spec.name);
-      if (!t) throw new FedgeError(`weights of version ${version} lack tensor "${spec.name}"`);
+      if (!t) throw new FedgeError('tensor_mismatch', `weights of version ${version} lack tensor "${spec.name}"`);
       return t;
     });
     return { manifest, flat: concatTensors(ordered) };

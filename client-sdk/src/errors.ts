@@ -1,25 +1,25 @@
 /**
- * @module Typed errors of the fedge client SDK. Every server error carries the same stable `code`
- * the server sent (see protocol/codes.ts); the class tells what kind of failure it is.
+ * @module Typed errors of the fedge client SDK. Every error the SDK throws is a {@link FedgeError}
+ * with a stable `code`: the server's (protocol/codes.ts `ERROR_STATUS`) when it answered with an
+ * error, or one of `CLIENT_ERROR_CODES` when the SDK found the failure itself. The class tells
+ * what kind of failure it is; the code tells exactly which.
  */
 import { type ErrorCode, isErrorCode } from './protocol/codes.ts';
+import { FedgeError } from './protocol/errors.ts';
 
-/** Base class of every error the SDK throws. */
-export class FedgeError extends Error {
-  override readonly name: string = 'FedgeError';
-}
+export { WireFormatError } from './protocol/safetensors.ts';
+export { FedgeError };
 
 /** The server answered with an error status. */
 export class APIError extends FedgeError {
   override readonly name: string = 'APIError';
   readonly status: number;
   /** The server's stable error code, or `unknown_error` when the body was not a fedge error. */
-  readonly code: ErrorCode | 'unknown_error';
+  declare readonly code: ErrorCode | 'unknown_error';
   readonly headers: Headers;
   constructor(status: number, code: ErrorCode | 'unknown_error', message: string, headers: Headers) {
-    super(`${status} ${code}: ${message}`);
+    super(code, `${status} ${code}: ${message}`);
     this.status = status;
-    this.code = code;
     this.headers = headers;
   }
 
@@ -73,22 +73,39 @@ export class InternalServerError extends APIError {
   override readonly name: string = 'InternalServerError';
 }
 
-/** The request never got an HTTP answer (DNS, refused, reset). */
+/** `connection_failed`: the request never got an HTTP answer (DNS, refused, reset); `cause` holds the platform's error. */
 export class APIConnectionError extends FedgeError {
   override readonly name: string = 'APIConnectionError';
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
+  declare readonly code: 'connection_failed' | 'timeout';
+  constructor(message: string, options?: ErrorOptions, code: 'connection_failed' | 'timeout' = 'connection_failed') {
+    super(code, message, options);
   }
 }
 
-/** No answer within the client's timeout. */
+/** `timeout`: no answer within the client's `timeoutMs`. */
 export class APITimeoutError extends APIConnectionError {
   override readonly name: string = 'APITimeoutError';
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options, 'timeout');
+  }
 }
 
-/** The downloaded model does not fit the task (shapes or tensor count differ from its topology). */
+/** `aborted`: the caller's `AbortSignal` fired; `cause` is the signal's reason. */
+export class AbortedError extends FedgeError {
+  override readonly name: string = 'AbortedError';
+  declare readonly code: 'aborted';
+  constructor(message: string, signal: AbortSignal) {
+    super('aborted', message, { cause: signal.reason });
+  }
+}
+
+/** `model_mismatch`: the model does not fit the task (its topology cannot be built, or shapes or tensor count differ). */
 export class ModelMismatchError extends FedgeError {
   override readonly name: string = 'ModelMismatchError';
+  declare readonly code: 'model_mismatch';
+  constructor(message: string, options?: ErrorOptions) {
+    super('model_mismatch', message, options);
+  }
 }
 
 type APIErrorClass = new (status: number, code: ErrorCode | 'unknown_error', message: string, headers: Headers) => APIError;

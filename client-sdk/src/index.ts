@@ -16,7 +16,7 @@ export {
 } from './client.ts';
 export * from './errors.ts';
 export type { Logger } from './internal/http.ts';
-export { ERROR_STATUS, type ErrorBody, type ErrorCode } from './protocol/codes.ts';
+export { CLIENT_ERROR_CODES, type ClientErrorCode, ERROR_STATUS, type ErrorBody, type ErrorCode, type FedgeErrorCode } from './protocol/codes.ts';
 export type { CheckInResponse, ModelManifest, TensorManifestEntry, TrainingPlan, UpdateAck } from './protocol/messages.ts';
 export {
   buildModel,

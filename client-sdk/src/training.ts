@@ -35,7 +35,12 @@ export interface TrainResult {
  * The caller owns the returned model and must `dispose()` it.
  */
 export async function buildModel(modelTopology: Record<string, unknown>, tensors: readonly TensorManifestEntry[], flat: Float32Array): Promise<tf.LayersModel> {
-  const model = await tf.models.modelFromJSON({ modelTopology } as unknown as tf.io.ModelJSON);
+  let model: tf.LayersModel;
+  try {
+    model = await tf.models.modelFromJSON({ modelTopology } as unknown as tf.io.ModelJSON);
+  } catch (e) {
+    throw new ModelMismatchError(`the task's topology cannot be built as a tfjs Layers model: ${(e as Error).message}`, { cause: e });
+  }
   try {
     setFlatWeights(model, tensors, flat);
   } catch (e) {

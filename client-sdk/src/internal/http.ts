@@ -3,7 +3,7 @@
  * of what is safe (network errors, 408, 429, 5xx) with exponential backoff, jitter and Retry-After.
  * Internal: not part of the public API.
  */
-import { APIConnectionError, APIError, APITimeoutError } from '../errors.ts';
+import { AbortedError, APIConnectionError, APIError, APITimeoutError, FedgeError } from '../errors.ts';
 
 export interface Logger {
   debug?(message: string, data?: Record<string, unknown>): void;
@@ -71,7 +71,11 @@ export class Http {
     const res = await this.request(spec);
     const text = await res.text();
     this.options.onTraffic?.(0, text.length);
-    return JSON.parse(text) as T;
+    try {
+      return JSON.parse(text) as T;
+    } catch (e) {
+      throw new FedgeError('invalid_response', `${spec.method} ${spec.path}: ${res.status} answer is not JSON (${text.slice(0, 80)})`, { cause: e });
+    }
   }
 
   private async once(spec: RequestSpec): Promise<Response> {
@@ -93,7 +97,7 @@ export class Http {
       return await this.options.fetch(`${baseUrl.replace(/\/+$/, '')}${spec.path}`, { method: spec.method, headers, body: body ?? null, signal });
     } catch (e) {
       if (timeout.aborted) throw new APITimeoutError(`${spec.method} ${spec.path} timed out after ${timeoutMs} ms`, { cause: e });
-      if (spec.signal?.aborted) throw e;
+      if (spec.signal?.aborted) throw new AbortedError(`${spec.method} ${spec.path} aborted`, spec.signal);
       throw new APIConnectionError(`${spec.method} ${spec.path}: ${(e as Error).message}`, { cause: e });
     }
   }
@@ -124,16 +128,17 @@ export function retryAfterMs(headers: Headers, now: number = Date.now()): number
   return Number.isFinite(ms) && ms >= 0 ? Math.min(ms, MAX_RETRY_AFTER_MS) : undefined;
 }
 
+/** Waits `ms`; rejects with {@link AbortedError} as soon as `signal` fires. */
 export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(signal.reason);
+    if (signal?.aborted) return reject(new AbortedError('aborted while waiting', signal));
     const t = setTimeout(() => {
       signal?.removeEventListener('abort', onAbort);
       resolve();
     }, ms);
     const onAbort = () => {
       clearTimeout(t);
-      reject(signal!.reason);
+      reject(new AbortedError('aborted while waiting', signal!));
     };
     signal?.addEventListener('abort', onAbort, { once: true });
   });

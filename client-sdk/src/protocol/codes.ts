@@ -84,3 +84,26 @@ export interface ErrorBody {
 export function isErrorCode(value: unknown): value is ErrorCode {
   return typeof value === 'string' && Object.hasOwn(ERROR_STATUS, value);
 }
+
+/**
+ * Codes of the failures the SDK finds on its own side, without an error answer from the server.
+ * Like the server's codes, they never change meaning once published. Every error the SDK throws
+ * is a `FedgeError` whose `code` is one of {@link ErrorCode} or these.
+ */
+export const CLIENT_ERROR_CODES = {
+  invalid_options: 'A constructor or method got options it cannot work with (the message names the option).',
+  connection_failed: 'The request got no HTTP answer (DNS, refused, reset, offline).',
+  timeout: "No answer within the client's `timeoutMs`.",
+  aborted: "The caller's `AbortSignal` fired; its reason is the error's `cause`.",
+  no_assignment: '`waitForAssignment` reached `maxWaitMs` without an assignment.',
+  invalid_response: 'A success answer whose body is not what the API documents (not JSON, for example).',
+  content_hash_mismatch: "Downloaded weights do not match their manifest's SHA-256 (corrupted in transit or by a cache).",
+  model_mismatch: "The model does not fit the task: its topology cannot be built, or its weights' names, shapes or count differ from the task's tensors.",
+  missing_platform_api: 'A platform API the SDK needs is missing (for example `crypto.subtle`); the message names it and the polyfill.',
+  unknown_error: "The server answered with an error body that is not a fedge error (a proxy's page, for example).",
+} as const;
+
+export type ClientErrorCode = keyof typeof CLIENT_ERROR_CODES;
+
+/** The `code` of any error the SDK throws: the server's, or one the SDK found itself. */
+export type FedgeErrorCode = ErrorCode | ClientErrorCode;

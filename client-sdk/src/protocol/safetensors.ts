@@ -7,8 +7,10 @@
  * starts on an 8-byte boundary, which lets the decoder return `Float32Array` views over the
  * received buffer without copying. Python tools (`safetensors.numpy.load_file`) read the same bytes.
  *
- * This module imports nothing but the platform: the aggregator bundles it, the SDK ships it.
+ * This module imports nothing but the platform and the protocol's error class: the aggregator bundles
+ * it, the SDK ships it.
  */
+import { FedgeError } from './errors.ts';
 
 /** Tensor dtypes on the wire. Only float32 today; float16/int8 compression will add entries. */
 export type WireDType = 'F32';
@@ -35,13 +37,16 @@ export interface DecodeOptions {
   maxTensors?: number;
 }
 
-/** Why a message could not be decoded; `code` is stable. */
-export class WireFormatError extends Error {
-  override readonly name = 'WireFormatError';
-  readonly code: 'malformed_update' | 'tensor_mismatch';
+/**
+ * Why a message could not be encoded or decoded: `malformed_update` (not a well-formed safetensors
+ * message) or `tensor_mismatch` (a tensor that breaks the format's rules: duplicate name, wrong
+ * value count, a dtype other than F32).
+ */
+export class WireFormatError extends FedgeError {
+  override readonly name: string = 'WireFormatError';
+  declare readonly code: 'malformed_update' | 'tensor_mismatch';
   constructor(code: 'malformed_update' | 'tensor_mismatch', message: string) {
-    super(message);
-    this.code = code;
+    super(code, message);
   }
 }
 
