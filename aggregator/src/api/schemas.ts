@@ -3,7 +3,15 @@
  */
 import { z } from '@hono/zod-openapi';
 import { ERROR_STATUS, type ErrorCode } from '#protocol/codes.ts';
-import { MAX_METRICS, METRIC_NAME_PATTERN } from '#protocol/messages.ts';
+import {
+  type CheckInResponse,
+  MAX_METRICS,
+  METRIC_NAME_PATTERN,
+  type ModelManifest,
+  type TensorManifestEntry,
+  type TrainingPlan,
+  type UpdateAck,
+} from '#protocol/messages.ts';
 import { DEFAULT_STRATEGY, StrategyConfigSchema } from '../strategies/config.ts';
 
 const ERROR_CODES = Object.keys(ERROR_STATUS) as [ErrorCode, ...ErrorCode[]];
@@ -312,3 +320,18 @@ export function errors(...statuses: ErrorStatus[]) {
     }),
   );
 }
+
+/**
+ * The protocol's wire types (client-sdk/src/protocol/messages.ts: what the SDK compiles against)
+ * and these schemas (what the server validates, sends and documents) describe the same JSON. Each
+ * pair is checked both ways at compile time, so a field changed on one side only fails `tsc`.
+ */
+type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
+type Expect<T extends true> = T;
+export type WireTypesMatchTheirSchemas = [
+  Expect<Same<z.output<typeof TrainingPlanSchema>, TrainingPlan>>,
+  Expect<Same<z.output<typeof CheckInSchema>, CheckInResponse>>,
+  Expect<Same<z.output<typeof UpdateAckSchema>, UpdateAck>>,
+  Expect<Same<z.output<typeof TensorEntrySchema>, TensorManifestEntry>>,
+  Expect<Same<z.output<typeof ModelManifestSchema>, ModelManifest>>,
+];

@@ -19,11 +19,11 @@ export function aggregatorOf(env: Env, taskId: string) {
 }
 
 export function rulesOf(row: TaskRow): RoundRules {
-  return row.rules as RoundRules;
+  return row.rules;
 }
 
 export function planOf(row: TaskRow): TrainingPlan {
-  return row.plan as TrainingPlan;
+  return row.plan;
 }
 
 export function tensorEntries(tensors: readonly TensorSpec[]) {

@@ -6,6 +6,18 @@
  * generated from this file by `npm run db:generate` (drizzle-kit).
  */
 import { index, integer, primaryKey, real, sqliteTable, text } from 'drizzle-orm/sqlite-core';
+import type { TrainingPlan } from '#protocol/messages.ts';
+import type { RoundRules } from '../master/round-machine.ts';
+import type { TensorSpec } from '../master/task-spec.ts';
+import { DEFAULT_STRATEGY, type StrategyConfig } from '../strategies/config.ts';
+
+/** Metric name → value (client-reported local metrics, or their example-weighted means). */
+export type Metrics = Record<string, number>;
+/** The strategy that produced a version: its name as the task was created with, and every parameter. */
+export interface VersionStrategy {
+  name: string;
+  params: Record<string, number | string>;
+}
 
 export const tasks = sqliteTable('tasks', {
   id: text('id').primaryKey(),
@@ -15,15 +27,15 @@ export const tasks = sqliteTable('tasks', {
     .notNull()
     .default('active'),
   /** The `modelTopology` of a tfjs `model.json`, as JSON text. */
-  modelTopology: text('model_topology', { mode: 'json' }).notNull(),
+  modelTopology: text('model_topology', { mode: 'json' }).$type<Record<string, unknown>>().notNull(),
   /** `[{ name, shape, dtype }]` in wire order. */
-  weightSpecs: text('weight_specs', { mode: 'json' }).notNull(),
+  weightSpecs: text('weight_specs', { mode: 'json' }).$type<TensorSpec[]>().notNull(),
   numParams: integer('num_params').notNull(),
   /** Round rules and training plan, as validated at creation (see api/schemas.ts). */
-  rules: text('rules', { mode: 'json' }).notNull(),
-  plan: text('plan', { mode: 'json' }).notNull(),
+  rules: text('rules', { mode: 'json' }).$type<RoundRules>().notNull(),
+  plan: text('plan', { mode: 'json' }).$type<TrainingPlan>().notNull(),
   /** The aggregation strategy and its parameters (see strategies/index.ts). */
-  strategy: text('strategy', { mode: 'json' }).notNull().default({ name: 'fedavg' }),
+  strategy: text('strategy', { mode: 'json' }).$type<StrategyConfig>().notNull().default(DEFAULT_STRATEGY),
   currentVersion: integer('current_version').notNull().default(0),
   createdAt: integer('created_at', { mode: 'timestamp_ms' }).notNull(),
 });
@@ -90,11 +102,11 @@ export const modelVersions = sqliteTable(
     byteLength: integer('byte_length').notNull(),
     participants: integer('participants').notNull().default(0),
     numExamples: integer('num_examples').notNull().default(0),
-    metrics: text('metrics', { mode: 'json' }),
+    metrics: text('metrics', { mode: 'json' }).$type<Metrics>(),
     /** `{ name, params }` of the strategy that produced it; null for the initial version. */
-    strategy: text('strategy', { mode: 'json' }),
+    strategy: text('strategy', { mode: 'json' }).$type<VersionStrategy>(),
     /** Metrics the operator measured on held-out data of its own (e.g. a simulation's test split). */
-    serverMetrics: text('server_metrics', { mode: 'json' }),
+    serverMetrics: text('server_metrics', { mode: 'json' }).$type<Metrics>(),
     createdAt: integer('created_at', { mode: 'timestamp_ms' }).notNull(),
   },
   (t) => [primaryKey({ columns: [t.taskId, t.version] })],
@@ -114,10 +126,10 @@ export const rounds = sqliteTable(
     accepted: integer('accepted').notNull(),
     rejected: integer('rejected').notNull(),
     /** Rejections by error code, e.g. `{ "non_finite": 2 }`. */
-    rejectedByCode: text('rejected_by_code', { mode: 'json' }).notNull(),
+    rejectedByCode: text('rejected_by_code', { mode: 'json' }).$type<Record<string, number>>().notNull(),
     numExamples: integer('num_examples').notNull(),
     /** Example-weighted means of the clients' reported local metrics. */
-    metrics: text('metrics', { mode: 'json' }),
+    metrics: text('metrics', { mode: 'json' }).$type<Metrics>(),
     openedAt: integer('opened_at', { mode: 'timestamp_ms' }).notNull(),
     closedAt: integer('closed_at', { mode: 'timestamp_ms' }).notNull(),
     closeReason: text('close_reason').notNull(),
@@ -133,7 +145,7 @@ export const roundParticipants = sqliteTable(
     clientId: text('client_id').notNull(),
     numExamples: integer('num_examples').notNull(),
     /** Client-reported local metrics for this update. */
-    metrics: text('metrics', { mode: 'json' }),
+    metrics: text('metrics', { mode: 'json' }).$type<Metrics>(),
     acceptedAt: integer('accepted_at', { mode: 'timestamp_ms' }).notNull(),
   },
   (t) => [primaryKey({ columns: [t.taskId, t.round, t.clientId] }), index('participants_client_idx').on(t.clientId)],

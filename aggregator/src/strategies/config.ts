@@ -2,7 +2,9 @@
  * @module A task's strategy configuration: the schema that validates it at task creation (also
  * the OpenAPI document's), and the type derived from it, so the two cannot drift apart.
  */
-import { z } from 'zod';
+// zod as @hono/zod-openapi extends it (with `.openapi()`): schemas built before that extension ran
+// lack the method, and which module loads first depends on the bundle's import order.
+import { z } from '@hono/zod-openapi';
 
 const clipNorm = z.number().positive().max(1e6).optional().describe('Norm bounding (Sun et al. 2019): clip each update to this L2 norm before it is summed');
 const fedOptFields = {

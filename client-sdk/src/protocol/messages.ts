@@ -77,7 +77,7 @@ export interface ModelManifest {
   numExamples: number;
   metrics: Record<string, number> | null;
   /** The strategy that produced this version; null for version 0. */
-  strategy: { name: string; params: Record<string, number> } | null;
+  strategy: { name: string; params: Record<string, number | string> } | null;
   /** The operator's own held-out evaluation, if recorded. */
   serverMetrics: Record<string, number> | null;
   /** Clients' evaluations on their local data, example-weighted; null until one reports. */

@@ -13,7 +13,6 @@ import {
   putEvaluation,
   setServerMetrics,
 } from '../../db/store.ts';
-import type { TensorSpec } from '../../master/task-spec.ts';
 import { access, clientOf } from '../auth.ts';
 import { ApiError } from '../errors.ts';
 import { newRouter } from '../router.ts';
@@ -193,12 +192,12 @@ export function manifest(task: TaskRow, r: ModelVersionRow, federated?: Federate
     round: r.round,
     contentHash: r.contentHash,
     byteLength: r.byteLength,
-    tensors: tensorEntries(task.weightSpecs as TensorSpec[]),
+    tensors: tensorEntries(task.weightSpecs),
     participants: r.participants,
     numExamples: r.numExamples,
-    metrics: (r.metrics as Record<string, number> | null) ?? null,
-    strategy: (r.strategy as { name: string; params: Record<string, number> } | null) ?? null,
-    serverMetrics: (r.serverMetrics as Record<string, number> | null) ?? null,
+    metrics: r.metrics,
+    strategy: r.strategy,
+    serverMetrics: r.serverMetrics,
     federatedEvaluation: federated ?? null,
     createdAt: r.createdAt.toISOString(),
     weightsUrl: `/v1/tasks/${r.taskId}/models/${r.version}/weights`,

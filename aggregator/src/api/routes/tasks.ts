@@ -11,7 +11,7 @@ import { accumulateWasm } from '../../kernels/wasm-worker.ts';
 import { maxUpdateBytes, type TaskSpec } from '../../master/task-spec.ts';
 import { firstWeightDifference, topologyWeights } from '../../model/topology.ts';
 import { putWeights } from '../../storage/weights.ts';
-import { createStrategy, type StrategyConfig } from '../../strategies/index.ts';
+import { createStrategy, StrategyConfigSchema } from '../../strategies/index.ts';
 import { access } from '../auth.ts';
 import { ApiError } from '../errors.ts';
 import { newRouter } from '../router.ts';
@@ -86,9 +86,9 @@ tasksApp.openapi(
  * (decodable, named, finite, at most MAX_PARAMS), and the topology against the weights.
  */
 function checkTaskDefinition(body: z.infer<typeof CreateTaskSchema>): { spec: TaskSpec; plan: TrainingPlan; flat: Float32Array } {
-  const strategy = createStrategy(body.strategy as StrategyConfig);
+  const strategy = createStrategy(body.strategy);
   // Stored as the strategy states itself: its name and every parameter, defaults included.
-  const config = { name: strategy.name, ...strategy.params } as StrategyConfig;
+  const config = StrategyConfigSchema.parse({ name: strategy.name, ...strategy.params });
   // An asynchronous strategy has no rounds: its buffer plays the round, closing when full.
   const buffer = strategy.asynchronous?.bufferSize;
   const goal = buffer === undefined ? {} : { clientsPerRound: buffer, minClients: buffer };
@@ -170,7 +170,7 @@ tasksApp.openapi(
 
 export async function taskView(env: Env, taskId: string) {
   const row = await loadTask(env, taskId);
-  const tensors = row.weightSpecs as TaskSpec['tensors'];
+  const tensors = row.weightSpecs;
   return {
     id: row.id,
     name: row.name,
@@ -181,9 +181,9 @@ export async function taskView(env: Env, taskId: string) {
     tensors: tensorEntries(tensors),
     rounds: rulesOf(row),
     plan: planOf(row),
-    strategy: row.strategy as StrategyConfig,
+    strategy: row.strategy,
     maxUpdateBytes: maxUpdateBytes({ numParams: row.numParams, tensors }),
     currentRound: await aggregatorOf(env, taskId).status(),
-    modelTopology: row.modelTopology as Record<string, unknown>,
+    modelTopology: row.modelTopology,
   };
 }
