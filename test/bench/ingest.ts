@@ -22,8 +22,8 @@ import { parseArgs } from 'node:util';
 import { UPDATE_META } from '#protocol/messages.ts';
 import { concatTensors, decodeTensors, encodeTensors, splitFlat } from '#protocol/safetensors.ts';
 import { findFreePort, startLocalServer } from '../../aggregator/scripts/lib/local-server.mjs';
+import { rng } from '../shared/random.ts';
 import { denseTopology } from '../shared/topology.ts';
-import { rng } from '../sim/partition.ts';
 
 const { values: args } = parseArgs({
   options: {

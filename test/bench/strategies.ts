@@ -39,7 +39,7 @@ import { runInNewContext } from 'node:vm';
 import { createRunningSum } from '../../aggregator/src/kernels/running-sum.ts';
 import { accumulateWasm } from '../../aggregator/src/kernels/wasm-node.ts';
 import { createStrategy, type RangeReader, type Strategy, type StrategyInput, type StrategyState } from '../../aggregator/src/strategies/index.ts';
-import { rng } from '../sim/partition.ts';
+import { rng } from '../shared/random.ts';
 
 const { values: args } = parseArgs({
   options: {

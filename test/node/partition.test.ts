@@ -1,7 +1,8 @@
 /** Seeded client partitions (IID, Dirichlet label skew, pathological shards) on the real MNIST t10k labels, plus the PRNG and Gamma/Dirichlet samplers under them. */
 import { beforeAll, describe, expect, it } from 'vitest';
+import { rng } from '../shared/random.ts';
 import { loadMnistT10k, splitTrainTest } from '../sim/mnist.ts';
-import { dirichlet, dirichletDraw, iid, labelCounts, logGamma, pathological, permutation, rng } from '../sim/partition.ts';
+import { dirichlet, dirichletDraw, iid, labelCounts, logGamma, pathological, permutation } from '../sim/partition.ts';
 
 /** Every index 0..n-1 appears in exactly one client's list, and each list is ascending. */
 function expectExactCover(parts: number[][], n: number): void {

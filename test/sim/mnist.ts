@@ -2,7 +2,8 @@
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
-import { permutation, rng } from './partition.ts';
+import { rng } from '../shared/random.ts';
+import { permutation } from './partition.ts';
 
 /** Pixels per MNIST image (28 × 28). */
 export const IMAGE_SIZE = 784;

@@ -1,20 +1,6 @@
 /** @module Seeded, reproducible partitions of example indices across simulated clients (IID, Dirichlet label skew, pathological shards). */
 
-/**
- * Mulberry32: a small, fast 32-bit PRNG. Returns a function yielding uniform floats in [0, 1).
- * Every simulation draw goes through this so a run is reproducible from its seed alone
- * (Math.random cannot be seeded). Seeds are reduced to 32 bits.
- */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { rng } from '../shared/random.ts';
 
 /** Shuffles `items` in place (Fisher–Yates) using `random`; returns the same array. */
 export function shuffleInPlace<T>(items: T[], random: () => number): T[] {

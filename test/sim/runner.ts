@@ -15,9 +15,10 @@ import type { Assignment, ParticipationResult } from '../../client-sdk/src/clien
 import { FedgeClient } from '../../client-sdk/src/client.ts';
 import { LateUpdateError } from '../../client-sdk/src/errors.ts';
 import { buildModel, trainLocally } from '../../client-sdk/src/training.ts';
+import { rng } from '../shared/random.ts';
 import { type Dataset, loadMnistT10k, splitTrainTest, subset } from './mnist.ts';
 import { buildSimModel, inputShape, type ModelName } from './models.ts';
-import { dirichlet, iid, pathological, permutation, rng } from './partition.ts';
+import { dirichlet, iid, pathological, permutation } from './partition.ts';
 import { useWasmBackend } from './tf-backend.ts';
 
 export type PartitionName = 'iid' | 'dirichlet' | 'pathological';

@@ -3,7 +3,7 @@
  * 3 classes, the class being the argmax of the first three features.
  */
 import * as tf from '@tensorflow/tfjs';
-import { rng } from './partition.ts';
+import { rng } from '../shared/random.ts';
 
 export function argmaxData(n: number, seed: number): { xs: tf.Tensor2D; ys: tf.Tensor2D; raw: Float32Array } {
   const next = rng(seed);

@@ -8,8 +8,8 @@ import { runDurableObjectAlarm } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
 import { UPDATE_META } from '#protocol/messages.ts';
 import { encodeTensors, splitFlat } from '#protocol/safetensors.ts';
+import { rng } from '../shared/random.ts';
 import { denseTopology } from '../shared/topology.ts';
-import { rng } from '../sim/partition.ts';
 import expected from './fingerprint.json';
 import { adminJson, api, base64, type Client, checkIn, downloadWeights, registerClient, stubOf } from './helpers.ts';
 

@@ -2,8 +2,8 @@
 import { env, SELF } from 'cloudflare:test';
 import { UPDATE_META } from '#protocol/messages.ts';
 import { concatTensors, decodeTensors, encodeTensors, splitFlat, type WireTensor } from '#protocol/safetensors.ts';
+import { rng } from '../shared/random.ts';
 import { denseTopology } from '../shared/topology.ts';
-import { rng } from '../sim/partition.ts';
 
 export const ADMIN = { authorization: 'Bearer test-admin-token' };
 

@@ -2,8 +2,8 @@ import { evictDurableObject, runDurableObjectAlarm } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
 import { UPDATE_META } from '#protocol/messages.ts';
 import { concatTensors, decodeTensors, encodeTensors } from '#protocol/safetensors.ts';
+import { rng } from '../shared/random.ts';
 import { denseTopology } from '../shared/topology.ts';
-import { rng } from '../sim/partition.ts';
 import { ADMIN, adminJson, api, base64, type Client, checkIn, registerClient, stubOf, submit } from './helpers.ts';
 
 /** A model of 2 tensors, 300×500 + 500 = 150,500 parameters: three 64K-parameter storage chunks. */

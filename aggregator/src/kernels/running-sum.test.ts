@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { decodeTensors, encodeTensors } from '#protocol/safetensors.ts';
-import { rng } from '../../../test/sim/partition.ts';
+import { rng } from '#test/random.ts';
 import { createRunningSum, firstNonFinite, type RunningSum } from './running-sum.ts';
 import { accumulateWasm } from './wasm-node.ts';
 

@@ -3,7 +3,7 @@
  * naive sort-based references on seeded random data (bit-exact), and for range splitting.
  */
 import { describe, expect, it } from 'vitest';
-import { rng } from '../../../test/sim/partition.ts';
+import { rng } from '#test/random.ts';
 import { accumulatePairwiseSquaredDistances, krumScores, multiKrumSelect } from './krum.ts';
 import { coordinateMedian } from './median.ts';
 import { trimmedCount, trimmedMean } from './trimmed-mean.ts';
