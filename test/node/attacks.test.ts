@@ -4,8 +4,9 @@
  * the strategies issue: (a) Gaussian noise N(0, 10²) instead of an update, (b) the trained update
  * boosted ×10, (c) the trained update sign-flipped. FedAvg must visibly suffer (proof the attack
  * works); median, trimmed mean (β = 0.2) and Multi-Krum (f = 2, m = 8) must each end within 3 points
- * of their own clean run. Measured misses are kept as `it.fails` with the goal as written, so a run
- * that starts meeting it fails here and the docs get updated. The full-size experiment (100 clients)
+ * of their own clean run. The two measured misses are pinned to their band instead (3 to 10 points
+ * below clean): a broken robust path (collapse, crash, server down) fails, and so does a run that
+ * starts meeting the goal, so the docs get updated. The full-size experiment (100 clients)
  * is `npm run simulate -- --malicious 0.2 --attack …`, recorded in test/sim/strategies.md.
  */
 import { describe, expect, inject, it } from 'vitest';
@@ -83,17 +84,20 @@ for (const [attackName, malicious] of Object.entries(attacks)) {
   describe(`20% ${attackName} attackers`, () => {
     for (const [label, strategy] of robust) {
       const miss = knownMisses.has(`${attackName}/${label}`);
-      (miss ? it.fails : it)(
-        `do not move ${label} more than 3 points from its clean run${miss ? ' (known miss at this size)' : ''}`,
-        async () => {
-          const before = await clean(label, strategy);
-          const attacked = await finalAccuracy({ strategy: strategy!, malicious });
-          console.log(`${label} ${attackName}: clean ${before.toFixed(4)}, attacked ${attacked.toFixed(4)}`);
-          expect(before).toBeGreaterThan(0.85);
+      it(miss
+        ? `move ${label} 3 to 10 points below its clean run (the known miss at this size, pinned)`
+        : `do not move ${label} more than 3 points from its clean run`, async () => {
+        const before = await clean(label, strategy);
+        const attacked = await finalAccuracy({ strategy: strategy!, malicious });
+        console.log(`${label} ${attackName}: clean ${before.toFixed(4)}, attacked ${attacked.toFixed(4)}`);
+        expect(before).toBeGreaterThan(0.85);
+        if (miss) {
+          expect(attacked, 'still a miss, but no collapse').toBeGreaterThanOrEqual(before - 0.1);
+          expect(attacked, 'now meets the goal: drop it from knownMisses and update the README and strategies.md').toBeLessThan(before - 0.03);
+        } else {
           expect(attacked).toBeGreaterThanOrEqual(before - 0.03);
-        },
-        300_000,
-      );
+        }
+      }, 300_000);
     }
   });
 }
