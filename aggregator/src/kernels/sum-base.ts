@@ -1,8 +1,54 @@
 /**
- * @module What both running-sum implementations share: blocking constants, argument checks and
- * the bookkeeping of the float64 sum, Σw and the count.
+ * @module What both running-sum implementations share: the interface they implement, blocking
+ * constants, argument checks and the bookkeeping of the float64 sum, Σw and the count.
  */
-import type { RunningSum, SumState } from './running-sum.ts';
+
+/** A running sum's persistent state: what a checkpoint stores and what shards exchange. */
+export interface SumState {
+  sum: Float64Array;
+  totalWeight: number;
+  count: number;
+}
+
+export interface RunningSum {
+  /** Number of parameters. */
+  readonly length: number;
+  /** Σ wᵢ over everything folded in (added, merged, loaded). */
+  readonly totalWeight: number;
+  /** Number of updates folded in (added, merged, loaded). */
+  readonly count: number;
+  /** Which kernels this instance runs. */
+  readonly implementation: 'wasm' | 'js';
+  /** sum += weight * update. `weight` must be finite; `update.length` must equal `length`. */
+  add(update: Float32Array, weight: number): void;
+  /** Same result, bit for bit, as `add(updates[i], weights[i])` for i = 0, 1, ...; faster. */
+  addBatch(updates: readonly Float32Array[], weights: readonly number[]): void;
+  /**
+   * The current float64 sum: a live view, possibly over wasm memory. Valid until the next
+   * `staging()` call that grows the memory, or `dispose()`. Copy it to keep a snapshot.
+   */
+  sum(): Float64Array;
+  /** Restores a checkpoint (copies `sum`). */
+  load(sum: Float64Array, totalWeight: number, count: number): void;
+  /** Adds another partial sum of the same length (another shard's, or a stored one). */
+  merge(other: SumState): void;
+  /** out = base + sum / totalWeight (FedAvg), rounded to float32. `out` may be `base`. Throws if totalWeight is 0. */
+  finalizeInto(base: Float32Array, out: Float32Array): void;
+  /** Back to the empty sum (zeros, weight 0, count 0); keeps the memory for the next round. */
+  reset(): void;
+  /**
+   * A reusable region of `byteLength` bytes to write an update into directly, e.g. a request body
+   * read chunk by chunk, then `decodeTensors` over it (its Float32Array views are zero-copy when the
+   * data is 4-byte aligned, which safetensors' 8-byte header padding ensures). Float32Array views
+   * into this region are folded by add/addBatch/finalizeInto and checked by `firstNonFinite` in
+   * place, saving the copy an ordinary buffer needs. Each call returns the same region (moved and
+   * grown when needed): earlier staging views and `sum()` views may be invalidated. In the js
+   * implementation it is a plain reusable buffer with no speed benefit.
+   */
+  staging(byteLength: number): Uint8Array;
+  /** Drops the buffers (wasm memory) so they can be collected; any later call throws. */
+  dispose(): void;
+}
 
 /**
  * Elements per sum slice, the unit of blocking and of staging copies: FOLD slots of 64 KiB plus a

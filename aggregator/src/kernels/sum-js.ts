@@ -2,8 +2,20 @@
  * @module The plain-JS running sum: typed-array loops with the same blocking and the same
  * IEEE-754 operations, in the same order, as the Wasm kernels (so the two give the same bits).
  */
-import type { RunningSum } from './running-sum.ts';
-import { checkBatch, checkStagingLength, checkUpdate, checkWeight, disposed, FOLD, invWeight, PAGE, SLICE, SumBookkeeping, sumWeights } from './sum-base.ts';
+import {
+  checkBatch,
+  checkStagingLength,
+  checkUpdate,
+  checkWeight,
+  disposed,
+  FOLD,
+  invWeight,
+  PAGE,
+  type RunningSum,
+  SLICE,
+  SumBookkeeping,
+  sumWeights,
+} from './sum-base.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Plain-JS hot loops (small top-level functions so the JIT optimizes each on its own)

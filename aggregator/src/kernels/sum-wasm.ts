@@ -2,7 +2,6 @@
  * @module The WebAssembly SIMD running sum (accumulate.wat) over a memory it owns, and the Wasm
  * finite check over ordinary buffers.
  */
-import type { RunningSum } from './running-sum.ts';
 import {
   CHECK_PIECE,
   checkBatch,
@@ -13,6 +12,7 @@ import {
   FOLD,
   invWeight,
   PAGE,
+  type RunningSum,
   SLICE,
   SumBookkeeping,
   sumWeights,
