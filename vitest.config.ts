@@ -35,7 +35,13 @@ export default defineConfig({
         test: {
           name: 'node',
           environment: 'node',
-          include: ['aggregator/src/**/*.test.ts', 'client-sdk/**/*.test.ts', 'test/node/**/*.test.ts', 'test/browser/**/*.test.ts'],
+          include: [
+            'aggregator/src/**/*.test.ts',
+            'client-sdk/**/*.test.ts',
+            'test/node/**/*.test.ts',
+            'test/browser/**/*.test.ts',
+            'test/package/**/*.test.ts',
+          ],
           globalSetup: ['./test/node/global-setup.ts'],
           testTimeout: 60_000,
           hookTimeout: 120_000,

@@ -10,29 +10,18 @@
  * .ci/run installs it.
  */
 
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
+import { mkdtempSync, rmSync } from 'node:fs';
+import type { Server } from 'node:http';
 import { tmpdir } from 'node:os';
-import { extname, join, normalize, sep } from 'node:path';
+import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { type Browser, chromium, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { FedgeAdmin } from '../../client-sdk/src/index.ts';
 import { useWasmBackend } from '../sim/tf-backend.ts';
 import { type BrowserBundle, bundlePage, nodeOnlyApis, repoInputs } from './bundle.ts';
+import { launchChromium, serveStatic } from './chromium.ts';
 import type { PageRunConfig, PageRunResult } from './page.ts';
-
-const CHROMIUM = process.env.FEDGE_CHROMIUM ?? '/usr/bin/chromium';
-const CHROMIUM_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
 
 const fedgeUrl = inject('fedgeUrl');
 const admin = new FedgeAdmin({ baseUrl: fedgeUrl, token: inject('fedgeAdminToken') });
@@ -45,13 +34,6 @@ let origin: string;
 let browser: Browser | undefined;
 
 beforeAll(async () => {
-  if (!existsSync(CHROMIUM)) {
-    throw new Error(
-      `Chromium not found at ${CHROMIUM}: the browser tests need it. Install it with ` +
-        '`apt-get update && apt-get install -y --no-install-recommends chromium` (Debian/Ubuntu, as root; .ci/run does this), ' +
-        'or point FEDGE_CHROMIUM at a Chromium/Chrome binary.',
-    );
-  }
   await useWasmBackend(); // Node side: only to build the task's model
   [pageBundle, exampleBundle] = await Promise.all([
     bundlePage({ entry: 'test/browser/page.ts', html: 'test/browser/page.html', outDir: join(out, 'page') }),
@@ -63,7 +45,7 @@ beforeAll(async () => {
     }),
   ]);
   ({ server, origin } = await serveStatic(out));
-  browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+  browser = await launchChromium();
 }, 120_000);
 
 afterAll(async () => {
@@ -223,22 +205,4 @@ async function openPage(url: string): Promise<Page & { logs: string[]; errors: s
   if (url.includes('/page/')) await page.waitForSelector('body[data-ready="1"]', { state: 'attached', timeout: 30_000 });
   else await page.waitForLoadState('load');
   return Object.assign(page, { logs, errors, aggregatorCalls: () => Promise.all(calls) });
-}
-
-/** Serves `root` on 127.0.0.1 (a free port): the pages' origin, distinct from the aggregator's. */
-async function serveStatic(root: string): Promise<{ server: Server; origin: string }> {
-  const types: Record<string, string> = { '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8', '.map': 'application/json' };
-  const srv = createServer((req, res) => {
-    const path = normalize(decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname));
-    const file = join(root, path);
-    if (!file.startsWith(root + sep) || !existsSync(file) || !statSync(file).isFile()) {
-      res.writeHead(404).end('not found');
-      return;
-    }
-    res.writeHead(200, { 'content-type': types[extname(file)] ?? 'application/octet-stream', 'cache-control': 'no-store' }).end(readFileSync(file));
-  });
-  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
-  const address = srv.address();
-  if (!address || typeof address === 'string') throw new Error('no address');
-  return { server: srv, origin: `http://127.0.0.1:${address.port}` };
 }

@@ -80,8 +80,8 @@ export class Http {
 
   private async once(spec: RequestSpec): Promise<Response> {
     const { baseUrl, token, timeoutMs, onTraffic } = this.options;
-    const timeout = AbortSignal.timeout(timeoutMs);
-    const signal = spec.signal ? AbortSignal.any([spec.signal, timeout]) : timeout;
+    const timeout = timeoutSignal(timeoutMs);
+    const signal = spec.signal ? anySignal(spec.signal, timeout) : timeout;
     const headers: Record<string, string> = { authorization: `Bearer ${token}`, ...spec.headers };
     let body: BodyInit | undefined;
     if (spec.json !== undefined) {
@@ -101,6 +101,32 @@ export class Http {
       throw new APIConnectionError(`${spec.method} ${spec.path}: ${(e as Error).message}`, { cause: e });
     }
   }
+}
+
+/**
+ * A signal that fires after `ms` (it also bounds reading the body, as `AbortSignal.timeout` does).
+ * `AbortSignal.timeout` where the platform has it; React Native's AbortSignal has no `timeout`
+ * (nor `any`), so a timer there.
+ */
+function timeoutSignal(ms: number): AbortSignal {
+  if (typeof AbortSignal.timeout === 'function') return AbortSignal.timeout(ms);
+  const controller = new AbortController();
+  setTimeout(() => controller.abort(new FedgeError('timeout', `timed out after ${ms} ms`)), ms);
+  return controller.signal;
+}
+
+/** A signal that fires when either does (`AbortSignal.any` where the platform has it). */
+function anySignal(a: AbortSignal, b: AbortSignal): AbortSignal {
+  if (typeof AbortSignal.any === 'function') return AbortSignal.any([a, b]);
+  const controller = new AbortController();
+  for (const s of [a, b]) {
+    if (s.aborted) {
+      controller.abort(s.reason);
+      break;
+    }
+    s.addEventListener('abort', () => controller.abort(s.reason), { once: true });
+  }
+  return controller.signal;
 }
 
 async function toError(res: Response): Promise<APIError> {

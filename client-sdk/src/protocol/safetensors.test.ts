@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { rng } from '#test/random.ts';
+import { rng } from '../../../test/shared/random.ts';
 import { concatTensors, decodeTensors, encodeTensors, splitFlat, WireFormatError, type WireTensor } from './safetensors.ts';
 
 const sample: WireTensor[] = [

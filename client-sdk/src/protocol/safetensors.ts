@@ -51,8 +51,30 @@ export class WireFormatError extends FedgeError {
 }
 
 const HEADER_ALIGN = 8;
-const encoder = new TextEncoder();
-const decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: false });
+let encoder: TextEncoder | undefined;
+let decoder: TextDecoder | undefined;
+
+/**
+ * The UTF-8 codecs of the JSON header, made on first use so that importing the module never fails
+ * where the platform lacks one (React Native's Hermes has had `TextEncoder` since 0.74 but no
+ * `TextDecoder`): the call that needs it throws a coded `missing_platform_api` instead.
+ */
+function utf8Encoder(): TextEncoder {
+  if (typeof TextEncoder !== 'function') throw missingCodec('TextEncoder');
+  encoder ??= new TextEncoder();
+  return encoder;
+}
+function utf8Decoder(): TextDecoder {
+  if (typeof TextDecoder !== 'function') throw missingCodec('TextDecoder');
+  decoder ??= new TextDecoder('utf-8', { fatal: true, ignoreBOM: false });
+  return decoder;
+}
+function missingCodec(name: string): FedgeError {
+  return new FedgeError(
+    'missing_platform_api',
+    `${name} is needed to read and write safetensors headers and this platform has none: in React Native, install a polyfill such as fast-text-encoding (import 'fast-text-encoding' before the SDK)`,
+  );
+}
 
 /**
  * Encodes tensors (and an optional string metadata map) as one safetensors message.
@@ -76,7 +98,7 @@ export function encodeTensors(tensors: readonly WireTensor[], metadata?: Record<
     header[t.name] = { dtype: 'F32', shape: t.shape, data_offsets: [offset, offset + size] };
     offset += size;
   }
-  const json = encoder.encode(JSON.stringify(header));
+  const json = utf8Encoder().encode(JSON.stringify(header));
   const padded = Math.ceil((8 + json.length) / HEADER_ALIGN) * HEADER_ALIGN - 8;
   const out = new Uint8Array(8 + padded + offset);
   const view = new DataView(out.buffer);
@@ -95,7 +117,8 @@ export function encodeTensors(tensors: readonly WireTensor[], metadata?: Record<
 /**
  * Decodes a safetensors message. Float32 tensors are zero-copy views when the data is 4-byte
  * aligned in memory (always, for messages written by {@link encodeTensors} into a fresh buffer).
- * Any malformed input raises {@link WireFormatError}; it never throws anything else.
+ * Any malformed input raises {@link WireFormatError}; it never throws anything else (but a coded
+ * `missing_platform_api` where the platform has no `TextDecoder`).
  */
 export function decodeTensors(input: ArrayBuffer | Uint8Array, options: DecodeOptions = {}): DecodedMessage {
   const bytes = input instanceof Uint8Array ? input : new Uint8Array(input);
@@ -108,8 +131,9 @@ export function decodeTensors(input: ArrayBuffer | Uint8Array, options: DecodeOp
   if (hi !== 0 || lo > maxHeader) throw malformed(`header length ${hi * 2 ** 32 + lo} exceeds ${maxHeader} bytes`);
   if (8 + lo > bytes.length) throw malformed(`truncated: header needs ${lo} bytes, ${bytes.length - 8} present`);
   let header: unknown;
+  const utf8 = utf8Decoder();
   try {
-    header = JSON.parse(decoder.decode(bytes.subarray(8, 8 + lo)));
+    header = JSON.parse(utf8.decode(bytes.subarray(8, 8 + lo)));
   } catch {
     throw malformed('header is not valid UTF-8 JSON');
   }
