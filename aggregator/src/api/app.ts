@@ -10,6 +10,7 @@ import { modelsApp } from './routes/models.ts';
 import { participationApp } from './routes/participation.ts';
 import { roundsApp } from './routes/rounds.ts';
 import { tasksApp } from './routes/tasks.ts';
+import { tfjsModelsApp } from './routes/tfjs-models.ts';
 
 /** Builds the app: `/v1` routes, `/openapi.json`, JSON errors for everything else. */
 export function createApp() {
@@ -18,7 +19,13 @@ export function createApp() {
   // Browser clients call from the app's own origin (auth is a bearer header, never a cookie);
   // operator routes answer only the configured ADMIN_ORIGINS. Preflights are answered here.
   v1.use('*', corsByRoute(v1, '/v1'));
-  v1.route('/', tasksApp).route('/', clientsApp).route('/', participationApp).route('/', modelsApp).route('/', roundsApp).route('/', adminTokensApp);
+  v1.route('/', tasksApp)
+    .route('/', clientsApp)
+    .route('/', participationApp)
+    .route('/', modelsApp)
+    .route('/', tfjsModelsApp)
+    .route('/', roundsApp)
+    .route('/', adminTokensApp);
   v1.get('/health', (c) => c.json({ ok: true }));
   app.route('/v1', v1);
   app.openAPIRegistry.registerComponent('securitySchemes', 'operator', {

@@ -124,7 +124,7 @@ modelsApp.openapi(
   },
 );
 
-async function versionOrThrow(env: Env, taskId: string, version: number): Promise<ModelVersionRow> {
+export async function versionOrThrow(env: Env, taskId: string, version: number): Promise<ModelVersionRow> {
   const row = await getVersion(database(env.DB), taskId, version);
   if (row) return row;
   await loadTask(env, taskId); // task_not_found takes precedence
