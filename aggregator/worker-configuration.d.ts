@@ -5,6 +5,7 @@ interface __BaseEnv_Env {
 	MODELS: R2Bucket;
 	DB: D1Database;
 	AUTH_FAILURES: RateLimit;
+	ENROLLMENTS: RateLimit;
 	ADMIN_ORIGINS: string;
 	CLIENT_RATE_BURST: string;
 	CLIENT_RATE_PER_SECOND: string;

@@ -52,8 +52,9 @@ export interface TaskOptions {
   maxExamplesPerClient?: number;
 }
 
-export async function createTask(opts: TaskOptions = {}, weights = initialWeights()): Promise<{ id: string; task: any }> {
+export async function createTask(opts: TaskOptions = {}, weights = initialWeights(), extra: Record<string, unknown> = {}): Promise<{ id: string; task: any }> {
   const res = await adminJson('/tasks', 'POST', {
+    ...extra,
     name: 'tiny',
     modelTopology: TOPOLOGY,
     initialWeights: base64(encodeTensors(split(weights))),

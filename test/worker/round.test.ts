@@ -88,6 +88,12 @@ describe('OpenAPI document', () => {
         '/v1/tasks/{taskId}/rounds',
         '/v1/tasks/{taskId}/rounds/{round}',
         '/v1/tasks/{taskId}/rounds/{round}/update',
+        '/v1/tasks/{taskId}/enrollment-keys',
+        '/v1/tasks/{taskId}/enrollment-keys/{keyId}/revoke',
+        '/v1/tasks/{taskId}/enroll',
+        '/v1/tasks/{taskId}/models/current/model.json',
+        '/v1/tasks/{taskId}/models/{version}/model.json',
+        '/v1/tasks/{taskId}/models/{version}/weights.bin',
       ].sort(),
     );
     expect(doc.components.schemas).toHaveProperty('CreateTask');
@@ -97,6 +103,9 @@ describe('OpenAPI document', () => {
     expect([...doc.components.schemas.Error.properties.error.properties.code.enum].sort()).toEqual(Object.keys(ERROR_STATUS).sort());
     expect(doc.paths['/v1/tasks/{taskId}/rounds/{round}/update'].put.responses['415'].description).toBe('Error: `unsupported_media_type`');
     expect(doc.paths['/v1/tasks'].post.responses['400'].description).toContain('`weights_mismatch`');
+    // Enrollment needs no token (the key is in the body); creating keys needs the operator's.
+    expect(doc.paths['/v1/tasks/{taskId}/enroll'].post.security).toEqual([]);
+    expect(doc.paths['/v1/tasks/{taskId}/enrollment-keys'].post.security).toEqual([{ operator: [] }]);
   });
 });
 

@@ -6,6 +6,7 @@ import { errorResponse, onError } from './errors.ts';
 import { newRouter } from './router.ts';
 import { adminTokensApp } from './routes/admin-tokens.ts';
 import { clientsApp } from './routes/clients.ts';
+import { enrollmentApp } from './routes/enrollment.ts';
 import { modelsApp } from './routes/models.ts';
 import { participationApp } from './routes/participation.ts';
 import { roundsApp } from './routes/rounds.ts';
@@ -21,6 +22,7 @@ export function createApp() {
   v1.use('*', corsByRoute(v1, '/v1'));
   v1.route('/', tasksApp)
     .route('/', clientsApp)
+    .route('/', enrollmentApp)
     .route('/', participationApp)
     .route('/', modelsApp)
     .route('/', tfjsModelsApp)

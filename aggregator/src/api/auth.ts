@@ -50,7 +50,8 @@ const blockedSources = new Map<string, number>();
 const AUTH_FAILURE_WINDOW_MS = 10_000;
 const MAX_BLOCKED_SOURCES = 10_000;
 
-function sourceOf(c: Context<AppEnv>): string {
+/** The calling source, for per-source limits (Cloudflare sets `CF-Connecting-IP`). */
+export function sourceOf(c: Context<AppEnv>): string {
   return c.req.header('cf-connecting-ip') ?? 'unknown';
 }
 
@@ -67,6 +68,18 @@ async function identify(c: Context<AppEnv>): Promise<Caller> {
       return { kind: 'admin', tokenId: ENV_ADMIN_TOKEN_ID };
     }
   }
+  return countingFailures(c, () => {
+    if (token === undefined)
+      throw new ApiError('unauthorized', 'missing bearer token (Authorization: Bearer <token>)', { 'www-authenticate': 'Bearer realm="fedge"' });
+    return verifyToken(c, token);
+  });
+}
+
+/**
+ * Runs a credential check for the calling source: a source over the failure limit gets 429 before
+ * any lookup, and a check that fails with a 401 counts against it.
+ */
+export async function countingFailures<T>(c: Context<AppEnv>, check: () => Promise<T>): Promise<T> {
   const source = sourceOf(c);
   const blockedUntil = blockedSources.get(source);
   if (blockedUntil !== undefined) {
@@ -74,9 +87,7 @@ async function identify(c: Context<AppEnv>): Promise<Caller> {
     blockedSources.delete(source);
   }
   try {
-    if (token === undefined)
-      throw new ApiError('unauthorized', 'missing bearer token (Authorization: Bearer <token>)', { 'www-authenticate': 'Bearer realm="fedge"' });
-    return await verifyToken(c, token);
+    return await check();
   } catch (e) {
     if (e instanceof ApiError && e.status === 401) await countFailure(c, source);
     throw e;

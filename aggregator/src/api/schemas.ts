@@ -111,6 +111,13 @@ export const CreateTaskSchema = z
     rounds: RoundRulesSchema.prefault({}),
     plan: TrainingPlanSchema.prefault({}),
     strategy: StrategySchema.prefault(DEFAULT_STRATEGY),
+    maxClients: z
+      .number()
+      .int()
+      .min(1)
+      .max(10_000_000)
+      .default(10_000)
+      .describe('At most this many clients, registered or enrolled (revoked ones included): bounds self-enrollment'),
   })
   .strict()
   .openapi('CreateTask');
@@ -144,6 +151,7 @@ export const TaskSchema = z
     plan: TrainingPlanSchema,
     strategy: StrategySchema,
     maxUpdateBytes: z.number().int(),
+    maxClients: z.number().int(),
     currentRound: LiveRoundSchema.nullable(),
     modelTopology: z.record(z.string(), z.unknown()),
   })
@@ -187,6 +195,7 @@ export const ClientSchema = z
     expiresAt: z.string().nullable(),
     rotatedAt: z.string().nullable(),
     revokedAt: z.string().nullable(),
+    enrollmentKeyId: z.string().nullable().describe('The enrollment key it enrolled itself with (null: registered by the operator)'),
   })
   .openapi('Client');
 

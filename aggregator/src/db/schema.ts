@@ -37,6 +37,8 @@ export const tasks = sqliteTable('tasks', {
   /** The aggregation strategy and its parameters (see strategies/index.ts). */
   strategy: text('strategy', { mode: 'json' }).$type<StrategyConfig>().notNull().default(DEFAULT_STRATEGY),
   currentVersion: integer('current_version').notNull().default(0),
+  /** At most this many clients (registered and enrolled, revoked included): the bound on self-enrollment. */
+  maxClients: integer('max_clients').notNull().default(10_000),
   createdAt: integer('created_at', { mode: 'timestamp_ms' }).notNull(),
 });
 
@@ -59,8 +61,35 @@ export const clients = sqliteTable(
     rotatedAt: integer('rotated_at', { mode: 'timestamp_ms' }),
     /** Set once by revocation: the client's tokens stop working for good. */
     revokedAt: integer('revoked_at', { mode: 'timestamp_ms' }),
+    /** The enrollment key the device enrolled itself with; null for clients the operator registered. */
+    enrollmentKeyId: text('enrollment_key_id'),
   },
-  (t) => [index('clients_task_idx').on(t.taskId, t.createdAt)],
+  (t) => [index('clients_task_idx').on(t.taskId, t.createdAt), index('clients_enrollment_key_idx').on(t.enrollmentKeyId)],
+);
+
+/**
+ * Publishable enrollment keys (`POST /v1/tasks/{id}/enrollment-keys`): shipped inside an app, they
+ * let a device enroll itself as a client of one task, up to `maxClients` devices per key. Revoking
+ * or expiring a key stops new enrollments; the clients it enrolled keep working.
+ */
+export const enrollmentKeys = sqliteTable(
+  'enrollment_keys',
+  {
+    id: text('id').primaryKey(),
+    taskId: text('task_id')
+      .notNull()
+      .references(() => tasks.id),
+    /** SHA-256 (hex) of the key's secret part. */
+    keyHash: text('key_hash').notNull(),
+    label: text('label'),
+    maxClients: integer('max_clients').notNull(),
+    /** Lifetime of the tokens of the clients it enrolls (null: they never expire). */
+    clientTtlSeconds: integer('client_ttl_seconds'),
+    createdAt: integer('created_at', { mode: 'timestamp_ms' }).notNull(),
+    expiresAt: integer('expires_at', { mode: 'timestamp_ms' }),
+    revokedAt: integer('revoked_at', { mode: 'timestamp_ms' }),
+  },
+  (t) => [index('enrollment_keys_task_idx').on(t.taskId, t.createdAt)],
 );
 
 /**
@@ -174,3 +203,4 @@ export type ModelVersionRow = typeof modelVersions.$inferSelect;
 export type RoundRow = typeof rounds.$inferSelect;
 export type ClientRow = typeof clients.$inferSelect;
 export type AdminTokenRow = typeof adminTokens.$inferSelect;
+export type EnrollmentKeyRow = typeof enrollmentKeys.$inferSelect;

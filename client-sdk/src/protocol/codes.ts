@@ -24,6 +24,12 @@ export const ERROR_STATUS = {
   token_expired: 401,
   /** The token was revoked, or replaced by a rotation. */
   token_revoked: 401,
+  /** Self-enrollment: the enrollment key is unknown, malformed, or belongs to another task. */
+  enrollment_key_invalid: 401,
+  /** Self-enrollment: the operator revoked this enrollment key (clients it enrolled keep working). */
+  enrollment_key_revoked: 401,
+  /** Self-enrollment: the enrollment key's lifetime ended. */
+  enrollment_key_expired: 401,
   /** A valid token that may not do this (a client on an operator route, another task's client, the admin checking in). */
   forbidden: 403,
   /** Federated evaluation from a client that has not taken part in the task (no accepted update, no assignment in the live round). */
@@ -46,6 +52,8 @@ export const ERROR_STATUS = {
   stale_update: 409,
   /** The client is revoked: its token cannot be rotated (register a new client). */
   client_revoked: 409,
+  /** Self-enrollment: the key enrolled its `maxClients` devices, or the task holds its `maxClients` clients. */
+  enrollment_limit_reached: 409,
   /** An update for (task, round, client) was already accepted with a different body. */
   duplicate_conflict: 409,
   /** The update body stalled, or arrived slower than the minimum rate: it was cut off (retry). */

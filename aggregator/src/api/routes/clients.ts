@@ -131,5 +131,6 @@ export function clientView(r: ClientRow, now = Date.now()) {
     expiresAt: r.expiresAt?.toISOString() ?? null,
     rotatedAt: r.rotatedAt?.toISOString() ?? null,
     revokedAt: r.revokedAt?.toISOString() ?? null,
+    enrollmentKeyId: r.enrollmentKeyId,
   } as const;
 }

@@ -56,6 +56,7 @@ tasksApp.openapi(
           plan,
           strategy: spec.strategy,
           currentVersion: 0,
+          maxClients: body.maxClients,
           createdAt: now,
         }),
         db.insert(modelVersions).values({
@@ -183,6 +184,7 @@ export async function taskView(env: Env, taskId: string) {
     plan: planOf(row),
     strategy: row.strategy,
     maxUpdateBytes: maxUpdateBytes({ numParams: row.numParams, tensors }),
+    maxClients: row.maxClients,
     currentRound: await aggregatorOf(env, taskId).status(),
     modelTopology: row.modelTopology,
   };

@@ -1,0 +1,223 @@
+/**
+ * @module Self-enrollment: devices become clients of a task without the app running a backend.
+ *
+ * The operator creates a publishable enrollment key for a task (safe to ship inside an app, like a
+ * public API key); a device posts it to `POST /v1/tasks/{id}/enroll` and gets its own client token.
+ * What bounds it: each key enrolls at most its `maxClients` devices and the task holds at most its
+ * `maxClients` clients (one atomic insert checks both); enrollments per source are rate-limited
+ * (`ENROLLMENTS`), and wrong keys count as failed authentications of that source; keys expire and
+ * can be revoked, which stops new enrollments and leaves the clients they enrolled alone. Enrolled
+ * clients are ordinary clients: revocation, expiry and rotation apply to them.
+ */
+import { createRoute, z } from '@hono/zod-openapi';
+import {
+  clientsOfTask,
+  createEnrollmentKey,
+  enrolledBy,
+  enrollWithinCaps,
+  getEnrollmentKey,
+  listEnrollmentKeys,
+  revokeEnrollmentKey,
+} from '../../db/enrollment.ts';
+import type { EnrollmentKeyRow } from '../../db/schema.ts';
+import { database } from '../../db/store.ts';
+import { access, countingFailures, hashSecret, newClientId, newToken, sourceOf } from '../auth.ts';
+import { ApiError } from '../errors.ts';
+import { newRouter } from '../router.ts';
+import { ClientCredentialsSchema, errors, TaskIdParam } from '../schemas.ts';
+import { loadTask } from '../tasks-view.ts';
+
+export const enrollmentApp = newRouter();
+
+const seconds = (max: number) => z.number().int().min(60).max(max);
+
+const CreateEnrollmentKeySchema = z
+  .strictObject({
+    label: z.string().max(200).optional(),
+    maxClients: z.number().int().min(1).max(10_000_000).default(1_000).describe('Devices this key may enroll (the task-wide `maxClients` applies too)'),
+    expiresInSeconds: seconds(10 * 365 * 86_400)
+      .optional()
+      .describe('Lifetime of the key (default: until revoked)'),
+    clientTokenTtlSeconds: seconds(10 * 365 * 86_400)
+      .optional()
+      .describe('Lifetime of the tokens of the clients it enrolls (default: no expiry); a rotation renews it'),
+  })
+  .openapi('CreateEnrollmentKey');
+
+const EnrollmentKeySchema = z
+  .object({
+    id: z.string(),
+    taskId: z.string(),
+    label: z.string().nullable(),
+    status: z.enum(['active', 'expired', 'revoked']),
+    maxClients: z.number().int(),
+    enrolled: z.number().int().describe('Clients it enrolled so far'),
+    clientTokenTtlSeconds: z.number().int().nullable(),
+    createdAt: z.string(),
+    expiresAt: z.string().nullable(),
+    revokedAt: z.string().nullable(),
+  })
+  .openapi('EnrollmentKey');
+
+const NewEnrollmentKeySchema = EnrollmentKeySchema.extend({
+  key: z.string().describe('The publishable key (`ek_…`): ship it in the app; shown once, the server keeps only its hash'),
+}).openapi('NewEnrollmentKey');
+
+const KeyIdParam = TaskIdParam.extend({
+  keyId: z
+    .string()
+    .min(1)
+    .max(64)
+    .openapi({ param: { name: 'keyId', in: 'path' }, example: 'ek_5d…' }),
+});
+
+const EnrollSchema = z
+  .strictObject({
+    key: z.string().min(1).max(200).describe('An enrollment key of this task'),
+    label: z.string().max(200).optional().describe('How the operator sees this device in the client list'),
+  })
+  .openapi('Enroll');
+
+enrollmentApp.openapi(
+  createRoute({
+    method: 'post',
+    path: '/tasks/{taskId}/enrollment-keys',
+    tags: ['enrollment'],
+    summary: 'Create a publishable enrollment key; the key is returned once',
+    ...access.operator,
+    request: { params: TaskIdParam, body: { required: false, content: { 'application/json': { schema: CreateEnrollmentKeySchema } } } },
+    responses: { 201: { description: 'The key', content: { 'application/json': { schema: NewEnrollmentKeySchema } } }, ...errors(400, 401, 403, 404) },
+  }),
+  async (c) => {
+    const { taskId } = c.req.valid('param');
+    await loadTask(c.env, taskId);
+    const body = c.req.header('content-type')?.includes('json') ? c.req.valid('json') : CreateEnrollmentKeySchema.parse({});
+    const id = `ek_${crypto.randomUUID().replace(/-/g, '').slice(0, 20)}`;
+    const { token: key, tokenHash: keyHash } = await newToken(id);
+    const now = new Date();
+    const row = await createEnrollmentKey(database(c.env.DB), {
+      id,
+      taskId,
+      keyHash,
+      label: body.label ?? null,
+      maxClients: body.maxClients,
+      clientTtlSeconds: body.clientTokenTtlSeconds ?? null,
+      createdAt: now,
+      expiresAt: body.expiresInSeconds === undefined ? null : new Date(now.getTime() + body.expiresInSeconds * 1000),
+    });
+    return c.json({ ...keyView(row, 0), key }, 201);
+  },
+);
+
+enrollmentApp.openapi(
+  createRoute({
+    method: 'get',
+    path: '/tasks/{taskId}/enrollment-keys',
+    tags: ['enrollment'],
+    summary: "A task's enrollment keys, newest first, with how many clients each enrolled",
+    ...access.operator,
+    request: { params: TaskIdParam },
+    responses: {
+      200: { description: 'Keys', content: { 'application/json': { schema: z.object({ keys: z.array(EnrollmentKeySchema) }) } } },
+      ...errors(401, 403, 404),
+    },
+  }),
+  async (c) => {
+    const { taskId } = c.req.valid('param');
+    await loadTask(c.env, taskId);
+    const keys = await listEnrollmentKeys(database(c.env.DB), taskId);
+    return c.json({ keys: keys.map((k) => keyView(k, k.enrolled)) }, 200);
+  },
+);
+
+enrollmentApp.openapi(
+  createRoute({
+    method: 'post',
+    path: '/tasks/{taskId}/enrollment-keys/{keyId}/revoke',
+    tags: ['enrollment'],
+    summary: 'Revoke an enrollment key: no new enrollments with it; the clients it enrolled keep working',
+    ...access.operator,
+    request: { params: KeyIdParam },
+    responses: { 200: { description: 'The revoked key', content: { 'application/json': { schema: EnrollmentKeySchema } } }, ...errors(401, 403, 404) },
+  }),
+  async (c) => {
+    const { taskId, keyId } = c.req.valid('param');
+    await loadTask(c.env, taskId);
+    const db = database(c.env.DB);
+    const row = await revokeEnrollmentKey(db, taskId, keyId, new Date());
+    if (!row) throw new ApiError('not_found', `task "${taskId}" has no enrollment key "${keyId}"`);
+    return c.json(keyView(row, await enrolledBy(db, keyId)), 200);
+  },
+);
+
+enrollmentApp.openapi(
+  createRoute({
+    method: 'post',
+    path: '/tasks/{taskId}/enroll',
+    tags: ['enrollment'],
+    summary: "A device enrolls itself with the task's enrollment key and gets its own client token (shown once)",
+    security: [], // no token: the enrollment key is in the body
+    request: { params: TaskIdParam, body: { required: true, content: { 'application/json': { schema: EnrollSchema } } } },
+    responses: {
+      201: { description: 'The new client', content: { 'application/json': { schema: ClientCredentialsSchema } } },
+      ...errors(400, 401, 404, 409, 429),
+    },
+  }),
+  async (c) => {
+    const { taskId } = c.req.valid('param');
+    const body = c.req.valid('json');
+    await loadTask(c.env, taskId);
+    const key = await countingFailures(c, () => verifyKey(c.env, taskId, body.key));
+    const { success } = await c.env.ENROLLMENTS.limit({ key: sourceOf(c) });
+    if (!success) throw new ApiError('rate_limited', 'too many enrollments from this source; retry later', { 'retry-after': '60' });
+    const db = database(c.env.DB);
+    const clientId = newClientId();
+    const { token, tokenHash } = await newToken(clientId);
+    const now = new Date();
+    const ttlSeconds = key.clientTtlSeconds;
+    const expiresAt = ttlSeconds === null ? null : new Date(now.getTime() + ttlSeconds * 1000);
+    const label = body.label ?? `enrolled with ${key.id}`;
+    const enrolled = await enrollWithinCaps(
+      db,
+      { id: clientId, taskId, tokenHash, label, createdAt: now, expiresAt, ttlSeconds, enrollmentKeyId: key.id },
+      key.maxClients,
+    );
+    if (!enrolled) {
+      const [byKey, task] = await Promise.all([enrolledBy(db, key.id), loadTask(c.env, taskId)]);
+      if (byKey >= key.maxClients) throw new ApiError('enrollment_limit_reached', `enrollment key ${key.id} enrolled its ${key.maxClients} clients`);
+      throw new ApiError('enrollment_limit_reached', `task "${taskId}" holds its ${task.maxClients} clients (${await clientsOfTask(db, taskId)} now)`);
+    }
+    return c.json({ clientId, taskId, token, expiresAt: expiresAt?.toISOString() ?? null }, 201);
+  },
+);
+
+/** The key row, if `presented` is a live enrollment key of `taskId`; an ApiError (401) otherwise. */
+async function verifyKey(env: Env, taskId: string, presented: string): Promise<EnrollmentKeyRow> {
+  const dot = presented.indexOf('.');
+  const id = presented.slice(0, Math.max(dot, 0));
+  if (dot <= 0 || !id.startsWith('ek_')) throw new ApiError('enrollment_key_invalid', 'not an enrollment key (ek_….…)');
+  const row = await getEnrollmentKey(database(env.DB), id);
+  // An unknown key, a wrong secret and another task's key look the same from outside.
+  if (!row || row.taskId !== taskId || row.keyHash !== (await hashSecret(presented.slice(dot + 1))))
+    throw new ApiError('enrollment_key_invalid', `not an enrollment key of task "${taskId}"`);
+  if (row.revokedAt) throw new ApiError('enrollment_key_revoked', `enrollment key ${id} was revoked`);
+  if (row.expiresAt && row.expiresAt.getTime() <= Date.now())
+    throw new ApiError('enrollment_key_expired', `enrollment key ${id} expired at ${row.expiresAt.toISOString()}`);
+  return row;
+}
+
+function keyView(r: EnrollmentKeyRow, enrolled: number) {
+  const status = r.revokedAt ? 'revoked' : r.expiresAt && r.expiresAt.getTime() <= Date.now() ? 'expired' : 'active';
+  return {
+    id: r.id,
+    taskId: r.taskId,
+    label: r.label,
+    status: status as 'active' | 'expired' | 'revoked',
+    maxClients: r.maxClients,
+    enrolled,
+    clientTokenTtlSeconds: r.clientTtlSeconds,
+    createdAt: r.createdAt.toISOString(),
+    expiresAt: r.expiresAt?.toISOString() ?? null,
+    revokedAt: r.revokedAt?.toISOString() ?? null,
+  };
+}
