@@ -7,6 +7,7 @@ import { newRouter } from './router.ts';
 import { adminTokensApp } from './routes/admin-tokens.ts';
 import { clientsApp } from './routes/clients.ts';
 import { enrollmentApp } from './routes/enrollment.ts';
+import { identityProvidersApp } from './routes/identity-providers.ts';
 import { modelsApp } from './routes/models.ts';
 import { participationApp } from './routes/participation.ts';
 import { roundsApp } from './routes/rounds.ts';
@@ -23,6 +24,7 @@ export function createApp() {
   v1.route('/', tasksApp)
     .route('/', clientsApp)
     .route('/', enrollmentApp)
+    .route('/', identityProvidersApp)
     .route('/', participationApp)
     .route('/', modelsApp)
     .route('/', tfjsModelsApp)

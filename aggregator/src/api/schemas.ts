@@ -318,7 +318,7 @@ export const ParticipantSchema = z
   .object({ clientId: z.string(), numExamples: z.number().int(), metrics: z.record(z.string(), z.number()).nullable(), acceptedAt: z.string() })
   .openapi('Participant');
 
-type ErrorStatus = 400 | 401 | 403 | 404 | 408 | 409 | 413 | 415 | 422 | 429;
+type ErrorStatus = 400 | 401 | 403 | 404 | 408 | 409 | 413 | 415 | 422 | 429 | 502;
 
 /** Standard error responses, by status, for route definitions; each names the codes sent with its status. */
 export function errors(...statuses: ErrorStatus[]) {

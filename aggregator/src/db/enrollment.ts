@@ -2,8 +2,8 @@
  * @module D1 queries of self-enrollment: enrollment keys, and the one insert that enrolls a device
  * within both caps (the key's and the task's) atomically.
  */
-import { and, count, desc, eq, sql } from 'drizzle-orm';
-import { clients, type EnrollmentKeyRow, enrollmentKeys, tasks } from './schema.ts';
+import { and, count, desc, eq, isNull, sql } from 'drizzle-orm';
+import { clients, type EnrollmentKeyRow, enrollmentKeys, type IdentityProviderRow, identityProviders, tasks } from './schema.ts';
 import type { Db } from './store.ts';
 
 export type NewEnrollmentKey = typeof enrollmentKeys.$inferInsert;
@@ -49,17 +49,47 @@ export async function revokeEnrollmentKey(db: Db, taskId: string, id: string, at
 }
 
 /**
- * Inserts the client only while the key has enrolled fewer than `keyCap` clients and the task holds
- * fewer than its `max_clients`: one statement, so concurrent enrollments cannot overshoot either
- * cap (D1 runs each statement alone). True when the client was inserted.
+ * Inserts the client only while the task holds fewer than its `max_clients` and, for a key's
+ * enrollment, the key has enrolled fewer than `keyCap`: one statement, so concurrent enrollments
+ * cannot overshoot either cap (D1 runs each statement alone). True when the client was inserted.
  */
-export async function enrollWithinCaps(db: Db, client: NewClient & { enrollmentKeyId: string }, keyCap: number): Promise<boolean> {
+export async function enrollWithinCaps(db: Db, client: NewClient, keyCap?: number): Promise<boolean> {
   const c = client;
+  const underKeyCap =
+    keyCap === undefined || !c.enrollmentKeyId ? sql`1` : sql`(SELECT count(*) FROM ${clients} WHERE enrollment_key_id = ${c.enrollmentKeyId}) < ${keyCap}`;
   const result = await db.run(sql`
-    INSERT INTO ${clients} (id, task_id, token_hash, label, created_at, expires_at, ttl_seconds, enrollment_key_id)
+    INSERT INTO ${clients} (id, task_id, token_hash, label, created_at, expires_at, ttl_seconds, enrollment_key_id, subject)
     SELECT ${c.id}, ${c.taskId}, ${c.tokenHash}, ${c.label ?? null}, ${c.createdAt.getTime()}, ${c.expiresAt?.getTime() ?? null},
-           ${c.ttlSeconds ?? null}, ${c.enrollmentKeyId}
-    WHERE (SELECT count(*) FROM ${clients} WHERE enrollment_key_id = ${c.enrollmentKeyId}) < ${keyCap}
+           ${c.ttlSeconds ?? null}, ${c.enrollmentKeyId ?? null}, ${c.subject ?? null}
+    WHERE ${underKeyCap}
       AND (SELECT count(*) FROM ${clients} WHERE task_id = ${c.taskId}) < (SELECT max_clients FROM ${tasks} WHERE id = ${c.taskId})`);
   return result.meta.changes === 1;
+}
+
+export type NewIdentityProvider = typeof identityProviders.$inferInsert;
+
+export async function createIdentityProvider(db: Db, provider: NewIdentityProvider): Promise<IdentityProviderRow> {
+  return (await db.insert(identityProviders).values(provider).returning().get())!;
+}
+
+export async function listIdentityProviders(db: Db, taskId: string): Promise<IdentityProviderRow[]> {
+  return db.select().from(identityProviders).where(eq(identityProviders.taskId, taskId)).orderBy(desc(identityProviders.createdAt)).all();
+}
+
+/** The task's live (not revoked) providers for an issuer. */
+export async function providersFor(db: Db, taskId: string, issuer: string): Promise<IdentityProviderRow[]> {
+  return db
+    .select()
+    .from(identityProviders)
+    .where(and(eq(identityProviders.taskId, taskId), eq(identityProviders.issuer, issuer), isNull(identityProviders.revokedAt)))
+    .all();
+}
+
+export async function revokeIdentityProvider(db: Db, taskId: string, id: string, at: Date): Promise<IdentityProviderRow | undefined> {
+  return db
+    .update(identityProviders)
+    .set({ revokedAt: sql`coalesce(${identityProviders.revokedAt}, ${at.getTime()})` })
+    .where(and(eq(identityProviders.taskId, taskId), eq(identityProviders.id, id)))
+    .returning()
+    .get();
 }

@@ -63,6 +63,8 @@ export const clients = sqliteTable(
     revokedAt: integer('revoked_at', { mode: 'timestamp_ms' }),
     /** The enrollment key the device enrolled itself with; null for clients the operator registered. */
     enrollmentKeyId: text('enrollment_key_id'),
+    /** `<issuer> <subject>` of the ID token it enrolled with (one user, one client); null otherwise. */
+    subject: text('subject'),
   },
   (t) => [index('clients_task_idx').on(t.taskId, t.createdAt), index('clients_enrollment_key_idx').on(t.enrollmentKeyId)],
 );
@@ -198,9 +200,34 @@ export const evaluationMetrics = sqliteTable(
   (t) => [primaryKey({ columns: [t.taskId, t.version, t.clientId, t.name] })],
 );
 
+/**
+ * Identity providers a task trusts for enrollment (`POST /v1/tasks/{id}/identity-providers`): a
+ * device presents an ID token of the app's own sign-in (Auth0, Firebase, Clerk, Cognito…), verified
+ * against the issuer's JWKS; its subject maps to one client.
+ */
+export const identityProviders = sqliteTable(
+  'identity_providers',
+  {
+    id: text('id').primaryKey(),
+    taskId: text('task_id')
+      .notNull()
+      .references(() => tasks.id),
+    issuer: text('issuer').notNull(),
+    audience: text('audience').notNull(),
+    jwksUri: text('jwks_uri').notNull(),
+    label: text('label'),
+    /** Lifetime of the tokens of the clients it enrolls (null: they never expire). */
+    clientTtlSeconds: integer('client_ttl_seconds'),
+    createdAt: integer('created_at', { mode: 'timestamp_ms' }).notNull(),
+    revokedAt: integer('revoked_at', { mode: 'timestamp_ms' }),
+  },
+  (t) => [index('identity_providers_task_idx').on(t.taskId, t.issuer)],
+);
+
 export type TaskRow = typeof tasks.$inferSelect;
 export type ModelVersionRow = typeof modelVersions.$inferSelect;
 export type RoundRow = typeof rounds.$inferSelect;
 export type ClientRow = typeof clients.$inferSelect;
 export type AdminTokenRow = typeof adminTokens.$inferSelect;
+export type IdentityProviderRow = typeof identityProviders.$inferSelect;
 export type EnrollmentKeyRow = typeof enrollmentKeys.$inferSelect;

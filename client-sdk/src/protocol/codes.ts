@@ -30,6 +30,18 @@ export const ERROR_STATUS = {
   enrollment_key_revoked: 401,
   /** Self-enrollment: the enrollment key's lifetime ended. */
   enrollment_key_expired: 401,
+  /** Enrollment by ID token: not a JWT, a claim that fails (other than those below), or an algorithm not allowed. */
+  id_token_invalid: 401,
+  /** Enrollment by ID token: an unsigned token (`alg: none`). */
+  id_token_unsigned: 401,
+  /** Enrollment by ID token: the token expired (sign in again). */
+  id_token_expired: 401,
+  /** Enrollment by ID token: its issuer is not one the task trusts. */
+  id_token_wrong_issuer: 401,
+  /** Enrollment by ID token: its audience is not the app the task trusts. */
+  id_token_wrong_audience: 401,
+  /** Enrollment by ID token: its signature does not verify with the issuer's published keys (JWKS). */
+  id_token_bad_signature: 401,
   /** A valid token that may not do this (a client on an operator route, another task's client, the admin checking in). */
   forbidden: 403,
   /** Federated evaluation from a client that has not taken part in the task (no accepted update, no assignment in the live round). */
@@ -80,6 +92,8 @@ export const ERROR_STATUS = {
   rate_limited: 429,
   /** Unexpected server error (logged). */
   internal_error: 500,
+  /** Enrollment by ID token: the issuer's keys (JWKS) could not be fetched; retry later. */
+  identity_provider_unavailable: 502,
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_STATUS;

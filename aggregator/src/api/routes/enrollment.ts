@@ -6,10 +6,12 @@
  * What bounds it: each key enrolls at most its `maxClients` devices and the task holds at most its
  * `maxClients` clients (one atomic insert checks both); enrollments per source are rate-limited
  * (`ENROLLMENTS`), and wrong keys count as failed authentications of that source; keys expire and
- * can be revoked, which stops new enrollments and leaves the clients they enrolled alone. Enrolled
- * clients are ordinary clients: revocation, expiry and rotation apply to them.
+ * can be revoked, which stops new enrollments and leaves the clients they enrolled alone. Or the
+ * device presents an ID token of the app's own sign-in (../id-tokens.ts): one user, one client.
+ * Enrolled clients are ordinary clients: revocation, expiry and rotation apply to them.
  */
 import { createRoute, z } from '@hono/zod-openapi';
+import type { Context } from 'hono';
 import {
   clientsOfTask,
   createEnrollmentKey,
@@ -20,12 +22,13 @@ import {
   revokeEnrollmentKey,
 } from '../../db/enrollment.ts';
 import type { EnrollmentKeyRow } from '../../db/schema.ts';
-import { database } from '../../db/store.ts';
-import { access, countingFailures, hashSecret, newClientId, newToken, sourceOf } from '../auth.ts';
+import { type Db, database, getClient, rotateClientToken } from '../../db/store.ts';
+import { type AppEnv, access, countingFailures, hashSecret, newClientId, newToken, sourceOf } from '../auth.ts';
 import { ApiError } from '../errors.ts';
+import { clientIdOf, type VerifiedIdentity, verifyIdToken } from '../id-tokens.ts';
 import { newRouter } from '../router.ts';
 import { ClientCredentialsSchema, errors, TaskIdParam } from '../schemas.ts';
-import { loadTask } from '../tasks-view.ts';
+import { aggregatorOf, loadTask } from '../tasks-view.ts';
 
 export const enrollmentApp = newRouter();
 
@@ -73,9 +76,16 @@ const KeyIdParam = TaskIdParam.extend({
 
 const EnrollSchema = z
   .strictObject({
-    key: z.string().min(1).max(200).describe('An enrollment key of this task'),
+    key: z.string().min(1).max(200).optional().describe('An enrollment key of this task'),
+    idToken: z
+      .string()
+      .min(1)
+      .max(16_384)
+      .optional()
+      .describe("Or an ID token (JWT) of the app's sign-in, from an identity provider the task trusts: one user, one client"),
     label: z.string().max(200).optional().describe('How the operator sees this device in the client list'),
   })
+  .refine((b) => (b.key === undefined) !== (b.idToken === undefined), 'give key or idToken, not both')
   .openapi('Enroll');
 
 enrollmentApp.openapi(
@@ -159,18 +169,23 @@ enrollmentApp.openapi(
     security: [], // no token: the enrollment key is in the body
     request: { params: TaskIdParam, body: { required: true, content: { 'application/json': { schema: EnrollSchema } } } },
     responses: {
+      200: { description: 'A user enrolling again: the same client, with a new token', content: { 'application/json': { schema: ClientCredentialsSchema } } },
       201: { description: 'The new client', content: { 'application/json': { schema: ClientCredentialsSchema } } },
-      ...errors(400, 401, 404, 409, 429),
+      ...errors(400, 401, 404, 409, 429, 502),
     },
   }),
   async (c) => {
     const { taskId } = c.req.valid('param');
     const body = c.req.valid('json');
     await loadTask(c.env, taskId);
-    const key = await countingFailures(c, () => verifyKey(c.env, taskId, body.key));
-    const { success } = await c.env.ENROLLMENTS.limit({ key: sourceOf(c) });
-    if (!success) throw new ApiError('rate_limited', 'too many enrollments from this source; retry later', { 'retry-after': '60' });
     const db = database(c.env.DB);
+    if (body.idToken !== undefined) {
+      const identity = await countingFailures(c, () => verifyIdToken(db, taskId, body.idToken!));
+      await limitEnrollments(c.env, sourceOf(c));
+      return enrollUser(c, db, taskId, identity, body.label);
+    }
+    const key = await countingFailures(c, () => verifyKey(c.env, taskId, body.key!));
+    await limitEnrollments(c.env, sourceOf(c));
     const clientId = newClientId();
     const { token, tokenHash } = await newToken(clientId);
     const now = new Date();
@@ -183,13 +198,59 @@ enrollmentApp.openapi(
       key.maxClients,
     );
     if (!enrolled) {
-      const [byKey, task] = await Promise.all([enrolledBy(db, key.id), loadTask(c.env, taskId)]);
-      if (byKey >= key.maxClients) throw new ApiError('enrollment_limit_reached', `enrollment key ${key.id} enrolled its ${key.maxClients} clients`);
-      throw new ApiError('enrollment_limit_reached', `task "${taskId}" holds its ${task.maxClients} clients (${await clientsOfTask(db, taskId)} now)`);
+      if ((await enrolledBy(db, key.id)) >= key.maxClients)
+        throw new ApiError('enrollment_limit_reached', `enrollment key ${key.id} enrolled its ${key.maxClients} clients`);
+      throw await taskFull(c.env, db, taskId);
     }
     return c.json({ clientId, taskId, token, expiresAt: expiresAt?.toISOString() ?? null }, 201);
   },
 );
+
+async function limitEnrollments(env: Env, source: string): Promise<void> {
+  const { success } = await env.ENROLLMENTS.limit({ key: source });
+  if (!success) throw new ApiError('rate_limited', 'too many enrollments from this source; retry later', { 'retry-after': '60' });
+}
+
+async function taskFull(env: Env, db: Db, taskId: string): Promise<ApiError> {
+  const task = await loadTask(env, taskId);
+  return new ApiError('enrollment_limit_reached', `task "${taskId}" holds its ${task.maxClients} clients (${await clientsOfTask(db, taskId)} now)`);
+}
+
+/**
+ * A signed-in user's client: created on the first enrollment (within the task's cap), the same
+ * client with a fresh token afterwards (the previous token stops working, as with a rotation).
+ */
+async function enrollUser(c: Context<AppEnv>, db: Db, taskId: string, identity: VerifiedIdentity, label: string | undefined) {
+  const clientId = await clientIdOf(taskId, identity.subject);
+  const { token, tokenHash } = await newToken(clientId);
+  const now = new Date();
+  const ttlSeconds = identity.provider.clientTtlSeconds;
+  const expiresAt = ttlSeconds === null ? null : new Date(now.getTime() + ttlSeconds * 1000);
+  const existing = await getClient(db, taskId, clientId);
+  if (existing) {
+    if (existing.revokedAt) throw new ApiError('client_revoked', `this user's client ${clientId} is revoked`);
+    const row = await rotateClientToken(db, taskId, clientId, tokenHash, expiresAt, now);
+    if (!row) throw new ApiError('client_revoked', `this user's client ${clientId} is revoked`);
+    await aggregatorOf(c.env, taskId).forgetClient(clientId);
+    return c.json({ clientId, taskId, token, expiresAt: expiresAt?.toISOString() ?? null }, 200);
+  }
+  const client = {
+    id: clientId,
+    taskId,
+    tokenHash,
+    label: label ?? `signed in with ${identity.provider.issuer}`,
+    createdAt: now,
+    expiresAt,
+    ttlSeconds,
+    subject: identity.subject,
+  };
+  if (!(await enrollWithinCaps(db, client))) {
+    // The same user enrolling twice at once: the other request created the client.
+    if (await getClient(db, taskId, clientId)) throw new ApiError('duplicate_conflict', 'this user is enrolling from another request at the same time; retry');
+    throw await taskFull(c.env, db, taskId);
+  }
+  return c.json({ clientId, taskId, token, expiresAt: expiresAt?.toISOString() ?? null }, 201);
+}
 
 /** The key row, if `presented` is a live enrollment key of `taskId`; an ApiError (401) otherwise. */
 async function verifyKey(env: Env, taskId: string, presented: string): Promise<EnrollmentKeyRow> {
