@@ -8,6 +8,12 @@ import { Http, type Logger } from './internal/http.ts';
 import type { ModelManifest, TrainingPlan } from './protocol/messages.ts';
 import { encodeTensors } from './protocol/safetensors.ts';
 
+/**
+ * Options of `new FedgeAdmin(options)`. `timeoutMs` defaults to 120,000, `maxRetries` to 2.
+ *
+ * @example
+ * const admin = new FedgeAdmin({ baseUrl: 'http://127.0.0.1:8787', token: adminToken, timeoutMs: 300_000 });
+ */
 export interface FedgeAdminOptions {
   baseUrl: string;
   /** The admin token. */
@@ -26,6 +32,18 @@ export interface RoundRules {
   maxExamplesPerClient?: number;
 }
 
+/**
+ * Options of `createTask()`: the task's name, and optionally its round rules, local training plan
+ * and aggregation strategy (the server's defaults for what is left out).
+ *
+ * @example
+ * const task = await admin.createTask(model, {
+ *   name: 'my task',
+ *   rounds: { clientsPerRound: 10, deadlineSeconds: 600 },
+ *   plan: { epochs: 1, batchSize: 32, learningRate: 0.01 },
+ *   strategy: { name: 'fedavg' },
+ * });
+ */
 export interface CreateTaskOptions {
   name: string;
   rounds?: RoundRules;
@@ -76,6 +94,15 @@ export interface RoundInfo {
   closeReason: string | null;
 }
 
+/**
+ * The operator's side of fedge: create tasks from a tfjs model, register, rotate and revoke
+ * clients, read rounds and versions. It needs the admin token, which must never ship inside an app.
+ *
+ * @example
+ * const admin = new FedgeAdmin({ baseUrl: 'http://127.0.0.1:8787', token: adminToken });
+ * const task = await admin.createTask(model, { name: 'my task' });
+ * const { token } = await admin.registerClient(task.id, 'device 42'); // shown once: hand it to that client
+ */
 export class FedgeAdmin {
   private readonly http: Http;
   constructor(options: FedgeAdminOptions) {

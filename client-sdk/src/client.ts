@@ -12,6 +12,13 @@ import { UPDATE_META } from './protocol/messages.ts';
 import { concatTensors, decodeTensors, encodeTensors, splitFlat } from './protocol/safetensors.ts';
 import { buildModel, evaluateLocally, type TrainingCallbacks, type TrainingData, type TrainResult, trainLocally } from './training.ts';
 
+/**
+ * Options of `new FedgeClient(options)`: the aggregator, the task and the client's token are
+ * required; the rest tune timeouts, retries, caching and observation.
+ *
+ * @example
+ * const client = new FedgeClient({ baseUrl: 'https://fedge.example.com', taskId, token, timeoutMs: 30_000, maxRetries: 3, cacheVersions: 1 });
+ */
 export interface FedgeClientOptions {
   /** The aggregator's URL, e.g. `http://127.0.0.1:8787` (the API is under `/v1`). */
   baseUrl: string;
@@ -31,21 +38,46 @@ export interface FedgeClientOptions {
   onTraffic?: (sent: number, received: number) => void;
 }
 
+/**
+ * An assignment to the open round: what `waitForAssignment()` resolves to, and `checkIn()` when it assigns.
+ *
+ * @example
+ * const { round, baseVersion, deadlineAt, plan } = await client.waitForAssignment({ maxWaitMs: 60_000 });
+ */
 export type Assignment = Extract<CheckInResponse, { status: 'assigned' }>;
 
-/** What the SDK knows of the task: immutable after creation. */
+/**
+ * What the SDK knows of the task: immutable after creation.
+ *
+ * @example
+ * const { modelTopology, tensors, plan } = await client.getTaskModel();
+ */
 export interface TaskModel {
   modelTopology: Record<string, unknown>;
   tensors: TensorManifestEntry[];
   plan: TrainingPlan;
 }
 
+/**
+ * A version's manifest and its weights, as `getWeights()` resolves them.
+ *
+ * @example
+ * const { manifest, flat } = await client.getWeights(assignment.baseVersion);
+ * const model = await buildModel(task.modelTopology, manifest.tensors, flat);
+ */
 export interface ModelWeights {
   manifest: ModelManifest;
   /** All weights concatenated in the task's tensor order. */
   flat: Float32Array;
 }
 
+/**
+ * The arguments of `submitUpdate()`: Δ trained from `baseVersion` for the assigned `round`.
+ *
+ * @example
+ * const { delta, numExamples, metrics } = await trainLocally(model, flat, { xs, ys }, assignment.plan);
+ * const ack = await client.submitUpdate({ round: assignment.round, baseVersion: assignment.baseVersion, delta, numExamples, metrics });
+ */
 export interface SubmitArgs {
   round: number;
   baseVersion: number;
@@ -55,6 +87,17 @@ export interface SubmitArgs {
   signal?: AbortSignal | undefined;
 }
 
+/**
+ * Options of `participate()`: cancellation, how long to wait for an assignment, and progress
+ * callbacks (its steps, and the training callbacks).
+ *
+ * @example
+ * const result = await client.participate({ xs, ys }, {
+ *   signal: controller.signal,
+ *   onStep: (step, detail) => console.log(step, detail),
+ *   onEpochEnd: ({ epoch, epochs, logs }) => console.log(`epoch ${epoch + 1}/${epochs}: loss ${logs.loss}`),
+ * });
+ */
 export interface ParticipateOptions extends TrainingCallbacks {
   signal?: AbortSignal | undefined;
   /** Give up waiting for an assignment after this long, ms. Default: wait as long as the server says. */
@@ -63,6 +106,15 @@ export interface ParticipateOptions extends TrainingCallbacks {
   onStep?: (step: 'checking_in' | 'waiting' | 'downloading' | 'training' | 'submitting', detail?: Record<string, unknown>) => void;
 }
 
+/**
+ * What `participate()` resolves to: `accepted` (the update counts), `late` (the round closed
+ * first) or `abandoned` (the round ended below its minimum); only `accepted` has an `ack`.
+ *
+ * @example
+ * const result = await client.participate({ xs, ys });
+ * if (result.status === 'accepted') console.log(`counted in round ${result.ack.round}`);
+ * else console.log(`not counted (${result.status}): participate again for the next round`);
+ */
 export type ParticipationResult =
   | { status: 'accepted'; ack: UpdateAck; train: Omit<TrainResult, 'delta'>; assignment: Assignment }
   | { status: 'late'; assignment: Assignment; train: Omit<TrainResult, 'delta'> }

@@ -7,9 +7,22 @@ import { ModelMismatchError } from './errors.ts';
 import type { TensorManifestEntry, TrainingPlan } from './protocol/messages.ts';
 import { elementCount } from './protocol/safetensors.ts';
 
-/** Training data the app passes in: tensors, or a `tf.data.Dataset` of `{ xs, ys }` batches or examples. */
+/**
+ * Training data the app passes in: tensors, or a `tf.data.Dataset` of `{ xs, ys }` batches or examples.
+ *
+ * @example
+ * await client.participate({ xs, ys }); // xs: [n, ...features], ys: [n, ...labels]
+ * const ds = tf.data.zip({ xs: tf.data.array(tf.unstack(xs)), ys: tf.data.array(tf.unstack(ys)) }).batch(32);
+ * await client.participate(ds); // a batched dataset, iterated once more to count its examples
+ */
 export type TrainingData = { xs: tf.Tensor; ys: tf.Tensor } | tf.data.Dataset<tf.TensorContainer>;
 
+/**
+ * What `onEpochEnd` receives after each local epoch (`epoch` counts from 0).
+ *
+ * @example
+ * await client.participate({ xs, ys }, { onEpochEnd: ({ epoch, epochs, logs }) => console.log(`epoch ${epoch + 1}/${epochs}: loss ${logs.loss}`) });
+ */
 export interface TrainingProgress {
   epoch: number;
   epochs: number;
@@ -17,11 +30,29 @@ export interface TrainingProgress {
   logs: Record<string, number>;
 }
 
+/**
+ * Progress callbacks of local training (`trainLocally`, and options of `participate()`). Both may
+ * be async: training waits for them.
+ *
+ * @example
+ * await trainLocally(model, flat, { xs, ys }, assignment.plan, {
+ *   onBatchEnd: () => tf.nextFrame(), // keep the page responsive
+ *   onEpochEnd: ({ epoch, epochs }) => progressBar.set((epoch + 1) / epochs),
+ * });
+ */
 export interface TrainingCallbacks {
   onEpochEnd?: (progress: TrainingProgress) => void | Promise<void>;
   onBatchEnd?: (batch: number, logs: Record<string, number>) => void | Promise<void>;
 }
 
+/**
+ * What `trainLocally` resolves to: Δ, the example count and the final-epoch local metrics, ready
+ * for `submitUpdate()`.
+ *
+ * @example
+ * const { delta, numExamples, metrics } = await trainLocally(model, flat, { xs, ys }, assignment.plan);
+ * await client.submitUpdate({ round: assignment.round, baseVersion: assignment.baseVersion, delta, numExamples, metrics });
+ */
 export interface TrainResult {
   /** Δ = trained − base, the model's weights concatenated in order. */
   delta: Float32Array;
@@ -33,6 +64,11 @@ export interface TrainResult {
 /**
  * Builds the task's model from its topology and sets the given weights (matched by name).
  * The caller owns the returned model and must `dispose()` it.
+ *
+ * @example
+ * const task = await client.getTaskModel();
+ * const { manifest, flat } = await client.getWeights(assignment.baseVersion);
+ * const model = await buildModel(task.modelTopology, manifest.tensors, flat);
  */
 export async function buildModel(modelTopology: Record<string, unknown>, tensors: readonly TensorManifestEntry[], flat: Float32Array): Promise<tf.LayersModel> {
   let model: tf.LayersModel;
@@ -57,6 +93,10 @@ const taskOrder = new WeakMap<tf.LayersModel, tf.LayerVariable[]>();
  * Sets a flat vector (the task's tensors end to end) as the model's weights. Tensors are matched
  * to the model's weights by name (`<layer>/<weight>`, tfjs's `originalName`), as the aggregator
  * checked them at task creation, so the task's tensor order need not be `model.weights` order.
+ *
+ * @example
+ * const { manifest, flat } = await client.getWeights((await client.getManifest('current')).version);
+ * setFlatWeights(myModel, manifest.tensors, flat); // myModel: the app's own build of the task's architecture
  */
 export function setFlatWeights(model: tf.LayersModel, tensors: readonly TensorManifestEntry[], flat: Float32Array): void {
   const byName = new Map(model.weights.map((w) => [w.originalName, w]));
@@ -88,7 +128,15 @@ export function setFlatWeights(model: tf.LayersModel, tensors: readonly TensorMa
   }
 }
 
-/** The model's current weights concatenated in the task's order (or `model.weights` order for a model not built by the SDK), as one new Float32Array. */
+/**
+ * The model's current weights concatenated in the task's order (or `model.weights` order for a
+ * model not built by the SDK), as one new Float32Array.
+ *
+ * @example
+ * const base = flatWeights(model);
+ * await myOwnTraining(model);
+ * const delta = flatWeights(model).map((w, i) => w - base[i]!);
+ */
 export function flatWeights(model: tf.LayersModel): Float32Array {
   const values = (taskOrder.get(model) ?? model.weights).map((w) => w.read().dataSync() as Float32Array);
   const out = new Float32Array(values.reduce((a, v) => a + v.length, 0));
@@ -107,6 +155,11 @@ function optimizerFor(plan: TrainingPlan): tf.Optimizer {
 /**
  * Trains `model` in place with the task's plan and returns Δ = trained − base together with the
  * example count and final local metrics. `base` is the flat vector the model started from.
+ *
+ * @example
+ * const model = await buildModel(task.modelTopology, manifest.tensors, flat);
+ * const { delta, numExamples, metrics } = await trainLocally(model, flat, { xs, ys }, assignment.plan, { onEpochEnd: console.log });
+ * model.dispose();
  */
 export async function trainLocally(
   model: tf.LayersModel,
@@ -243,6 +296,11 @@ async function* batches(data: TrainingData, batchSize: number): AsyncGenerator<{
 /**
  * Evaluates `model` on local data with the task's loss: `{ loss, accuracy }` (accuracy for
  * classification losses) and the example count. Disposes every tensor it makes.
+ *
+ * @example
+ * const model = await client.downloadModel('current');
+ * const { numExamples, metrics } = await evaluateLocally(model, { xs: testXs, ys: testYs }, (await client.getTaskModel()).plan);
+ * model.dispose();
  */
 export async function evaluateLocally(
   model: tf.LayersModel,

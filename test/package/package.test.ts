@@ -123,6 +123,25 @@ describe('the SDK as an installed package (@fedge/client)', () => {
     expect(installed.tscExit).toBe(0);
   });
 
+  it('documents every public export with a TSDoc example', () => {
+    const dts = readFileSync(join(SDK, 'dist/index.d.ts'), 'utf8');
+    const exportLists = [...dts.matchAll(/^export \{([^}]*)\};?$/gm)];
+    const names = exportLists
+      .at(-1)![1]!
+      .split(',')
+      .map((n) => n.trim().replace(/^type\s+/, ''))
+      .filter(Boolean);
+    expect(names.length).toBeGreaterThan(40);
+    const missing = names.filter((name) => {
+      const declaration = new RegExp(`^(?:declare )?(?:abstract )?(?:class|interface|type|function|const) ${name}\\b`, 'm').exec(dts);
+      if (!declaration) return true;
+      const before = dts.slice(0, declaration.index).trimEnd();
+      if (!before.endsWith('*/')) return true;
+      return !before.slice(before.lastIndexOf('/**')).includes('@example');
+    });
+    expect(missing).toEqual([]);
+  });
+
   it('runs a round in Node from the installed package', async () => {
     const device = await newDevice();
     const { stdout } = await run(process.execPath, ['run.mjs', JSON.stringify(device)], { cwd: app, timeout: 60_000 });

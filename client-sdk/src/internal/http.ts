@@ -5,6 +5,13 @@
  */
 import { AbortedError, APIConnectionError, APIError, APITimeoutError, FedgeError } from '../errors.ts';
 
+/**
+ * Where the SDK reports what it does: `debug` for each request, `warn` for each retry. Both optional.
+ *
+ * @example
+ * const client = new FedgeClient({ baseUrl, taskId, token, logger: console });
+ * const quiet = new FedgeClient({ baseUrl, taskId, token, logger: { warn: (message) => myLog.warn(message) } });
+ */
 export interface Logger {
   debug?(message: string, data?: Record<string, unknown>): void;
   warn?(message: string, data?: Record<string, unknown>): void;

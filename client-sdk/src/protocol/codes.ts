@@ -5,6 +5,12 @@
  * Error bodies are always `{ "error": { "code": ErrorCode, "message": string } }`.
  */
 
+/**
+ * Every error code the server sends, with the HTTP status it sends it with.
+ *
+ * @example
+ * ERROR_STATUS.round_closed; // 409
+ */
 export const ERROR_STATUS = {
   /** Body is not JSON, or JSON that does not match the route's schema. */
   invalid_request: 400,
@@ -96,9 +102,21 @@ export const ERROR_STATUS = {
   identity_provider_unavailable: 502,
 } as const;
 
+/**
+ * A stable error code of the server (a key of {@link ERROR_STATUS}): the `code` of an `APIError`.
+ *
+ * @example
+ * const isAuthFailure = (code: ErrorCode) => ERROR_STATUS[code] === 401;
+ */
 export type ErrorCode = keyof typeof ERROR_STATUS;
 
-/** The JSON body of every error response. */
+/**
+ * The JSON body of every error response.
+ *
+ * @example
+ * const res = await fetch(`${baseUrl}/v1/tasks/${taskId}`, { headers: { authorization: `Bearer ${token}` } });
+ * if (!res.ok) console.error(((await res.json()) as ErrorBody).error.code);
+ */
 export interface ErrorBody {
   error: { code: ErrorCode; message: string };
 }
@@ -110,7 +128,10 @@ export function isErrorCode(value: unknown): value is ErrorCode {
 /**
  * Codes of the failures the SDK finds on its own side, without an error answer from the server.
  * Like the server's codes, they never change meaning once published. Every error the SDK throws
- * is a `FedgeError` whose `code` is one of {@link ErrorCode} or these.
+ * is a `FedgeError` whose `code` is one of {@link ErrorCode} or these. Each value says what its code means.
+ *
+ * @example
+ * if (e instanceof FedgeError && e.code in CLIENT_ERROR_CODES) console.error('failed on the device:', e.message);
  */
 export const CLIENT_ERROR_CODES = {
   invalid_options: 'A constructor or method got options it cannot work with (the message names the option).',
@@ -125,7 +146,19 @@ export const CLIENT_ERROR_CODES = {
   unknown_error: "The server answered with an error body that is not a fedge error (a proxy's page, for example).",
 } as const;
 
+/**
+ * A code of a failure the SDK found itself (a key of {@link CLIENT_ERROR_CODES}).
+ *
+ * @example
+ * const isClientSide = (code: FedgeErrorCode): code is ClientErrorCode => code in CLIENT_ERROR_CODES;
+ */
 export type ClientErrorCode = keyof typeof CLIENT_ERROR_CODES;
 
-/** The `code` of any error the SDK throws: the server's, or one the SDK found itself. */
+/**
+ * The `code` of any error the SDK throws: the server's, or one the SDK found itself.
+ *
+ * @example
+ * const messages: Partial<Record<FedgeErrorCode, string>> = { token_revoked: 'This device was signed out.', connection_failed: 'You are offline.' };
+ * if (e instanceof FedgeError) showError(messages[e.code] ?? e.message);
+ */
 export type FedgeErrorCode = ErrorCode | ClientErrorCode;

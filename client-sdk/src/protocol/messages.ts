@@ -31,7 +31,13 @@ export const MODEL_META = {
   version: 'fedge.version',
 } as const;
 
-/** The local training plan a task sends to its clients. */
+/**
+ * The local training plan a task sends to its clients.
+ *
+ * @example
+ * const { plan } = await client.waitForAssignment();
+ * console.log(`${plan.epochs} epoch(s) of ${plan.optimizer} at ${plan.learningRate}, batches of ${plan.batchSize}`);
+ */
 export interface TrainingPlan {
   epochs: number;
   batchSize: number;
@@ -43,10 +49,25 @@ export interface TrainingPlan {
   proximalMu: number;
 }
 
+/**
+ * The answer to a check-in: an assignment to the open round, or when to come back and why.
+ *
+ * @example
+ * const r = await client.checkIn();
+ * if (r.status === 'assigned') console.log(`round ${r.round}, from version ${r.baseVersion}`);
+ * else console.log(`come back in ${r.retryAfterSeconds} s (${r.reason})`);
+ */
 export type CheckInResponse =
   | { status: 'assigned'; taskId: string; round: number; baseVersion: number; deadlineAt: number; plan: TrainingPlan }
   | { status: 'retry_later'; taskId: string; retryAfterSeconds: number; reason: 'round_full' | 'round_closing' | 'already_submitted' };
 
+/**
+ * The server's acknowledgement of an accepted update: once it arrives, the update is durable and counted once.
+ *
+ * @example
+ * const ack = await client.submitUpdate({ round, baseVersion, delta, numExamples });
+ * console.log(`#${ack.seq} in round ${ack.round}`);
+ */
 export interface UpdateAck {
   taskId: string;
   round: number;
@@ -59,12 +80,26 @@ export interface UpdateAck {
   acceptedAt: number;
 }
 
+/**
+ * One tensor of a task's model: its name (`<layer>/<weight>`), shape and dtype.
+ *
+ * @example
+ * const { tensors } = await client.getTaskModel();
+ * for (const t of tensors) console.log(t.name, t.shape); // e.g. dense_1/kernel [4, 8]
+ */
 export interface TensorManifestEntry {
   name: string;
   shape: number[];
   dtype: 'float32';
 }
 
+/**
+ * A published model version: its lineage, content hash, tensor layout, participants and metrics.
+ *
+ * @example
+ * const manifest = await client.getManifest('current');
+ * console.log(`version ${manifest.version} from round ${manifest.round}: ${manifest.participants} client(s)`, manifest.metrics);
+ */
 export interface ModelManifest {
   taskId: string;
   version: number;

@@ -41,6 +41,14 @@ export interface DecodeOptions {
  * Why a message could not be encoded or decoded: `malformed_update` (not a well-formed safetensors
  * message) or `tensor_mismatch` (a tensor that breaks the format's rules: duplicate name, wrong
  * value count, a dtype other than F32).
+ *
+ * @example
+ * try {
+ *   await client.getWeights(version);
+ * } catch (e) {
+ *   if (e instanceof WireFormatError) console.error(`not a well-formed weights file (${e.code}): ${e.message}`);
+ *   else throw e;
+ * }
  */
 export class WireFormatError extends FedgeError {
   override readonly name: string = 'WireFormatError';
