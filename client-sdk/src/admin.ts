@@ -4,7 +4,7 @@
  */
 import type * as tf from '@tensorflow/tfjs';
 import { FedgeError } from './errors.ts';
-import { Http, type Logger } from './internal/http.ts';
+import { Http, type Logger, sleep } from './internal/http.ts';
 import type { ModelManifest, TrainingPlan } from './protocol/messages.ts';
 import { encodeTensors } from './protocol/safetensors.ts';
 
@@ -191,6 +191,134 @@ export class FedgeAdmin {
   getManifest(taskId: string, version: number | 'current'): Promise<ModelManifest> {
     return this.http.json({ method: 'GET', path: `/tasks/${encodeURIComponent(taskId)}/models/${version}`, retry: true });
   }
+
+  /**
+   * Creates a publishable enrollment key: devices that have it enroll themselves
+   * (`FedgeClient.enroll`), up to `maxClients` [1,000] of them (and the task's own cap).
+   *
+   * @example
+   * const { key } = await admin.createEnrollmentKey(taskId, { label: 'ios app', maxClients: 10_000, clientTokenTtlSeconds: 90 * 86_400 });
+   */
+  createEnrollmentKey(
+    taskId: string,
+    options: { label?: string; maxClients?: number; expiresInSeconds?: number; clientTokenTtlSeconds?: number } = {},
+  ): Promise<EnrollmentKey & { key: string }> {
+    return this.http.json({ method: 'POST', path: `/tasks/${encodeURIComponent(taskId)}/enrollment-keys`, json: options, retry: false });
+  }
+
+  /** The task's enrollment keys with how many clients each enrolled. */
+  async listEnrollmentKeys(taskId: string): Promise<EnrollmentKey[]> {
+    return (await this.http.json<{ keys: EnrollmentKey[] }>({ method: 'GET', path: `/tasks/${encodeURIComponent(taskId)}/enrollment-keys`, retry: true })).keys;
+  }
+
+  /** Stops new enrollments with the key; the clients it enrolled keep working. Idempotent. */
+  revokeEnrollmentKey(taskId: string, keyId: string): Promise<EnrollmentKey> {
+    return this.http.json({ method: 'POST', path: `/tasks/${encodeURIComponent(taskId)}/enrollment-keys/${encodeURIComponent(keyId)}/revoke`, retry: true });
+  }
+
+  /** Trusts an identity provider's ID tokens for enrollment (see {@link IdentityProvider}). */
+  addIdentityProvider(
+    taskId: string,
+    provider: { issuer: string; audience: string; jwksUri: string; label?: string; clientTokenTtlSeconds?: number },
+  ): Promise<IdentityProvider> {
+    return this.http.json({ method: 'POST', path: `/tasks/${encodeURIComponent(taskId)}/identity-providers`, json: provider, retry: false });
+  }
+
+  async listIdentityProviders(taskId: string): Promise<IdentityProvider[]> {
+    return (
+      await this.http.json<{ providers: IdentityProvider[] }>({ method: 'GET', path: `/tasks/${encodeURIComponent(taskId)}/identity-providers`, retry: true })
+    ).providers;
+  }
+
+  /** Stops trusting the provider for new enrollments; the clients it enrolled keep working. */
+  revokeIdentityProvider(taskId: string, providerId: string): Promise<IdentityProvider> {
+    return this.http.json({
+      method: 'POST',
+      path: `/tasks/${encodeURIComponent(taskId)}/identity-providers/${encodeURIComponent(providerId)}/revoke`,
+      retry: true,
+    });
+  }
+
+  /**
+   * Waits until the task has published `version` (or a later one) and returns its manifest, polling
+   * every `pollMs` [1,000]; throws `FedgeError` `timeout` after `timeoutMs` [10 minutes].
+   *
+   * @example
+   * const v = await admin.waitForVersion(taskId, 3, { timeoutMs: 60_000 });
+   */
+  async waitForVersion(taskId: string, version: number, options: { timeoutMs?: number; pollMs?: number; signal?: AbortSignal } = {}): Promise<ModelManifest> {
+    const deadline = Date.now() + (options.timeoutMs ?? 600_000);
+    for (;;) {
+      const current = await this.http.json<ModelManifest>({
+        method: 'GET',
+        path: `/tasks/${encodeURIComponent(taskId)}/models/current`,
+        retry: true,
+        signal: options.signal,
+      });
+      if (current.version >= version) return current.version === version ? current : this.getManifest(taskId, version);
+      if (Date.now() >= deadline) throw new FedgeError('timeout', `task ${taskId} did not publish version ${version} in time (current: ${current.version})`);
+      await sleep(Math.min(options.pollMs ?? 1_000, Math.max(0, deadline - Date.now())), options.signal);
+    }
+  }
+
+  /**
+   * Downloads a version: `safetensors` (one blob, what Python's safetensors reads) or `tfjs`
+   * (`model.json` and `weights.bin`, what `tf.loadLayersModel` reads). Bytes, for the app to write.
+   *
+   * @example
+   * const { files } = await admin.downloadVersion(taskId, 3, 'tfjs'); // files['model.json'], files['weights.bin']
+   */
+  async downloadVersion(taskId: string, version: number, format: 'safetensors' | 'tfjs' = 'safetensors'): Promise<{ files: Record<string, Uint8Array> }> {
+    const base = `/tasks/${encodeURIComponent(taskId)}/models/${version}`;
+    const bytes = async (path: string) => new Uint8Array(await (await this.http.request({ method: 'GET', path, retry: true })).arrayBuffer());
+    if (format === 'safetensors') return { files: { [`${taskId}-v${version}.safetensors`]: await bytes(`${base}/weights`) } };
+    const [model, weights] = await Promise.all([bytes(`${base}/model.json`), bytes(`${base}/weights.bin`)]);
+    return { files: { 'model.json': model, 'weights.bin': weights } };
+  }
+}
+
+/**
+ * A publishable enrollment key of a task (`key` only when it is created: shown once).
+ *
+ * @example
+ * const { key } = await admin.createEnrollmentKey(taskId, { label: 'android app', maxClients: 50_000 });
+ * // ship `key` inside the app: FedgeClient.enroll({ baseUrl, taskId, enrollmentKey: key })
+ */
+export interface EnrollmentKey {
+  id: string;
+  taskId: string;
+  label: string | null;
+  status: 'active' | 'expired' | 'revoked';
+  maxClients: number;
+  enrolled: number;
+  clientTokenTtlSeconds: number | null;
+  createdAt: string;
+  expiresAt: string | null;
+  revokedAt: string | null;
+  key?: string;
+}
+
+/**
+ * An identity provider a task trusts: devices enroll with its ID tokens (one user, one client).
+ *
+ * @example
+ * await admin.addIdentityProvider(taskId, {
+ *   issuer: 'https://securetoken.google.com/my-project',
+ *   audience: 'my-project',
+ *   jwksUri: 'https://www.googleapis.com/service_accounts/v1/jwk/securetoken@system.gserviceaccount.com',
+ * });
+ */
+export interface IdentityProvider {
+  id: string;
+  taskId: string;
+  issuer: string;
+  audience: string;
+  jwksUri: string;
+  label: string | null;
+  status: 'active' | 'revoked';
+  clientTokenTtlSeconds: number | null;
+  createdAt: string;
+  revokedAt: string | null;
 }
 
 function base64(bytes: Uint8Array): string {

@@ -5,6 +5,7 @@
  * Each step is usable on its own; `participate()` does a whole round in one call.
  */
 import type * as tf from '@tensorflow/tfjs';
+import { type EnrolledCredentials, type EnrollOptions, requestEnrollment } from './enroll.ts';
 import { FedgeError, LateUpdateError, RoundAbandonedError } from './errors.ts';
 import { Http, type Logger, sleep } from './internal/http.ts';
 import type { CheckInResponse, ModelManifest, TensorManifestEntry, TrainingPlan, UpdateAck } from './protocol/messages.ts';
@@ -149,6 +150,24 @@ export class FedgeClient {
       logger: options.logger,
       onTraffic: options.onTraffic,
     });
+  }
+
+  /**
+   * Enrolls this device as a new client of the task, with the app's enrollment key or an ID token
+   * of its sign-in, and returns a client using the new token. The token is shown once: store it
+   * (see {@link EnrolledCredentials}) and build the client with it next time.
+   *
+   * @example
+   * const { client, credentials } = await FedgeClient.enroll({ baseUrl, taskId, enrollmentKey: 'ek_5d….…' });
+   * await SecureStore.setItemAsync('fedge-token', credentials.token);
+   * await client.participate({ xs, ys });
+   */
+  static async enroll(
+    options: EnrollOptions & Omit<FedgeClientOptions, 'token' | 'taskId' | 'baseUrl'>,
+  ): Promise<{ client: FedgeClient; credentials: EnrolledCredentials }> {
+    const credentials = await requestEnrollment(options);
+    const { enrollmentKey: _key, idToken: _idToken, label: _label, ...clientOptions } = options;
+    return { client: new FedgeClient({ ...clientOptions, token: credentials.token }), credentials };
   }
 
   private get base(): string {

@@ -3,7 +3,7 @@
  * app. Raw training data stays on the device; only model updates are sent.
  */
 
-export { type CreateTaskOptions, FedgeAdmin, type FedgeAdminOptions } from './admin.ts';
+export { type CreateTaskOptions, type EnrollmentKey, FedgeAdmin, type FedgeAdminOptions, type IdentityProvider } from './admin.ts';
 export {
   type Assignment,
   FedgeClient,
@@ -14,6 +14,7 @@ export {
   type SubmitArgs,
   type TaskModel,
 } from './client.ts';
+export type { EnrolledCredentials, EnrollOptions } from './enroll.ts';
 export * from './errors.ts';
 export type { Logger } from './internal/http.ts';
 export { CLIENT_ERROR_CODES, type ClientErrorCode, ERROR_STATUS, type ErrorBody, type ErrorCode, type FedgeErrorCode } from './protocol/codes.ts';

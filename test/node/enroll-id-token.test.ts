@@ -46,8 +46,8 @@ beforeAll(async () => {
   });
   taskId = (await admin.createTask(model, { name: 'sign-in enrollment', rounds: { clientsPerRound: 1, overSelection: 1, deadlineSeconds: 120 } })).id;
   model.dispose();
-  const res = await operator('POST', `/tasks/${taskId}/identity-providers`, { issuer: ISSUER, audience: AUDIENCE, jwksUri, label: 'example app sign-in' });
-  expect(res.status).toBe(201);
+  const provider = await admin.addIdentityProvider(taskId, { issuer: ISSUER, audience: AUDIENCE, jwksUri, label: 'example app sign-in' });
+  expect(provider).toMatchObject({ issuer: ISSUER, audience: AUDIENCE, jwksUri, status: 'active' });
 }, 60_000);
 
 afterAll(() => new Promise<void>((r) => jwks.close(() => r())));
@@ -106,10 +106,10 @@ describe('enrollment with an ID token', () => {
     if (result.status === 'accepted') expect(result.ack.clientId).toBe(creds.clientId);
 
     // Same user, new session: the same client, a fresh token; the old one stops at once.
-    const again = await enroll(await idToken());
-    expect(again.status).toBe(200);
-    const renewed = await again.json();
-    expect(renewed.clientId).toBe(creds.clientId);
+    // (through the SDK this time: FedgeClient.enroll with the ID token)
+    const { client: same, credentials: renewed } = await FedgeClient.enroll({ baseUrl: url, taskId, idToken: await idToken() });
+    expect(renewed).toMatchObject({ clientId: creds.clientId, created: false });
+    expect((await same.getManifest('current')).version).toBe(1);
     expect(renewed.token).not.toBe(creds.token);
     const old = await fetch(`${url}/v1/tasks/${taskId}/models/current`, { headers: { authorization: `Bearer ${creds.token}` } });
     expect(await refusal(old)).toEqual([401, 'unauthorized']); // as after any rotation: its secret is no longer known

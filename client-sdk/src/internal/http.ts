@@ -89,7 +89,7 @@ export class Http {
     const { baseUrl, token, timeoutMs, onTraffic } = this.options;
     const timeout = timeoutSignal(timeoutMs);
     const signal = spec.signal ? anySignal(spec.signal, timeout) : timeout;
-    const headers: Record<string, string> = { authorization: `Bearer ${token}`, ...spec.headers };
+    const headers: Record<string, string> = { ...(token ? { authorization: `Bearer ${token}` } : {}), ...spec.headers };
     let body: BodyInit | undefined;
     if (spec.json !== undefined) {
       headers['content-type'] = 'application/json';
