@@ -2,11 +2,12 @@
  * @module FedgeAdmin: the operator's side, for scripts and simulations: create a task from a
  * tfjs model, register clients, read rounds and versions.
  */
-import type * as tf from '@tensorflow/tfjs';
+import * as tf from '@tensorflow/tfjs';
 import { FedgeError } from './errors.ts';
 import { Http, type Logger, sleep } from './internal/http.ts';
+import { readSavedModel } from './io.ts';
 import type { ModelManifest, TrainingPlan } from './protocol/messages.ts';
-import { encodeTensors } from './protocol/safetensors.ts';
+import { encodeTensors, type WireTensor } from './protocol/safetensors.ts';
 
 /**
  * Options of `new FedgeAdmin(options)`. `timeoutMs` defaults to 120,000, `maxRetries` to 2.
@@ -120,26 +121,60 @@ export class FedgeAdmin {
   }
 
   /**
-   * Creates a task whose initial version is `model`'s current weights. The task's tensors are the
-   * model's weights in `model.weights` order, named by their original names.
+   * Creates a task whose version 0 is a model: an in-memory `tf.LayersModel` (its current
+   * weights, in `model.weights` order, named by their original names), what `model.save` wrote
+   * (`tf.io.ModelArtifacts`), or a tfjs IO handler that loads it (`tf.io.http(url)`,
+   * `tf.io.browserFiles([json, bin])`). A saved model's training config (loss, SGD or Adam and its
+   * learning rate) becomes the plan, under whatever `options.plan` sets; what fedge cannot train
+   * (a GraphModel, quantized weights, several losses, another optimizer) is `unsupported_model`.
+   *
+   * @example
+   * const task = await admin.createTask(tf.io.browserFiles([jsonFile, weightsFile]), { name: 'keyboard', rounds: { clientsPerRound: 50 } });
    */
-  async createTask(model: tf.LayersModel, options: CreateTaskOptions): Promise<CreatedTask> {
-    const artifacts = model.toJSON(undefined, false) as unknown as Record<string, unknown>;
-    const tensors = model.weights.map((w) => ({ name: w.originalName, shape: w.shape.map((d) => d ?? 0), data: w.read().dataSync() as Float32Array }));
-    const weights = encodeTensors(tensors);
+  async createTask(source: tf.LayersModel | tf.io.ModelArtifacts | tf.io.IOHandler, options: CreateTaskOptions): Promise<CreatedTask> {
+    let modelTopology: Record<string, unknown>;
+    let tensors: WireTensor[];
+    let plan: Partial<TrainingPlan> = {};
+    if (isLayersModel(source)) {
+      modelTopology = source.toJSON(undefined, false) as unknown as Record<string, unknown>;
+      tensors = source.weights.map((w) => ({ name: w.originalName, shape: w.shape.map((d) => d ?? 0), data: w.read().dataSync() as Float32Array }));
+    } else {
+      const artifacts = 'load' in source && typeof source.load === 'function' ? await source.load() : (source as tf.io.ModelArtifacts);
+      ({ modelTopology, tensors, plan } = readSavedModel(artifacts));
+    }
     return this.http.json<CreatedTask>({
       method: 'POST',
       path: '/tasks',
       json: {
         name: options.name,
-        modelTopology: artifacts,
-        initialWeights: base64(weights),
+        modelTopology,
+        initialWeights: base64(encodeTensors(tensors)),
         rounds: options.rounds ?? {},
-        plan: options.plan ?? {},
+        plan: { ...plan, ...options.plan },
         ...(options.strategy ? { strategy: options.strategy } : {}),
       },
       retry: false,
     });
+  }
+
+  /**
+   * A tfjs save target that creates a task: `await model.save(handler, { includeOptimizer: true })`
+   * (so tfjs records the training config), then `handler.task`.
+   *
+   * @example
+   * const handler = admin.createTaskHandler({ name: 'next-word' });
+   * await model.save(handler, { includeOptimizer: true });
+   * console.log(handler.task?.id);
+   */
+  createTaskHandler(options: CreateTaskOptions): tf.io.IOHandler & { readonly task: CreatedTask | null } {
+    const handler = {
+      task: null as CreatedTask | null,
+      save: async (artifacts: tf.io.ModelArtifacts): Promise<tf.io.SaveResult> => {
+        handler.task = await this.createTask(artifacts, options);
+        return { modelArtifactsInfo: tf.io.getModelArtifactsInfoForJSON(artifacts) };
+      },
+    };
+    return handler;
   }
 
   /**
@@ -319,6 +354,10 @@ export interface IdentityProvider {
   clientTokenTtlSeconds: number | null;
   createdAt: string;
   revokedAt: string | null;
+}
+
+function isLayersModel(source: unknown): source is tf.LayersModel {
+  return source instanceof tf.LayersModel;
 }
 
 function base64(bytes: Uint8Array): string {

@@ -8,6 +8,7 @@ import type * as tf from '@tensorflow/tfjs';
 import { type EnrolledCredentials, type EnrollOptions, requestEnrollment } from './enroll.ts';
 import { FedgeError, LateUpdateError, RoundAbandonedError } from './errors.ts';
 import { Http, type Logger, sleep } from './internal/http.ts';
+import { versionLoadHandler } from './io.ts';
 import type { CheckInResponse, ModelManifest, TensorManifestEntry, TrainingPlan, UpdateAck } from './protocol/messages.ts';
 import { UPDATE_META } from './protocol/messages.ts';
 import { concatTensors, decodeTensors, encodeTensors, splitFlat } from './protocol/safetensors.ts';
@@ -276,6 +277,17 @@ export class FedgeClient {
       return t;
     });
     return { manifest, flat: concatTensors(ordered) };
+  }
+
+  /**
+   * A tfjs IO handler that loads a version the TensorFlow.js way (model.json + weights.bin,
+   * compiled with the task's training config), with this client's token.
+   *
+   * @example
+   * const model = await tf.loadLayersModel(client.modelHandler('current'));
+   */
+  modelHandler(version: number | 'current'): tf.io.IOHandler {
+    return versionLoadHandler((path) => this.http.request({ method: 'GET', path, retry: true }), this.taskId, version);
   }
 
   /** The model of a version as a `tf.LayersModel` (the caller disposes it). */

@@ -142,6 +142,8 @@ export const CLIENT_ERROR_CODES = {
   invalid_response: 'A success answer whose body is not what the API documents (not JSON, for example).',
   content_hash_mismatch: "Downloaded weights do not match their manifest's SHA-256 (corrupted in transit or by a cache).",
   model_mismatch: "The model does not fit the task: its topology cannot be built, or its weights' names, shapes or count differ from the task's tensors.",
+  unsupported_model:
+    'A model fedge cannot train: a GraphModel, quantized or non-float32 weights, several losses, an optimizer other than SGD or Adam (the message says which).',
   missing_platform_api: 'A platform API the SDK needs is missing (for example `crypto.subtle`); the message names it and the polyfill.',
   unknown_error: "The server answered with an error body that is not a fedge error (a proxy's page, for example).",
 } as const;
