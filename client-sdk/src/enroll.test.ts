@@ -5,7 +5,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, inject, it } from 'vitest';
-import { argmaxData } from '../../test/sim/synthetic.ts';
+import { argmaxData, argmaxTask } from '../../test/sim/synthetic.ts';
 import { useWasmBackend } from '../../test/sim/tf-backend.ts';
 import { AuthenticationError, FedgeAdmin, FedgeClient, FedgeError } from './index.ts';
 import { decodeTensors } from './protocol/safetensors.ts';
@@ -13,19 +13,7 @@ import { decodeTensors } from './protocol/safetensors.ts';
 const url = inject('fedgeUrl');
 const admin = new FedgeAdmin({ baseUrl: url, token: inject('fedgeAdminToken') });
 
-async function newTask(): Promise<string> {
-  const model = tf.sequential({
-    layers: [
-      tf.layers.dense({ name: 'hidden', units: 8, activation: 'relu', inputShape: [4] }),
-      tf.layers.dense({ name: 'out', units: 3, activation: 'softmax' }),
-    ],
-  });
-  try {
-    return (await admin.createTask(model, { name: 'sdk enrollment', rounds: { clientsPerRound: 1, overSelection: 1, deadlineSeconds: 120 } })).id;
-  } finally {
-    model.dispose();
-  }
-}
+const newTask = () => argmaxTask(admin, 'sdk enrollment');
 
 beforeAll(() => useWasmBackend());
 

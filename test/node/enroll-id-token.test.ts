@@ -9,7 +9,7 @@ import * as tf from '@tensorflow/tfjs';
 import { exportJWK, generateKeyPair, type JWK, SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { FedgeAdmin, FedgeClient } from '../../client-sdk/src/index.ts';
-import { argmaxData } from '../sim/synthetic.ts';
+import { argmaxData, argmaxTask } from '../sim/synthetic.ts';
 import { useWasmBackend } from '../sim/tf-backend.ts';
 
 const url = inject('fedgeUrl');
@@ -38,14 +38,7 @@ beforeAll(async () => {
   const address = jwks.address();
   jwksUri = `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}/.well-known/jwks.json`;
 
-  const model = tf.sequential({
-    layers: [
-      tf.layers.dense({ name: 'hidden', units: 8, activation: 'relu', inputShape: [4] }),
-      tf.layers.dense({ name: 'out', units: 3, activation: 'softmax' }),
-    ],
-  });
-  taskId = (await admin.createTask(model, { name: 'sign-in enrollment', rounds: { clientsPerRound: 1, overSelection: 1, deadlineSeconds: 120 } })).id;
-  model.dispose();
+  taskId = await argmaxTask(admin, 'sign-in enrollment');
   const provider = await admin.addIdentityProvider(taskId, { issuer: ISSUER, audience: AUDIENCE, jwksUri, label: 'example app sign-in' });
   expect(provider).toMatchObject({ issuer: ISSUER, audience: AUDIENCE, jwksUri, status: 'active' });
 }, 60_000);

@@ -6,7 +6,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, inject, it } from 'vitest';
 import { FedgeAdmin, FedgeClient } from '../../client-sdk/src/index.ts';
-import { argmaxData } from '../sim/synthetic.ts';
+import { argmaxData, argmaxTask } from '../sim/synthetic.ts';
 import { useWasmBackend } from '../sim/tf-backend.ts';
 
 const url = inject('fedgeUrl');
@@ -16,24 +16,7 @@ let taskId: string;
 let token: string;
 let client: FedgeClient;
 
-async function newTask(): Promise<string> {
-  const model = tf.sequential({
-    layers: [
-      tf.layers.dense({ name: 'hidden', units: 8, activation: 'relu', inputShape: [4] }),
-      tf.layers.dense({ name: 'out', units: 3, activation: 'softmax' }),
-    ],
-  });
-  try {
-    const task = await admin.createTask(model, {
-      name: 'tfjs models',
-      rounds: { clientsPerRound: 1, overSelection: 1, deadlineSeconds: 120 },
-      plan: { epochs: 1, batchSize: 8, learningRate: 0.05, optimizer: 'adam' },
-    });
-    return task.id;
-  } finally {
-    model.dispose();
-  }
-}
+const newTask = () => argmaxTask(admin, 'tfjs models', { plan: { epochs: 1, batchSize: 8, learningRate: 0.05, optimizer: 'adam' } });
 
 beforeAll(async () => {
   await useWasmBackend();

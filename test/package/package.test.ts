@@ -20,12 +20,12 @@ import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { createContext, runInContext } from 'node:vm';
 import { gzipSync } from 'node:zlib';
-import * as tf from '@tensorflow/tfjs';
 import { build } from 'esbuild';
 import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { FedgeAdmin } from '../../client-sdk/src/index.ts';
 import { launchChromium, serveStatic } from '../browser/chromium.ts';
+import { argmaxTask } from '../sim/synthetic.ts';
 import { useWasmBackend } from '../sim/tf-backend.ts';
 
 const run = promisify(execFile);
@@ -73,23 +73,9 @@ afterAll(async () => {
 });
 
 async function newDevice(): Promise<{ baseUrl: string; taskId: string; token: string; numExamples: number; seed: number }> {
-  const model = tf.sequential({
-    layers: [
-      tf.layers.dense({ name: 'hidden', units: 8, activation: 'relu', inputShape: [4] }),
-      tf.layers.dense({ name: 'out', units: 3, activation: 'softmax' }),
-    ],
-  });
-  try {
-    const task = await admin.createTask(model, {
-      name: 'package test',
-      rounds: { clientsPerRound: 1, overSelection: 1, deadlineSeconds: 120 },
-      plan: { epochs: 1, batchSize: 8, learningRate: 0.2 },
-    });
-    const { token } = await admin.registerClient(task.id, 'installed package');
-    return { baseUrl: fedgeUrl, taskId: task.id, token, numExamples: 40, seed: 5 };
-  } finally {
-    model.dispose();
-  }
+  const taskId = await argmaxTask(admin, 'package test', { plan: { epochs: 1, batchSize: 8, learningRate: 0.2 } });
+  const { token } = await admin.registerClient(taskId, 'installed package');
+  return { baseUrl: fedgeUrl, taskId, token, numExamples: 40, seed: 5 };
 }
 
 const accepted = (numExamples: number) => ({

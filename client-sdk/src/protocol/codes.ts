@@ -28,7 +28,7 @@ export const ERROR_STATUS = {
   unauthorized: 401,
   /** The token's lifetime ended (`expiresInSeconds`): rotate it, or ask the operator for a new one. */
   token_expired: 401,
-  /** The token was revoked, or replaced by a rotation. */
+  /** The token was revoked (its client, or the operator token), or the ADMIN_TOKEN value retired; a token replaced by a rotation is unknown: `unauthorized`. */
   token_revoked: 401,
   /** Self-enrollment: the enrollment key is unknown, malformed, or belongs to another task. */
   enrollment_key_invalid: 401,

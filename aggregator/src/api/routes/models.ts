@@ -111,18 +111,17 @@ modelsApp.openapi(
     const row = await versionOrThrow(c.env, taskId, version);
     const etag = `"${row.contentHash}"`;
     const headers = { etag, 'cache-control': IMMUTABLE };
-    if (
-      c.req
-        .header('if-none-match')
-        ?.split(',')
-        .some((t) => t.trim() === etag)
-    )
-      return c.body(null, 304, headers);
+    if (etagMatches(c.req.header('if-none-match'), etag)) return c.body(null, 304, headers);
     const object = await c.env.MODELS.get(row.r2Key);
     if (!object) throw new Error(`R2 object ${row.r2Key} of version ${taskId}/${version} is missing`);
     return c.body(object.body, 200, { ...headers, 'content-type': 'application/octet-stream', 'content-length': String(object.size) });
   },
 );
+
+/** Whether an `If-None-Match` header names `etag` (the response can be a 304). */
+export function etagMatches(ifNoneMatch: string | undefined, etag: string): boolean {
+  return ifNoneMatch?.split(',').some((t) => t.trim() === etag) ?? false;
+}
 
 export async function versionOrThrow(env: Env, taskId: string, version: number): Promise<ModelVersionRow> {
   const row = await getVersion(database(env.DB), taskId, version);

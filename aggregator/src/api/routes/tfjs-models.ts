@@ -14,7 +14,7 @@ import { ApiError } from '../errors.ts';
 import { newRouter } from '../router.ts';
 import { errors, TaskIdParam, VersionParam } from '../schemas.ts';
 import { loadTask, planOf, tensorEntries } from '../tasks-view.ts';
-import { versionOrThrow } from './models.ts';
+import { etagMatches, versionOrThrow } from './models.ts';
 
 export const tfjsModelsApp = newRouter();
 
@@ -83,7 +83,7 @@ tfjsModelsApp.openapi(
     const { taskId, version } = c.req.valid('param');
     const row = await versionOrThrow(c.env, taskId, version);
     const etag = `"${row.contentHash}.json"`;
-    if (matches(c.req.header('if-none-match'), etag)) return c.body(null, 304, { etag, 'cache-control': IMMUTABLE });
+    if (etagMatches(c.req.header('if-none-match'), etag)) return c.body(null, 304, { etag, 'cache-control': IMMUTABLE });
     const task = await loadTask(c.env, taskId);
     c.header('etag', etag);
     c.header('cache-control', IMMUTABLE);
@@ -110,7 +110,7 @@ tfjsModelsApp.openapi(
     const row = await versionOrThrow(c.env, taskId, version);
     const etag = `"${row.contentHash}.bin"`;
     const headers = { etag, 'cache-control': IMMUTABLE };
-    if (matches(c.req.header('if-none-match'), etag)) return c.body(null, 304, headers);
+    if (etagMatches(c.req.header('if-none-match'), etag)) return c.body(null, 304, headers);
     // safetensors: an 8-byte little-endian header length N, N bytes of header, then the data.
     const head = await c.env.MODELS.get(row.r2Key, { range: { offset: 0, length: 8 } });
     if (!head) throw new Error(`R2 object ${row.r2Key} of version ${taskId}/${version} is missing`);
@@ -121,10 +121,6 @@ tfjsModelsApp.openapi(
     return c.body(object.body, 200, { ...headers, 'content-type': 'application/octet-stream', 'content-length': String(row.byteLength - dataStart) });
   },
 );
-
-function matches(ifNoneMatch: string | undefined, etag: string): boolean {
-  return ifNoneMatch?.split(',').some((t) => t.trim() === etag) ?? false;
-}
 
 /** The tfjs `model.json` of a version: what `model.save` would write for the task's model with these weights. */
 function modelJson(task: TaskRow, row: ModelVersionRow, weightsPath: string): z.output<typeof ModelJsonSchema> {
