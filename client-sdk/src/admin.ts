@@ -228,6 +228,23 @@ export class FedgeAdmin {
   }
 
   /**
+   * Pauses the task: check-ins are told to come back later (`task_paused`), the open round's
+   * deadline clock stops, and nothing accepted is lost. Idempotent.
+   *
+   * @example
+   * await admin.pauseTask(taskId); // … maintenance …
+   * await admin.resumeTask(taskId);
+   */
+  pauseTask(taskId: string): Promise<{ id: string; status: 'active' | 'paused'; currentRound: RoundInfo | null }> {
+    return this.http.json({ method: 'POST', path: `/tasks/${encodeURIComponent(taskId)}/pause`, retry: true });
+  }
+
+  /** Resumes a paused task: assignments again, the deadline clock restarts with the time that was left. Idempotent. */
+  resumeTask(taskId: string): Promise<{ id: string; status: 'active' | 'paused'; currentRound: RoundInfo | null }> {
+    return this.http.json({ method: 'POST', path: `/tasks/${encodeURIComponent(taskId)}/resume`, retry: true });
+  }
+
+  /**
    * Creates a publishable enrollment key: devices that have it enroll themselves
    * (`FedgeClient.enroll`), up to `maxClients` [1,000] of them (and the task's own cap).
    *

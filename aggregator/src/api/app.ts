@@ -8,6 +8,7 @@ import { adminTokensApp } from './routes/admin-tokens.ts';
 import { clientsApp } from './routes/clients.ts';
 import { enrollmentApp } from './routes/enrollment.ts';
 import { identityProvidersApp } from './routes/identity-providers.ts';
+import { lifecycleApp } from './routes/lifecycle.ts';
 import { modelsApp } from './routes/models.ts';
 import { participationApp } from './routes/participation.ts';
 import { roundsApp } from './routes/rounds.ts';
@@ -22,6 +23,7 @@ export function createApp() {
   // operator routes answer only the configured ADMIN_ORIGINS. Preflights are answered here.
   v1.use('*', corsByRoute(v1, '/v1'));
   v1.route('/', tasksApp)
+    .route('/', lifecycleApp)
     .route('/', clientsApp)
     .route('/', enrollmentApp)
     .route('/', identityProvidersApp)

@@ -242,7 +242,7 @@ export const CheckInSchema = z
       status: z.literal('retry_later'),
       taskId: z.string(),
       retryAfterSeconds: z.number().int(),
-      reason: z.enum(['round_full', 'round_closing', 'already_submitted']),
+      reason: z.enum(['round_full', 'round_closing', 'already_submitted', 'task_paused']),
     }),
   ])
   .openapi('CheckIn');

@@ -16,32 +16,22 @@ import { type ClientAuth, ClientGate, CredentialCache, storedCredential } from '
 import { Faults } from './faults.ts';
 import { type CommitHost, GroupCommit } from './group-commit.ts';
 import { Ledger } from './ledger.ts';
+import * as lifecycle from './lifecycle.ts';
 import { abandon, type CloseHost, publish } from './publish.ts';
 import { TokenBuckets } from './rate-limit.ts';
 import * as machine from './round-machine.ts';
 import { RoundStore } from './round-store.ts';
-import type { TaskSpec, TaskState } from './task-spec.ts';
+import { envNumber, type LiveRound, retrySeconds, type TaskSpec, type TaskState } from './task-spec.ts';
 import { type Admission, type Failure, fail, type SubmitResult, type UploadHost, Uploads } from './uploads.ts';
 
 export type { ClientAuth } from './credentials.ts';
+export type { LiveRound } from './task-spec.ts';
 export type { Admission, Failure, SubmitResult } from './uploads.ts';
 
 export interface InitArgs {
   spec: TaskSpec;
   plan: TrainingPlan;
   version0: { key: string };
-}
-
-export interface LiveRound {
-  round: number;
-  status: machine.RoundStatus;
-  baseVersion: number;
-  openedAt: number;
-  deadlineAt: number | null;
-  assigned: number;
-  accepted: number;
-  rejected: number;
-  rejectedByCode: Record<string, number>;
 }
 
 export class TaskAggregator extends DurableObject<Env> {
@@ -128,6 +118,7 @@ export class TaskAggregator extends DurableObject<Env> {
     await this.recoverIfStuck();
     // No await from here to the commit: requests interleave only at awaits, so the state read here is current.
     const task = this.task;
+    if (lifecycle.isPaused(task)) return lifecycle.pausedAnswer(task);
     const { state, spec } = task;
     const plan: TrainingPlan = { ...task.plan, proximalMu: task.plan.proximalMu ?? 0 }; // tasks from before FedProx lack μ
     const taskId = spec.taskId;
@@ -178,9 +169,19 @@ export class TaskAggregator extends DurableObject<Env> {
     return { round, status, baseVersion, openedAt, deadlineAt, assigned, accepted, rejected, rejectedByCode };
   }
 
+  /** Pauses or resumes the task (idempotent); the live round as it stands. */
+  async setPaused(paused: boolean): Promise<LiveRound | null> {
+    if (this.task) {
+      this.task = paused ? lifecycle.pause(this.task, Date.now()) : lifecycle.resume(this.task, Date.now());
+      this.commits.commit();
+      await this.scheduleAlarm();
+    }
+    return this.status();
+  }
+
   /** Deadline or close: applies the deadline, then publishes or abandons. Safe to run any number of times. */
   override async alarm(): Promise<void> {
-    if (!this.task) return;
+    if (!this.task || !lifecycle.deadlineRuns(this.task)) return;
     if (this.commits.size > 0) this.commits.commit(); // the round's result counts exactly what is durable
     const task = this.task;
     const state = machine.applyDeadline(task.state, task.spec.rules, Date.now());
@@ -220,7 +221,7 @@ export class TaskAggregator extends DurableObject<Env> {
   /** Sets the alarm the state machine asks for, if it is not already set to that time. */
   private async scheduleAlarm(): Promise<void> {
     if (!this.task) return;
-    const at = machine.nextAlarmAt(this.task.state, Date.now());
+    const at = lifecycle.deadlineRuns(this.task) ? machine.nextAlarmAt(this.task.state, Date.now()) : null;
     const current = await this.ctx.storage.getAlarm();
     if (at === null) {
       if (current !== null) await this.ctx.storage.deleteAlarm();
@@ -234,14 +235,4 @@ export class TaskAggregator extends DurableObject<Env> {
     const s = this.task?.state;
     if (s && (s.status === 'closing' || s.status === 'abandoned') && (await this.ctx.storage.getAlarm()) === null) await this.scheduleAlarm();
   }
-}
-
-/** A numeric `vars` setting, or its default when unset or not a positive number. */
-function envNumber(raw: string | undefined, fallback: number): number {
-  const n = Number(raw);
-  return raw !== undefined && raw !== '' && Number.isFinite(n) && n > 0 ? n : fallback;
-}
-
-function retrySeconds(ms: number): number {
-  return Math.max(1, Math.min(machine.MAX_RETRY_MS / 1000, Math.ceil(ms / 1000)));
 }

@@ -4,7 +4,7 @@
  */
 import type { TrainingPlan } from '#protocol/messages.ts';
 import type { StrategyConfig } from '../strategies/index.ts';
-import type { RoundRules, RoundState } from './round-machine.ts';
+import { MAX_RETRY_MS, type RoundRules, type RoundState, type RoundStatus } from './round-machine.ts';
 
 export interface TensorSpec {
   name: string;
@@ -21,6 +21,19 @@ export interface TaskSpec {
   strategy?: StrategyConfig;
 }
 
+/** The live round as the API shows it (`GET /tasks/{id}` `currentRound`). */
+export interface LiveRound {
+  round: number;
+  status: RoundStatus;
+  baseVersion: number;
+  openedAt: number;
+  deadlineAt: number | null;
+  assigned: number;
+  accepted: number;
+  rejected: number;
+  rejectedByCode: Record<string, number>;
+}
+
 /** What the object persists of its task (the `task` row): the spec, the plan, the live round, the latest version. */
 export interface TaskState {
   spec: TaskSpec;
@@ -29,6 +42,8 @@ export interface TaskState {
   /** Latest published version and its R2 key: the next round's base. */
   latestVersion: number;
   latestKey: string;
+  /** Set while the operator has the task paused (see lifecycle.ts). */
+  pausedAt?: number | null;
 }
 
 /**
@@ -52,4 +67,14 @@ export function maxUpdateBytes(spec: Pick<TaskSpec, 'numParams' | 'tensors'>): n
     header += 2 * t.name.length + 2 + `:{"dtype":"F32","shape":[${t.shape.join(',')}],"data_offsets":[,]},`.length + 2 * offsetDigits;
   }
   return 8 + header + METADATA_ALLOWANCE_BYTES + 7 + dataBytes;
+}
+
+/** A numeric `vars` setting, or its default when unset or not a positive number. */
+export function envNumber(raw: string | undefined, fallback: number): number {
+  const n = Number(raw);
+  return raw !== undefined && raw !== '' && Number.isFinite(n) && n > 0 ? n : fallback;
+}
+
+export function retrySeconds(ms: number): number {
+  return Math.max(1, Math.min(MAX_RETRY_MS / 1000, Math.ceil(ms / 1000)));
 }

@@ -59,7 +59,7 @@ export interface TrainingPlan {
  */
 export type CheckInResponse =
   | { status: 'assigned'; taskId: string; round: number; baseVersion: number; deadlineAt: number; plan: TrainingPlan }
-  | { status: 'retry_later'; taskId: string; retryAfterSeconds: number; reason: 'round_full' | 'round_closing' | 'already_submitted' };
+  | { status: 'retry_later'; taskId: string; retryAfterSeconds: number; reason: 'round_full' | 'round_closing' | 'already_submitted' | 'task_paused' };
 
 /**
  * The server's acknowledgement of an accepted update: once it arrives, the update is durable and counted once.

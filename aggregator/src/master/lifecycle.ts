@@ -1,0 +1,38 @@
+/**
+ * @module Pausing a task (pure): while paused, check-ins are told to come back later and the open
+ * round's deadline clock stops, so the round neither closes nor is abandoned at its deadline and
+ * nothing accepted is lost; clients already assigned may still submit, and a round that reaches its
+ * goal still publishes. Resuming restarts the clock with the time that was left.
+ */
+import type { CheckInResponse } from '#protocol/messages.ts';
+import type { TaskState } from './task-spec.ts';
+
+/** How long a paused task tells a checking-in client to wait, ms. */
+export const PAUSED_RETRY_MS = 30_000;
+
+export function isPaused(task: TaskState): boolean {
+  return task.pausedAt != null;
+}
+
+/** The task paused from `now` (unchanged if it already is). */
+export function pause(task: TaskState, now: number): TaskState {
+  return isPaused(task) ? task : { ...task, pausedAt: now };
+}
+
+/** The task running again: the open round's deadline moved on by the time spent paused. */
+export function resume(task: TaskState, now: number): TaskState {
+  if (!isPaused(task)) return task;
+  const { pausedAt, ...running } = task;
+  const s = task.state;
+  const deadlineAt = s.status === 'open' && s.deadlineAt !== null ? s.deadlineAt + Math.max(0, now - pausedAt!) : s.deadlineAt;
+  return { ...running, state: { ...s, deadlineAt } };
+}
+
+/** Whether the deadline may act now: not while paused with the round still open. */
+export function deadlineRuns(task: TaskState): boolean {
+  return !(isPaused(task) && task.state.status === 'open');
+}
+
+export function pausedAnswer(task: TaskState): CheckInResponse {
+  return { status: 'retry_later', taskId: task.spec.taskId, retryAfterSeconds: PAUSED_RETRY_MS / 1000, reason: 'task_paused' };
+}

@@ -1,0 +1,68 @@
+/**
+ * Pause and resume, in workerd with real Durable Object storage and alarms: a paused task tells
+ * check-ins to come back later, still takes the updates of clients it had assigned, and lets its
+ * round's deadline pass without closing or abandoning it; resuming restarts the deadline clock
+ * with the time that was left, and the round then ends by its rules.
+ */
+import { runDurableObjectAlarm } from 'cloudflare:test';
+import { describe, expect, it } from 'vitest';
+import { ADMIN, adminJson, api, checkIn, createTask, encodeUpdate, randomDelta, registerClient, stubOf, submit } from './helpers.ts';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe('task lifecycle: pause and resume', () => {
+  it('pausing stops assignments and the deadline clock, loses nothing; resuming restarts the clock', async () => {
+    const { id } = await createTask({ clientsPerRound: 3, minClients: 1, deadlineSeconds: 1 });
+    const [a, b] = [await registerClient(id), await registerClient(id)];
+    const assigned = await checkIn(id, a);
+    expect(assigned.body.status).toBe('assigned');
+    const deadline = assigned.body.deadlineAt as number;
+
+    const paused = await adminJson(`/tasks/${id}/pause`, 'POST');
+    expect(await paused.json<any>()).toMatchObject({ id, status: 'paused', currentRound: { round: 1, status: 'open', assigned: 1 } });
+    expect((await adminJson(`/tasks/${id}/pause`, 'POST')).status).toBe(200); // idempotent
+    expect((await (await api(`/tasks/${id}`, { headers: ADMIN })).json<any>()).status).toBe('paused');
+
+    // New check-ins wait; the client assigned before the pause still submits.
+    expect((await checkIn(id, b)).body).toEqual({ status: 'retry_later', taskId: id, retryAfterSeconds: 30, reason: 'task_paused' });
+    expect((await submit(id, a, 1, encodeUpdate(randomDelta(1), { baseVersion: 0, numExamples: 4 }))).status).toBe(200);
+
+    // The deadline passes while paused: the round stays open, nothing is published or discarded.
+    await sleep(Math.max(0, deadline - Date.now()) + 300);
+    await runDurableObjectAlarm(stubOf(id));
+    const still = await (await api(`/tasks/${id}`, { headers: ADMIN })).json<any>();
+    expect(still).toMatchObject({ currentVersion: 0, currentRound: { round: 1, status: 'open', accepted: 1 } });
+
+    // Resume: the deadline moves on by the time spent paused; check-ins are assigned again.
+    const resumedAt = Date.now();
+    const resumed = await (await adminJson(`/tasks/${id}/resume`, 'POST')).json<any>();
+    expect(resumed).toMatchObject({ id, status: 'active', currentRound: { round: 1, status: 'open', accepted: 1 } });
+    expect(resumed.currentRound.deadlineAt).toBeGreaterThan(resumedAt);
+    // At most the 1 s the round had when it was paused.
+    expect(resumed.currentRound.deadlineAt - resumedAt).toBeLessThanOrEqual(1000 + 50);
+    expect((await checkIn(id, b)).body.status).toBe('assigned');
+
+    // Then the round ends by its rules at the new deadline: one accepted ≥ minClients 1, so it publishes.
+    await sleep(Math.max(0, resumed.currentRound.deadlineAt - Date.now()) + 300);
+    await runDurableObjectAlarm(stubOf(id));
+    const after = await (await api(`/tasks/${id}`, { headers: ADMIN })).json<any>();
+    expect(after).toMatchObject({ status: 'active', currentVersion: 1, currentRound: { round: 2, status: 'open' } });
+  });
+
+  it('a round that reaches its goal while paused still publishes; pause and resume need the operator', async () => {
+    const { id } = await createTask({ clientsPerRound: 1, deadlineSeconds: 60 });
+    const a = await registerClient(id);
+    expect((await checkIn(id, a)).body.status).toBe('assigned');
+    await adminJson(`/tasks/${id}/pause`, 'POST');
+    expect((await submit(id, a, 1, encodeUpdate(randomDelta(2), { baseVersion: 0, numExamples: 4 }))).status).toBe(200);
+    await runDurableObjectAlarm(stubOf(id));
+    const task = await (await api(`/tasks/${id}`, { headers: ADMIN })).json<any>();
+    expect(task).toMatchObject({ status: 'paused', currentVersion: 1, currentRound: { round: 2, status: 'open' } });
+    expect((await checkIn(id, a)).body.reason).toBe('task_paused');
+
+    expect((await api(`/tasks/${id}/resume`, { method: 'POST', headers: a.auth })).status).toBe(403);
+    expect((await api(`/tasks/${id}/resume`, { method: 'POST' })).status).toBe(401);
+    const missing = await adminJson('/tasks/00000000-0000-4000-8000-000000000000/pause', 'POST');
+    expect([missing.status, (await missing.json<any>()).error.code]).toEqual([404, 'task_not_found']);
+  });
+});
