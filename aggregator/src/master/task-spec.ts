@@ -4,7 +4,7 @@
  */
 import type { TrainingPlan } from '#protocol/messages.ts';
 import type { StrategyConfig } from '../strategies/index.ts';
-import { MAX_RETRY_MS, type RoundRules, type RoundState, type RoundStatus } from './round-machine.ts';
+import { MAX_RETRY_MS, type RoundRules, type RoundState } from './round-machine.ts';
 
 export interface TensorSpec {
   name: string;
@@ -22,17 +22,10 @@ export interface TaskSpec {
 }
 
 /** The live round as the API shows it (`GET /tasks/{id}` `currentRound`). */
-export interface LiveRound {
-  round: number;
-  status: RoundStatus;
-  baseVersion: number;
-  openedAt: number;
-  deadlineAt: number | null;
-  assigned: number;
-  accepted: number;
+export type LiveRound = Pick<RoundState, 'round' | 'status' | 'baseVersion' | 'openedAt' | 'deadlineAt' | 'assigned' | 'accepted'> & {
   rejected: number;
   rejectedByCode: Record<string, number>;
-}
+};
 
 /** What the object persists of its task (the `task` row): the spec, the plan, the live round, the latest version. */
 export interface TaskState {
