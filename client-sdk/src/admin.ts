@@ -235,13 +235,18 @@ export class FedgeAdmin {
    * await admin.pauseTask(taskId); // … maintenance …
    * await admin.resumeTask(taskId);
    */
-  pauseTask(taskId: string): Promise<{ id: string; status: 'active' | 'paused'; currentRound: RoundInfo | null }> {
+  pauseTask(taskId: string): Promise<TaskLifecycle> {
     return this.http.json({ method: 'POST', path: `/tasks/${encodeURIComponent(taskId)}/pause`, retry: true });
   }
 
   /** Resumes a paused task: assignments again, the deadline clock restarts with the time that was left. Idempotent. */
-  resumeTask(taskId: string): Promise<{ id: string; status: 'active' | 'paused'; currentRound: RoundInfo | null }> {
+  resumeTask(taskId: string): Promise<TaskLifecycle> {
     return this.http.json({ method: 'POST', path: `/tasks/${encodeURIComponent(taskId)}/resume`, retry: true });
+  }
+
+  /** Stops the task for good: no new assignments, the open round ends by its rules, no new rounds. Idempotent. */
+  stopTask(taskId: string): Promise<TaskLifecycle> {
+    return this.http.json({ method: 'POST', path: `/tasks/${encodeURIComponent(taskId)}/stop`, retry: true });
   }
 
   /**
@@ -372,6 +377,9 @@ export interface IdentityProvider {
   createdAt: string;
   revokedAt: string | null;
 }
+
+/** A task's lifecycle state after pause, resume or stop. */
+type TaskLifecycle = { id: string; status: 'active' | 'paused' | 'stopped'; currentRound: RoundInfo | null };
 
 function isLayersModel(source: unknown): source is tf.LayersModel {
   return source instanceof tf.LayersModel;

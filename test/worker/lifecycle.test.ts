@@ -1,8 +1,9 @@
 /**
- * Pause and resume, in workerd with real Durable Object storage and alarms: a paused task tells
- * check-ins to come back later, still takes the updates of clients it had assigned, and lets its
- * round's deadline pass without closing or abandoning it; resuming restarts the deadline clock
- * with the time that was left, and the round then ends by its rules.
+ * Pause, resume and stop, in workerd with real Durable Object storage and alarms: a paused task
+ * tells check-ins to come back later, still takes the updates of clients it had assigned, and lets
+ * its round's deadline pass without closing or abandoning it; resuming restarts the deadline clock
+ * with the time that was left, and the round then ends by its rules. A stopped task assigns no one,
+ * finishes its open round by its rules, and opens no round after it.
  */
 import { runDurableObjectAlarm } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
@@ -10,7 +11,7 @@ import { ADMIN, adminJson, api, checkIn, createTask, encodeUpdate, randomDelta, 
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-describe('task lifecycle: pause and resume', () => {
+describe('task lifecycle: pause, resume, stop', () => {
   it('pausing stops assignments and the deadline clock, loses nothing; resuming restarts the clock', async () => {
     const { id } = await createTask({ clientsPerRound: 3, minClients: 1, deadlineSeconds: 1 });
     const [a, b] = [await registerClient(id), await registerClient(id)];
@@ -64,5 +65,34 @@ describe('task lifecycle: pause and resume', () => {
     expect((await api(`/tasks/${id}/resume`, { method: 'POST' })).status).toBe(401);
     const missing = await adminJson('/tasks/00000000-0000-4000-8000-000000000000/pause', 'POST');
     expect([missing.status, (await missing.json<any>()).error.code]).toEqual([404, 'task_not_found']);
+  });
+
+  it('stopping ends the task for good: no new assignments, the open round ends by its rules, no new rounds', async () => {
+    const { id } = await createTask({ clientsPerRound: 2, minClients: 1, deadlineSeconds: 1 });
+    const [a, b] = [await registerClient(id), await registerClient(id)];
+    const assigned = await checkIn(id, a);
+    expect(assigned.body.status).toBe('assigned');
+    // Paused first: stopping restarts the deadline clock, so the round can end.
+    await adminJson(`/tasks/${id}/pause`, 'POST');
+    const stopped = await adminJson(`/tasks/${id}/stop`, 'POST');
+    expect(await stopped.json<any>()).toMatchObject({ id, status: 'stopped', currentRound: { round: 1, status: 'open', assigned: 1 } });
+    expect((await adminJson(`/tasks/${id}/stop`, 'POST')).status).toBe(200); // idempotent
+    const refused = await api(`/tasks/${id}/checkin`, { method: 'POST', headers: b.auth });
+    expect([refused.status, (await refused.json<any>()).error.code]).toEqual([409, 'task_stopped']);
+    // The client assigned before the stop still counts, and the round publishes at its deadline (1 ≥ minClients).
+    expect((await submit(id, a, 1, encodeUpdate(randomDelta(3), { baseVersion: 0, numExamples: 4 }))).status).toBe(200);
+    await sleep(Math.max(0, (assigned.body.deadlineAt as number) - Date.now()) + 1300);
+    await runDurableObjectAlarm(stubOf(id));
+    const task = await (await api(`/tasks/${id}`, { headers: ADMIN })).json<any>();
+    expect(task).toMatchObject({ status: 'stopped', currentVersion: 1 });
+    // No round after it: check-ins keep being refused; a stopped task cannot be paused or resumed.
+    const again = await api(`/tasks/${id}/checkin`, { method: 'POST', headers: a.auth });
+    expect([again.status, (await again.json<any>()).error.code]).toEqual([409, 'task_stopped']);
+    for (const action of ['pause', 'resume']) {
+      const res = await adminJson(`/tasks/${id}/${action}`, 'POST');
+      expect([res.status, (await res.json<any>()).error.code], action).toEqual([409, 'task_stopped']);
+    }
+    // Its versions stay readable.
+    expect((await api(`/tasks/${id}/models/1/weights`, { headers: a.auth })).status).toBe(200);
   });
 });

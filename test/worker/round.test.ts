@@ -93,6 +93,7 @@ describe('OpenAPI document', () => {
         '/v1/tasks/{taskId}/enroll',
         '/v1/tasks/{taskId}/pause',
         '/v1/tasks/{taskId}/resume',
+        '/v1/tasks/{taskId}/stop',
         '/v1/tasks/{taskId}/identity-providers',
         '/v1/tasks/{taskId}/identity-providers/{providerId}/revoke',
         '/v1/tasks/{taskId}/models/current/model.json',

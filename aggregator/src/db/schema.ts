@@ -22,8 +22,8 @@ export interface VersionStrategy {
 export const tasks = sqliteTable('tasks', {
   id: text('id').primaryKey(),
   name: text('name').notNull(),
-  /** `active` while rounds run; reserved: `paused`, `archived`. */
-  status: text('status', { enum: ['active', 'paused', 'archived'] })
+  /** `active` while rounds run, `paused`, `stopped` (for good; see master/lifecycle.ts); reserved: `archived`. */
+  status: text('status', { enum: ['active', 'paused', 'stopped', 'archived'] })
     .notNull()
     .default('active'),
   /** The `modelTopology` of a tfjs `model.json`, as JSON text. */

@@ -1,14 +1,37 @@
 /**
- * @module Pausing a task (pure): while paused, check-ins are told to come back later and the open
+ * @module A task's lifecycle (pure). Pausing: check-ins are told to come back later and the open
  * round's deadline clock stops, so the round neither closes nor is abandoned at its deadline and
  * nothing accepted is lost; clients already assigned may still submit, and a round that reaches its
- * goal still publishes. Resuming restarts the clock with the time that was left.
+ * goal still publishes. Resuming restarts the clock with the time that was left. Stopping, for
+ * good: no new assignments (check-ins get `task_stopped`); the open round ends by its rules (its
+ * goal, or its deadline: closed or abandoned) with the clients already assigned, and no round
+ * after it is ever assigned. A stopped task cannot be paused or resumed.
  */
 import type { CheckInResponse } from '#protocol/messages.ts';
 import type { TaskState } from './task-spec.ts';
+import { type Failure, fail } from './uploads.ts';
+
+export type LifecycleAction = 'pause' | 'resume' | 'stop';
 
 /** How long a paused task tells a checking-in client to wait, ms. */
 export const PAUSED_RETRY_MS = 30_000;
+
+export function isStopped(task: TaskState): boolean {
+  return task.stoppedAt != null;
+}
+
+/** The task after `action` (idempotent), or why it cannot be done. */
+export function apply(task: TaskState, action: LifecycleAction, now: number): TaskState | Failure {
+  if (isStopped(task)) return action === 'stop' ? task : stoppedFailure();
+  if (action === 'pause') return pause(task, now);
+  if (action === 'resume') return resume(task, now);
+  // Stopping a paused task restarts its deadline clock: the round must be able to end.
+  return { ...resume(task, now), stoppedAt: now };
+}
+
+export function stoppedFailure(): Failure {
+  return fail('task_stopped', 'the task was stopped: it assigns no new clients and opens no new rounds');
+}
 
 export function isPaused(task: TaskState): boolean {
   return task.pausedAt != null;

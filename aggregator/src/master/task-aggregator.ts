@@ -118,6 +118,7 @@ export class TaskAggregator extends DurableObject<Env> {
     await this.recoverIfStuck();
     // No await from here to the commit: requests interleave only at awaits, so the state read here is current.
     const task = this.task;
+    if (lifecycle.isStopped(task)) return lifecycle.stoppedFailure();
     if (lifecycle.isPaused(task)) return lifecycle.pausedAnswer(task);
     const { state, spec } = task;
     const plan: TrainingPlan = { ...task.plan, proximalMu: task.plan.proximalMu ?? 0 }; // tasks from before FedProx lack μ
@@ -169,13 +170,14 @@ export class TaskAggregator extends DurableObject<Env> {
     return { round, status, baseVersion, openedAt, deadlineAt, assigned, accepted, rejected, rejectedByCode };
   }
 
-  /** Pauses or resumes the task (idempotent); the live round as it stands. */
-  async setPaused(paused: boolean): Promise<LiveRound | null> {
-    if (this.task) {
-      this.task = paused ? lifecycle.pause(this.task, Date.now()) : lifecycle.resume(this.task, Date.now());
-      this.commits.commit();
-      await this.scheduleAlarm();
-    }
+  /** Pauses, resumes or stops the task (idempotent); the live round as it stands, or why not. */
+  async setLifecycle(action: lifecycle.LifecycleAction): Promise<LiveRound | null | Failure> {
+    if (!this.task) return fail('task_not_found', 'no such task');
+    const next = lifecycle.apply(this.task, action, Date.now());
+    if ('code' in next) return next;
+    this.task = next;
+    this.commits.commit();
+    await this.scheduleAlarm();
     return this.status();
   }
 

@@ -37,6 +37,8 @@ export interface TaskState {
   latestKey: string;
   /** Set while the operator has the task paused (see lifecycle.ts). */
   pausedAt?: number | null;
+  /** Set once the operator stopped the task, for good (see lifecycle.ts). */
+  stoppedAt?: number | null;
 }
 
 /**

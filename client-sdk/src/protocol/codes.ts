@@ -68,6 +68,8 @@ export const ERROR_STATUS = {
   base_version_mismatch: 409,
   /** Asynchronous tasks: the update's base version is older than the task's staleness bound. */
   stale_update: 409,
+  /** The operator stopped the task: it assigns no new clients and opens no new rounds (check-in, pause, resume). */
+  task_stopped: 409,
   /** The client is revoked: its token cannot be rotated (register a new client). */
   client_revoked: 409,
   /** Self-enrollment: the key enrolled its `maxClients` devices, or the task holds its `maxClients` clients. */

@@ -19,7 +19,7 @@ participationApp.openapi(
     summary: 'Ask to join the open round: an assignment, or when to come back (Retry-After)',
     ...access.client,
     request: { params: TaskIdParam },
-    responses: { 200: { description: 'Assignment or retry-later', content: { 'application/json': { schema: CheckInSchema } } }, ...errors(401, 403, 404) },
+    responses: { 200: { description: 'Assignment or retry-later', content: { 'application/json': { schema: CheckInSchema } } }, ...errors(401, 403, 404, 409) },
   }),
   async (c) => {
     const { taskId } = c.req.valid('param');
