@@ -244,6 +244,19 @@ export class FedgeAdmin {
     return this.http.json({ method: 'POST', path: `/tasks/${encodeURIComponent(taskId)}/resume`, retry: true });
   }
 
+  /**
+   * Deletes a stopped task whose last round has ended, and everything it holds (clients, keys,
+   * rounds, every version and its weights); nothing is kept on the server. Download first what you keep.
+   *
+   * @example
+   * await admin.stopTask(taskId);
+   * await admin.waitForVersion(taskId, lastVersion); // its last round ends by its rules
+   * const { deleted } = await admin.deleteTask(taskId);
+   */
+  deleteTask(taskId: string): Promise<{ id: string; deleted: { versions: number; rounds: number; clients: number; blobs: number } }> {
+    return this.http.json({ method: 'DELETE', path: `/tasks/${encodeURIComponent(taskId)}`, retry: true });
+  }
+
   /** Stops the task for good: no new assignments, the open round ends by its rules, no new rounds. Idempotent. */
   stopTask(taskId: string): Promise<TaskLifecycle> {
     return this.http.json({ method: 'POST', path: `/tasks/${encodeURIComponent(taskId)}/stop`, retry: true });

@@ -3,15 +3,17 @@
  * tells check-ins to come back later, still takes the updates of clients it had assigned, and lets
  * its round's deadline pass without closing or abandoning it; resuming restarts the deadline clock
  * with the time that was left, and the round then ends by its rules. A stopped task assigns no one,
- * finishes its open round by its rules, and opens no round after it.
+ * finishes its open round by its rules, and opens no round after it. Deleting needs a stopped task
+ * whose last round is over, and removes it from D1, R2 and the Durable Object's storage.
  */
-import { runDurableObjectAlarm } from 'cloudflare:test';
+import { env, runDurableObjectAlarm, runInDurableObject } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
+import type { TaskAggregator } from '../../aggregator/src/master/task-aggregator.ts';
 import { ADMIN, adminJson, api, checkIn, createTask, encodeUpdate, randomDelta, registerClient, stubOf, submit } from './helpers.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-describe('task lifecycle: pause, resume, stop', () => {
+describe('task lifecycle: pause, resume, stop, delete', () => {
   it('pausing stops assignments and the deadline clock, loses nothing; resuming restarts the clock', async () => {
     const { id } = await createTask({ clientsPerRound: 3, minClients: 1, deadlineSeconds: 1 });
     const [a, b] = [await registerClient(id), await registerClient(id)];
@@ -94,5 +96,40 @@ describe('task lifecycle: pause, resume, stop', () => {
     }
     // Its versions stay readable.
     expect((await api(`/tasks/${id}/models/1/weights`, { headers: a.auth })).status).toBe(200);
+  });
+
+  it('deletes a stopped task whose last round is over, with everything it holds; refuses before that', async () => {
+    const { id } = await createTask({ clientsPerRound: 1, deadlineSeconds: 60 });
+    const a = await registerClient(id);
+    await adminJson(`/tasks/${id}/enrollment-keys`, 'POST', {});
+    expect((await checkIn(id, a)).body.status).toBe('assigned');
+    const running = await adminJson(`/tasks/${id}`, 'DELETE');
+    expect([running.status, (await running.json<any>()).error.code]).toEqual([409, 'task_not_stopped']);
+    await adminJson(`/tasks/${id}/stop`, 'POST');
+    // Stopped, but its last round still has an assigned client: not yet.
+    const busy = await adminJson(`/tasks/${id}`, 'DELETE');
+    expect([busy.status, (await busy.json<any>()).error.message]).toEqual([409, expect.stringMatching(/last round \(1\) is still running/)]);
+    expect((await submit(id, a, 1, encodeUpdate(randomDelta(4), { baseVersion: 0, numExamples: 4 }))).status).toBe(200);
+    await runDurableObjectAlarm(stubOf(id)); // the round reached its goal: version 1
+    expect((await (await api(`/tasks/${id}`, { headers: ADMIN })).json<any>()).currentVersion).toBe(1);
+    const blobsBefore = (await env.MODELS.list({ prefix: `tasks/${id}/` })).objects.length;
+    expect(blobsBefore).toBe(2);
+
+    const deleted = await adminJson(`/tasks/${id}`, 'DELETE');
+    expect(await deleted.json<any>()).toEqual({ id, deleted: { versions: 2, rounds: 1, clients: 1, blobs: 2 } });
+    // Gone everywhere: the API, D1, R2, the Durable Object's storage; the client's token with it.
+    expect((await api(`/tasks/${id}`, { headers: ADMIN })).status).toBe(404);
+    for (const table of ['tasks', 'clients', 'enrollment_keys', 'rounds', 'round_participants', 'model_versions']) {
+      const column = table === 'tasks' ? 'id' : 'task_id';
+      const row = await env.DB.prepare(`SELECT count(*) AS n FROM ${table} WHERE ${column} = ?`).bind(id).first<{ n: number }>();
+      expect(row!.n, table).toBe(0);
+    }
+    expect((await env.MODELS.list({ prefix: `tasks/${id}/` })).objects).toEqual([]);
+    // The object kept nothing: no task, no alarm.
+    const leftover = await runInDurableObject(stubOf(id), async (o: TaskAggregator, state) => [await o.status(), await state.storage.getAlarm()]);
+    expect(leftover).toEqual([null, null]);
+    expect((await api(`/tasks/${id}/models/current`, { headers: a.auth })).status).toBe(404);
+    // Deleting again: the task is not found.
+    expect((await adminJson(`/tasks/${id}`, 'DELETE')).status).toBe(404);
   });
 });

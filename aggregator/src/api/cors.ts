@@ -33,7 +33,7 @@ export function corsByRoute(router: OpenAPIHono<AppEnv>, prefix: string) {
       return allowed.includes(origin) ? origin : null;
     },
     allowHeaders: ['authorization', 'content-type'],
-    allowMethods: ['GET', 'POST', 'PUT', 'OPTIONS'],
+    allowMethods: ['GET', 'POST', 'PUT', 'DELETE', 'OPTIONS'],
     exposeHeaders: ['retry-after', 'etag', 'fedge-replayed', 'www-authenticate'],
     maxAge: 86_400,
   });

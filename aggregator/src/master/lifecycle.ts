@@ -29,6 +29,15 @@ export function apply(task: TaskState, action: LifecycleAction, now: number): Ta
   return { ...resume(task, now), stoppedAt: now };
 }
 
+/** Why the task cannot be deleted yet (not stopped, or its last round still running), or null. */
+export function deletable(task: TaskState): Failure | null {
+  if (!isStopped(task)) return fail('task_not_stopped', 'stop the task first (POST /v1/tasks/{taskId}/stop): a running task cannot be deleted');
+  const s = task.state;
+  if (s.status === 'closing' || s.status === 'abandoned' || (s.status === 'open' && s.assigned > 0))
+    return fail('task_not_stopped', `the task is stopped but its last round (${s.round}) is still running: it ends at its goal or deadline`);
+  return null;
+}
+
 export function stoppedFailure(): Failure {
   return fail('task_stopped', 'the task was stopped: it assigns no new clients and opens no new rounds');
 }

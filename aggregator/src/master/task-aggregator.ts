@@ -21,7 +21,7 @@ import { abandon, type CloseHost, publish } from './publish.ts';
 import { TokenBuckets } from './rate-limit.ts';
 import * as machine from './round-machine.ts';
 import { RoundStore } from './round-store.ts';
-import { envNumber, type LiveRound, retrySeconds, type TaskSpec, type TaskState } from './task-spec.ts';
+import { envNumber, type LiveRound, liveRound, retrySeconds, type TaskSpec, type TaskState } from './task-spec.ts';
 import { type Admission, type Failure, fail, type SubmitResult, type UploadHost, Uploads } from './uploads.ts';
 
 export type { ClientAuth } from './credentials.ts';
@@ -162,12 +162,17 @@ export class TaskAggregator extends DurableObject<Env> {
   }
 
   async status(): Promise<LiveRound | null> {
-    if (!this.task) return null;
-    const s = this.task.state;
-    const rejectedByCode = this.ledger.rejectionsOf(s.round);
-    const rejected = Object.values(rejectedByCode).reduce((a, b) => a + b, 0);
-    const { round, status, baseVersion, openedAt, deadlineAt, assigned, accepted } = s;
-    return { round, status, baseVersion, openedAt, deadlineAt, assigned, accepted, rejected, rejectedByCode };
+    return this.task ? liveRound(this.task.state, this.ledger.rejectionsOf(this.task.state.round)) : null;
+  }
+
+  /** Deletes everything this object stores, once the task is stopped and its last round over. */
+  async destroy(): Promise<{ ok: true } | Failure> {
+    const refusal = this.task && lifecycle.deletable(this.task);
+    if (refusal) return refusal;
+    await this.ctx.storage.deleteAlarm();
+    await this.ctx.storage.deleteAll();
+    this.task = null;
+    return { ok: true };
   }
 
   /** Pauses, resumes or stops the task (idempotent); the live round as it stands, or why not. */

@@ -27,6 +27,13 @@ export type LiveRound = Pick<RoundState, 'round' | 'status' | 'baseVersion' | 'o
   rejectedByCode: Record<string, number>;
 };
 
+/** The live round of `state`, with its rejections by code. */
+export function liveRound(state: RoundState, rejectedByCode: Record<string, number>): LiveRound {
+  const { round, status, baseVersion, openedAt, deadlineAt, assigned, accepted } = state;
+  const rejected = Object.values(rejectedByCode).reduce((a, b) => a + b, 0);
+  return { round, status, baseVersion, openedAt, deadlineAt, assigned, accepted, rejected, rejectedByCode };
+}
+
 /** What the object persists of its task (the `task` row): the spec, the plan, the live round, the latest version. */
 export interface TaskState {
   spec: TaskSpec;

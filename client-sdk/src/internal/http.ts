@@ -29,7 +29,7 @@ export interface HttpOptions {
 }
 
 export interface RequestSpec {
-  method: 'GET' | 'POST' | 'PUT';
+  method: 'GET' | 'POST' | 'PUT' | 'DELETE';
   path: string;
   json?: unknown;
   body?: Uint8Array<ArrayBuffer>;

@@ -70,6 +70,8 @@ export const ERROR_STATUS = {
   stale_update: 409,
   /** The operator stopped the task: it assigns no new clients and opens no new rounds (check-in, pause, resume). */
   task_stopped: 409,
+  /** Deleting a task that is not stopped, or whose last round is still running: stop it, and let the round end. */
+  task_not_stopped: 409,
   /** The client is revoked: its token cannot be rotated (register a new client). */
   client_revoked: 409,
   /** Self-enrollment: the key enrolled its `maxClients` devices, or the task holds its `maxClients` clients. */

@@ -9,6 +9,7 @@
  */
 import { createRoute, z } from '@hono/zod-openapi';
 import { eq } from 'drizzle-orm';
+import { deleteTaskBlobs, deleteTaskRows } from '../../db/delete-task.ts';
 import { tasks } from '../../db/schema.ts';
 import { database } from '../../db/store.ts';
 import { access } from '../auth.ts';
@@ -52,3 +53,34 @@ for (const action of ['pause', 'resume', 'stop'] as const) {
     },
   );
 }
+
+const DeletedSchema = z
+  .object({
+    id: z.string(),
+    deleted: z.object({ versions: z.number().int(), rounds: z.number().int(), clients: z.number().int(), blobs: z.number().int() }),
+  })
+  .openapi('DeletedTask');
+
+lifecycleApp.openapi(
+  createRoute({
+    method: 'delete',
+    path: '/tasks/{taskId}',
+    tags: ['tasks'],
+    summary: 'Delete a stopped task and everything it holds',
+    description:
+      "Only a stopped task whose last round has ended (else `409 task_not_stopped`). Removed: the task, its clients and their tokens, enrollment keys, identity providers, rounds and participants, federated evaluations, every version (metadata in D1 and weights in R2), and the Durable Object's ledger and stored updates. Nothing is kept on the server: download the versions you want first. Safe to retry.",
+    ...access.operator,
+    request: { params: TaskIdParam },
+    responses: { 200: { description: 'What was removed', content: { 'application/json': { schema: DeletedSchema } } }, ...errors(401, 403, 404, 409) },
+  }),
+  async (c) => {
+    const { taskId } = c.req.valid('param');
+    await loadTask(c.env, taskId);
+    const destroyed = await aggregatorOf(c.env, taskId).destroy();
+    if ('code' in destroyed) throw new ApiError(destroyed.code, destroyed.message);
+    // The task row goes last (in the D1 batch): a delete cut off halfway is still found, and redone.
+    const blobs = await deleteTaskBlobs(c.env.MODELS, taskId);
+    const rows = await deleteTaskRows(database(c.env.DB), taskId);
+    return c.json({ id: taskId, deleted: { ...rows, blobs } }, 200);
+  },
+);
