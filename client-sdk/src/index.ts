@@ -3,7 +3,8 @@
  * app. Raw training data stays on the device; only model updates are sent.
  */
 
-export { type CreateTaskOptions, type EnrollmentKey, FedgeAdmin, type FedgeAdminOptions, type IdentityProvider } from './admin.ts';
+export { type CreateTaskOptions, FedgeAdmin, type FedgeAdminOptions } from './admin.ts';
+export type { EnrollmentKey, IdentityProvider } from './admin-types.ts';
 export {
   type Assignment,
   FedgeClient,
