@@ -33,6 +33,11 @@ export async function newToken(id: string): Promise<{ token: string; tokenHash: 
   return { token: `${id}.${secret}`, tokenHash: await hashSecret(secret) };
 }
 
+/** When a token with this lifetime, issued at `now`, stops working (null: never). */
+export function expiryAfter(now: Date, ttlSeconds: number | null): Date | null {
+  return ttlSeconds === null ? null : new Date(now.getTime() + ttlSeconds * 1000);
+}
+
 export function newClientId(): string {
   return `c_${crypto.randomUUID().replace(/-/g, '')}`;
 }

@@ -8,7 +8,7 @@ import { createRoute, z } from '@hono/zod-openapi';
 import type { ClientRow } from '../../db/schema.ts';
 import { clients } from '../../db/schema.ts';
 import { database, getClient, listClients, revokeClient, rotateClientToken } from '../../db/store.ts';
-import { access, newClientId, newToken } from '../auth.ts';
+import { access, expiryAfter, newClientId, newToken } from '../auth.ts';
 import { ApiError } from '../errors.ts';
 import { newRouter } from '../router.ts';
 import { ClientCredentialsSchema, ClientIdParam, ClientSchema, CreateClientSchema, errors, PageQuery, TaskIdParam } from '../schemas.ts';
@@ -34,7 +34,7 @@ clientsApp.openapi(
     const { token, tokenHash } = await newToken(clientId);
     const now = new Date();
     const ttlSeconds = body?.expiresInSeconds ?? null;
-    const expiresAt = ttlSeconds === null ? null : new Date(now.getTime() + ttlSeconds * 1000);
+    const expiresAt = expiryAfter(now, ttlSeconds);
     await database(c.env.DB)
       .insert(clients)
       .values({ id: clientId, taskId, tokenHash, label: body?.label ?? null, createdAt: now, expiresAt, ttlSeconds });
@@ -107,7 +107,7 @@ clientsApp.openapi(
     if (current.revokedAt) throw new ApiError('client_revoked', `client "${clientId}" is revoked; register a new client instead`);
     const { token, tokenHash } = await newToken(clientId);
     const now = new Date();
-    const expiresAt = current.ttlSeconds === null ? null : new Date(now.getTime() + current.ttlSeconds * 1000);
+    const expiresAt = expiryAfter(now, current.ttlSeconds);
     const row = await rotateClientToken(db, taskId, clientId, tokenHash, expiresAt, now);
     // Revoked between the read and the write: the rotation did not happen.
     if (!row) throw new ApiError('client_revoked', `client "${clientId}" is revoked; register a new client instead`);

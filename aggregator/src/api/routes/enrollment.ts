@@ -23,7 +23,7 @@ import {
 } from '../../db/enrollment.ts';
 import type { EnrollmentKeyRow } from '../../db/schema.ts';
 import { type Db, database, getClient, rotateClientToken } from '../../db/store.ts';
-import { type AppEnv, access, countingFailures, hashSecret, newClientId, newToken, sourceOf } from '../auth.ts';
+import { type AppEnv, access, countingFailures, expiryAfter, hashSecret, newClientId, newToken, sourceOf } from '../auth.ts';
 import { ApiError } from '../errors.ts';
 import { clientIdOf, type VerifiedIdentity, verifyIdToken } from '../id-tokens.ts';
 import { newRouter } from '../router.ts';
@@ -190,7 +190,7 @@ enrollmentApp.openapi(
     const { token, tokenHash } = await newToken(clientId);
     const now = new Date();
     const ttlSeconds = key.clientTtlSeconds;
-    const expiresAt = ttlSeconds === null ? null : new Date(now.getTime() + ttlSeconds * 1000);
+    const expiresAt = expiryAfter(now, ttlSeconds);
     const label = body.label ?? `enrolled with ${key.id}`;
     const enrolled = await enrollWithinCaps(
       db,
@@ -225,7 +225,7 @@ async function enrollUser(c: Context<AppEnv>, db: Db, taskId: string, identity: 
   const { token, tokenHash } = await newToken(clientId);
   const now = new Date();
   const ttlSeconds = identity.provider.clientTtlSeconds;
-  const expiresAt = ttlSeconds === null ? null : new Date(now.getTime() + ttlSeconds * 1000);
+  const expiresAt = expiryAfter(now, ttlSeconds);
   const existing = await getClient(db, taskId, clientId);
   if (existing) {
     if (existing.revokedAt) throw new ApiError('client_revoked', `this user's client ${clientId} is revoked`);
