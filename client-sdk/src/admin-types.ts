@@ -1,6 +1,61 @@
 /**
- * @module What the operator's enrollment calls return (FedgeAdmin): enrollment keys and identity providers.
+ * @module What the operator's calls return (FedgeAdmin): task summaries, enrollment keys and identity providers.
  */
+import type { TensorManifestEntry, TrainingPlan } from './protocol/messages.ts';
+
+/**
+ * A line of the task list (`FedgeAdmin.listTasks`).
+ *
+ * @example
+ * for (const t of await admin.listTasks()) console.log(t.id, t.name, t.status, t.currentVersion);
+ */
+export interface TaskSummary {
+  id: string;
+  name: string;
+  status: 'active' | 'paused' | 'stopped';
+  numParams: number;
+  currentVersion: number;
+  createdAt: string;
+}
+
+/**
+ * A task's open (or closing) round as `getTask` shows it live; times in ms since the epoch.
+ *
+ * @example
+ * const { currentRound: r } = await admin.getTask(taskId);
+ * if (r) console.log(`round ${r.round}: ${r.accepted} accepted, deadline in ${((r.deadlineAt ?? Date.now()) - Date.now()) / 1000} s`);
+ */
+export interface LiveRound {
+  round: number;
+  status: 'open' | 'closing' | 'closed' | 'abandoned';
+  baseVersion: number;
+  openedAt: number;
+  /** When the round closes by its deadline (ms); null until a first client is assigned (the deadline clock starts then). */
+  deadlineAt: number | null;
+  assigned: number;
+  accepted: number;
+  rejected: number;
+  rejectedByCode: Record<string, number>;
+}
+
+/**
+ * A task as `FedgeAdmin.getTask` shows it: its settings (with the server's defaults filled in) and
+ * its live round.
+ *
+ * @example
+ * const task = await admin.getTask(taskId);
+ * console.log(task.status, task.currentVersion, task.rounds.clientsPerRound, task.strategy.name);
+ */
+export interface Task extends TaskSummary {
+  tensors: TensorManifestEntry[];
+  rounds: { clientsPerRound: number; minClients: number; deadlineSeconds: number; overSelection: number; maxExamplesPerClient: number };
+  plan: TrainingPlan;
+  strategy: { name: string; [param: string]: number | string };
+  maxUpdateBytes: number;
+  maxClients: number;
+  currentRound: LiveRound | null;
+  modelTopology: Record<string, unknown>;
+}
 
 /**
  * A publishable enrollment key of a task (`key` only when it is created: shown once).

@@ -3,7 +3,7 @@
  * tfjs model, register clients, read rounds and versions.
  */
 import * as tf from '@tensorflow/tfjs';
-import type { EnrollmentKey, IdentityProvider } from './admin-types.ts';
+import type { EnrollmentKey, IdentityProvider, LiveRound, Task, TaskSummary } from './admin-types.ts';
 import { FedgeError } from './errors.ts';
 import { Http, type Logger, sleep } from './internal/http.ts';
 import { readSavedModel } from './io.ts';
@@ -52,6 +52,8 @@ export interface CreateTaskOptions {
   plan?: Partial<TrainingPlan>;
   /** The aggregation strategy, e.g. `{ name: 'fedadam', serverLearningRate: 0.01 }` (default FedAvg). */
   strategy?: { name: string; [param: string]: number | string };
+  /** At most this many clients, registered or enrolled [10,000]: bounds self-enrollment. */
+  maxClients?: number;
 }
 
 export interface CreatedTask {
@@ -94,6 +96,7 @@ export interface RoundInfo {
   openedAt: string;
   closedAt: string | null;
   closeReason: string | null;
+  deadlineAt: string | null;
 }
 
 /**
@@ -153,6 +156,7 @@ export class FedgeAdmin {
         rounds: options.rounds ?? {},
         plan: { ...plan, ...options.plan },
         ...(options.strategy ? { strategy: options.strategy } : {}),
+        ...(options.maxClients === undefined ? {} : { maxClients: options.maxClients }),
       },
       retry: false,
     });
@@ -210,7 +214,20 @@ export class FedgeAdmin {
     return this.http.json({ method: 'POST', path: `/tasks/${encodeURIComponent(taskId)}/clients/${encodeURIComponent(clientId)}/token`, retry: false });
   }
 
-  getTask(taskId: string): Promise<CreatedTask & { currentRound: RoundInfo | null }> {
+  /** Tasks, newest first [50, at most 200]; `before` (ms since the epoch) pages back past the last one shown. */
+  async listTasks(options: { limit?: number; before?: number } = {}): Promise<TaskSummary[]> {
+    return (await this.http.json<{ tasks: TaskSummary[] }>({ method: 'GET', path: `/tasks${page(options)}`, retry: true })).tasks;
+  }
+
+  /** The task's versions, newest first, each with its metrics and federated evaluation; `before` is a version number. */
+  async listVersions(taskId: string, options: { limit?: number; before?: number } = {}): Promise<ModelManifest[]> {
+    return (
+      await this.http.json<{ versions: ModelManifest[] }>({ method: 'GET', path: `/tasks/${encodeURIComponent(taskId)}/models${page(options)}`, retry: true })
+    ).versions;
+  }
+
+  /** The task's configuration and live status: current version, the open round (see {@link LiveRound}). */
+  getTask(taskId: string): Promise<Task> {
     return this.http.json({ method: 'GET', path: `/tasks/${encodeURIComponent(taskId)}`, retry: true });
   }
 
@@ -349,7 +366,14 @@ export class FedgeAdmin {
 }
 
 /** A task's lifecycle state after pause, resume or stop. */
-type TaskLifecycle = { id: string; status: 'active' | 'paused' | 'stopped'; currentRound: RoundInfo | null };
+type TaskLifecycle = { id: string; status: TaskSummary['status']; currentRound: LiveRound | null };
+
+function page(options: { limit?: number | undefined; before?: number | undefined }): string {
+  const q = new URLSearchParams();
+  if (options.limit !== undefined) q.set('limit', String(options.limit));
+  if (options.before !== undefined) q.set('before', String(options.before));
+  return q.size ? `?${q}` : '';
+}
 
 function isLayersModel(source: unknown): source is tf.LayersModel {
   return source instanceof tf.LayersModel;

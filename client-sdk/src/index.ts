@@ -4,7 +4,7 @@
  */
 
 export { type CreateTaskOptions, FedgeAdmin, type FedgeAdminOptions } from './admin.ts';
-export type { EnrollmentKey, IdentityProvider } from './admin-types.ts';
+export type { EnrollmentKey, IdentityProvider, LiveRound, Task, TaskSummary } from './admin-types.ts';
 export {
   type Assignment,
   FedgeClient,

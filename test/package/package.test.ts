@@ -88,12 +88,13 @@ const accepted = (numExamples: number) => ({
 });
 
 describe('the SDK as an installed package (@fedge/client)', () => {
-  it('packs the built SDK only: ESM, declarations, README; no sources, tests or server', () => {
+  it('packs the built SDK only: ESM, declarations, README, the CLI; no sources, tests or server', () => {
     const files = packed.files.map((f) => f.path).sort();
-    expect(files).toEqual(['README.md', 'dist/index.d.ts', 'dist/index.js', 'dist/index.js.map', 'package.json']);
+    expect(files).toEqual(['README.md', 'dist/cli.mjs', 'dist/cli.mjs.map', 'dist/index.d.ts', 'dist/index.js', 'dist/index.js.map', 'package.json']);
     const manifest = JSON.parse(readFileSync(join(app, 'node_modules/@fedge/client/package.json'), 'utf8'));
     expect(manifest).toMatchObject({ name: '@fedge/client', type: 'module', sideEffects: false, peerDependencies: { '@tensorflow/tfjs': '^4.22.0' } });
-    expect(manifest.dependencies).toBeUndefined();
+    // commander is the CLI's; the library never imports it.
+    expect(manifest.dependencies).toEqual({ commander: expect.any(String) });
     const js = readFileSync(join(app, 'node_modules/@fedge/client/dist/index.js'), 'utf8');
     // Its only import is tfjs (the peer dependency); nothing of Node, nothing of the aggregator.
     expect([...js.matchAll(/^import .* from "([^"]+)";$/gm)].map((m) => m[1])).toEqual(['@tensorflow/tfjs']);
@@ -126,6 +127,18 @@ describe('the SDK as an installed package (@fedge/client)', () => {
       return !before.slice(before.lastIndexOf('/**')).includes('@example');
     });
     expect(missing).toEqual([]);
+  });
+
+  it('installs the `fedge` operator CLI as a bin that talks to the platform', async () => {
+    const fedge = (args: string[]) =>
+      run(join(app, 'node_modules', '.bin', 'fedge'), args, {
+        cwd: app,
+        env: { PATH: process.env.PATH, FEDGE_URL: fedgeUrl, FEDGE_ADMIN_TOKEN: inject('fedgeAdminToken'), HOME: work },
+      });
+    expect((await fedge(['--version'])).stdout.trim()).toBe(JSON.parse(readFileSync(join(SDK, 'package.json'), 'utf8')).version);
+    const taskId = await argmaxTask(admin, 'package cli');
+    const { stdout } = await fedge(['tasks', 'show', taskId, '--json']);
+    expect(JSON.parse(stdout)).toMatchObject({ id: taskId, name: 'package cli', currentVersion: 0 });
   });
 
   it('runs a round in Node from the installed package', async () => {
