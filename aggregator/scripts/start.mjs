@@ -91,6 +91,7 @@ process.stdout.write(
     line,
     ` ${bold('fedge aggregator is running')} (ready in ${(server.startupMs / 1000).toFixed(1)} s)`,
     '',
+    `   Dashboard    ${url}/dashboard/`,
     `   API          ${url}/v1`,
     `   OpenAPI      ${url}/openapi.json`,
     `   Admin token  ${token}`,

@@ -10,11 +10,9 @@ describe('README', () => {
     // Cells may be padded (the formatter aligns tables), so find the header by its words.
     const header = /^\|\s*code\s*\|\s*status\s*\|\s*meaning\s*\|/m.exec(readme);
     expect(header, 'README has an error table').not.toBeNull();
-    const table = readme.slice(header!.index);
-    const rows = table
-      .split('\n')
-      .slice(2)
-      .filter((l) => l.startsWith('| `'));
+    const lines = readme.slice(header!.index).split('\n');
+    const end = lines.findIndex((l) => !l.startsWith('|')); // the table ends at its first non-row line
+    const rows = lines.slice(2, end === -1 ? undefined : end).filter((l) => l.startsWith('| `'));
     const listed = new Map<string, number>();
     for (const row of rows) {
       const [codes, status] = row.split('|').slice(1, 3);

@@ -15,7 +15,7 @@ import { roundsApp } from './routes/rounds.ts';
 import { tasksApp } from './routes/tasks.ts';
 import { tfjsModelsApp } from './routes/tfjs-models.ts';
 
-/** Builds the app: `/v1` routes, `/openapi.json`, JSON errors for everything else. */
+/** Builds the app: `/v1` routes, `/openapi.json`, `/` → the dashboard, JSON errors for everything else. */
 export function createApp() {
   const app = newRouter();
   const v1 = newRouter();
@@ -52,6 +52,8 @@ export function createApp() {
       description: 'Federated learning on Cloudflare Workers. Errors are `{ "error": { "code", "message" } }` with stable codes.',
     },
   });
+  // The dashboard is static (Workers Static Assets, aggregator/dashboard/public): the root leads to it.
+  app.get('/', (c) => c.redirect('/dashboard/', 302));
   app.notFound((c) => errorResponse('not_found', `no route ${c.req.method} ${c.req.path}`));
   app.onError(onError);
   return app;
