@@ -93,7 +93,7 @@ process.stdout.write(
     '',
     `   Dashboard    ${url}/dashboard/`,
     `   API          ${url}/v1`,
-    `   OpenAPI      ${url}/openapi.json`,
+    `   API docs     ${url}/docs (OpenAPI: ${url}/openapi.json)`,
     `   Admin token  ${token}`,
     `                (in ${displayPath(devVars)}; operator routes need "Authorization: Bearer <token>")`,
     `   State        ${shownState} (tasks, rounds and model versions survive restarts)`,

@@ -120,7 +120,7 @@ try {
     const { ack } = result;
     console.log(`  accepted: round ${ack.round}, seq ${ack.seq}, ${ack.numExamples} examples, local ${JSON.stringify(result.train.metrics)}`);
     // The round closes when enough clients sent theirs (or at its deadline); then the next version appears.
-    const published = await waitForVersionAfter(result.assignment.baseVersion, result.assignment.deadlineAt + 30_000);
+    const published = await waitForVersionAfter(result.assignment.baseVersion, Date.parse(result.assignment.deadlineAt) + 30_000);
     if (published)
       console.log(
         `  version ${published.version} published from round ${published.round}: ${published.participants} client(s), ${published.numExamples} examples`,

@@ -19,19 +19,19 @@ export interface TaskSummary {
 }
 
 /**
- * A task's open (or closing) round as `getTask` shows it live; times in ms since the epoch.
+ * A task's open (or closing) round as `getTask` shows it live; times in ISO 8601 (UTC).
  *
  * @example
  * const { currentRound: r } = await admin.getTask(taskId);
- * if (r) console.log(`round ${r.round}: ${r.accepted} accepted, deadline in ${((r.deadlineAt ?? Date.now()) - Date.now()) / 1000} s`);
+ * if (r) console.log(`round ${r.round}: ${r.accepted} accepted, deadline ${r.deadlineAt ?? 'not started'}`);
  */
 export interface LiveRound {
   round: number;
   status: 'open' | 'closing' | 'closed' | 'abandoned';
   baseVersion: number;
-  openedAt: number;
+  openedAt: string;
   /** When the round closes by its deadline (ms); null until a first client is assigned (the deadline clock starts then). */
-  deadlineAt: number | null;
+  deadlineAt: string | null;
   assigned: number;
   accepted: number;
   rejected: number;

@@ -214,8 +214,8 @@ export class FedgeAdmin {
     return this.http.json({ method: 'POST', path: `/tasks/${encodeURIComponent(taskId)}/clients/${encodeURIComponent(clientId)}/token`, retry: false });
   }
 
-  /** Tasks, newest first [50, at most 200]; `before` (ms since the epoch) pages back past the last one shown. */
-  async listTasks(options: { limit?: number; before?: number } = {}): Promise<TaskSummary[]> {
+  /** Tasks, newest first [50, at most 200]; `before` (the `createdAt` of the last one shown) pages back. */
+  async listTasks(options: { limit?: number; before?: string | Date } = {}): Promise<TaskSummary[]> {
     return (await this.http.json<{ tasks: TaskSummary[] }>({ method: 'GET', path: `/tasks${page(options)}`, retry: true })).tasks;
   }
 
@@ -368,10 +368,10 @@ export class FedgeAdmin {
 /** A task's lifecycle state after pause, resume or stop. */
 type TaskLifecycle = { id: string; status: TaskSummary['status']; currentRound: LiveRound | null };
 
-function page(options: { limit?: number | undefined; before?: number | undefined }): string {
+function page(options: { limit?: number | undefined; before?: number | string | Date | undefined }): string {
   const q = new URLSearchParams();
   if (options.limit !== undefined) q.set('limit', String(options.limit));
-  if (options.before !== undefined) q.set('before', String(options.before));
+  if (options.before !== undefined) q.set('before', options.before instanceof Date ? options.before.toISOString() : String(options.before));
   return q.size ? `?${q}` : '';
 }
 

@@ -19,7 +19,7 @@ describe('task lifecycle: pause, resume, stop, delete', () => {
     const [a, b] = [await registerClient(id), await registerClient(id)];
     const assigned = await checkIn(id, a);
     expect(assigned.body.status).toBe('assigned');
-    const deadline = assigned.body.deadlineAt as number;
+    const deadline = Date.parse(assigned.body.deadlineAt as string);
 
     const paused = await adminJson(`/tasks/${id}/pause`, 'POST');
     expect(await paused.json<any>()).toMatchObject({ id, status: 'paused', currentRound: { round: 1, status: 'open', assigned: 1 } });
@@ -40,13 +40,14 @@ describe('task lifecycle: pause, resume, stop, delete', () => {
     const resumedAt = Date.now();
     const resumed = await (await adminJson(`/tasks/${id}/resume`, 'POST')).json<any>();
     expect(resumed).toMatchObject({ id, status: 'active', currentRound: { round: 1, status: 'open', accepted: 1 } });
-    expect(resumed.currentRound.deadlineAt).toBeGreaterThan(resumedAt);
+    const resumedDeadline = Date.parse(resumed.currentRound.deadlineAt);
+    expect(resumedDeadline).toBeGreaterThan(resumedAt);
     // At most the 1 s the round had when it was paused.
-    expect(resumed.currentRound.deadlineAt - resumedAt).toBeLessThanOrEqual(1000 + 50);
+    expect(resumedDeadline - resumedAt).toBeLessThanOrEqual(1000 + 50);
     expect((await checkIn(id, b)).body.status).toBe('assigned');
 
     // Then the round ends by its rules at the new deadline: one accepted ≥ minClients 1, so it publishes.
-    await sleep(Math.max(0, resumed.currentRound.deadlineAt - Date.now()) + 300);
+    await sleep(Math.max(0, resumedDeadline - Date.now()) + 300);
     await runDurableObjectAlarm(stubOf(id));
     const after = await (await api(`/tasks/${id}`, { headers: ADMIN })).json<any>();
     expect(after).toMatchObject({ status: 'active', currentVersion: 1, currentRound: { round: 2, status: 'open' } });
@@ -83,7 +84,7 @@ describe('task lifecycle: pause, resume, stop, delete', () => {
     expect([refused.status, (await refused.json<any>()).error.code]).toEqual([409, 'task_stopped']);
     // The client assigned before the stop still counts, and the round publishes at its deadline (1 ≥ minClients).
     expect((await submit(id, a, 1, encodeUpdate(randomDelta(3), { baseVersion: 0, numExamples: 4 }))).status).toBe(200);
-    await sleep(Math.max(0, (assigned.body.deadlineAt as number) - Date.now()) + 1300);
+    await sleep(Math.max(0, Date.parse(assigned.body.deadlineAt as string) - Date.now()) + 1300);
     await runDurableObjectAlarm(stubOf(id));
     const task = await (await api(`/tasks/${id}`, { headers: ADMIN })).json<any>();
     expect(task).toMatchObject({ status: 'stopped', currentVersion: 1 });

@@ -1,8 +1,10 @@
 /**
- * @module The edge API: a Hono app under `/v1`, its error handler and its OpenAPI document.
+ * @module The edge API: a Hono app under `/v1`, its error handler, its OpenAPI document and reference.
  */
+import { createRoute, z } from '@hono/zod-openapi';
 import { corsByRoute } from './cors.ts';
 import { errorResponse, onError } from './errors.ts';
+import { serveDocs } from './openapi.ts';
 import { newRouter } from './router.ts';
 import { adminTokensApp } from './routes/admin-tokens.ts';
 import { clientsApp } from './routes/clients.ts';
@@ -15,7 +17,7 @@ import { roundsApp } from './routes/rounds.ts';
 import { tasksApp } from './routes/tasks.ts';
 import { tfjsModelsApp } from './routes/tfjs-models.ts';
 
-/** Builds the app: `/v1` routes, `/openapi.json`, `/` → the dashboard, JSON errors for everything else. */
+/** Builds the app: `/v1` routes, `/openapi.json` and `/docs`, `/` → the dashboard, JSON errors for everything else. */
 export function createApp() {
   const app = newRouter();
   const v1 = newRouter();
@@ -32,28 +34,24 @@ export function createApp() {
     .route('/', tfjsModelsApp)
     .route('/', roundsApp)
     .route('/', adminTokensApp);
-  v1.get('/health', (c) => c.json({ ok: true }));
+  v1.openapi(
+    createRoute({
+      method: 'get',
+      path: '/health',
+      operationId: 'getHealth',
+      tags: ['service'],
+      summary: 'Liveness: the Worker answers (no token, touches no storage)',
+      security: [],
+      responses: { 200: { description: 'Up', content: { 'application/json': { schema: z.object({ ok: z.literal(true) }).openapi('Health') } } } },
+    }),
+    (c) => c.json({ ok: true as const }, 200),
+  );
   app.route('/v1', v1);
-  app.openAPIRegistry.registerComponent('securitySchemes', 'operator', {
-    type: 'http',
-    scheme: 'bearer',
-    description: 'An operator token: the ADMIN_TOKEN secret, or one minted by POST /v1/admin/tokens',
-  });
-  app.openAPIRegistry.registerComponent('securitySchemes', 'client', {
-    type: 'http',
-    scheme: 'bearer',
-    description: 'A client token (`<clientId>.<secret>`), bound to one task',
-  });
-  app.doc31('/openapi.json', {
-    openapi: '3.1.0',
-    info: {
-      title: 'fedge aggregation service',
-      version: '1',
-      description: 'Federated learning on Cloudflare Workers. Errors are `{ "error": { "code", "message" } }` with stable codes.',
-    },
-  });
-  // The dashboard is static (Workers Static Assets, aggregator/dashboard/public): the root leads to it.
+  serveDocs(app);
+  // The dashboard is static (Workers Static Assets, aggregator/static): the root leads to it.
   app.get('/', (c) => c.redirect('/dashboard/', 302));
+  // No icon: browsers ask for one on every page (/docs, the dashboard); answer without an error.
+  app.get('/favicon.ico', (c) => c.body(null, 204, { 'cache-control': 'public, max-age=86400' }));
   app.notFound((c) => errorResponse('not_found', `no route ${c.req.method} ${c.req.path}`));
   app.onError(onError);
   return app;

@@ -16,14 +16,16 @@ import { DEFAULT_STRATEGY, StrategyConfigSchema } from '../strategies/config.ts'
 
 const ERROR_CODES = Object.keys(ERROR_STATUS) as [ErrorCode, ...ErrorCode[]];
 
-export const ErrorSchema = z
-  .object({
-    error: z.object({
-      code: z.enum(ERROR_CODES).openapi({ example: 'task_not_found', description: 'Stable error code (README: error codes)' }),
-      message: z.string(),
-    }),
-  })
-  .openapi('Error');
+/**
+ * Every time the API sends is an ISO 8601 date-time in UTC (`2026-12-02T14:03:05.123Z`); every
+ * duration is a whole number of seconds in a field named `…Seconds`.
+ */
+export const timestamp = z.iso.datetime().openapi({ description: 'ISO 8601 date-time, UTC', example: '2026-12-02T14:03:05.123Z' });
+
+/** `If-None-Match` of the immutable downloads: a 304 when it names the current ETag. */
+export const ConditionalHeaders = z.object({
+  'if-none-match': z.string().optional().openapi({ description: 'An ETag from an earlier download: 304 Not Modified when it still matches' }),
+});
 
 export const TaskIdParam = z.object({
   taskId: z
@@ -37,31 +39,41 @@ export const VersionParam = TaskIdParam.extend({
     .number()
     .int()
     .min(0)
-    .openapi({ param: { name: 'version', in: 'path' }, example: 3 }),
+    .openapi({ param: { name: 'version', in: 'path', required: true }, type: 'integer', example: 3 }),
 });
 export const RoundParam = TaskIdParam.extend({
   round: z.coerce
     .number()
     .int()
     .min(1)
-    .openapi({ param: { name: 'round', in: 'path' }, example: 1 }),
+    .openapi({ param: { name: 'round', in: 'path', required: true }, type: 'integer', example: 1 }),
 });
+const limit = z.coerce
+  .number()
+  .int()
+  .min(1)
+  .max(200)
+  .default(50)
+  .openapi({ param: { name: 'limit', in: 'query' }, type: 'integer', description: 'At most this many items (default 50)' });
+/** Paging by number (versions, rounds): `before` = the last number shown. */
 export const PageQuery = z.object({
-  limit: z.coerce
-    .number()
-    .int()
-    .min(1)
-    .max(200)
-    .default(50)
-    .openapi({ param: { name: 'limit', in: 'query' } }),
+  limit,
   before: z.coerce
     .number()
     .int()
     .min(0)
     .optional()
+    .openapi({ param: { name: 'before', in: 'query' }, type: 'integer', description: 'Only items with a smaller number: the last one shown, to page back' }),
+});
+/** Paging by creation time (tasks, clients): `before` = the `createdAt` of the last item shown. */
+export const TimePageQuery = z.object({
+  limit,
+  before: z.iso
+    .datetime()
+    .optional()
     .openapi({
       param: { name: 'before', in: 'query' },
-      description: 'Only items with a smaller number (version, round) or an earlier creation time (tasks, ms)',
+      description: 'Only items created before this time (ISO 8601): the `createdAt` of the last one shown, to page back',
     }),
 });
 
@@ -129,8 +141,8 @@ export const LiveRoundSchema = z
     round: z.number().int(),
     status: z.enum(['open', 'closing', 'closed', 'abandoned']),
     baseVersion: z.number().int(),
-    openedAt: z.number().int(),
-    deadlineAt: z.number().int().nullable(),
+    openedAt: timestamp,
+    deadlineAt: timestamp.nullable().describe('When the round closes by its deadline; null until a first client is assigned (the deadline clock starts then)'),
     assigned: z.number().int(),
     accepted: z.number().int(),
     rejected: z.number().int(),
@@ -143,7 +155,7 @@ export const TaskSchema = z
     id: z.string(),
     name: z.string(),
     status: z.string(),
-    createdAt: z.string(),
+    createdAt: timestamp,
     numParams: z.number().int(),
     currentVersion: z.number().int(),
     tensors: z.array(TensorEntrySchema),
@@ -158,7 +170,7 @@ export const TaskSchema = z
   .openapi('Task');
 
 export const TaskSummarySchema = z
-  .object({ id: z.string(), name: z.string(), status: z.string(), numParams: z.number().int(), currentVersion: z.number().int(), createdAt: z.string() })
+  .object({ id: z.string(), name: z.string(), status: z.string(), numParams: z.number().int(), currentVersion: z.number().int(), createdAt: timestamp })
   .openapi('TaskSummary');
 
 const expiresInSeconds = z
@@ -182,7 +194,7 @@ export const ClientCredentialsSchema = z
     clientId: z.string(),
     taskId: z.string(),
     token: z.string().describe('Shown once; the server keeps only its hash'),
-    expiresAt: z.string().nullable().describe('When this token stops working (null: never)'),
+    expiresAt: timestamp.nullable().describe('When this token stops working (null: never)'),
   })
   .openapi('ClientCredentials');
 const credentialStatus = z.enum(['active', 'expired', 'revoked']);
@@ -191,10 +203,10 @@ export const ClientSchema = z
     clientId: z.string(),
     label: z.string().nullable(),
     status: credentialStatus,
-    createdAt: z.string(),
-    expiresAt: z.string().nullable(),
-    rotatedAt: z.string().nullable(),
-    revokedAt: z.string().nullable(),
+    createdAt: timestamp,
+    expiresAt: timestamp.nullable(),
+    rotatedAt: timestamp.nullable(),
+    revokedAt: timestamp.nullable(),
     enrollmentKeyId: z.string().nullable().describe('The enrollment key it enrolled itself with (null: registered by the operator)'),
   })
   .openapi('Client');
@@ -219,9 +231,9 @@ export const AdminTokenSchema = z
     label: z.string().nullable(),
     status: credentialStatus,
     current: z.boolean().describe('Whether this request was made with it'),
-    createdAt: z.string().nullable(),
-    expiresAt: z.string().nullable(),
-    revokedAt: z.string().nullable(),
+    createdAt: timestamp.nullable(),
+    expiresAt: timestamp.nullable(),
+    revokedAt: timestamp.nullable(),
   })
   .openapi('AdminToken');
 export const NewAdminTokenSchema = AdminTokenSchema.extend({ token: z.string().describe('Shown once; the server keeps only its hash') }).openapi(
@@ -235,7 +247,7 @@ export const CheckInSchema = z
       taskId: z.string(),
       round: z.number().int(),
       baseVersion: z.number().int(),
-      deadlineAt: z.number().int(),
+      deadlineAt: timestamp.describe('Submit before this: the round closes at its deadline'),
       plan: TrainingPlanSchema,
     }),
     z.object({
@@ -278,7 +290,7 @@ export const ModelManifestSchema = z
       .describe('The strategy that produced this version, by the name the task was created with (null for version 0)'),
     serverMetrics: z.record(z.string(), z.number()).nullable().describe("The operator's own held-out evaluation (PUT …/server-metrics)"),
     federatedEvaluation: FederatedEvaluationSchema.nullable().describe("Clients' evaluations of this version on their local data, example-weighted"),
-    createdAt: z.string(),
+    createdAt: timestamp,
     weightsUrl: z.string(),
   })
   .openapi('ModelManifest');
@@ -291,7 +303,7 @@ export const UpdateAckSchema = z
     seq: z.number().int(),
     numExamples: z.number().int(),
     bodySha256: z.string(),
-    acceptedAt: z.number().int(),
+    acceptedAt: timestamp,
   })
   .openapi('UpdateAck');
 
@@ -307,25 +319,56 @@ export const RoundSchema = z
     rejectedByCode: z.record(z.string(), z.number()),
     numExamples: z.number().int().nullable(),
     metrics: z.record(z.string(), z.number()).nullable(),
-    openedAt: z.string(),
-    closedAt: z.string().nullable(),
+    openedAt: timestamp,
+    closedAt: timestamp.nullable(),
     closeReason: z.string().nullable(),
-    deadlineAt: z.string().nullable(),
+    deadlineAt: timestamp.nullable(),
   })
   .openapi('Round');
 
 export const ParticipantSchema = z
-  .object({ clientId: z.string(), numExamples: z.number().int(), metrics: z.record(z.string(), z.number()).nullable(), acceptedAt: z.string() })
+  .object({ clientId: z.string(), numExamples: z.number().int(), metrics: z.record(z.string(), z.number()).nullable(), acceptedAt: timestamp })
   .openapi('Participant');
 
-type ErrorStatus = 400 | 401 | 403 | 404 | 408 | 409 | 413 | 415 | 422 | 429 | 502;
+export type ErrorStatus = 400 | 401 | 403 | 404 | 408 | 409 | 413 | 415 | 422 | 429 | 500 | 502;
+
+/** What each error status sends along: 401 says how to authenticate, 429 when to come back. */
+const ERROR_HEADERS: Partial<Record<ErrorStatus, Record<string, { description: string; schema: { type: 'string' | 'integer'; minimum?: number } }>>> = {
+  401: {
+    'WWW-Authenticate': {
+      description: 'Bearer, with the reason (RFC 6750): `error="invalid_token"` for a wrong, expired or revoked token',
+      schema: { type: 'string' },
+    },
+  },
+  429: { 'Retry-After': { description: 'Seconds to wait before trying again', schema: { type: 'integer', minimum: 0 } } },
+};
+
+/** One error body schema per status (`Error401`, …), its `code` an enum of exactly the codes sent with that status. */
+const errorSchemaOf = new Map<ErrorStatus, z.ZodType>();
+function errorSchema(status: ErrorStatus): z.ZodType {
+  let schema = errorSchemaOf.get(status);
+  if (!schema) {
+    const codes = ERROR_CODES.filter((c) => ERROR_STATUS[c] === status) as [ErrorCode, ...ErrorCode[]];
+    schema = z
+      .object({
+        error: z.object({
+          code: z.enum(codes).describe('Stable error code (README: error codes)'),
+          message: z.string().describe('For people: what failed and why'),
+        }),
+      })
+      .openapi(`Error${status}`);
+    errorSchemaOf.set(status, schema);
+  }
+  return schema;
+}
 
 /** Standard error responses, by status, for route definitions; each names the codes sent with its status. */
 export function errors(...statuses: ErrorStatus[]) {
   return Object.fromEntries(
     statuses.map((s) => {
       const codes = ERROR_CODES.filter((c) => ERROR_STATUS[c] === s).map((c) => `\`${c}\``);
-      return [s, { description: `Error: ${codes.join(', ')}`, content: { 'application/json': { schema: ErrorSchema } } }];
+      const headers = ERROR_HEADERS[s];
+      return [s, { description: `Error: ${codes.join(', ')}`, content: { 'application/json': { schema: errorSchema(s) } }, ...(headers ? { headers } : {}) }];
     }),
   );
 }

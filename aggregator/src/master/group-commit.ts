@@ -136,7 +136,7 @@ export class GroupCommit {
         numExamples: ack.numExamples,
         metrics,
         ack: JSON.stringify(ack),
-        acceptedAt: ack.acceptedAt,
+        acceptedAt: Date.parse(ack.acceptedAt),
         weight,
       });
     }

@@ -131,7 +131,14 @@ export class TaskAggregator extends DurableObject<Env> {
         const wait = state.status === 'open' && state.deadlineAt !== null ? state.deadlineAt - Date.now() : machine.CLOSING_RETRY_MS;
         return { status: 'retry_later', taskId, retryAfterSeconds: retrySeconds(wait), reason: submitted ? 'already_submitted' : 'round_closing' };
       }
-      return { status: 'assigned', taskId, round: state.round, baseVersion: state.baseVersion, deadlineAt: state.deadlineAt ?? 0, plan };
+      return {
+        status: 'assigned',
+        taskId,
+        round: state.round,
+        baseVersion: state.baseVersion,
+        deadlineAt: new Date(state.deadlineAt ?? 0).toISOString(),
+        plan,
+      };
     }
     if (submitted) return { status: 'retry_later', taskId, retryAfterSeconds: retrySeconds(machine.CLOSING_RETRY_MS), reason: 'already_submitted' };
     const now = Date.now();
@@ -141,7 +148,7 @@ export class TaskAggregator extends DurableObject<Env> {
     this.task = { ...task, state: next };
     this.commits.commit(() => this.ledger.assign(next.round, clientId, now));
     if (state.deadlineAt === null) await this.scheduleAlarm();
-    return { status: 'assigned', taskId, round: next.round, baseVersion: next.baseVersion, deadlineAt: next.deadlineAt ?? 0, plan };
+    return { status: 'assigned', taskId, round: next.round, baseVersion: next.baseVersion, deadlineAt: new Date(next.deadlineAt ?? 0).toISOString(), plan };
   }
 
   /** Admits an upload before its body is sent (see uploads.ts). */

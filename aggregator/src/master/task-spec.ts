@@ -21,8 +21,10 @@ export interface TaskSpec {
   strategy?: StrategyConfig;
 }
 
-/** The live round as the API shows it (`GET /tasks/{id}` `currentRound`). */
-export type LiveRound = Pick<RoundState, 'round' | 'status' | 'baseVersion' | 'openedAt' | 'deadlineAt' | 'assigned' | 'accepted'> & {
+/** The live round as the API shows it (`GET /tasks/{id}` `currentRound`): times as ISO 8601 (UTC), like every time of the API. */
+export type LiveRound = Pick<RoundState, 'round' | 'status' | 'baseVersion' | 'assigned' | 'accepted'> & {
+  openedAt: string;
+  deadlineAt: string | null;
   rejected: number;
   rejectedByCode: Record<string, number>;
 };
@@ -31,7 +33,18 @@ export type LiveRound = Pick<RoundState, 'round' | 'status' | 'baseVersion' | 'o
 export function liveRound(state: RoundState, rejectedByCode: Record<string, number>): LiveRound {
   const { round, status, baseVersion, openedAt, deadlineAt, assigned, accepted } = state;
   const rejected = Object.values(rejectedByCode).reduce((a, b) => a + b, 0);
-  return { round, status, baseVersion, openedAt, deadlineAt, assigned, accepted, rejected, rejectedByCode };
+  const iso = (ms: number) => new Date(ms).toISOString();
+  return {
+    round,
+    status,
+    baseVersion,
+    openedAt: iso(openedAt),
+    deadlineAt: deadlineAt === null ? null : iso(deadlineAt),
+    assigned,
+    accepted,
+    rejected,
+    rejectedByCode,
+  };
 }
 
 /** What the object persists of its task (the `task` row): the spec, the plan, the live round, the latest version. */

@@ -183,7 +183,7 @@ export class Uploads {
       seq: state.accepted + 1,
       numExamples: valid.numExamples,
       bodySha256,
-      acceptedAt: Date.now(),
+      acceptedAt: new Date().toISOString(),
     };
     const next = machine.accept(state, spec.rules);
     // Strategy transforms (norm bounding) apply before the update is summed and stored.

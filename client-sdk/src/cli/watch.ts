@@ -96,7 +96,7 @@ export function roundLine(status: string, r: LiveRound | null, goal: number, now
       ? ' · deadline clock stopped'
       : r.deadlineAt === null
         ? ' · deadline clock not started'
-        : ` · deadline in ${Math.max(0, Math.ceil((r.deadlineAt - now) / 1000))} s`;
+        : ` · deadline in ${Math.max(0, Math.ceil((Date.parse(r.deadlineAt) - now) / 1000))} s`;
   const state = status === 'active' ? '' : `${status} · `;
   return `${state}round ${r.round} ${bar(r.accepted, goal)} ${r.accepted}/${goal} accepted${rejected} · ${r.assigned} assigned${r.status === 'open' ? clock : ` · ${r.status}`}`;
 }

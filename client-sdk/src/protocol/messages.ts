@@ -58,7 +58,7 @@ export interface TrainingPlan {
  * else console.log(`come back in ${r.retryAfterSeconds} s (${r.reason})`);
  */
 export type CheckInResponse =
-  | { status: 'assigned'; taskId: string; round: number; baseVersion: number; deadlineAt: number; plan: TrainingPlan }
+  | { status: 'assigned'; taskId: string; round: number; baseVersion: number /** ISO 8601 (UTC) */; deadlineAt: string; plan: TrainingPlan }
   | { status: 'retry_later'; taskId: string; retryAfterSeconds: number; reason: 'round_full' | 'round_closing' | 'already_submitted' | 'task_paused' };
 
 /**
@@ -77,7 +77,8 @@ export interface UpdateAck {
   numExamples: number;
   /** SHA-256 (hex) of the accepted body: a retry with these exact bytes returns this same ack. */
   bodySha256: string;
-  acceptedAt: number;
+  /** When it was accepted: ISO 8601 (UTC), like every time of the API. */
+  acceptedAt: string;
 }
 
 /**

@@ -22,6 +22,7 @@ adminTokensApp.openapi(
   createRoute({
     method: 'post',
     path: '/admin/tokens',
+    operationId: 'createAdminToken',
     tags: ['admin'],
     summary: 'Mint an operator token (shown once); with retireCurrent, a rotation: the calling token stops working',
     ...access.operator,
@@ -47,6 +48,7 @@ adminTokensApp.openapi(
   createRoute({
     method: 'get',
     path: '/admin/tokens',
+    operationId: 'listAdminTokens',
     tags: ['admin'],
     summary: 'Operator tokens, the ADMIN_TOKEN secret (`env`) first',
     ...access.operator,
@@ -78,6 +80,7 @@ adminTokensApp.openapi(
   createRoute({
     method: 'post',
     path: '/admin/tokens/{tokenId}/revoke',
+    operationId: 'revokeAdminToken',
     tags: ['admin'],
     summary: 'Revoke an operator token at once (`env`: retire the current ADMIN_TOKEN value)',
     ...access.operator,

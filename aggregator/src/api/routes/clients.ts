@@ -11,7 +11,7 @@ import { database, getClient, listClients, revokeClient, rotateClientToken } fro
 import { access, expiryAfter, newClientId, newToken } from '../auth.ts';
 import { ApiError } from '../errors.ts';
 import { newRouter } from '../router.ts';
-import { ClientCredentialsSchema, ClientIdParam, ClientSchema, CreateClientSchema, errors, PageQuery, TaskIdParam } from '../schemas.ts';
+import { ClientCredentialsSchema, ClientIdParam, ClientSchema, CreateClientSchema, errors, TaskIdParam, TimePageQuery } from '../schemas.ts';
 import { aggregatorOf, loadTask } from '../tasks-view.ts';
 
 export const clientsApp = newRouter();
@@ -20,6 +20,7 @@ clientsApp.openapi(
   createRoute({
     method: 'post',
     path: '/tasks/{taskId}/clients',
+    operationId: 'registerClient',
     tags: ['clients'],
     summary: 'Register a client; its token is returned once',
     ...access.operator,
@@ -46,10 +47,11 @@ clientsApp.openapi(
   createRoute({
     method: 'get',
     path: '/tasks/{taskId}/clients',
+    operationId: 'listClients',
     tags: ['clients'],
     summary: "A task's clients, newest first, with their token status",
     ...access.operator,
-    request: { params: TaskIdParam, query: PageQuery },
+    request: { params: TaskIdParam, query: TimePageQuery },
     responses: {
       200: { description: 'Clients', content: { 'application/json': { schema: z.object({ clients: z.array(ClientSchema) }) } } },
       ...errors(401, 403, 404),
@@ -59,7 +61,7 @@ clientsApp.openapi(
     const { taskId } = c.req.valid('param');
     const { limit, before } = c.req.valid('query');
     await loadTask(c.env, taskId);
-    const rows = await listClients(database(c.env.DB), taskId, limit, before);
+    const rows = await listClients(database(c.env.DB), taskId, limit, before === undefined ? undefined : Date.parse(before));
     return c.json({ clients: rows.map((r) => clientView(r)) }, 200);
   },
 );
@@ -68,6 +70,7 @@ clientsApp.openapi(
   createRoute({
     method: 'post',
     path: '/tasks/{taskId}/clients/{clientId}/revoke',
+    operationId: 'revokeClient',
     tags: ['clients'],
     summary: 'Revoke a client: its token stops working at once, for good (its accepted updates still count)',
     ...access.operator,
@@ -87,6 +90,7 @@ clientsApp.openapi(
   createRoute({
     method: 'post',
     path: '/tasks/{taskId}/clients/{clientId}/token',
+    operationId: 'rotateClientToken',
     tags: ['clients'],
     summary: 'Rotate a client token (the operator, or the client itself): a new token, the old one stops working at once',
     description: 'The new token gets the lifetime the client was registered with (`expiresInSeconds`), counted from now.',

@@ -27,7 +27,7 @@ import { type AppEnv, access, countingFailures, expiryAfter, hashSecret, newClie
 import { ApiError } from '../errors.ts';
 import { clientIdOf, type VerifiedIdentity, verifyIdToken } from '../id-tokens.ts';
 import { newRouter } from '../router.ts';
-import { ClientCredentialsSchema, errors, TaskIdParam } from '../schemas.ts';
+import { ClientCredentialsSchema, errors, TaskIdParam, timestamp } from '../schemas.ts';
 import { aggregatorOf, loadTask } from '../tasks-view.ts';
 
 export const enrollmentApp = newRouter();
@@ -56,9 +56,9 @@ const EnrollmentKeySchema = z
     maxClients: z.number().int(),
     enrolled: z.number().int().describe('Clients it enrolled so far'),
     clientTokenTtlSeconds: z.number().int().nullable(),
-    createdAt: z.string(),
-    expiresAt: z.string().nullable(),
-    revokedAt: z.string().nullable(),
+    createdAt: timestamp,
+    expiresAt: timestamp.nullable(),
+    revokedAt: timestamp.nullable(),
   })
   .openapi('EnrollmentKey');
 
@@ -92,6 +92,7 @@ enrollmentApp.openapi(
   createRoute({
     method: 'post',
     path: '/tasks/{taskId}/enrollment-keys',
+    operationId: 'createEnrollmentKey',
     tags: ['enrollment'],
     summary: 'Create a publishable enrollment key; the key is returned once',
     ...access.operator,
@@ -123,6 +124,7 @@ enrollmentApp.openapi(
   createRoute({
     method: 'get',
     path: '/tasks/{taskId}/enrollment-keys',
+    operationId: 'listEnrollmentKeys',
     tags: ['enrollment'],
     summary: "A task's enrollment keys, newest first, with how many clients each enrolled",
     ...access.operator,
@@ -144,6 +146,7 @@ enrollmentApp.openapi(
   createRoute({
     method: 'post',
     path: '/tasks/{taskId}/enrollment-keys/{keyId}/revoke',
+    operationId: 'revokeEnrollmentKey',
     tags: ['enrollment'],
     summary: 'Revoke an enrollment key: no new enrollments with it; the clients it enrolled keep working',
     ...access.operator,
@@ -164,6 +167,7 @@ enrollmentApp.openapi(
   createRoute({
     method: 'post',
     path: '/tasks/{taskId}/enroll',
+    operationId: 'enroll',
     tags: ['enrollment'],
     summary: "A device enrolls itself with the task's enrollment key and gets its own client token (shown once)",
     security: [], // no token: the enrollment key is in the body

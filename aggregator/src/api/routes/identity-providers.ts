@@ -11,7 +11,7 @@ import { access } from '../auth.ts';
 import { ApiError } from '../errors.ts';
 import { jwksUriProblem } from '../id-tokens.ts';
 import { newRouter } from '../router.ts';
-import { errors, TaskIdParam } from '../schemas.ts';
+import { errors, TaskIdParam, timestamp } from '../schemas.ts';
 import { loadTask } from '../tasks-view.ts';
 
 export const identityProvidersApp = newRouter();
@@ -42,8 +42,8 @@ const IdentityProviderSchema = z
     label: z.string().nullable(),
     status: z.enum(['active', 'revoked']),
     clientTokenTtlSeconds: z.number().int().nullable(),
-    createdAt: z.string(),
-    revokedAt: z.string().nullable(),
+    createdAt: timestamp,
+    revokedAt: timestamp.nullable(),
   })
   .openapi('IdentityProvider');
 
@@ -59,6 +59,7 @@ identityProvidersApp.openapi(
   createRoute({
     method: 'post',
     path: '/tasks/{taskId}/identity-providers',
+    operationId: 'addIdentityProvider',
     tags: ['enrollment'],
     summary: "Trust an identity provider's ID tokens for enrollment (one user, one client)",
     ...access.operator,
@@ -89,6 +90,7 @@ identityProvidersApp.openapi(
   createRoute({
     method: 'get',
     path: '/tasks/{taskId}/identity-providers',
+    operationId: 'listIdentityProviders',
     tags: ['enrollment'],
     summary: 'The identity providers a task trusts, newest first',
     ...access.operator,
@@ -109,6 +111,7 @@ identityProvidersApp.openapi(
   createRoute({
     method: 'post',
     path: '/tasks/{taskId}/identity-providers/{providerId}/revoke',
+    operationId: 'revokeIdentityProvider',
     tags: ['enrollment'],
     summary: 'Stop trusting a provider: no new enrollments with its tokens; the clients it enrolled keep working',
     ...access.operator,

@@ -36,6 +36,7 @@ for (const action of ['pause', 'resume', 'stop'] as const) {
     createRoute({
       method: 'post',
       path: `/tasks/{taskId}/${action}`,
+      operationId: `${action}Task`,
       tags: ['tasks'],
       summary: SUMMARIES[action],
       ...access.operator,
@@ -65,6 +66,7 @@ lifecycleApp.openapi(
   createRoute({
     method: 'delete',
     path: '/tasks/{taskId}',
+    operationId: 'deleteTask',
     tags: ['tasks'],
     summary: 'Delete a stopped task and everything it holds',
     description:

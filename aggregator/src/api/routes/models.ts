@@ -15,8 +15,18 @@ import {
 } from '../../db/store.ts';
 import { access, clientOf } from '../auth.ts';
 import { ApiError } from '../errors.ts';
+import { HEADERS, immutableDownload } from '../openapi.ts';
 import { newRouter } from '../router.ts';
-import { EvaluationReportSchema, errors, ModelManifestSchema, PageQuery, ServerMetricsSchema, TaskIdParam, VersionParam } from '../schemas.ts';
+import {
+  ConditionalHeaders,
+  EvaluationReportSchema,
+  errors,
+  ModelManifestSchema,
+  PageQuery,
+  ServerMetricsSchema,
+  TaskIdParam,
+  VersionParam,
+} from '../schemas.ts';
 import { aggregatorOf, loadTask, rulesOf, tensorEntries } from '../tasks-view.ts';
 
 export const modelsApp = newRouter();
@@ -27,6 +37,7 @@ modelsApp.openapi(
   createRoute({
     method: 'get',
     path: '/tasks/{taskId}/models',
+    operationId: 'listVersions',
     tags: ['models'],
     summary: "A task's model versions, newest first",
     ...access.operatorOrClient,
@@ -55,11 +66,15 @@ modelsApp.openapi(
   createRoute({
     method: 'get',
     path: '/tasks/{taskId}/models/current',
+    operationId: 'getCurrentVersion',
     tags: ['models'],
     summary: 'The manifest of the current (latest) version',
     ...access.operatorOrClient,
     request: { params: TaskIdParam },
-    responses: { 200: { description: 'Manifest', content: { 'application/json': { schema: ModelManifestSchema } } }, ...errors(401, 403, 404) },
+    responses: {
+      200: { description: 'Manifest', headers: HEADERS.revalidate, content: { 'application/json': { schema: ModelManifestSchema } } },
+      ...errors(401, 403, 404),
+    },
   }),
   async (c) => {
     const { taskId } = c.req.valid('param');
@@ -76,11 +91,15 @@ modelsApp.openapi(
   createRoute({
     method: 'get',
     path: '/tasks/{taskId}/models/{version}',
+    operationId: 'getVersion',
     tags: ['models'],
     summary: "One version's manifest (immutable)",
     ...access.operatorOrClient,
     request: { params: VersionParam },
-    responses: { 200: { description: 'Manifest', content: { 'application/json': { schema: ModelManifestSchema } } }, ...errors(401, 403, 404) },
+    responses: {
+      200: { description: 'Manifest', headers: HEADERS.revalidate, content: { 'application/json': { schema: ModelManifestSchema } } },
+      ...errors(401, 403, 404),
+    },
   }),
   async (c) => {
     const { taskId, version } = c.req.valid('param');
@@ -96,13 +115,17 @@ modelsApp.openapi(
   createRoute({
     method: 'get',
     path: '/tasks/{taskId}/models/{version}/weights',
+    operationId: 'getWeights',
     tags: ['models'],
     summary: "One version's weights: a safetensors blob, cacheable forever (ETag = content hash)",
     ...access.operatorOrClient,
-    request: { params: VersionParam },
+    request: { params: VersionParam, headers: ConditionalHeaders },
     responses: {
-      200: { description: 'safetensors bytes', content: { 'application/octet-stream': { schema: z.string().openapi({ format: 'binary' }) } } },
-      304: { description: 'Not modified (If-None-Match matched)' },
+      ...immutableDownload(
+        'safetensors bytes (ETag: the quoted SHA-256 of the bytes, the manifest’s contentHash)',
+        'application/octet-stream',
+        z.string().openapi({ format: 'binary' }),
+      ),
       ...errors(401, 403, 404),
     },
   }),
@@ -134,6 +157,7 @@ modelsApp.openapi(
   createRoute({
     method: 'put',
     path: '/tasks/{taskId}/models/{version}/evaluation',
+    operationId: 'reportEvaluation',
     tags: ['models'],
     summary: "Report this client's evaluation of a version on its local held-out data (replaces its earlier report)",
     ...access.client,
@@ -165,6 +189,7 @@ modelsApp.openapi(
   createRoute({
     method: 'put',
     path: '/tasks/{taskId}/models/{version}/server-metrics',
+    operationId: 'setServerMetrics',
     tags: ['models'],
     summary: "Record the operator's own evaluation of a version (e.g. on a held-out test set), shown beside the federated one",
     ...access.operator,

@@ -5,6 +5,7 @@ import { createRoute, z } from '@hono/zod-openapi';
 import type { ErrorCode } from '#protocol/codes.ts';
 import { access, clientOf } from '../auth.ts';
 import { ApiError } from '../errors.ts';
+import { HEADERS } from '../openapi.ts';
 import { newRouter } from '../router.ts';
 import { CheckInSchema, errors, RoundParam, TaskIdParam, UpdateAckSchema } from '../schemas.ts';
 import { aggregatorOf } from '../tasks-view.ts';
@@ -15,11 +16,19 @@ participationApp.openapi(
   createRoute({
     method: 'post',
     path: '/tasks/{taskId}/checkin',
+    operationId: 'checkIn',
     tags: ['participation'],
     summary: 'Ask to join the open round: an assignment, or when to come back (Retry-After)',
     ...access.client,
     request: { params: TaskIdParam },
-    responses: { 200: { description: 'Assignment or retry-later', content: { 'application/json': { schema: CheckInSchema } } }, ...errors(401, 403, 404, 409) },
+    responses: {
+      200: {
+        description: 'An assignment, or when to come back (`retry_later`, with `Retry-After` = `retryAfterSeconds`)',
+        headers: HEADERS.retryAfter,
+        content: { 'application/json': { schema: CheckInSchema } },
+      },
+      ...errors(401, 403, 404, 409),
+    },
   }),
   async (c) => {
     const { taskId } = c.req.valid('param');
@@ -34,16 +43,26 @@ participationApp.openapi(
   createRoute({
     method: 'put',
     path: '/tasks/{taskId}/rounds/{round}/update',
+    operationId: 'submitUpdate',
     tags: ['participation'],
     summary: "Submit this client's update for its assigned round (idempotent: a retry with the same bytes returns the same ack)",
-    description:
-      'Body: a safetensors message (application/octet-stream) with Δ = trained − base for every tensor of the model, float32, and `__metadata__` ' +
-      '`fedge.base_version`, `fedge.num_examples` and optionally `fedge.metrics` (a JSON object of numbers).',
+    description: [
+      'The body is one safetensors message (`application/octet-stream`, at most the task’s `maxUpdateBytes`): an 8-byte little-endian header length N, N bytes of JSON header, then the data.',
+      '',
+      '- **Tensors**: exactly the task’s tensor set, by name (`<layer>/<weight>`, as in the task’s `tensors`), each with the task’s shape, holding Δ = trained − base. No tensor missing, none extra (`tensor_mismatch`).',
+      '- **dtype**: `F32` only (little-endian float32); every value finite (`non_finite`).',
+      '- **`__metadata__`** (safetensors allows string values only, so numbers are decimal strings and metrics a JSON string):',
+      '  - `fedge.base_version`: the version the client trained from, e.g. `"3"` (the assignment’s `baseVersion`, else `base_version_mismatch`);',
+      '  - `fedge.num_examples`: the local example count, a positive integer, e.g. `"128"`, at most the round rules’ `maxExamplesPerClient` (`invalid_example_count`);',
+      '  - `fedge.metrics` (optional): a JSON object of 1 to 32 finite numbers, e.g. `"{\\"loss\\":0.31,\\"accuracy\\":0.9}"` (`invalid_metadata`).',
+      '- A body that is not a safetensors message is `malformed_update`; a retry of the same bytes returns the same ack with `fedge-replayed: true`.',
+    ].join('\n'),
     ...access.client,
     request: { params: RoundParam, body: { required: true, content: { 'application/octet-stream': { schema: z.string().openapi({ format: 'binary' }) } } } },
     responses: {
       200: {
         description: 'Accepted (durably); `fedge-replayed: true` when this is a retry of an accepted update',
+        headers: HEADERS.replayed,
         content: { 'application/json': { schema: UpdateAckSchema } },
       },
       ...errors(400, 401, 403, 404, 408, 409, 413, 415, 422, 429),
@@ -74,7 +93,9 @@ participationApp.openapi(
     const result = await stub.submit(admitted.ticket, client.clientId, round, c.req.raw.body ?? new Blob([]).stream(), declared);
     if (!result.ok) throw refusal(result);
     if (result.replay) c.header('fedge-replayed', 'true');
-    return c.json(result.ack, 200);
+    // Acks stored before times were ISO strings replay with ms: one convention on the wire.
+    const { acceptedAt } = result.ack as { acceptedAt: string | number };
+    return c.json({ ...result.ack, acceptedAt: typeof acceptedAt === 'number' ? new Date(acceptedAt).toISOString() : acceptedAt }, 200);
   },
 );
 

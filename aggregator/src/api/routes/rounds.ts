@@ -17,6 +17,7 @@ roundsApp.openapi(
   createRoute({
     method: 'get',
     path: '/tasks/{taskId}/rounds',
+    operationId: 'listRounds',
     tags: ['rounds'],
     summary: 'Rounds, newest first; the first page starts with the live round',
     ...access.operator,
@@ -42,6 +43,7 @@ roundsApp.openapi(
   createRoute({
     method: 'get',
     path: '/tasks/{taskId}/rounds/{round}',
+    operationId: 'getRound',
     tags: ['rounds'],
     summary: 'One round with its participants',
     ...access.operator,
@@ -109,9 +111,9 @@ function current(l: LiveRound): RoundView {
     rejectedByCode: l.rejectedByCode,
     numExamples: null,
     metrics: null,
-    openedAt: new Date(l.openedAt).toISOString(),
+    openedAt: l.openedAt,
     closedAt: null,
     closeReason: null,
-    deadlineAt: l.deadlineAt === null ? null : new Date(l.deadlineAt).toISOString(),
+    deadlineAt: l.deadlineAt,
   };
 }

@@ -15,7 +15,7 @@ import { createStrategy, StrategyConfigSchema } from '../../strategies/index.ts'
 import { access } from '../auth.ts';
 import { ApiError } from '../errors.ts';
 import { newRouter } from '../router.ts';
-import { CreateTaskSchema, errors, PageQuery, TaskIdParam, TaskSchema, TaskSummarySchema } from '../schemas.ts';
+import { CreateTaskSchema, errors, TaskIdParam, TaskSchema, TaskSummarySchema, TimePageQuery } from '../schemas.ts';
 import { aggregatorOf, loadTask, planOf, rulesOf, tensorEntries } from '../tasks-view.ts';
 
 /** One Durable Object holds the task's float64 running sum in memory (8 bytes per parameter, 128 MB isolates). */
@@ -28,6 +28,7 @@ tasksApp.openapi(
   createRoute({
     method: 'post',
     path: '/tasks',
+    operationId: 'createTask',
     tags: ['tasks'],
     summary: 'Create a task from a tfjs model topology and initial weights',
     ...access.operator,
@@ -140,10 +141,11 @@ tasksApp.openapi(
   createRoute({
     method: 'get',
     path: '/tasks',
+    operationId: 'listTasks',
     tags: ['tasks'],
     summary: 'List tasks, newest first',
     ...access.operator,
-    request: { query: PageQuery },
+    request: { query: TimePageQuery },
     responses: {
       200: { description: 'Tasks', content: { 'application/json': { schema: z.object({ tasks: z.array(TaskSummarySchema) }) } } },
       ...errors(401, 403),
@@ -151,7 +153,7 @@ tasksApp.openapi(
   }),
   async (c) => {
     const { limit, before } = c.req.valid('query');
-    const rows = await listTasks(database(c.env.DB), limit, before);
+    const rows = await listTasks(database(c.env.DB), limit, before === undefined ? undefined : Date.parse(before));
     return c.json({ tasks: rows.map((r) => ({ ...r, createdAt: r.createdAt.toISOString() })) }, 200);
   },
 );
@@ -160,6 +162,7 @@ tasksApp.openapi(
   createRoute({
     method: 'get',
     path: '/tasks/{taskId}',
+    operationId: 'getTask',
     tags: ['tasks'],
     summary: "A task's configuration and live status (current version, open round)",
     ...access.operatorOrClient,

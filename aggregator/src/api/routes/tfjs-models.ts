@@ -11,8 +11,9 @@ import type { ModelVersionRow, TaskRow } from '../../db/schema.ts';
 import { database, getVersion } from '../../db/store.ts';
 import { access } from '../auth.ts';
 import { ApiError } from '../errors.ts';
+import { HEADERS, immutableDownload } from '../openapi.ts';
 import { newRouter } from '../router.ts';
-import { errors, TaskIdParam, VersionParam } from '../schemas.ts';
+import { ConditionalHeaders, errors, TaskIdParam, VersionParam } from '../schemas.ts';
 import { loadTask, planOf, tensorEntries } from '../tasks-view.ts';
 import { etagMatches, versionOrThrow } from './models.ts';
 
@@ -48,11 +49,15 @@ tfjsModelsApp.openapi(
   createRoute({
     method: 'get',
     path: '/tasks/{taskId}/models/current/model.json',
+    operationId: 'getCurrentModelJson',
     tags: ['models'],
     summary: 'The current version as a TensorFlow.js model.json (revalidated: it moves with every version)',
     ...access.operatorOrClient,
     request: { params: TaskIdParam },
-    responses: { 200: { description: 'model.json', content: { 'application/json': { schema: ModelJsonSchema } } }, ...errors(401, 403, 404) },
+    responses: {
+      200: { description: 'model.json', headers: HEADERS.revalidate, content: { 'application/json': { schema: ModelJsonSchema } } },
+      ...errors(401, 403, 404),
+    },
   }),
   async (c) => {
     const { taskId } = c.req.valid('param');
@@ -69,15 +74,12 @@ tfjsModelsApp.openapi(
   createRoute({
     method: 'get',
     path: '/tasks/{taskId}/models/{version}/model.json',
+    operationId: 'getModelJson',
     tags: ['models'],
     summary: 'One version as a TensorFlow.js model.json (for tf.loadLayersModel): topology, training config, weights manifest; immutable',
     ...access.operatorOrClient,
-    request: { params: VersionParam },
-    responses: {
-      200: { description: 'model.json', content: { 'application/json': { schema: ModelJsonSchema } } },
-      304: { description: 'Not modified (If-None-Match matched)' },
-      ...errors(401, 403, 404),
-    },
+    request: { params: VersionParam, headers: ConditionalHeaders },
+    responses: { ...immutableDownload('model.json', 'application/json', ModelJsonSchema), ...errors(401, 403, 404) },
   }),
   async (c) => {
     const { taskId, version } = c.req.valid('param');
@@ -95,15 +97,12 @@ tfjsModelsApp.openapi(
   createRoute({
     method: 'get',
     path: '/tasks/{taskId}/models/{version}/weights.bin',
+    operationId: 'getWeightsBin',
     tags: ['models'],
     summary: "One version's weights as the tfjs weights file of its model.json: float32, little-endian, in the manifest's order; immutable",
     ...access.operatorOrClient,
-    request: { params: VersionParam },
-    responses: {
-      200: { description: 'float32 bytes', content: { 'application/octet-stream': { schema: z.string().openapi({ format: 'binary' }) } } },
-      304: { description: 'Not modified (If-None-Match matched)' },
-      ...errors(401, 403, 404),
-    },
+    request: { params: VersionParam, headers: ConditionalHeaders },
+    responses: { ...immutableDownload('float32 bytes', 'application/octet-stream', z.string().openapi({ format: 'binary' })), ...errors(401, 403, 404) },
   }),
   async (c) => {
     const { taskId, version } = c.req.valid('param');
