@@ -113,6 +113,16 @@ describe('niceTicks', () => {
     expect(niceTicks(0, 1_000_000)).toEqual([0, 200_000, 400_000, 600_000, 800_000, 1_000_000]);
     expect(niceTicks(5, 5)).toEqual([5]);
   });
+
+  it('keeps whole-number axes (rounds, versions) on whole numbers', () => {
+    expect(niceTicks(1, 3)).toEqual([1, 1.5, 2, 2.5, 3]);
+    expect(niceTicks(1, 3, 6, true)).toEqual([1, 2, 3]);
+    expect(niceTicks(0, 40, 6, true)).toEqual([0, 10, 20, 30, 40]);
+    const points = [1, 2, 3].map((x) => ({ x, y: x / 4 }));
+    const labels = (svg: string) => [...svg.matchAll(/<text[^>]*text-anchor="middle"[^>]*>([\d.]+)<\/text>/g)].map((m) => m[1]);
+    expect(labels(lineChartSvg([{ name: 'a', points }], { ...OPTS, xIntegers: true }))).toEqual(['1', '2', '3']);
+    expect(labels(lineChartSvg([{ name: 'a', points }], OPTS))).toContain('1.5');
+  });
 });
 
 describe('lineChartSvg', () => {

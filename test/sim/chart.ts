@@ -20,6 +20,8 @@ export interface ChartOptions {
   height?: number;
   /** A dashed horizontal reference line, e.g. the centralized baseline's accuracy. */
   target?: { y: number; label: string };
+  /** The x axis counts whole things (rounds, versions, updates): ticks at whole numbers only. */
+  xIntegers?: boolean;
 }
 
 /** Quotes a CSV field only when RFC 4180 requires it (comma, quote, CR or LF), doubling inner quotes. */
@@ -70,9 +72,10 @@ export function seriesToRows(series: Series[], xName = 'x'): Record<string, stri
  * About `count` evenly spaced "nice" tick values (steps of 1, 2 or 5 × 10^k) covering [min, max]
  * (Heckbert, Graphics Gems 1990). The first tick is ≤ min and the last ≥ max.
  */
-export function niceTicks(min: number, max: number, count = 6): number[] {
+export function niceTicks(min: number, max: number, count = 6, integers = false): number[] {
   if (!(max > min)) return [min];
-  const step = niceStep((max - min) / Math.max(1, count - 1));
+  const rough = niceStep((max - min) / Math.max(1, count - 1));
+  const step = integers ? Math.max(1, rough) : rough;
   const first = Math.floor(min / step + 1e-9) * step;
   const last = Math.ceil(max / step - 1e-9) * step;
   const ticks: number[] = [];
@@ -123,7 +126,7 @@ const FONT = 'font-family="Helvetica, Arial, sans-serif"';
 const CHAR_WIDTH = 7;
 
 /** [lo, hi] rounded out to nice ticks; a flat or empty range is widened so the scale stays finite. */
-function domain(values: number[], fixedMin?: number, fixedMax?: number): { lo: number; hi: number; ticks: number[] } {
+function domain(values: number[], fixedMin?: number, fixedMax?: number, integers = false): { lo: number; hi: number; ticks: number[] } {
   let lo = fixedMin ?? (values.length ? Math.min(...values) : 0);
   let hi = fixedMax ?? (values.length ? Math.max(...values) : 1);
   if (!(hi > lo)) {
@@ -131,7 +134,7 @@ function domain(values: number[], fixedMin?: number, fixedMax?: number): { lo: n
     if (fixedMin === undefined) lo -= pad;
     if (fixedMax === undefined || !(hi > lo)) hi = lo + 2 * pad;
   }
-  const ticks = niceTicks(lo, hi);
+  const ticks = niceTicks(lo, hi, 6, integers);
   if (fixedMin === undefined) lo = Math.min(lo, ticks[0] as number);
   if (fixedMax === undefined) hi = Math.max(hi, ticks[ticks.length - 1] as number);
   return { lo, hi, ticks: ticks.filter((t) => t >= lo - 1e-9 && t <= hi + 1e-9) };
@@ -168,7 +171,7 @@ export function lineChartSvg(series: Series[], opts: ChartOptions): string {
   const xs = clean.flatMap((s) => s.points.map((p) => p.x));
   const ys = clean.flatMap((s) => s.points.map((p) => p.y));
   if (opts.target && Number.isFinite(opts.target.y)) ys.push(opts.target.y);
-  const xd = domain(xs);
+  const xd = domain(xs, undefined, undefined, opts.xIntegers);
   const yd = domain(ys, opts.yMin, opts.yMax);
 
   // Legend as wrapped rows between title and plot, so long series names never narrow the plot.

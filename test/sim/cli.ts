@@ -15,7 +15,7 @@ import { type AttackName, type PartitionName, type RoundReport, simulate } from 
 const HELP = `Usage: npm run simulate -- [options]
 
   --clients K        virtual clients (default 100)
-  --fraction C       fraction of clients per round (default 0.1)
+  --fraction C       fraction of clients per round (default 1: every client, as in Flower)
   --rounds N         rounds (default 20)
   --partition P      iid | dirichlet | pathological (default iid)
   --alpha A          Dirichlet concentration for --partition dirichlet (default 0.5)
@@ -35,7 +35,8 @@ const HELP = `Usage: npm run simulate -- [options]
   --attack A         gaussian | boost | signflip (default gaussian)
   --sigma S          noise of the gaussian attack (default 10)
   --boost X          factor of the boost attack (default 10)
-  --url URL          an aggregator to use (default: http://127.0.0.1:8787 if it answers, else a new local one)
+  --url URL          an aggregator to use (default: FEDGE_URL, else http://127.0.0.1:$FEDGE_PORT (8787) if it
+                     answers, else a new local one, on FEDGE_PORT when it is set)
   --admin-token T    its admin token (default: FEDGE_ADMIN_TOKEN, else .dev.vars)
   --out DIR          where to write <name>.csv and <name>.svg (default sim-out)
   --name NAME        file name stem (default: from the options)
@@ -44,7 +45,7 @@ const HELP = `Usage: npm run simulate -- [options]
 const { values: a } = parseArgs({
   options: {
     clients: { type: 'string', default: '100' },
-    fraction: { type: 'string', default: '0.1' },
+    fraction: { type: 'string', default: '1' },
     rounds: { type: 'string', default: '20' },
     partition: { type: 'string', default: 'iid' },
     alpha: { type: 'string', default: '0.5' },
@@ -139,16 +140,20 @@ async function aggregator(): Promise<{ url: string; token: string; server?: Loca
         ?.trim()
     : undefined;
   const token = a['admin-token'] ?? process.env.FEDGE_ADMIN_TOKEN ?? savedToken;
-  const url = a.url ?? 'http://127.0.0.1:8787';
+  const port = process.env.FEDGE_PORT ? Number(process.env.FEDGE_PORT) : undefined;
+  if (port !== undefined && !(Number.isInteger(port) && port >= 1 && port <= 65_535))
+    fail(`FEDGE_PORT must be a port number (1-65535), got "${process.env.FEDGE_PORT}"`);
+  const url = a.url ?? process.env.FEDGE_URL ?? `http://127.0.0.1:${port ?? 8787}`;
   const up = await fetch(`${url}/v1/health`).then(
     (r) => r.ok,
     () => false,
   );
   if (up && token) return { url, token };
-  if (a.url) fail(up ? 'no admin token: pass --admin-token or set FEDGE_ADMIN_TOKEN' : `no aggregator answers at ${a.url}`);
+  const chosen = a.url ?? process.env.FEDGE_URL;
+  if (chosen) fail(up ? 'no admin token: pass --admin-token or set FEDGE_ADMIN_TOKEN' : `no aggregator answers at ${chosen}`);
   const stateDir = mkdtempSync(join(tmpdir(), 'fedge-sim-'));
   console.error('starting a local aggregator (wrangler dev) for this run…');
-  const server = await startLocalServer({ port: await findFreePort(), stateDir, adminToken: `sim-${process.pid}`, onOutput: () => {} });
+  const server = await startLocalServer({ port: port ?? (await findFreePort()), stateDir, adminToken: `sim-${process.pid}`, onOutput: () => {} });
   return { url: server.url, token: server.adminToken, server, stateDir };
 }
 
@@ -163,7 +168,10 @@ const columns = fedbuff
   : ['round', 'accuracy', 'loss', 'clients', 'examples', 'up MB', 'down MB', 'train s', 'round s'];
 const widths = fedbuff ? [7, 8, 7, 7, 7, 9, 9, 8, 7, 7, 7, 7] : [5, 8, 7, 7, 8, 7, 7, 7, 7];
 const line = (cells: (string | number)[]) => cells.map((c, i) => String(c).padStart(widths[i]!)).join('  ');
-console.log(`fedge simulation: ${name}\naggregator ${agg.url}\n`);
+const perRound = Math.max(1, Math.round(opts.fraction * opts.clients));
+console.log(
+  `fedge simulation: ${name}\naggregator ${agg.url}\n${fedbuff ? `${opts.clients} clients, asynchronous` : `${perRound} of ${opts.clients} clients per round (--fraction ${opts.fraction})`}\n`,
+);
 console.log(line(columns));
 const tty = process.stderr.isTTY;
 const reports: RoundReport[] = [];
@@ -230,6 +238,7 @@ try {
       yLabel: 'test accuracy (2,000 held-out MNIST images)',
       yMin: 0,
       yMax: 1,
+      xIntegers: true,
       ...(opts.target !== undefined ? { target: { y: opts.target, label: `target ${opts.target}` } } : {}),
     }),
   );
