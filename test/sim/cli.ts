@@ -1,28 +1,34 @@
 /**
  * @module `npm run simulate -- [options]`: a federated training run with virtual clients on real
- * MNIST, through the real SDK and aggregator. Starts a local aggregator if none is running, shows
+ * MNIST (or the user's own saved model and data module), through the real SDK and aggregator. Starts a local aggregator if none is running, shows
  * a progress bar per round, prints a per-round table, writes the curve as CSV and SVG.
  */
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import type * as tf from '@tensorflow/tfjs';
 import { findFreePort, type LocalServer, REPO_ROOT, startLocalServer } from '../../aggregator/scripts/lib/local-server.mjs';
+import { readModelFiles } from '../../client-sdk/src/cli/model-files.ts';
 import { lineChartSvg, toCsv } from './chart.ts';
 import { MODEL_NAMES, type ModelName } from './models.ts';
 import { type AttackName, type PartitionName, type RoundReport, simulate } from './runner.ts';
+import { loadUserData, type UserData } from './user-data.ts';
 
 const HELP = `Usage: npm run simulate -- [options]
 
-  --clients K        virtual clients (default 100)
+  --clients K        virtual clients (default 100; with --data, the number of clients it gives)
   --fraction C       fraction of clients per round (default 1: every client, as in Flower)
   --rounds N         rounds (default 20)
   --partition P      iid | dirichlet | pathological (default iid)
   --alpha A          Dirichlet concentration for --partition dirichlet (default 0.5)
-  --model M          mlp (784-64-10) | 2nn (784-200-200-10) | cnn (default 2nn)
+  --model M          mlp (784-64-10) | 2nn (784-200-200-10) | cnn (default 2nn), trained on MNIST;
+                     or PATH: a model saved by tfjs (a model.json, or its folder), trained on --data
+  --data MODULE      with --model PATH: a module giving each client its examples (test/sim/user-data.ts:
+                     export default ({ clients, seed }) => ({ clients: [{ xs, ys }, …], test?: { xs, ys } }))
   --epochs E         local epochs (default 1)
   --batch B          local batch size, or "inf" for the whole local data set (default 10)
-  --lr LR            client learning rate, SGD (default 0.1)
+  --lr LR            client learning rate, SGD (default 0.1; a saved model keeps its own unless given)
   --seed S           seed of the split, partition, client sampling and initial weights (default 1)
   --target ACC       stop when the test accuracy reaches ACC
   --strategy NAME    fedavg | fedprox | fedavgm | fedadam | fedyogi | fedadagrad | median | trimmedmean | krum | fedbuff (default fedavg)
@@ -44,7 +50,8 @@ const HELP = `Usage: npm run simulate -- [options]
 
 const { values: a } = parseArgs({
   options: {
-    clients: { type: 'string', default: '100' },
+    clients: { type: 'string' },
+    data: { type: 'string' },
     fraction: { type: 'string', default: '1' },
     rounds: { type: 'string', default: '20' },
     partition: { type: 'string', default: 'iid' },
@@ -52,7 +59,7 @@ const { values: a } = parseArgs({
     model: { type: 'string', default: '2nn' },
     epochs: { type: 'string', default: '1' },
     batch: { type: 'string', default: '10' },
-    lr: { type: 'string', default: '0.1' },
+    lr: { type: 'string' },
     seed: { type: 'string', default: '1' },
     target: { type: 'string' },
     url: { type: 'string' },
@@ -87,16 +94,36 @@ function fail(message: string): never {
 
 const partition = a.partition as PartitionName;
 if (!['iid', 'dirichlet', 'pathological'].includes(partition)) fail(`unknown --partition ${a.partition}`);
-const model = a.model as ModelName;
-if (!MODEL_NAMES.includes(model)) fail(`unknown --model ${a.model}`);
+const builtIn = MODEL_NAMES.includes(a.model as ModelName);
+if (!builtIn && !existsSync(a.model)) fail(`--model ${a.model} is neither ${MODEL_NAMES.join(', ')} nor a saved model (no such file or folder)`);
+if (!builtIn && a.data === undefined) fail(`--model ${a.model} is a saved model: give its clients' data with --data MODULE`);
+if (builtIn && a.data !== undefined) fail(`--data is for a saved model (--model PATH); ${a.model} trains on MNIST`);
+const model = (builtIn ? a.model : '2nn') as ModelName;
+const clientsAsked = a.clients === undefined ? undefined : num('clients', a.clients, (v) => Number.isInteger(v) && v >= 1 && v <= 8_000);
+let user: { model: tf.io.ModelArtifacts; data: UserData; label: string; learningRate?: number } | undefined;
+if (!builtIn) {
+  try {
+    const data = await loadUserData(a.data!, { clients: clientsAsked, seed: Number(a.seed) });
+    if (clientsAsked !== undefined && clientsAsked !== data.clients.length)
+      fail(`--clients ${clientsAsked}, but --data ${a.data} gave ${data.clients.length} clients`);
+    user = {
+      model: await readModelFiles(a.model),
+      data,
+      label: basename(resolve(a.model)),
+      ...(a.lr === undefined ? {} : { learningRate: num('lr', a.lr, (v) => v > 0) }),
+    };
+  } catch (e) {
+    fail(e instanceof Error ? e.message : String(e));
+  }
+}
 const opts = {
-  clients: num('clients', a.clients, (v) => Number.isInteger(v) && v >= 1 && v <= 8_000),
+  clients: user ? user.data.clients.length : (clientsAsked ?? 100),
   fraction: num('fraction', a.fraction, (v) => v > 0 && v <= 1),
   rounds: num('rounds', a.rounds, (v) => Number.isInteger(v) && v >= 1),
   alpha: num('alpha', a.alpha, (v) => v > 0),
   epochs: num('epochs', a.epochs, (v) => Number.isInteger(v) && v >= 1),
   batchSize: a.batch === 'inf' ? Infinity : num('batch', a.batch, (v) => Number.isInteger(v) && v >= 1),
-  learningRate: num('lr', a.lr, (v) => v > 0),
+  learningRate: num('lr', a.lr ?? '0.1', (v) => v > 0),
   seed: num('seed', a.seed, Number.isInteger),
   ...(a.target !== undefined ? { target: num('target', a.target, (v) => v > 0 && v <= 1) } : {}),
   strategy: {
@@ -130,7 +157,7 @@ const attackOpts =
     : {};
 const name =
   a.name ??
-  `${model}-${partition}-K${opts.clients}-C${opts.fraction}-E${opts.epochs}-B${a.batch}-lr${opts.learningRate}-${a.strategy}${malicious > 0 ? `-${a.attack}${malicious}` : ''}`;
+  `${user ? user.label.replace(/\.json$/, '') : model}-${user ? 'data' : partition}-K${opts.clients}-C${opts.fraction}-E${opts.epochs}-B${a.batch}-lr${user && a.lr === undefined ? 'saved' : opts.learningRate}-${a.strategy}${malicious > 0 ? `-${a.attack}${malicious}` : ''}`;
 
 async function aggregator(): Promise<{ url: string; token: string; server?: LocalServer; stateDir?: string }> {
   const devVars = join(REPO_ROOT, '.dev.vars');
@@ -157,6 +184,11 @@ async function aggregator(): Promise<{ url: string; token: string; server?: Loca
   return { url: server.url, token: server.adminToken, server, stateDir };
 }
 
+/** Four decimals, or a dash for what was not measured (no held-out set, no accuracy for the loss). */
+function f4(v: number): string {
+  return Number.isFinite(v) ? v.toFixed(4) : '—';
+}
+
 function bar(done: number, of: number, width = 20): string {
   const filled = Math.round((done / of) * width);
   return `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}]`;
@@ -181,6 +213,7 @@ try {
     adminToken: agg.token,
     partition,
     model,
+    ...(user ? { user } : {}),
     ...opts,
     ...attackOpts,
     ...asyncOpts,
@@ -195,8 +228,8 @@ try {
         console.log(
           line([
             r.version,
-            r.accuracy.toFixed(4),
-            r.loss.toFixed(4),
+            f4(r.accuracy),
+            f4(r.loss),
             r.updates ?? 0,
             r.refused ?? 0,
             (r.meanStaleness ?? 0).toFixed(2),
@@ -213,8 +246,8 @@ try {
       console.log(
         line([
           r.round,
-          r.accuracy.toFixed(4),
-          r.loss.toFixed(4),
+          f4(r.accuracy),
+          f4(r.loss),
           r.participants,
           r.examples,
           (r.bytesUp / 1e6).toFixed(2),
@@ -230,23 +263,25 @@ try {
   const csv = join(out, `${name}.csv`);
   const svg = join(out, `${name}.svg`);
   writeFileSync(csv, toCsv(reports.map((r) => ({ ...r }))));
+  // Accuracy where there is one (a held-out set and a classification loss), else the held-out loss.
+  const metric = reports.some((r) => Number.isFinite(r.accuracy)) ? 'accuracy' : 'loss';
+  const heldOut = user ? "the data module's held-out set" : '2,000 held-out MNIST images';
   writeFileSync(
     svg,
-    lineChartSvg([{ name, points: reports.map((r) => ({ x: fedbuff ? (r.updates ?? r.round) : r.round, y: r.accuracy })) }], {
-      title: `Test accuracy per ${fedbuff ? 'update received' : 'round'}: ${name}`,
+    lineChartSvg([{ name, points: reports.map((r) => ({ x: fedbuff ? (r.updates ?? r.round) : r.round, y: r[metric] })) }], {
+      title: `Test ${metric} per ${fedbuff ? 'update received' : 'round'}: ${name}`,
       xLabel: fedbuff ? 'updates received' : 'round',
-      yLabel: 'test accuracy (2,000 held-out MNIST images)',
-      yMin: 0,
-      yMax: 1,
+      yLabel: `test ${metric} (${heldOut})`,
+      ...(metric === 'accuracy' ? { yMin: 0, yMax: 1 } : {}),
       xIntegers: true,
       ...(opts.target !== undefined ? { target: { y: opts.target, label: `target ${opts.target}` } } : {}),
     }),
   );
-  const best = Math.max(...reports.map((r) => r.accuracy));
+  const best = metric === 'accuracy' ? Math.max(...reports.map((r) => r.accuracy)) : Math.min(...reports.map((r) => r.loss));
   const toTarget = fedbuff
     ? `, versions (updates) to ${opts.target}: ${result.roundsToTarget === null ? `not reached in ${opts.rounds}` : `${result.roundsToTarget} (${result.updatesToTarget})`}`
     : `, rounds to ${opts.target}: ${result.roundsToTarget ?? `not reached in ${opts.rounds}`}`;
-  console.log(`\ntask ${result.taskId}: best accuracy ${best.toFixed(4)}${opts.target !== undefined ? toTarget : ''}`);
+  console.log(`\ntask ${result.taskId}: best ${metric} ${f4(best)}${opts.target !== undefined ? toTarget : ''}`);
   console.log(`wrote ${csv}\n      ${svg}`);
 } finally {
   await agg.server?.stop();

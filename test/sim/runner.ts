@@ -20,6 +20,7 @@ import { type Dataset, loadMnistT10k, splitTrainTest, subset } from './mnist.ts'
 import { buildSimModel, inputShape, type ModelName } from './models.ts';
 import { dirichlet, iid, pathological, permutation } from './partition.ts';
 import { useWasmBackend } from './tf-backend.ts';
+import type { UserData } from './user-data.ts';
 
 export type PartitionName = 'iid' | 'dirichlet' | 'pathological';
 /** gaussian: Δ ~ N(0, σ²) (no training); boost: the trained Δ × boost; signflip: −Δ. */
@@ -57,6 +58,13 @@ export interface SimulationOptions {
    */
   concurrency?: number;
   maxDelay?: number;
+  /**
+   * The user's own model and data instead of MNIST (`--model ./model.json --data ./data.mjs`): the
+   * saved model (its training config gives loss and optimizer), one data set per client (`clients`
+   * must equal their number; `partition` and `testSize` are unused), and the held-out set if any.
+   * `learningRate` overrides the saved one only when given.
+   */
+  user?: { model: tf.io.ModelArtifacts; data: UserData; label: string; learningRate?: number };
   onRound?: (report: RoundReport) => void;
   /** Called as each client finishes in a round (FedBuff: as each update of a buffer is accepted). */
   onClient?: (round: number, done: number, of: number) => void;
@@ -113,27 +121,42 @@ export async function simulate(o: SimulationOptions): Promise<SimulationResult> 
   }
 }
 
-async function run(o: SimulationOptions): Promise<SimulationResult> {
-  await useWasmBackend();
-  const all = loadMnistT10k();
-  const { train, test } = splitTrainTest(all, o.testSize ?? 2_000, o.seed);
+/** The clients' data, the held-out set and the initial model: MNIST partitioned for a built-in model, or the user's own. */
+function dataOf(o: SimulationOptions): { data: UserData; initial: tf.LayersModel | tf.io.ModelArtifacts; label: string } {
+  if (o.user) {
+    if (o.user.data.clients.length !== o.clients) throw new Error(`${o.clients} clients asked for, the data module gave ${o.user.data.clients.length}`);
+    return { data: o.user.data, initial: o.user.model, label: o.user.label };
+  }
+  const { train, test } = splitTrainTest(loadMnistT10k(), o.testSize ?? 2_000, o.seed);
   const parts = partitionOf(o.partition, train.labels, o.clients, o.seed, o.alpha ?? 0.5);
   const shape = inputShape(o.model);
-  const testData = tensorsOf(test, shape);
+  return {
+    data: { clients: parts.map((p) => ({ ...tensorsOf(subset(train, p), shape), n: p.length })), test: tensorsOf(test, shape) },
+    initial: buildSimModel(o.model, o.seed),
+    label: `${o.model} ${o.partition}`,
+  };
+}
+
+async function run(o: SimulationOptions): Promise<SimulationResult> {
+  await useWasmBackend();
+  const { data, initial, label } = dataOf(o);
+  const testData = data.test;
   const perRound = Math.max(1, Math.round(o.fraction * o.clients));
-  const largest = Math.max(...parts.map((p) => p.length));
+  const largest = Math.max(...data.clients.map((c) => c.n));
   const batchSize = Number.isFinite(o.batchSize) ? o.batchSize : largest;
 
   const admin = new FedgeAdmin({ baseUrl: o.baseUrl, token: o.adminToken });
-  const initial = buildSimModel(o.model, o.seed);
   const task = await admin.createTask(initial, {
-    name: `sim ${o.model} ${o.partition} K=${o.clients} C=${o.fraction} E=${o.epochs} B=${Number.isFinite(o.batchSize) ? o.batchSize : '∞'}`,
+    name: `sim ${label} K=${o.clients} C=${o.fraction} E=${o.epochs} B=${Number.isFinite(o.batchSize) ? o.batchSize : '∞'}`,
     rounds: { clientsPerRound: perRound, minClients: perRound, overSelection: 1, deadlineSeconds: 3_600, maxExamplesPerClient: largest },
-    plan: { epochs: o.epochs, batchSize, learningRate: o.learningRate, optimizer: 'sgd', loss: 'categoricalCrossentropy' },
+    // The user's saved model brings its loss and optimizer (its training config); MNIST models train with SGD.
+    plan: o.user
+      ? { epochs: o.epochs, batchSize, ...(o.user.learningRate === undefined ? {} : { learningRate: o.user.learningRate }) }
+      : { epochs: o.epochs, batchSize, learningRate: o.learningRate, optimizer: 'sgd', loss: 'categoricalCrossentropy' },
     ...(o.strategy ? { strategy: o.strategy } : {}),
   });
   const attackers = new Set(permutation(o.clients, rng(o.seed ^ 0xbad)).slice(0, Math.round((o.malicious?.fraction ?? 0) * o.clients)));
-  initial.dispose();
+  if (initial instanceof tf.LayersModel) initial.dispose();
 
   const clients: VirtualClient[] = [];
   for (let k = 0; k < o.clients; k++) {
@@ -148,8 +171,8 @@ async function run(o: SimulationOptions): Promise<SimulationResult> {
         traffic.down += down;
       },
     });
-    const { xs, ys } = tensorsOf(subset(train, parts[k]!), shape);
-    clients.push({ client, malicious: attackers.has(k), xs, ys, n: parts[k]!.length, traffic });
+    const { xs, ys, n } = data.clients[k]!;
+    clients.push({ client, malicious: attackers.has(k), xs, ys, n, traffic });
   }
 
   const evaluator = clients[0]!.client;
@@ -190,8 +213,7 @@ async function run(o: SimulationOptions): Promise<SimulationResult> {
         o.onClient?.(r, i + 1, chosen.length);
       }
       const evalStarted = performance.now();
-      const { accuracy, loss } = await evaluateVersion(evaluator, version, testData);
-      await admin.setServerMetrics(task.id, version, { accuracy, loss }); // shown on the version, beside federated evaluation
+      const { accuracy, loss } = await evaluateAndRecord(admin, evaluator, task.id, version, testData);
       const evalMs = performance.now() - evalStarted;
       const report: RoundReport = {
         round: r,
@@ -215,7 +237,7 @@ async function run(o: SimulationOptions): Promise<SimulationResult> {
     }
   } finally {
     for (const c of clients) tf.dispose([c.xs, c.ys]);
-    tf.dispose([testData.xs, testData.ys]);
+    if (testData) tf.dispose([testData.xs, testData.ys]);
   }
   return { taskId: task.id, reports, roundsToTarget };
 }
@@ -232,7 +254,7 @@ async function runAsync(
   admin: FedgeAdmin,
   taskId: string,
   clients: VirtualClient[],
-  testData: { xs: tf.Tensor; ys: tf.Tensor },
+  testData: { xs: tf.Tensor; ys: tf.Tensor } | undefined,
   pick: () => number,
 ): Promise<{ reports: RoundReport[]; roundsToTarget: number | null; updatesToTarget: number | null }> {
   const bufferSize = Number(o.strategy?.bufferSize ?? 10);
@@ -342,8 +364,7 @@ async function runAsync(
     version++;
     const before = traffic();
     const evalStarted = performance.now();
-    const { accuracy, loss } = await evaluateVersion(evaluator, version, testData);
-    await admin.setServerMetrics(taskId, version, { accuracy, loss });
+    const { accuracy, loss } = await evaluateAndRecord(admin, evaluator, taskId, version, testData);
     const evalMs = performance.now() - evalStarted;
     const report: RoundReport = {
       round: reports.length + 1,
@@ -423,6 +444,23 @@ async function trainOn(
 }
 
 /** Waits for a published version, rebuilds it from its stored weights, and evaluates it. */
+/**
+ * Evaluates `version` on the held-out set and records the result as the version's server metrics
+ * (shown beside federated evaluation); NaN, and nothing recorded, without a held-out set.
+ */
+async function evaluateAndRecord(
+  admin: FedgeAdmin,
+  evaluator: FedgeClient,
+  taskId: string,
+  version: number,
+  testData: { xs: tf.Tensor; ys: tf.Tensor } | undefined,
+): Promise<{ accuracy: number; loss: number }> {
+  const result = testData ? await evaluateVersion(evaluator, version, testData) : { accuracy: NaN, loss: NaN };
+  const measured = Object.fromEntries(Object.entries(result).filter(([, v]) => Number.isFinite(v)));
+  if (Object.keys(measured).length > 0) await admin.setServerMetrics(taskId, version, measured);
+  return result;
+}
+
 export async function evaluateVersion(
   client: FedgeClient,
   version: number,
@@ -437,10 +475,12 @@ export async function evaluateVersion(
   const [task, weights] = await Promise.all([client.getTaskModel(), client.getWeights(version)]);
   const model = await buildModel(task.modelTopology, weights.manifest.tensors, weights.flat);
   try {
-    model.compile({ optimizer: 'sgd', loss: 'categoricalCrossentropy', metrics: ['accuracy'] });
-    const [loss, acc] = model.evaluate(test.xs, test.ys, { batchSize: 500 }) as tf.Scalar[];
-    const out = { loss: (await loss!.data())[0]!, accuracy: (await acc!.data())[0]! };
-    tf.dispose([loss!, acc!]);
+    // The task's own loss; accuracy where it means something (a cross-entropy loss: classes).
+    const classes = /crossentropy/i.test(task.plan.loss);
+    model.compile({ optimizer: 'sgd', loss: task.plan.loss, metrics: classes ? ['accuracy'] : [] });
+    const [loss, acc] = [model.evaluate(test.xs, test.ys, { batchSize: 500 })].flat() as tf.Scalar[];
+    const out = { loss: (await loss!.data())[0]!, accuracy: acc ? (await acc.data())[0]! : NaN };
+    tf.dispose(acc ? [loss!, acc] : [loss!]);
     return out;
   } finally {
     model.dispose();

@@ -6,12 +6,12 @@
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { argmaxData, argmaxModel } from '../../../test/sim/synthetic.ts';
+import { argmaxData, saveArgmaxModel } from '../../../test/sim/synthetic.ts';
 import { useWasmBackend } from '../../../test/sim/tf-backend.ts';
 import { FedgeClient } from '../client.ts';
 import { decodeTensors } from '../protocol/safetensors.ts';
@@ -77,34 +77,6 @@ function watch(args: string[]): {
   return { child, events, until, exit };
 }
 
-/** What `model.save('file://dir', { includeOptimizer: true })` writes with tfjs-node: model.json and weights.bin. */
-async function saveModel(dir: string): Promise<number> {
-  const model = argmaxModel();
-  model.compile({ optimizer: tf.train.sgd(0.2), loss: 'categoricalCrossentropy', metrics: ['accuracy'] });
-  mkdirSync(dir, { recursive: true });
-  await model.save(
-    tf.io.withSaveHandler(async (a) => {
-      const manifest = [{ paths: ['weights.bin'], weights: a.weightSpecs ?? [] }];
-      writeFileSync(
-        join(dir, 'model.json'),
-        JSON.stringify({
-          modelTopology: a.modelTopology,
-          weightsManifest: manifest,
-          format: a.format,
-          generatedBy: a.generatedBy,
-          trainingConfig: a.trainingConfig,
-        }),
-      );
-      writeFileSync(join(dir, 'weights.bin'), new Uint8Array(a.weightData as ArrayBuffer));
-      return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } };
-    }),
-    { includeOptimizer: true },
-  );
-  const params = model.countParams();
-  model.dispose();
-  return params;
-}
-
 async function participate(taskId: string, token: string, seed: number): Promise<void> {
   const { xs, ys } = argmaxData(24, seed);
   const result = await new FedgeClient({ baseUrl: url, taskId, token }).participate({ xs, ys });
@@ -117,7 +89,7 @@ let params: number;
 
 beforeAll(async () => {
   await useWasmBackend();
-  params = await saveModel(modelDir);
+  params = await saveArgmaxModel(modelDir);
 });
 
 afterAll(() => rmSync(work, { recursive: true, force: true }));

@@ -58,7 +58,15 @@ export interface TrainingPlan {
  * else console.log(`come back in ${r.retryAfterSeconds} s (${r.reason})`);
  */
 export type CheckInResponse =
-  | { status: 'assigned'; taskId: string; round: number; baseVersion: number /** ISO 8601 (UTC) */; deadlineAt: string; plan: TrainingPlan }
+  | {
+      status: 'assigned';
+      taskId: string;
+      round: number;
+      baseVersion: number;
+      /** Submit before this: ISO 8601 (UTC), like every time of the API. */
+      deadlineAt: string;
+      plan: TrainingPlan;
+    }
   | { status: 'retry_later'; taskId: string; retryAfterSeconds: number; reason: 'round_full' | 'round_closing' | 'already_submitted' | 'task_paused' };
 
 /**
