@@ -64,3 +64,33 @@ describe('FedAvg on real MNIST with 10 virtual clients (784-64-10, E = 1, B = 10
     }, 240_000);
   }
 });
+
+describe('a round trained on worker threads', () => {
+  it('trains the same clients to the same model as one thread, up to the order the updates were summed in', async () => {
+    const run = async (threads: number) => {
+      const reports: RoundReport[] = [];
+      await simulate({
+        baseUrl,
+        adminToken,
+        clients: 6,
+        fraction: 1,
+        rounds: 2,
+        partition: 'dirichlet',
+        model: 'mlp',
+        epochs: 1,
+        batchSize: 10,
+        learningRate: 0.1,
+        seed: 11,
+        threads,
+        onRound: (r) => reports.push(r),
+      });
+      return reports;
+    };
+    const one = await run(0);
+    const two = await run(2);
+    expect(two.map((r) => [r.round, r.participants, r.examples])).toEqual(one.map((r) => [r.round, r.participants, r.examples]));
+    // Each client's Δ is seeded by (run, client, round), whichever thread trains it: only the sum's order differs.
+    for (const [i, r] of two.entries()) expect(Math.abs(r.accuracy - one[i]!.accuracy)).toBeLessThanOrEqual(0.002);
+    expect(two.map((r) => r.bytesUp)).toEqual(one.map((r) => r.bytesUp));
+  }, 120_000);
+});

@@ -4,16 +4,15 @@
  * a progress bar per round, prints a per-round table, writes the curve as CSV and SVG.
  */
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { basename, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import type * as tf from '@tensorflow/tfjs';
 import { findFreePort, type LocalServer, REPO_ROOT, startLocalServer } from '../../aggregator/scripts/lib/local-server.mjs';
 import { readModelFiles } from '../../client-sdk/src/cli/model-files.ts';
 import { lineChartSvg, toCsv } from './chart.ts';
 import { MODEL_NAMES, type ModelName } from './models.ts';
-import { type AttackName, type PartitionName, type RoundReport, simulate } from './runner.ts';
-import { loadUserData, type UserData } from './user-data.ts';
+import { type AttackName, type PartitionName, type RoundReport, type SimulationOptions, simulate } from './runner.ts';
+import { loadUserData } from './user-data.ts';
 
 const HELP = `Usage: npm run simulate -- [options]
 
@@ -41,6 +40,8 @@ const HELP = `Usage: npm run simulate -- [options]
   --attack A         gaussian | boost | signflip (default gaussian)
   --sigma S          noise of the gaussian attack (default 10)
   --boost X          factor of the boost attack (default 10)
+  --workers N        worker threads training a round's clients in parallel (default: the machine's cores,
+                     ${availableParallelism()} here; 0 trains them one after another in this thread; fedbuff: always 0)
   --url URL          an aggregator to use (default: FEDGE_URL, else http://127.0.0.1:$FEDGE_PORT (8787) if it
                      answers, else a new local one, on FEDGE_PORT when it is set)
   --admin-token T    its admin token (default: FEDGE_ADMIN_TOKEN, else .dev.vars)
@@ -73,6 +74,7 @@ const { values: a } = parseArgs({
     sigma: { type: 'string', default: '10' },
     boost: { type: 'string', default: '10' },
     concurrency: { type: 'string' },
+    workers: { type: 'string' },
     'max-delay': { type: 'string' },
     help: { type: 'boolean', default: false },
   },
@@ -100,7 +102,7 @@ if (!builtIn && a.data === undefined) fail(`--model ${a.model} is a saved model:
 if (builtIn && a.data !== undefined) fail(`--data is for a saved model (--model PATH); ${a.model} trains on MNIST`);
 const model = (builtIn ? a.model : '2nn') as ModelName;
 const clientsAsked = a.clients === undefined ? undefined : num('clients', a.clients, (v) => Number.isInteger(v) && v >= 1 && v <= 8_000);
-let user: { model: tf.io.ModelArtifacts; data: UserData; label: string; learningRate?: number } | undefined;
+let user: NonNullable<SimulationOptions['user']> | undefined;
 if (!builtIn) {
   try {
     const data = await loadUserData(a.data!, { clients: clientsAsked, seed: Number(a.seed) });
@@ -109,6 +111,8 @@ if (!builtIn) {
     user = {
       model: await readModelFiles(a.model),
       data,
+      dataPath: a.data!,
+      ...(clientsAsked === undefined ? {} : { clientsAsked }),
       label: basename(resolve(a.model)),
       ...(a.lr === undefined ? {} : { learningRate: num('lr', a.lr, (v) => v > 0) }),
     };
@@ -138,6 +142,8 @@ const opts = {
   },
 };
 const fedbuff = a.strategy === 'fedbuff';
+// FedBuff's driver orders check-ins and submissions itself, in this thread.
+const threads = fedbuff ? 0 : num('workers', a.workers ?? String(availableParallelism()), (v) => Number.isInteger(v) && v >= 0 && v <= 64);
 const asyncOpts = {
   ...(a.concurrency !== undefined ? { concurrency: num('concurrency', a.concurrency, (v) => Number.isInteger(v) && v >= 1) } : {}),
   ...(a['max-delay'] !== undefined ? { maxDelay: num('max-delay', a['max-delay'], (v) => Number.isInteger(v) && v >= 0) } : {}),
@@ -202,7 +208,7 @@ const widths = fedbuff ? [7, 8, 7, 7, 7, 9, 9, 8, 7, 7, 7, 7] : [5, 8, 7, 7, 8, 
 const line = (cells: (string | number)[]) => cells.map((c, i) => String(c).padStart(widths[i]!)).join('  ');
 const perRound = Math.max(1, Math.round(opts.fraction * opts.clients));
 console.log(
-  `fedge simulation: ${name}\naggregator ${agg.url}\n${fedbuff ? `${opts.clients} clients, asynchronous` : `${perRound} of ${opts.clients} clients per round (--fraction ${opts.fraction})`}\n`,
+  `fedge simulation: ${name}\naggregator ${agg.url}\n${fedbuff ? `${opts.clients} clients, asynchronous` : `${perRound} of ${opts.clients} clients per round (--fraction ${opts.fraction}), ${threads > 0 ? `training on ${threads} worker threads` : 'training in one thread'}`}\n`,
 );
 console.log(line(columns));
 const tty = process.stderr.isTTY;
@@ -217,6 +223,7 @@ try {
     ...opts,
     ...attackOpts,
     ...asyncOpts,
+    threads,
     onClient: (round, done, of) => {
       if (tty)
         process.stderr.write(`\r ${fedbuff ? 'version' : 'round'} ${round}/${opts.rounds} ${bar(done, of)} ${done}/${of} ${fedbuff ? 'updates' : 'clients'}`);

@@ -8,7 +8,8 @@
  * returns, or resolves to, `{ clients: [{ xs, ys }, …], test?: { xs, ys } }`: one entry per
  * virtual client, and an optional held-out set the published versions are evaluated on. Each `xs`
  * / `ys` is a `tf.Tensor`, a nested array of numbers (`[[0.1, 0.2], …]`), or `{ data, shape }`
- * with `data` a `Float32Array` or number array; the first dimension counts examples.
+ * with `data` a `Float32Array` or number array; the first dimension counts examples. Each training
+ * thread loads the module too, so it must give the same data for the same `{ clients, seed }`.
  *
  * ```js
  * // data.mjs: 20 clients, each with 50 examples of 4 features and 3 one-hot classes
