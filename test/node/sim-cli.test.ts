@@ -8,7 +8,7 @@ import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { saveArgmaxModel } from '../sim/synthetic.ts';
+import { saveArgmaxModel } from '../sim/saved-model.ts';
 import { useWasmBackend } from '../sim/tf-backend.ts';
 
 const url = inject('fedgeUrl');
