@@ -6,6 +6,13 @@
  * `meta` table; the first, which creates that table, is idempotent and runs every time. Every
  * migration also upgrades a database made before versions were recorded.
  */
+import type { UpdateAck } from '#protocol/messages.ts';
+
+/** A stored acknowledgement, as the API sends it: ones stored before times were ISO strings carry `acceptedAt` in ms. */
+export function parseStoredAck(json: string): UpdateAck {
+  const ack = JSON.parse(json) as Omit<UpdateAck, 'acceptedAt'> & { acceptedAt: string | number };
+  return { ...ack, acceptedAt: typeof ack.acceptedAt === 'number' ? new Date(ack.acceptedAt).toISOString() : ack.acceptedAt };
+}
 
 export type LedgerRow = {
   client_id: string;
@@ -109,9 +116,9 @@ export class Ledger {
   }
 
   /** The accepted update of a client for the round it was assigned, for answering a retry. */
-  prior(assignedRound: number, clientId: string): { body_sha256: string; ack: string } | undefined {
+  prior(assignedRound: number, clientId: string): { body_sha256: string; ack: UpdateAck } | undefined {
     // Two indexed lookups (rows from before assigned_round existed have it null), not a scan of the round's ledger.
-    return this.sql
+    const row = this.sql
       .exec<{ body_sha256: string; ack: string }>(
         `SELECT body_sha256, ack FROM ledger WHERE (assigned_round = ? AND client_id = ?) OR (assigned_round IS NULL AND round = ? AND client_id = ?)`,
         assignedRound,
@@ -120,6 +127,7 @@ export class Ledger {
         clientId,
       )
       .toArray()[0];
+    return row && { body_sha256: row.body_sha256, ack: parseStoredAck(row.ack) };
   }
 
   insert(r: AcceptRow): void {

@@ -215,7 +215,7 @@ export class Uploads {
       if ((prior?.body_sha256 ?? inFlight!.ack.bodySha256) !== bodySha256) {
         return refused(this.reject(round, 'duplicate_conflict', `an update from this client for round ${round} was already accepted with different content`));
       }
-      return { kind: 'replay', ack: inFlight?.ack ?? (JSON.parse(prior!.ack) as UpdateAck), durable: inFlight?.durable ?? null };
+      return { kind: 'replay', ack: inFlight?.ack ?? prior!.ack, durable: inFlight?.durable ?? null };
     }
     // Asynchronous tasks take updates assigned in earlier rounds (buffers) into the current one, up to the staleness bound.
     const asynchronous = this.host.strategy().asynchronous;

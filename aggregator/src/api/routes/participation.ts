@@ -93,9 +93,7 @@ participationApp.openapi(
     const result = await stub.submit(admitted.ticket, client.clientId, round, c.req.raw.body ?? new Blob([]).stream(), declared);
     if (!result.ok) throw refusal(result);
     if (result.replay) c.header('fedge-replayed', 'true');
-    // Acks stored before times were ISO strings replay with ms: one convention on the wire.
-    const { acceptedAt } = result.ack as { acceptedAt: string | number };
-    return c.json({ ...result.ack, acceptedAt: typeof acceptedAt === 'number' ? new Date(acceptedAt).toISOString() : acceptedAt }, 200);
+    return c.json(result.ack, 200);
   },
 );
 
