@@ -12,14 +12,14 @@ import { type ErrorStatus, errors } from './schemas.ts';
 
 type HeaderObject = { description: string; schema: { type: 'string' | 'integer'; enum?: string[]; minimum?: number } };
 
+/** `Cache-Control` of what never changes (a version's weights and model.json): the routes send it, the document declares it. */
+export const CACHE_IMMUTABLE = 'public, max-age=31536000, immutable';
+
 /** Response headers, for the `headers` of a route's response. */
 export const HEADERS = {
   etag: { ETag: { description: 'Strong entity tag of the content (quoted); send it back as `If-None-Match` to get 304', schema: { type: 'string' } } },
   immutable: {
-    'Cache-Control': {
-      description: '`public, max-age=31536000, immutable`: a version never changes',
-      schema: { type: 'string', enum: ['public, max-age=31536000, immutable'] },
-    },
+    'Cache-Control': { description: `\`${CACHE_IMMUTABLE}\`: a version never changes`, schema: { type: 'string', enum: [CACHE_IMMUTABLE] } },
   },
   revalidate: { 'Cache-Control': { description: '`no-cache`: it moves with every new version, revalidate', schema: { type: 'string', enum: ['no-cache'] } } },
   retryAfter: { 'Retry-After': { description: 'Seconds to wait before checking in again', schema: { type: 'integer', minimum: 0 } } },

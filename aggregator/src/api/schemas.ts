@@ -343,16 +343,20 @@ const ERROR_HEADERS: Partial<Record<ErrorStatus, Record<string, { description: s
   429: { 'Retry-After': { description: 'Seconds to wait before trying again', schema: { type: 'integer', minimum: 0 } } },
 };
 
+/** The codes sent with a status. */
+function codesOf(status: ErrorStatus): [ErrorCode, ...ErrorCode[]] {
+  return ERROR_CODES.filter((c) => ERROR_STATUS[c] === status) as [ErrorCode, ...ErrorCode[]];
+}
+
 /** One error body schema per status (`Error401`, …), its `code` an enum of exactly the codes sent with that status. */
 const errorSchemaOf = new Map<ErrorStatus, z.ZodType>();
 function errorSchema(status: ErrorStatus): z.ZodType {
   let schema = errorSchemaOf.get(status);
   if (!schema) {
-    const codes = ERROR_CODES.filter((c) => ERROR_STATUS[c] === status) as [ErrorCode, ...ErrorCode[]];
     schema = z
       .object({
         error: z.object({
-          code: z.enum(codes).describe('Stable error code (README: error codes)'),
+          code: z.enum(codesOf(status)).describe('Stable error code (README: error codes)'),
           message: z.string().describe('For people: what failed and why'),
         }),
       })
@@ -366,7 +370,7 @@ function errorSchema(status: ErrorStatus): z.ZodType {
 export function errors(...statuses: ErrorStatus[]) {
   return Object.fromEntries(
     statuses.map((s) => {
-      const codes = ERROR_CODES.filter((c) => ERROR_STATUS[c] === s).map((c) => `\`${c}\``);
+      const codes = codesOf(s).map((c) => `\`${c}\``);
       const headers = ERROR_HEADERS[s];
       return [s, { description: `Error: ${codes.join(', ')}`, content: { 'application/json': { schema: errorSchema(s) } }, ...(headers ? { headers } : {}) }];
     }),

@@ -15,7 +15,7 @@ import {
 } from '../../db/store.ts';
 import { access, clientOf } from '../auth.ts';
 import { ApiError } from '../errors.ts';
-import { HEADERS, immutableDownload } from '../openapi.ts';
+import { CACHE_IMMUTABLE, HEADERS, immutableDownload } from '../openapi.ts';
 import { newRouter } from '../router.ts';
 import {
   ConditionalHeaders,
@@ -30,8 +30,6 @@ import {
 import { aggregatorOf, loadTask, rulesOf, tensorEntries } from '../tasks-view.ts';
 
 export const modelsApp = newRouter();
-
-const IMMUTABLE = 'public, max-age=31536000, immutable';
 
 modelsApp.openapi(
   createRoute({
@@ -133,7 +131,7 @@ modelsApp.openapi(
     const { taskId, version } = c.req.valid('param');
     const row = await versionOrThrow(c.env, taskId, version);
     const etag = `"${row.contentHash}"`;
-    const headers = { etag, 'cache-control': IMMUTABLE };
+    const headers = { etag, 'cache-control': CACHE_IMMUTABLE };
     if (etagMatches(c.req.header('if-none-match'), etag)) return c.body(null, 304, headers);
     const object = await c.env.MODELS.get(row.r2Key);
     if (!object) throw new Error(`R2 object ${row.r2Key} of version ${taskId}/${version} is missing`);

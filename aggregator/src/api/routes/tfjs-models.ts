@@ -11,7 +11,7 @@ import type { ModelVersionRow, TaskRow } from '../../db/schema.ts';
 import { database, getVersion } from '../../db/store.ts';
 import { access } from '../auth.ts';
 import { ApiError } from '../errors.ts';
-import { HEADERS, immutableDownload } from '../openapi.ts';
+import { CACHE_IMMUTABLE, HEADERS, immutableDownload } from '../openapi.ts';
 import { newRouter } from '../router.ts';
 import { ConditionalHeaders, errors, TaskIdParam, VersionParam } from '../schemas.ts';
 import { loadTask, planOf, tensorEntries } from '../tasks-view.ts';
@@ -19,7 +19,6 @@ import { etagMatches, versionOrThrow } from './models.ts';
 
 export const tfjsModelsApp = newRouter();
 
-const IMMUTABLE = 'public, max-age=31536000, immutable';
 /** The weights file's name in every manifest (tfjs resolves it against the model.json URL). */
 const WEIGHTS_FILE = 'weights.bin';
 
@@ -85,10 +84,10 @@ tfjsModelsApp.openapi(
     const { taskId, version } = c.req.valid('param');
     const row = await versionOrThrow(c.env, taskId, version);
     const etag = `"${row.contentHash}.json"`;
-    if (etagMatches(c.req.header('if-none-match'), etag)) return c.body(null, 304, { etag, 'cache-control': IMMUTABLE });
+    if (etagMatches(c.req.header('if-none-match'), etag)) return c.body(null, 304, { etag, 'cache-control': CACHE_IMMUTABLE });
     const task = await loadTask(c.env, taskId);
     c.header('etag', etag);
-    c.header('cache-control', IMMUTABLE);
+    c.header('cache-control', CACHE_IMMUTABLE);
     return c.json(modelJson(task, row, WEIGHTS_FILE), 200);
   },
 );
@@ -108,7 +107,7 @@ tfjsModelsApp.openapi(
     const { taskId, version } = c.req.valid('param');
     const row = await versionOrThrow(c.env, taskId, version);
     const etag = `"${row.contentHash}.bin"`;
-    const headers = { etag, 'cache-control': IMMUTABLE };
+    const headers = { etag, 'cache-control': CACHE_IMMUTABLE };
     if (etagMatches(c.req.header('if-none-match'), etag)) return c.body(null, 304, headers);
     // safetensors: an 8-byte little-endian header length N, N bytes of header, then the data.
     const head = await c.env.MODELS.get(row.r2Key, { range: { offset: 0, length: 8 } });
