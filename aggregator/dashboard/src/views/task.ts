@@ -1,7 +1,8 @@
 /**
  * @module One task: its actions (pause, resume, stop), the live round (polled every second), the
- * accuracy and loss charts, the version lineage, recent rounds and clients. The version-dependent
- * parts reload when the task's version or round moves; clients every 15 s and after a revoke.
+ * accuracy and loss charts, the version lineage, recent rounds and clients. Versions and charts
+ * reload at a new version and every 10 s, rounds when the live round moves, clients every 15 s
+ * and after a revoke.
  */
 import { type Api, ApiError, type LifecycleAction, type Task } from '../api.ts';
 import { chartFigure, metricCharts } from '../charts.ts';
@@ -45,7 +46,8 @@ export function taskView(root: HTMLElement, api: Api, taskId: string, ctx: ViewC
   );
 
   let task: Task | null = null;
-  let seen = '';
+  let seenVersion = -1;
+  let seenRound = '';
   let disposers: (() => void)[] = [];
   let stopped = false;
 
@@ -76,8 +78,10 @@ export function taskView(root: HTMLElement, api: Api, taskId: string, ctx: ViewC
       ),
     );
 
+  // Versions (and their charts) are reloaded at a new version and every 10 s (evaluations of past
+  // versions keep arriving); the rounds table at any move of the live round.
   const loadVersions = async () => {
-    const [vs, rs] = await Promise.all([api.versions(taskId), api.rounds(taskId)]);
+    const vs = await api.versions(taskId);
     for (const d of disposers) d();
     const figures = metricCharts(vs).map(chartFigure);
     disposers = figures.map((f) => f.dispose);
@@ -86,6 +90,9 @@ export function taskView(root: HTMLElement, api: Api, taskId: string, ctx: ViewC
       figures.length > 0 ? figures.map((f) => f.el) : h('p', { class: 'muted' }, 'No metrics yet: they appear when clients report training or evaluation.'),
     );
     fill(versions, versionsTable(taskId, vs, api, ctx));
+  };
+  const loadRounds = async () => {
+    const rs = await api.rounds(taskId);
     fill(rounds, rs.length > 0 ? roundsTable(rs) : h('p', { class: 'muted' }, 'No rounds yet.'));
   };
   const loadClients = async () => {
@@ -120,11 +127,17 @@ export function taskView(root: HTMLElement, api: Api, taskId: string, ctx: ViewC
     drawActions(task);
     fill(live, liveRoundContent(task, Date.now()));
     const r = task.currentRound;
-    const key = `${task.status}|${task.currentVersion}|${r?.round}|${r?.status}|${r?.accepted}`;
-    if (key !== seen) {
-      seen = key;
-      await loadVersions().catch((e: unknown) => ctx.failed(e, versions));
+    const roundKey = `${task.currentVersion}|${r?.round}|${r?.status}|${r?.accepted}|${r?.rejected}`;
+    const reloads: Promise<void>[] = [];
+    if (task.currentVersion !== seenVersion) {
+      seenVersion = task.currentVersion;
+      reloads.push(loadVersions().catch((e: unknown) => ctx.failed(e, versions)));
     }
+    if (roundKey !== seenRound) {
+      seenRound = roundKey;
+      reloads.push(loadRounds().catch((e: unknown) => ctx.failed(e, rounds)));
+    }
+    await Promise.all(reloads);
   }
 
   let running = false;
@@ -136,7 +149,8 @@ export function taskView(root: HTMLElement, api: Api, taskId: string, ctx: ViewC
   };
   void tick().then(() => title.focus());
   void loadClients();
-  const timers = [setInterval(tick, 1_000), setInterval(loadClients, 15_000)];
+  const refreshVersions = () => void loadVersions().catch((e: unknown) => ctx.failed(e, versions));
+  const timers = [setInterval(tick, 1_000), setInterval(loadClients, 15_000), setInterval(refreshVersions, 10_000)];
   return () => {
     stopped = true;
     for (const t of timers) clearInterval(t);
