@@ -39,6 +39,39 @@ export interface LiveRound {
 }
 
 /**
+ * A task's differential privacy: central DP-FedAvg (McMahan et al. 2018; Poisson-sampled clients,
+ * clipped equal-weight updates, Gaussian noise on the sum, fixed or adaptive clipping) or local DP
+ * (each device clips and noises its own update). Defaults in brackets; see the README's
+ * "Differential privacy" section.
+ *
+ * @example
+ * await admin.createTask(model, {
+ *   name: 'keyboard',
+ *   rounds: { clientsPerRound: 100, minClients: 50, deadlineSeconds: 300 },
+ *   privacy: { mode: 'central', noiseMultiplier: 1.1, clipNorm: 0.5, samplingRate: 0.01, epsilonBudget: 8 },
+ * });
+ */
+export type PrivacyOptions =
+  | {
+      mode: 'central';
+      /** z: noise σ = z × the clip norm. */
+      noiseMultiplier: number;
+      /** S (with adaptive clipping, its start). */
+      clipNorm: number;
+      /** q: the probability each checking-in client is taken into a round (Poisson sampling). */
+      samplingRate: number;
+      /** Where updates are clipped ['server']; 'client': the SDK clips, the server refuses updates above S. */
+      clipping?: 'server' | 'client';
+      /** Andrew et al. 2021: targetQuantile [0.5], learningRate [0.2], countNoise [clientsPerRound / 20]. */
+      adaptiveClipping?: { targetQuantile?: number; learningRate?: number; countNoise?: number };
+      /** δ [1e-5]. */
+      delta?: number;
+      /** The task finishes before a round that would take ε above this. */
+      epsilonBudget?: number;
+    }
+  | { mode: 'local'; noiseMultiplier: number; clipNorm: number; delta?: number; epsilonBudget?: number };
+
+/**
  * A task as `FedgeAdmin.getTask` shows it: its settings (with the server's defaults filled in) and
  * its live round.
  *
@@ -51,6 +84,10 @@ export interface Task extends TaskSummary {
   rounds: { clientsPerRound: number; minClients: number; deadlineSeconds: number; overSelection: number; maxExamplesPerClient: number };
   plan: TrainingPlan;
   strategy: { name: string; [param: string]: number | string };
+  /** The differential privacy the task runs under, defaults filled in; null: none. */
+  privacy: PrivacyOptions | null;
+  /** What it has spent: DP releases so far, ε at `privacy.delta`, the next clip norm, whether the budget is spent (the task is `finished`). */
+  privacySpent: { rounds: number; epsilon: number; clipNorm: number; exhausted: boolean } | null;
   maxUpdateBytes: number;
   maxClients: number;
   currentRound: LiveRound | null;

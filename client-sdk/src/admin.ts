@@ -3,7 +3,7 @@
  * tfjs model, register clients, read rounds and versions.
  */
 import * as tf from '@tensorflow/tfjs';
-import type { EnrollmentKey, IdentityProvider, LiveRound, Task, TaskSummary } from './admin-types.ts';
+import type { EnrollmentKey, IdentityProvider, LiveRound, PrivacyOptions, Task, TaskSummary } from './admin-types.ts';
 import { FedgeError } from './errors.ts';
 import { Http, type Logger, sleep } from './internal/http.ts';
 import { readSavedModel } from './io.ts';
@@ -52,6 +52,8 @@ export interface CreateTaskOptions {
   plan?: Partial<TrainingPlan>;
   /** The aggregation strategy, e.g. `{ name: 'fedadam', serverLearningRate: 0.01 }` (default FedAvg). */
   strategy?: { name: string; [param: string]: number | string };
+  /** Differential privacy (central DP-FedAvg or local DP); default none. */
+  privacy?: PrivacyOptions;
   /** At most this many clients, registered or enrolled [10,000]: bounds self-enrollment. */
   maxClients?: number;
 }
@@ -156,6 +158,7 @@ export class FedgeAdmin {
         rounds: options.rounds ?? {},
         plan: { ...plan, ...options.plan },
         ...(options.strategy ? { strategy: options.strategy } : {}),
+        ...(options.privacy ? { privacy: options.privacy } : {}),
         ...(options.maxClients === undefined ? {} : { maxClients: options.maxClients }),
       },
       retry: false,

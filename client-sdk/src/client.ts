@@ -9,7 +9,8 @@ import { type EnrolledCredentials, type EnrollOptions, requestEnrollment } from 
 import { FedgeError, LateUpdateError, RoundAbandonedError } from './errors.ts';
 import { Http, type Logger, sleep } from './internal/http.ts';
 import { versionLoadHandler } from './io.ts';
-import type { CheckInResponse, ModelManifest, TensorManifestEntry, TrainingPlan, UpdateAck } from './protocol/messages.ts';
+import { privatizeUpdate, type UpdatePrivacy } from './privacy.ts';
+import type { CheckInResponse, ClientPrivacy, ModelManifest, TensorManifestEntry, TrainingPlan, UpdateAck } from './protocol/messages.ts';
 import { UPDATE_META } from './protocol/messages.ts';
 import { concatTensors, decodeTensors, encodeTensors, splitFlat } from './protocol/safetensors.ts';
 import { buildModel, evaluateLocally, type TrainingCallbacks, type TrainingData, type TrainResult, trainLocally } from './training.ts';
@@ -86,6 +87,11 @@ export interface SubmitArgs {
   delta: Float32Array;
   numExamples: number;
   metrics?: Record<string, number>;
+  /**
+   * What a DP task asks of this update (the assignment's `privacy`). Default: what this client's
+   * check-in for `round` was told, so an update of a DP task is never sent un-clipped or un-noised.
+   */
+  privacy?: ClientPrivacy | undefined;
   signal?: AbortSignal | undefined;
 }
 
@@ -118,7 +124,8 @@ export interface ParticipateOptions extends TrainingCallbacks {
  * else console.log(`not counted (${result.status}): participate again for the next round`);
  */
 export type ParticipationResult =
-  | { status: 'accepted'; ack: UpdateAck; train: Omit<TrainResult, 'delta'>; assignment: Assignment }
+  /** `privacy`: what a DP task's clipping (and local noise, with its ε) did to the update; null without DP. */
+  | { status: 'accepted'; ack: UpdateAck; train: Omit<TrainResult, 'delta'>; assignment: Assignment; privacy: UpdatePrivacy | null }
   | { status: 'late'; assignment: Assignment; train: Omit<TrainResult, 'delta'> }
   /** The round was abandoned at its deadline (too few updates): this update was discarded. */
   | { status: 'abandoned'; assignment: Assignment; train: Omit<TrainResult, 'delta'> };
@@ -136,6 +143,8 @@ export class FedgeClient {
   private readonly cacheVersions: number;
   private readonly cache = new Map<number, Promise<ModelWeights>>();
   private task: Promise<TaskModel> | null = null;
+  /** What DP tasks asked of each assigned round's update (recent rounds only). */
+  private readonly roundPrivacy = new Map<number, ClientPrivacy>();
 
   constructor(options: FedgeClientOptions) {
     if (!options.baseUrl || !options.taskId || !options.token) throw new FedgeError('invalid_options', 'FedgeClient needs baseUrl, taskId and token');
@@ -196,8 +205,13 @@ export class FedgeClient {
   }
 
   /** Asks to join the open round: an assignment, or when to come back (`retryAfterSeconds`). */
-  checkIn(options: { signal?: AbortSignal | undefined } = {}): Promise<CheckInResponse> {
-    return this.http.json<CheckInResponse>({ method: 'POST', path: `${this.base}/checkin`, retry: true, signal: options.signal });
+  async checkIn(options: { signal?: AbortSignal | undefined } = {}): Promise<CheckInResponse> {
+    const r = await this.http.json<CheckInResponse>({ method: 'POST', path: `${this.base}/checkin`, retry: true, signal: options.signal });
+    if (r.status === 'assigned' && r.privacy) {
+      this.roundPrivacy.set(r.round, r.privacy);
+      for (const round of this.roundPrivacy.keys()) if (round < r.round - 8) this.roundPrivacy.delete(round);
+    }
+    return r;
   }
 
   /** Checks in until assigned, sleeping as long as the server asks between attempts. */
@@ -302,11 +316,20 @@ export class FedgeClient {
    * bytes and the server counts it once. Throws `LateUpdateError` if the round already ended.
    */
   async submitUpdate(args: SubmitArgs): Promise<UpdateAck> {
+    return (await this.submitPrivately(args)).ack;
+  }
+
+  /** `submitUpdate`, with what a DP task's clipping and noise did to the update. */
+  private async submitPrivately(args: SubmitArgs): Promise<{ ack: UpdateAck; privacy: UpdatePrivacy | null }> {
     const { manifest } = await this.getWeights(args.baseVersion, args.signal ? { signal: args.signal } : {});
     const metadata: Record<string, string> = { [UPDATE_META.baseVersion]: String(args.baseVersion), [UPDATE_META.numExamples]: String(args.numExamples) };
-    if (args.metrics && Object.keys(args.metrics).length > 0) metadata[UPDATE_META.metrics] = JSON.stringify(args.metrics);
-    const body = encodeTensors(splitFlat(manifest.tensors, args.delta), metadata);
-    return this.http.json<UpdateAck>({ method: 'PUT', path: `${this.base}/rounds/${args.round}/update`, body, retry: true, signal: args.signal });
+    const dp = args.privacy ?? this.roundPrivacy.get(args.round);
+    const sent = dp ? privatizeUpdate(args.delta, dp) : null;
+    // Under DP the local metrics stay on the device: the noise does not cover them.
+    if (!dp && args.metrics && Object.keys(args.metrics).length > 0) metadata[UPDATE_META.metrics] = JSON.stringify(args.metrics);
+    const body = encodeTensors(splitFlat(manifest.tensors, sent?.delta ?? args.delta), { ...metadata, ...sent?.metadata });
+    const ack = await this.http.json<UpdateAck>({ method: 'PUT', path: `${this.base}/rounds/${args.round}/update`, body, retry: true, signal: args.signal });
+    return { ack, privacy: sent?.report ?? null };
   }
 
   /**
@@ -357,15 +380,16 @@ export class FedgeClient {
     const { delta, ...train } = trained;
     onStep?.('submitting', { round: assignment.round, numExamples: train.numExamples });
     try {
-      const ack = await this.submitUpdate({
+      const { ack, privacy } = await this.submitPrivately({
         round: assignment.round,
         baseVersion: assignment.baseVersion,
         delta,
         numExamples: train.numExamples,
         metrics: train.metrics,
+        privacy: assignment.privacy,
         ...(signal ? { signal } : {}),
       });
-      return { status: 'accepted', ack, train, assignment };
+      return { status: 'accepted', ack, train, assignment, privacy };
     } catch (e) {
       if (e instanceof RoundAbandonedError) return { status: 'abandoned', assignment, train };
       if (e instanceof LateUpdateError) return { status: 'late', assignment, train };

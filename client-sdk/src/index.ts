@@ -4,7 +4,7 @@
  */
 
 export { type CreateTaskOptions, FedgeAdmin, type FedgeAdminOptions } from './admin.ts';
-export type { EnrollmentKey, IdentityProvider, LiveRound, Task, TaskSummary } from './admin-types.ts';
+export type { EnrollmentKey, IdentityProvider, LiveRound, PrivacyOptions, Task, TaskSummary } from './admin-types.ts';
 export {
   type Assignment,
   FedgeClient,
@@ -18,8 +18,11 @@ export {
 export type { EnrolledCredentials, EnrollOptions } from './enroll.ts';
 export * from './errors.ts';
 export type { Logger } from './internal/http.ts';
+export { localEpsilon, privatizeUpdate, type UpdatePrivacy } from './privacy.ts';
 export { CLIENT_ERROR_CODES, type ClientErrorCode, ERROR_STATUS, type ErrorBody, type ErrorCode, type FedgeErrorCode } from './protocol/codes.ts';
-export type { CheckInResponse, ModelManifest, TensorManifestEntry, TrainingPlan, UpdateAck } from './protocol/messages.ts';
+export { clipToNorm, l2Norm } from './protocol/dp.ts';
+export type { CheckInResponse, ClientPrivacy, ModelManifest, TensorManifestEntry, TrainingPlan, UpdateAck, VersionPrivacy } from './protocol/messages.ts';
+export { sampledGaussianEpsilon } from './protocol/rdp.ts';
 export {
   buildModel,
   evaluateLocally,

@@ -7,7 +7,7 @@
  *
  * Screenshots for a person to look at are written to test-output/dashboard/ (gitignored):
  * signin-refused.png, tasks-1280.png, task-1280.png, task-live-1280.png, task-phone.png,
- * task-stopped-1280.png.
+ * task-stopped-1280.png, task-dp-1280.png.
  */
 import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync } from 'node:fs';
@@ -304,6 +304,47 @@ describe('the dashboard, served by the platform', () => {
     await page.click('#signout');
     await page.waitForSelector('#token');
     expect(await page.evaluate(() => sessionStorage.length)).toBe(0);
+    expect(page.problems).toEqual([]);
+    await page.close();
+  }, 60_000);
+
+  it('shows ε beside each version of a differentially private task, and charts it', async () => {
+    const dpTask = await argmaxTask(admin, 'dashboard dp test', {
+      rounds: { clientsPerRound: 2, minClients: 1, deadlineSeconds: 2 },
+      plan: { epochs: 1, batchSize: 8 },
+      privacy: { mode: 'central', noiseMultiplier: 1.2, clipNorm: 1, samplingRate: 1 },
+    });
+    const dpClients = [await admin.registerClient(dpTask), await admin.registerClient(dpTask)];
+    for (let v = 1; v <= 2; v++) {
+      await Promise.all(
+        dpClients.map(async (c, i) => {
+          const { xs, ys } = argmaxData(16, 100 + 10 * v + i);
+          try {
+            expect((await new FedgeClient({ baseUrl: fedgeUrl, taskId: dpTask, token: c.token }).participate({ xs, ys })).status).toBe('accepted');
+          } finally {
+            tf.dispose([xs, ys]);
+          }
+        }),
+      );
+      await admin.waitForVersion(dpTask, v, { timeoutMs: 30_000 });
+    }
+    const versions = await admin.listVersions(dpTask);
+    const page = await openDashboard();
+    await signIn(page, adminToken);
+    await page.waitForSelector('table[data-table="tasks"]');
+    await page.goto(`${fedgeUrl}/dashboard/#/tasks/${dpTask}`);
+    await page.waitForSelector('[data-chart="epsilon"]');
+    const header = await page.$$eval('table[data-table="versions"] thead th', (ths) => ths.map((th) => th.textContent?.trim()));
+    expect(header.slice(0, 5)).toEqual(['Version', 'Parent', 'Round', 'Strategy', 'ε (δ)']);
+    const shown = (await rows(page, 'versions')).map((r) => [r[0], r[4]]);
+    expect(shown).toEqual(versions.map((v) => [String(v.version), v.privacy ? `${v.privacy.epsilon.toFixed(2)} (0.00001)` : '—']));
+    expect(versions.map((v) => v.privacy?.rounds ?? 0)).toEqual([2, 1, 0]);
+    // The chart's data table holds the accountant's ε of every version (none for version 0).
+    const charted = await rows(page, 'epsilon');
+    expect(charted.map((r) => r[0])).toEqual(['0', '1', '2']);
+    expect(Number(charted[2]![1])).toBeCloseTo(versions[0]!.privacy!.epsilon, 3);
+    expect(charted[0]![1]).toBe('—');
+    await page.screenshot({ path: join(SHOTS, 'task-dp-1280.png'), fullPage: true });
     expect(page.problems).toEqual([]);
     await page.close();
   }, 60_000);

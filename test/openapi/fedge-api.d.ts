@@ -560,6 +560,18 @@ export interface components {
             };
             plan: components["schemas"]["TrainingPlan"];
             strategy: components["schemas"]["Strategy"];
+            privacy: components["schemas"]["Privacy"];
+            /** @description What the task has spent of its privacy (null: no DP) */
+            privacySpent: {
+                /** @description Versions released under DP so far */
+                rounds: number;
+                /** @description ε at privacy.delta spent so far */
+                epsilon: number;
+                /** @description The next round's clip norm (fixed, or where adaptive clipping moved it) */
+                clipNorm: number;
+                /** @description The budget allows no further round: the task finished */
+                exhausted: boolean;
+            } | null;
             maxUpdateBytes: number;
             maxClients: number;
             currentRound: components["schemas"]["LiveRound"];
@@ -699,6 +711,59 @@ export interface components {
             /** @description Norm bounding (Sun et al. 2019): clip each update to this L2 norm before it is summed */
             clipNorm?: number;
         };
+        /** @description The differential privacy the task runs under, as validated (null: none) */
+        Privacy: {
+            /** @enum {string} */
+            mode: "central";
+            /** @description z: the Gaussian noise standard deviation is z × the clip norm */
+            noiseMultiplier: number;
+            /** @description S: the clip norm (with adaptive clipping, its starting value) */
+            clipNorm: number;
+            /**
+             * @description Where updates are clipped: 'server' (the aggregator clips what it receives) or 'client' (the SDK clips; the aggregator refuses any update above S)
+             * @default server
+             * @enum {string}
+             */
+            clipping: "server" | "client";
+            /** @description q: each client that checks in is taken into a round with this probability, independently (Poisson sampling, as the accountant assumes) */
+            samplingRate: number;
+            /** @description Adaptive clipping (Andrew et al. 2021): the clip norm follows a quantile of the update norms */
+            adaptiveClipping?: {
+                /**
+                 * @description γ: the quantile of update norms the clip norm follows
+                 * @default 0.5
+                 */
+                targetQuantile: number;
+                /**
+                 * @description η_C of the geometric update
+                 * @default 0.2
+                 */
+                learningRate: number;
+                /** @description σ_b, the noise on the count of unclipped clients (default: rounds.clientsPerRound / 20) */
+                countNoise?: number;
+            };
+            /**
+             * @description δ of the (ε, δ) guarantee; pick it well below 1 / the number of clients
+             * @default 0.00001
+             */
+            delta: number;
+            /** @description The task finishes before a round whose release would take ε (at δ) above this budget */
+            epsilonBudget?: number;
+        } | {
+            /** @enum {string} */
+            mode: "local";
+            /** @description z: the Gaussian noise standard deviation is z × the clip norm */
+            noiseMultiplier: number;
+            /** @description S: each client's update is clipped to this L2 norm */
+            clipNorm: number;
+            /**
+             * @description δ of the (ε, δ) guarantee; pick it well below 1 / the number of clients
+             * @default 0.00001
+             */
+            delta: number;
+            /** @description The task finishes before a round whose release would take ε (at δ) above this budget */
+            epsilonBudget?: number;
+        } | null;
         LiveRound: {
             round: number;
             /** @enum {string} */
@@ -729,7 +794,7 @@ export interface components {
                  * @description Stable error code (README: error codes)
                  * @enum {string}
                  */
-                code: "invalid_request" | "invalid_strategy" | "malformed_json" | "invalid_topology" | "invalid_weights" | "weights_mismatch" | "malformed_update";
+                code: "invalid_request" | "invalid_strategy" | "invalid_privacy" | "malformed_json" | "invalid_topology" | "invalid_weights" | "weights_mismatch" | "malformed_update";
                 /** @description For people: what failed and why */
                 message: string;
             };
@@ -773,7 +838,7 @@ export interface components {
                  * @description Stable error code (README: error codes)
                  * @enum {string}
                  */
-                code: "tensor_mismatch" | "non_finite" | "invalid_example_count" | "invalid_metadata";
+                code: "tensor_mismatch" | "non_finite" | "invalid_example_count" | "update_norm_exceeded" | "invalid_metadata";
                 /** @description For people: what failed and why */
                 message: string;
             };
@@ -811,6 +876,7 @@ export interface components {
             rounds?: components["schemas"]["RoundRules"];
             plan?: components["schemas"]["TrainingPlan"];
             strategy?: components["schemas"]["Strategy"];
+            privacy?: components["schemas"]["Privacy"] & unknown;
             /**
              * @description At most this many clients, registered or enrolled (revoked ones included): bounds self-enrollment
              * @default 10000
@@ -878,7 +944,7 @@ export interface components {
                  * @description Stable error code (README: error codes)
                  * @enum {string}
                  */
-                code: "not_assigned" | "round_closed" | "round_abandoned" | "base_version_mismatch" | "stale_update" | "task_stopped" | "task_not_stopped" | "client_revoked" | "enrollment_limit_reached" | "duplicate_conflict";
+                code: "not_assigned" | "round_closed" | "round_abandoned" | "base_version_mismatch" | "stale_update" | "task_stopped" | "task_not_stopped" | "privacy_budget_exhausted" | "client_revoked" | "enrollment_limit_reached" | "duplicate_conflict";
                 /** @description For people: what failed and why */
                 message: string;
             };
@@ -1052,13 +1118,28 @@ export interface components {
              */
             deadlineAt: string;
             plan: components["schemas"]["TrainingPlan"];
+            privacy?: components["schemas"]["ClientPrivacy"];
         } | {
             /** @enum {string} */
             status: "retry_later";
             taskId: string;
             retryAfterSeconds: number;
+            /**
+             * @description `not_sampled`: a DP task's Poisson sampling left this client out of this round
+             * @enum {string}
+             */
+            reason: "round_full" | "round_closing" | "already_submitted" | "task_paused" | "not_sampled";
+        };
+        ClientPrivacy: {
             /** @enum {string} */
-            reason: "round_full" | "round_closing" | "already_submitted" | "task_paused";
+            mode: "central" | "local";
+            /** @description Clip the update to this L2 norm before sending it */
+            clipNorm: number;
+            /** @description Local DP: add Gaussian noise of σ = noiseMultiplier × clipNorm on the device; 0 under central DP */
+            noiseMultiplier: number;
+            delta: number;
+            /** @description Adaptive clipping: send metadata `fedge.unclipped` (1 if the norm was ≤ clipNorm before clipping, else 0) */
+            reportUnclipped: boolean;
         };
         UpdateAck: {
             taskId: string;
@@ -1117,6 +1198,7 @@ export interface components {
                     [key: string]: number | string;
                 };
             } | null;
+            privacy: components["schemas"]["VersionPrivacy"];
             /** @description The operator's own held-out evaluation (PUT …/server-metrics) */
             serverMetrics: {
                 [key: string]: number;
@@ -1130,6 +1212,30 @@ export interface components {
             createdAt: string;
             weightsUrl: string;
         };
+        /** @description The privacy spent up to this version (null: made without differential privacy) */
+        VersionPrivacy: {
+            /** @enum {string} */
+            mode: "central" | "local";
+            accountant: string;
+            /** @description ε at delta spent by every release up to and including this one */
+            epsilon: number;
+            delta: number;
+            noiseMultiplier: number;
+            clipNorm: number;
+            samplingRate: number;
+            rounds: number;
+            /** @enum {string} */
+            clipping: "server" | "client" | "local";
+            epsilonPerRound?: number;
+            adaptiveClipping?: {
+                targetQuantile: number;
+                learningRate: number;
+                countNoise: number;
+                updateNoiseMultiplier: number;
+                nextClipNorm: number;
+            };
+            epsilonBudget: number | null;
+        } | null;
         /** @description Clients' evaluations of this version on their local data, example-weighted */
         FederatedEvaluation: {
             clients: number;
@@ -1312,7 +1418,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Error: `invalid_request`, `invalid_strategy`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1385,7 +1491,7 @@ export interface operations {
                     "application/json": components["schemas"]["Task"];
                 };
             };
-            /** @description Error: `invalid_request`, `invalid_strategy`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1423,7 +1529,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error413"];
                 };
             };
-            /** @description Error: `tensor_mismatch`, `non_finite`, `invalid_example_count`, `invalid_metadata` */
+            /** @description Error: `tensor_mismatch`, `non_finite`, `invalid_example_count`, `update_norm_exceeded`, `invalid_metadata` */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -1474,7 +1580,7 @@ export interface operations {
                     "application/json": components["schemas"]["Task"];
                 };
             };
-            /** @description Error: `invalid_request`, `invalid_strategy`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1554,7 +1660,7 @@ export interface operations {
                     "application/json": components["schemas"]["DeletedTask"];
                 };
             };
-            /** @description Error: `invalid_request`, `invalid_strategy`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1592,7 +1698,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error404"];
                 };
             };
-            /** @description Error: `not_assigned`, `round_closed`, `round_abandoned`, `base_version_mismatch`, `stale_update`, `task_stopped`, `task_not_stopped`, `client_revoked`, `enrollment_limit_reached`, `duplicate_conflict` */
+            /** @description Error: `not_assigned`, `round_closed`, `round_abandoned`, `base_version_mismatch`, `stale_update`, `task_stopped`, `task_not_stopped`, `privacy_budget_exhausted`, `client_revoked`, `enrollment_limit_reached`, `duplicate_conflict` */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -1643,7 +1749,7 @@ export interface operations {
                     "application/json": components["schemas"]["TaskLifecycle"];
                 };
             };
-            /** @description Error: `invalid_request`, `invalid_strategy`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1681,7 +1787,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error404"];
                 };
             };
-            /** @description Error: `not_assigned`, `round_closed`, `round_abandoned`, `base_version_mismatch`, `stale_update`, `task_stopped`, `task_not_stopped`, `client_revoked`, `enrollment_limit_reached`, `duplicate_conflict` */
+            /** @description Error: `not_assigned`, `round_closed`, `round_abandoned`, `base_version_mismatch`, `stale_update`, `task_stopped`, `task_not_stopped`, `privacy_budget_exhausted`, `client_revoked`, `enrollment_limit_reached`, `duplicate_conflict` */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -1732,7 +1838,7 @@ export interface operations {
                     "application/json": components["schemas"]["TaskLifecycle"];
                 };
             };
-            /** @description Error: `invalid_request`, `invalid_strategy`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1770,7 +1876,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error404"];
                 };
             };
-            /** @description Error: `not_assigned`, `round_closed`, `round_abandoned`, `base_version_mismatch`, `stale_update`, `task_stopped`, `task_not_stopped`, `client_revoked`, `enrollment_limit_reached`, `duplicate_conflict` */
+            /** @description Error: `not_assigned`, `round_closed`, `round_abandoned`, `base_version_mismatch`, `stale_update`, `task_stopped`, `task_not_stopped`, `privacy_budget_exhausted`, `client_revoked`, `enrollment_limit_reached`, `duplicate_conflict` */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -1821,7 +1927,7 @@ export interface operations {
                     "application/json": components["schemas"]["TaskLifecycle"];
                 };
             };
-            /** @description Error: `invalid_request`, `invalid_strategy`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1859,7 +1965,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error404"];
                 };
             };
-            /** @description Error: `not_assigned`, `round_closed`, `round_abandoned`, `base_version_mismatch`, `stale_update`, `task_stopped`, `task_not_stopped`, `client_revoked`, `enrollment_limit_reached`, `duplicate_conflict` */
+            /** @description Error: `not_assigned`, `round_closed`, `round_abandoned`, `base_version_mismatch`, `stale_update`, `task_stopped`, `task_not_stopped`, `privacy_budget_exhausted`, `client_revoked`, `enrollment_limit_reached`, `duplicate_conflict` */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -1917,7 +2023,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Error: `invalid_request`, `invalid_strategy`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2001,7 +2107,7 @@ export interface operations {
                     "application/json": components["schemas"]["ClientCredentials"];
                 };
             };
-            /** @description Error: `invalid_request`, `invalid_strategy`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2082,7 +2188,7 @@ export interface operations {
                     "application/json": components["schemas"]["Client"];
                 };
             };
-            /** @description Error: `invalid_request`, `invalid_strategy`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2163,7 +2269,7 @@ export interface operations {
                     "application/json": components["schemas"]["ClientCredentials"];
                 };
             };
-            /** @description Error: `invalid_request`, `invalid_strategy`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2201,7 +2307,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error404"];
                 };
             };
-            /** @description Error: `not_assigned`, `round_closed`, `round_abandoned`, `base_version_mismatch`, `stale_update`, `task_stopped`, `task_not_stopped`, `client_revoked`, `enrollment_limit_reached`, `duplicate_conflict` */
+            /** @description Error: `not_assigned`, `round_closed`, `round_abandoned`, `base_version_mismatch`, `stale_update`, `task_stopped`, `task_not_stopped`, `privacy_budget_exhausted`, `client_revoked`, `enrollment_limit_reached`, `duplicate_conflict` */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -2254,7 +2360,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Error: `invalid_request`, `invalid_strategy`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2338,7 +2444,7 @@ export interface operations {
                     "application/json": components["schemas"]["NewEnrollmentKey"];
                 };
             };
-            /** @description Error: `invalid_request`, `invalid_strategy`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2419,7 +2525,7 @@ export interface operations {
                     "application/json": components["schemas"]["EnrollmentKey"];
                 };
             };
-            /** @description Error: `invalid_request`, `invalid_strategy`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2512,7 +2618,7 @@ export interface operations {
                     "application/json": components["schemas"]["ClientCredentials"];
                 };
             };
-            /** @description Error: `invalid_request`, `invalid_strategy`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2541,7 +2647,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error404"];
                 };
             };
-            /** @description Error: `not_assigned`, `round_closed`, `round_abandoned`, `base_version_mismatch`, `stale_update`, `task_stopped`, `task_not_stopped`, `client_revoked`, `enrollment_limit_reached`, `duplicate_conflict` */
+            /** @description Error: `not_assigned`, `round_closed`, `round_abandoned`, `base_version_mismatch`, `stale_update`, `task_stopped`, `task_not_stopped`, `privacy_budget_exhausted`, `client_revoked`, `enrollment_limit_reached`, `duplicate_conflict` */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -2603,7 +2709,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Error: `invalid_request`, `invalid_strategy`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2687,7 +2793,7 @@ export interface operations {
                     "application/json": components["schemas"]["IdentityProvider"];
                 };
             };
-            /** @description Error: `invalid_request`, `invalid_strategy`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2768,7 +2874,7 @@ export interface operations {
                     "application/json": components["schemas"]["IdentityProvider"];
                 };
             };
-            /** @description Error: `invalid_request`, `invalid_strategy`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2850,7 +2956,7 @@ export interface operations {
                     "application/json": components["schemas"]["CheckIn"];
                 };
             };
-            /** @description Error: `invalid_request`, `invalid_strategy`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2888,7 +2994,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error404"];
                 };
             };
-            /** @description Error: `not_assigned`, `round_closed`, `round_abandoned`, `base_version_mismatch`, `stale_update`, `task_stopped`, `task_not_stopped`, `client_revoked`, `enrollment_limit_reached`, `duplicate_conflict` */
+            /** @description Error: `not_assigned`, `round_closed`, `round_abandoned`, `base_version_mismatch`, `stale_update`, `task_stopped`, `task_not_stopped`, `privacy_budget_exhausted`, `client_revoked`, `enrollment_limit_reached`, `duplicate_conflict` */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -2946,7 +3052,7 @@ export interface operations {
                     "application/json": components["schemas"]["UpdateAck"];
                 };
             };
-            /** @description Error: `invalid_request`, `invalid_strategy`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2993,7 +3099,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error408"];
                 };
             };
-            /** @description Error: `not_assigned`, `round_closed`, `round_abandoned`, `base_version_mismatch`, `stale_update`, `task_stopped`, `task_not_stopped`, `client_revoked`, `enrollment_limit_reached`, `duplicate_conflict` */
+            /** @description Error: `not_assigned`, `round_closed`, `round_abandoned`, `base_version_mismatch`, `stale_update`, `task_stopped`, `task_not_stopped`, `privacy_budget_exhausted`, `client_revoked`, `enrollment_limit_reached`, `duplicate_conflict` */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -3020,7 +3126,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error415"];
                 };
             };
-            /** @description Error: `tensor_mismatch`, `non_finite`, `invalid_example_count`, `invalid_metadata` */
+            /** @description Error: `tensor_mismatch`, `non_finite`, `invalid_example_count`, `update_norm_exceeded`, `invalid_metadata` */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -3078,7 +3184,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Error: `invalid_request`, `invalid_strategy`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3160,7 +3266,7 @@ export interface operations {
                     "application/json": components["schemas"]["ModelManifest"];
                 };
             };
-            /** @description Error: `invalid_request`, `invalid_strategy`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3243,7 +3349,7 @@ export interface operations {
                     "application/json": components["schemas"]["ModelManifest"];
                 };
             };
-            /** @description Error: `invalid_request`, `invalid_strategy`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3342,7 +3448,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description Error: `invalid_request`, `invalid_strategy`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3427,7 +3533,7 @@ export interface operations {
                     "application/json": components["schemas"]["EvaluationReport"];
                 };
             };
-            /** @description Error: `invalid_request`, `invalid_strategy`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3465,7 +3571,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error404"];
                 };
             };
-            /** @description Error: `tensor_mismatch`, `non_finite`, `invalid_example_count`, `invalid_metadata` */
+            /** @description Error: `tensor_mismatch`, `non_finite`, `invalid_example_count`, `update_norm_exceeded`, `invalid_metadata` */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -3521,7 +3627,7 @@ export interface operations {
                     "application/json": components["schemas"]["ModelManifest"];
                 };
             };
-            /** @description Error: `invalid_request`, `invalid_strategy`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3603,7 +3709,7 @@ export interface operations {
                     "application/json": components["schemas"]["TfjsModelJson"];
                 };
             };
-            /** @description Error: `invalid_request`, `invalid_strategy`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3702,7 +3808,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description Error: `invalid_request`, `invalid_strategy`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3801,7 +3907,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description Error: `invalid_request`, `invalid_strategy`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3888,7 +3994,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Error: `invalid_request`, `invalid_strategy`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3971,7 +4077,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Error: `invalid_request`, `invalid_strategy`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4115,7 +4221,7 @@ export interface operations {
                     "application/json": components["schemas"]["NewAdminToken"];
                 };
             };
-            /** @description Error: `invalid_request`, `invalid_strategy`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4190,7 +4296,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Error: `invalid_request`, `invalid_strategy`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
             400: {
                 headers: {
                     [name: string]: unknown;

@@ -158,7 +158,7 @@ async function attack(c: VirtualClient, m: MaliciousOptions, seed: number): Prom
   const [task, weights] = await Promise.all([c.client.getTaskModel(), c.client.getWeights(assignment.baseVersion)]);
   const delta = await poison(c, m, seed, weights.flat, { modelTopology: task.modelTopology, tensors: weights.manifest.tensors }, assignment);
   const ack = await c.client.submitUpdate({ round: assignment.round, baseVersion: assignment.baseVersion, delta, numExamples: c.n });
-  return { status: 'accepted', ack, assignment, train: { numExamples: c.n, metrics: {} } };
+  return { status: 'accepted', ack, assignment, train: { numExamples: c.n, metrics: {} }, privacy: null };
 }
 
 /** Honest local training of one virtual client from the given weights (the model is disposed). */

@@ -3,6 +3,7 @@
  * 3 classes, the class being the argmax of the first three features.
  */
 import * as tf from '@tensorflow/tfjs';
+import type { PrivacyOptions } from '../../client-sdk/src/admin-types.ts';
 import { rng } from '../shared/random.ts';
 
 export function argmaxData(n: number, seed: number): { xs: tf.Tensor2D; ys: tf.Tensor2D; raw: Float32Array } {
@@ -30,9 +31,9 @@ export function argmaxModel(): tf.LayersModel {
 
 /** Creates a task of {@link argmaxModel} (one client per round unless `options.rounds` says otherwise); its id. */
 export async function argmaxTask(
-  admin: { createTask(model: tf.LayersModel, options: { name: string; rounds?: object; plan?: object }): Promise<{ id: string }> },
+  admin: { createTask(model: tf.LayersModel, options: { name: string; rounds?: object; plan?: object; privacy?: PrivacyOptions }): Promise<{ id: string }> },
   name: string,
-  options: { rounds?: object; plan?: object } = {},
+  options: { rounds?: object; plan?: object; privacy?: PrivacyOptions } = {},
 ): Promise<string> {
   const model = argmaxModel();
   try {
@@ -41,6 +42,7 @@ export async function argmaxTask(
         name,
         rounds: { clientsPerRound: 1, overSelection: 1, deadlineSeconds: 120, ...options.rounds },
         ...(options.plan ? { plan: options.plan } : {}),
+        ...(options.privacy ? { privacy: options.privacy } : {}),
       })
     ).id;
   } finally {

@@ -14,7 +14,7 @@ export interface Series {
   values: (number | null)[];
 }
 export interface ChartData {
-  id: 'accuracy' | 'loss';
+  id: 'accuracy' | 'loss' | 'epsilon';
   title: string;
   x: number[];
   series: Series[];
@@ -44,6 +44,15 @@ export function metricCharts(versions: Version[]): ChartData[] {
     }
     if (series.length > 0) charts.push({ id: family.id, title: family.title, x, series });
   }
+  // Differential privacy: ε as spent up to each version (the accountant's figure on its manifest).
+  const delta = sorted.find((v) => v.privacy)?.privacy?.delta;
+  if (delta !== undefined)
+    charts.push({
+      id: 'epsilon',
+      title: 'Privacy spent (ε)',
+      x,
+      series: [{ label: `ε at δ = ${delta}`, values: sorted.map((v) => v.privacy?.epsilon ?? null) }],
+    });
   return charts;
 }
 

@@ -11,8 +11,9 @@ export function newRouter() {
     defaultHook: (result) => {
       if (!result.success) {
         const issues = result.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ');
-        const strategyOnly = result.target === 'json' && result.error.issues.every((i) => i.path[0] === 'strategy');
-        throw new ApiError(strategyOnly ? 'invalid_strategy' : 'invalid_request', `${result.target} is invalid: ${issues}`);
+        const only = (field: string) => result.target === 'json' && result.error.issues.every((i) => i.path[0] === field);
+        const code = only('strategy') ? 'invalid_strategy' : only('privacy') ? 'invalid_privacy' : 'invalid_request';
+        throw new ApiError(code, `${result.target} is invalid: ${issues}`);
       }
     },
   });

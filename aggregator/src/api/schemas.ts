@@ -5,13 +5,16 @@ import { z } from '@hono/zod-openapi';
 import { ERROR_STATUS, type ErrorCode } from '#protocol/codes.ts';
 import {
   type CheckInResponse,
+  type ClientPrivacy,
   MAX_METRICS,
   METRIC_NAME_PATTERN,
   type ModelManifest,
   type TensorManifestEntry,
   type TrainingPlan,
   type UpdateAck,
+  type VersionPrivacy,
 } from '#protocol/messages.ts';
+import { PrivacyConfigSchema } from '../privacy/config.ts';
 import { DEFAULT_STRATEGY, StrategyConfigSchema } from '../strategies/config.ts';
 
 const ERROR_CODES = Object.keys(ERROR_STATUS) as [ErrorCode, ...ErrorCode[]];
@@ -115,6 +118,9 @@ export const TrainingPlanSchema = z
 /** A task's aggregation strategy (its schema lives with the strategies); unknown names and out-of-range parameters are `invalid_strategy`. */
 export const StrategySchema = StrategyConfigSchema.openapi('Strategy');
 
+/** A task's differential privacy (its schema lives with the privacy code); bad values and misfits are `invalid_privacy`. */
+export const PrivacySchema = PrivacyConfigSchema.openapi('Privacy');
+
 export const CreateTaskSchema = z
   .object({
     name: z.string().min(1).max(200),
@@ -123,6 +129,7 @@ export const CreateTaskSchema = z
     rounds: RoundRulesSchema.prefault({}),
     plan: TrainingPlanSchema.prefault({}),
     strategy: StrategySchema.prefault(DEFAULT_STRATEGY),
+    privacy: PrivacySchema.optional().describe('Differential privacy: central DP-FedAvg or local DP; absent: none'),
     maxClients: z
       .number()
       .int()
@@ -162,6 +169,16 @@ export const TaskSchema = z
     rounds: RoundRulesSchema.required(),
     plan: TrainingPlanSchema,
     strategy: StrategySchema,
+    privacy: PrivacySchema.nullable().describe('The differential privacy the task runs under, as validated (null: none)'),
+    privacySpent: z
+      .object({
+        rounds: z.number().int().describe('Versions released under DP so far'),
+        epsilon: z.number().describe('ε at privacy.delta spent so far'),
+        clipNorm: z.number().describe("The next round's clip norm (fixed, or where adaptive clipping moved it)"),
+        exhausted: z.boolean().describe('The budget allows no further round: the task finished'),
+      })
+      .nullable()
+      .describe('What the task has spent of its privacy (null: no DP)'),
     maxUpdateBytes: z.number().int(),
     maxClients: z.number().int(),
     currentRound: LiveRoundSchema.nullable(),
@@ -240,6 +257,35 @@ export const NewAdminTokenSchema = AdminTokenSchema.extend({ token: z.string().d
   'NewAdminToken',
 );
 
+export const ClientPrivacySchema = z
+  .object({
+    mode: z.enum(['central', 'local']),
+    clipNorm: z.number().describe('Clip the update to this L2 norm before sending it'),
+    noiseMultiplier: z.number().describe('Local DP: add Gaussian noise of σ = noiseMultiplier × clipNorm on the device; 0 under central DP'),
+    delta: z.number(),
+    reportUnclipped: z.boolean().describe('Adaptive clipping: send metadata `fedge.unclipped` (1 if the norm was ≤ clipNorm before clipping, else 0)'),
+  })
+  .openapi('ClientPrivacy');
+
+export const VersionPrivacySchema = z
+  .object({
+    mode: z.enum(['central', 'local']),
+    accountant: z.string(),
+    epsilon: z.number().describe('ε at delta spent by every release up to and including this one'),
+    delta: z.number(),
+    noiseMultiplier: z.number(),
+    clipNorm: z.number(),
+    samplingRate: z.number(),
+    rounds: z.number().int(),
+    clipping: z.enum(['server', 'client', 'local']),
+    epsilonPerRound: z.number().optional(),
+    adaptiveClipping: z
+      .object({ targetQuantile: z.number(), learningRate: z.number(), countNoise: z.number(), updateNoiseMultiplier: z.number(), nextClipNorm: z.number() })
+      .optional(),
+    epsilonBudget: z.number().nullable(),
+  })
+  .openapi('VersionPrivacy');
+
 export const CheckInSchema = z
   .discriminatedUnion('status', [
     z.object({
@@ -249,12 +295,15 @@ export const CheckInSchema = z
       baseVersion: z.number().int(),
       deadlineAt: timestamp.describe('Submit before this: the round closes at its deadline'),
       plan: TrainingPlanSchema,
+      privacy: ClientPrivacySchema.optional(),
     }),
     z.object({
       status: z.literal('retry_later'),
       taskId: z.string(),
       retryAfterSeconds: z.number().int(),
-      reason: z.enum(['round_full', 'round_closing', 'already_submitted', 'task_paused']),
+      reason: z
+        .enum(['round_full', 'round_closing', 'already_submitted', 'task_paused', 'not_sampled'])
+        .describe("`not_sampled`: a DP task's Poisson sampling left this client out of this round"),
     }),
   ])
   .openapi('CheckIn');
@@ -288,6 +337,7 @@ export const ModelManifestSchema = z
       .object({ name: z.string(), params: z.record(z.string(), z.union([z.number(), z.string()])) })
       .nullable()
       .describe('The strategy that produced this version, by the name the task was created with (null for version 0)'),
+    privacy: VersionPrivacySchema.nullable().describe('The privacy spent up to this version (null: made without differential privacy)'),
     serverMetrics: z.record(z.string(), z.number()).nullable().describe("The operator's own held-out evaluation (PUT …/server-metrics)"),
     federatedEvaluation: FederatedEvaluationSchema.nullable().describe("Clients' evaluations of this version on their local data, example-weighted"),
     createdAt: timestamp,
@@ -390,4 +440,6 @@ export type WireTypesMatchTheirSchemas = [
   Expect<Same<z.output<typeof UpdateAckSchema>, UpdateAck>>,
   Expect<Same<z.output<typeof TensorEntrySchema>, TensorManifestEntry>>,
   Expect<Same<z.output<typeof ModelManifestSchema>, ModelManifest>>,
+  Expect<Same<z.output<typeof VersionPrivacySchema>, VersionPrivacy>>,
+  Expect<Same<z.output<typeof ClientPrivacySchema>, ClientPrivacy>>,
 ];

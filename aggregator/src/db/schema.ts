@@ -9,6 +9,8 @@ import { index, integer, primaryKey, real, sqliteTable, text } from 'drizzle-orm
 import type { TrainingPlan } from '#protocol/messages.ts';
 import type { RoundRules } from '../master/round-machine.ts';
 import type { TensorSpec } from '../master/task-spec.ts';
+import type { PrivacyConfig } from '../privacy/config.ts';
+import type { PrivacyRecord } from '../privacy/mechanism.ts';
 import { DEFAULT_STRATEGY, type StrategyConfig } from '../strategies/config.ts';
 
 /** Metric name → value (client-reported local metrics, or their example-weighted means). */
@@ -22,8 +24,8 @@ export interface VersionStrategy {
 export const tasks = sqliteTable('tasks', {
   id: text('id').primaryKey(),
   name: text('name').notNull(),
-  /** `active` while rounds run, `paused`, `stopped` (for good; see master/lifecycle.ts); reserved: `archived`. */
-  status: text('status', { enum: ['active', 'paused', 'stopped', 'archived'] })
+  /** `active` while rounds run, `paused`, `stopped` (for good; see master/lifecycle.ts), `finished` (its privacy budget spent); reserved: `archived`. */
+  status: text('status', { enum: ['active', 'paused', 'stopped', 'finished', 'archived'] })
     .notNull()
     .default('active'),
   /** The `modelTopology` of a tfjs `model.json`, as JSON text. */
@@ -36,6 +38,8 @@ export const tasks = sqliteTable('tasks', {
   plan: text('plan', { mode: 'json' }).$type<TrainingPlan>().notNull(),
   /** The aggregation strategy and its parameters (see strategies/index.ts). */
   strategy: text('strategy', { mode: 'json' }).$type<StrategyConfig>().notNull().default(DEFAULT_STRATEGY),
+  /** Differential privacy (see privacy/config.ts); null: none. */
+  privacy: text('privacy', { mode: 'json' }).$type<PrivacyConfig>(),
   currentVersion: integer('current_version').notNull().default(0),
   /** At most this many clients (registered and enrolled, revoked included): the bound on self-enrollment. */
   maxClients: integer('max_clients').notNull().default(10_000),
@@ -136,6 +140,8 @@ export const modelVersions = sqliteTable(
     metrics: text('metrics', { mode: 'json' }).$type<Metrics>(),
     /** `{ name, params }` of the strategy that produced it; null for the initial version. */
     strategy: text('strategy', { mode: 'json' }).$type<VersionStrategy>(),
+    /** The privacy spent up to this version (ε, δ, z, S, q, rounds, accountant); null without DP. */
+    privacy: text('privacy', { mode: 'json' }).$type<PrivacyRecord>(),
     /** Metrics the operator measured on held-out data of its own (e.g. a simulation's test split). */
     serverMetrics: text('server_metrics', { mode: 'json' }).$type<Metrics>(),
     createdAt: integer('created_at', { mode: 'timestamp_ms' }).notNull(),

@@ -234,14 +234,16 @@ const PARTICIPANTS_PER_INSERT = 16;
  * a closed round, the version it produced and the task's current version. Every insert ignores
  * an existing row, so a publish retried after a crash writes nothing twice.
  */
-export async function recordRound(db: Db, round: NewRound, participants: NewParticipant[], version: NewVersion | null): Promise<void> {
+export async function recordRound(db: Db, round: NewRound, participants: NewParticipant[], version: NewVersion | null, status?: 'finished'): Promise<void> {
   const statements = [];
   if (version) {
     statements.push(db.insert(modelVersions).values(version).onConflictDoNothing());
+    // `finished` (the privacy budget is spent) does not replace `stopped`: the operator's stop stands.
+    const finished = status ? { status: sql`CASE WHEN ${tasks.status} = 'stopped' THEN ${tasks.status} ELSE ${status} END` } : {};
     statements.push(
       db
         .update(tasks)
-        .set({ currentVersion: sql`max(${tasks.currentVersion}, ${version.version})` })
+        .set({ currentVersion: sql`max(${tasks.currentVersion}, ${version.version})`, ...finished })
         .where(eq(tasks.id, round.taskId)),
     );
   }

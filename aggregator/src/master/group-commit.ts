@@ -29,6 +29,8 @@ export interface PendingAccept {
   /** Its weight in the sum. */
   weight: number;
   metrics: Record<string, number> | null;
+  /** DP tasks: whether the update was within the clip norm before clipping; null otherwise. */
+  unclipped: boolean | null;
   delta: Float32Array;
   durable: Promise<void>;
   resolve: () => void;
@@ -126,7 +128,7 @@ export class GroupCommit {
   private persist(batch: PendingAccept[]): void {
     this.host.faults.hit('commit');
     const { ledger } = this.host;
-    for (const { ack, metrics, generation, weight } of batch) {
+    for (const { ack, metrics, generation, weight, unclipped } of batch) {
       ledger.insert({
         round: generation,
         assignedRound: ack.round,
@@ -138,6 +140,7 @@ export class GroupCommit {
         ack: JSON.stringify(ack),
         acceptedAt: Date.parse(ack.acceptedAt),
         weight,
+        unclipped,
       });
     }
     const round = batch[0]!.generation;

@@ -35,6 +35,8 @@ export interface AcceptRow {
   ack: string;
   acceptedAt: number;
   weight: number;
+  /** DP tasks: whether the update's norm was ≤ the round's clip norm before clipping (adaptive clipping counts these); null otherwise. */
+  unclipped: boolean | null;
 }
 
 const MIGRATIONS: ((sql: SqlStorage) => void)[] = [
@@ -55,17 +57,28 @@ const MIGRATIONS: ((sql: SqlStorage) => void)[] = [
     `),
   // 2: asynchronous tasks: the round a client was assigned (the key its retries use) and the update's weight.
   (sql) => {
-    const columns = new Set(
-      sql
-        .exec<{ name: string }>(`PRAGMA table_info(ledger)`)
-        .toArray()
-        .map((c) => c.name),
-    );
+    const columns = columnsOf(sql, 'ledger');
     if (!columns.has('assigned_round')) sql.exec(`ALTER TABLE ledger ADD COLUMN assigned_round INTEGER`);
     if (!columns.has('weight')) sql.exec(`ALTER TABLE ledger ADD COLUMN weight REAL`);
     sql.exec(`CREATE INDEX IF NOT EXISTS ledger_assigned ON ledger (assigned_round, client_id)`);
   },
+  // 3: differential privacy: each client's Poisson draw per round, and whether its update was within the clip norm.
+  (sql) => {
+    sql.exec(
+      `CREATE TABLE IF NOT EXISTS sampling (round INTEGER NOT NULL, client_id TEXT NOT NULL, selected INTEGER NOT NULL, PRIMARY KEY (round, client_id))`,
+    );
+    if (!columnsOf(sql, 'ledger').has('unclipped')) sql.exec(`ALTER TABLE ledger ADD COLUMN unclipped INTEGER`);
+  },
 ];
+
+function columnsOf(sql: SqlStorage, table: string): Set<string> {
+  return new Set(
+    sql
+      .exec<{ name: string }>(`PRAGMA table_info(${table})`)
+      .toArray()
+      .map((c) => c.name),
+  );
+}
 
 export class Ledger {
   private readonly sql: SqlStorage;
@@ -132,7 +145,7 @@ export class Ledger {
 
   insert(r: AcceptRow): void {
     this.sql.exec(
-      `INSERT INTO ledger (round, client_id, seq, body_sha256, num_examples, metrics, ack, accepted_at, assigned_round, weight) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      `INSERT INTO ledger (round, client_id, seq, body_sha256, num_examples, metrics, ack, accepted_at, assigned_round, weight, unclipped) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       r.round,
       r.clientId,
       r.seq,
@@ -143,7 +156,24 @@ export class Ledger {
       r.acceptedAt,
       r.assignedRound,
       r.weight,
+      r.unclipped === null ? null : Number(r.unclipped),
     );
+  }
+
+  /** How many of the round's accepted updates were within the clip norm before clipping (DP tasks). */
+  unclippedIn(round: number): number {
+    return this.sql.exec<{ n: number }>(`SELECT count(*) AS n FROM ledger WHERE round = ? AND unclipped = 1`, round).one().n;
+  }
+
+  /** A DP task's Poisson draw for this client in this round, or undefined before it was drawn. */
+  sampling(round: number, clientId: string): boolean | undefined {
+    const row = this.sql.exec<{ selected: number }>(`SELECT selected FROM sampling WHERE round = ? AND client_id = ?`, round, clientId).toArray()[0];
+    return row === undefined ? undefined : row.selected === 1;
+  }
+
+  /** Records the draw, once: a client cannot draw again by checking in again. */
+  recordSampling(round: number, clientId: string, selected: boolean): void {
+    this.sql.exec(`INSERT INTO sampling (round, client_id, selected) VALUES (?, ?, ?)`, round, clientId, Number(selected));
   }
 
   /** The round's accepted updates, in acceptance order. */
@@ -182,6 +212,7 @@ export class Ledger {
     this.sql.exec(`DELETE FROM assignments WHERE round <= ?`, round - keepAssignedRounds);
     this.sql.exec(`DELETE FROM ledger WHERE round <= ?`, round - Math.max(ledgerRoundsKept, keepAssignedRounds + 1));
     this.sql.exec(`DELETE FROM rejections WHERE round <= ?`, round);
+    this.sql.exec(`DELETE FROM sampling WHERE round <= ?`, round);
   }
 
   /** An abandoned round's updates were discarded: no retry may be answered with their acknowledgements. */

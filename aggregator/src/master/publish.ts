@@ -15,6 +15,7 @@ import type { RoundInput, Strategy } from '../strategies/index.ts';
 import type { Faults } from './faults.ts';
 import type { GroupCommit } from './group-commit.ts';
 import type { Ledger, LedgerRow } from './ledger.ts';
+import { closeSeed, privateClose, SEED_KEY } from './privacy.ts';
 import * as machine from './round-machine.ts';
 import { type RoundStore, UPDATE_CHUNK_FLOATS } from './round-store.ts';
 import type { TaskState } from './task-spec.ts';
@@ -61,7 +62,20 @@ export async function publish(host: CloseHost): Promise<void> {
           numExamples: ledger.map((r) => r.num_examples),
         }
       : { kind: 'sum', sum: host.sum(), numExamples };
-  const { next, state: strategyState } = strategy.aggregate(base, input, store.readStrategyState());
+  // DP tasks: the privacy step (noise on the clipped sum, the clip step), then the strategy's server step on the noised mean.
+  const dp =
+    task.spec.privacy && task.privacy
+      ? privateClose(
+          task,
+          input.kind === 'sum' ? host.sum() : null,
+          host.ledger.unclippedIn(state.round),
+          closeSeed(host.ledger, host.commits, state.round),
+          Date.now(),
+        )
+      : null;
+  const { next, state: strategyState } = dp?.meanDelta
+    ? strategy.apply(base, dp.meanDelta, store.readStrategyState() ?? strategy.initialState(base.length))
+    : strategy.aggregate(base, input, store.readStrategyState());
 
   const blob = await putWeights(host.env.MODELS, spec.taskId, version, spec.tensors, next);
   host.faults.hit('after_blob');
@@ -92,17 +106,26 @@ export async function publish(host: CloseHost): Promise<void> {
       numExamples,
       metrics,
       strategy: { name: strategy.name, params: { ...strategy.params } },
+      privacy: dp?.record ?? null,
       createdAt: new Date(now),
     },
+    dp?.next.exhaustedAt != null ? 'finished' : undefined,
   );
   host.faults.hit('after_d1');
 
   const current = host.state()!;
   if (current.state.round !== state.round || current.state.status !== 'closing') throw new Error(`round ${state.round} changed while it was being published`);
   const closed = machine.published(current.state, now);
-  host.setState({ ...current, latestVersion: version, latestKey: blob.key, state: machine.openRound(closed.round + 1, version, now) });
+  host.setState({
+    ...current,
+    latestVersion: version,
+    latestKey: blob.key,
+    state: machine.openRound(closed.round + 1, version, now),
+    ...(dp ? { privacy: dp.next } : {}),
+  });
   host.commits.commit(() => {
     clearRound(host, state.round);
+    if (dp) host.ledger.delete(SEED_KEY);
     // The server optimizer's state moves with the version it produced, in the same transaction.
     if (strategyState) store.writeStrategyState(strategyState);
   });

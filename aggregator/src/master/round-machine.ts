@@ -1,7 +1,7 @@
 /**
  * @module The round state machine of one task: pure functions on plain data, no I/O.
  *
- * open ──(accepted reaches the goal)──────────────▶ closing ──(version published)──▶ closed
+ * open ──(accepted reaches the goal; not in DP tasks)▶ closing ──(version published)──▶ closed
  *   │                                                  ▲
  *   └──(deadline, accepted ≥ minimum)──────────────────┘
  *   └──(deadline, accepted < minimum)──▶ abandoned (a new round opens on the same base version)
@@ -55,10 +55,14 @@ export function assignmentCapacity(rules: RoundRules): number {
   return Math.ceil(rules.clientsPerRound * rules.overSelection);
 }
 
-/** Decides whether one more client may join the round now. */
-export function assign(state: RoundState, rules: RoundRules, now: number): AssignDecision {
+/**
+ * Decides whether one more client may join the round now. `sampled` (DP tasks): the client was
+ * drawn by Poisson sampling, and every drawn client joins; a cap would make one client's presence
+ * change who else is in the round, which the accountant does not allow for.
+ */
+export function assign(state: RoundState, rules: RoundRules, now: number, sampled = false): AssignDecision {
   if (state.status !== 'open') return { kind: 'wait', retryAfterMs: CLOSING_RETRY_MS, reason: 'round_closing' };
-  if (state.assigned >= assignmentCapacity(rules)) {
+  if (!sampled && state.assigned >= assignmentCapacity(rules)) {
     const untilDeadline = state.deadlineAt === null ? MAX_RETRY_MS : state.deadlineAt - now;
     return { kind: 'wait', retryAfterMs: clamp(untilDeadline, 1_000, MAX_RETRY_MS), reason: 'round_full' };
   }
@@ -75,11 +79,15 @@ export function assignAsync(state: RoundState): AssignDecision {
   return { kind: 'assign', state: { ...state, assigned: state.assigned + 1 } };
 }
 
-/** Counts one accepted update; reaching the goal moves the round to `closing`. */
-export function accept(state: RoundState, rules: RoundRules): RoundState {
+/**
+ * Counts one accepted update; reaching the goal moves the round to `closing`. `sampled` (DP
+ * tasks): no goal, the round takes every sampled client's update until its deadline (closing at a
+ * count would cut the sample in arrival order).
+ */
+export function accept(state: RoundState, rules: RoundRules, sampled = false): RoundState {
   if (state.status !== 'open') throw new Error(`round ${state.round} is ${state.status}; it accepts no updates`);
   const accepted = state.accepted + 1;
-  if (accepted >= rules.clientsPerRound) return { ...state, accepted, status: 'closing', closeReason: 'goal_reached' };
+  if (!sampled && accepted >= rules.clientsPerRound) return { ...state, accepted, status: 'closing', closeReason: 'goal_reached' };
   return { ...state, accepted };
 }
 

@@ -8,15 +8,18 @@
  * `rate-limit.ts` (who may call); `round-machine.ts` is the pure state machine they drive.
  */
 import { DurableObject } from 'cloudflare:workers';
+import { CryptoUniform } from '#protocol/dp.ts';
 import type { CheckInResponse, TrainingPlan } from '#protocol/messages.ts';
 import { database, getClientCredential } from '../db/store.ts';
 import type { RunningSum } from '../kernels/running-sum.ts';
+import { initialPrivacyState } from '../privacy/mechanism.ts';
 import { createStrategy, DEFAULT_STRATEGY, type Strategy } from '../strategies/index.ts';
 import { type ClientAuth, ClientGate, CredentialCache, storedCredential } from './credentials.ts';
 import { Faults } from './faults.ts';
 import { type CommitHost, GroupCommit } from './group-commit.ts';
 import { Ledger } from './ledger.ts';
 import * as lifecycle from './lifecycle.ts';
+import { budgetExhausted, clientPrivacy, type PrivacySpent, privacySpent } from './privacy.ts';
 import { abandon, type CloseHost, publish } from './publish.ts';
 import { TokenBuckets } from './rate-limit.ts';
 import * as machine from './round-machine.ts';
@@ -39,6 +42,8 @@ export class TaskAggregator extends DurableObject<Env> {
   readonly commits: GroupCommit;
   /** Fault injection for tests (`runInDurableObject`): production code only passes through its points. */
   readonly faults = new Faults();
+  /** The secure random source of Poisson sampling (never Math.random). */
+  private readonly uniform = new CryptoUniform();
   private readonly host: CommitHost & UploadHost & CloseHost;
   private readonly uploads: Uploads;
   private readonly gate: ClientGate;
@@ -99,6 +104,7 @@ export class TaskAggregator extends DurableObject<Env> {
   async init(args: InitArgs): Promise<void> {
     if (this.task) return;
     this.task = { spec: args.spec, plan: args.plan, state: machine.openRound(1, 0, Date.now()), latestVersion: 0, latestKey: args.version0.key };
+    if (args.spec.privacy) this.task.privacy = initialPrivacyState(args.spec.privacy);
     this.commits.commit();
   }
 
@@ -119,10 +125,21 @@ export class TaskAggregator extends DurableObject<Env> {
     // No await from here to the commit: requests interleave only at awaits, so the state read here is current.
     const task = this.task;
     if (lifecycle.isStopped(task)) return lifecycle.stoppedFailure();
+    if (task.privacy?.exhaustedAt != null) return budgetExhausted(task);
     if (lifecycle.isPaused(task)) return lifecycle.pausedAnswer(task);
     const { state, spec } = task;
     const plan: TrainingPlan = { ...task.plan, proximalMu: task.plan.proximalMu ?? 0 }; // tasks from before FedProx lack μ
     const taskId = spec.taskId;
+    const privacy = clientPrivacy(task);
+    const assigned = (round: number, baseVersion: number, deadlineAt: number | null): CheckInResponse => ({
+      status: 'assigned',
+      taskId,
+      round,
+      baseVersion,
+      deadlineAt: new Date(deadlineAt ?? 0).toISOString(),
+      plan,
+      ...(privacy ? { privacy } : {}),
+    });
     // An update in this round already counts for this client (in asynchronous tasks possibly a stale
     // one folded into this buffer): one update per client per round.
     const submitted = this.ledger.hasUpdateIn(state.round, clientId);
@@ -131,24 +148,43 @@ export class TaskAggregator extends DurableObject<Env> {
         const wait = state.status === 'open' && state.deadlineAt !== null ? state.deadlineAt - Date.now() : machine.CLOSING_RETRY_MS;
         return { status: 'retry_later', taskId, retryAfterSeconds: retrySeconds(wait), reason: submitted ? 'already_submitted' : 'round_closing' };
       }
-      return {
-        status: 'assigned',
-        taskId,
-        round: state.round,
-        baseVersion: state.baseVersion,
-        deadlineAt: new Date(state.deadlineAt ?? 0).toISOString(),
-        plan,
-      };
+      return assigned(state.round, state.baseVersion, state.deadlineAt);
     }
     if (submitted) return { status: 'retry_later', taskId, retryAfterSeconds: retrySeconds(machine.CLOSING_RETRY_MS), reason: 'already_submitted' };
     const now = Date.now();
-    const decision = this.strategy().asynchronous ? machine.assignAsync(state) : machine.assign(state, spec.rules, now);
+    const central = spec.privacy?.mode === 'central' ? spec.privacy : null;
+    const sampled = central !== null;
+    if (central && state.status === 'open' && !this.drawSample(state.round, clientId, central.samplingRate)) {
+      // Left out of this round: come back for the next one (after this round's deadline, when it has one).
+      const wait = state.deadlineAt === null ? machine.CLOSING_RETRY_MS : state.deadlineAt - now + machine.CLOSING_RETRY_MS;
+      return { status: 'retry_later', taskId, retryAfterSeconds: retrySeconds(wait), reason: 'not_sampled' };
+    }
+    const decision = this.strategy().asynchronous ? machine.assignAsync(state) : machine.assign(state, spec.rules, now, sampled);
     if (decision.kind === 'wait') return { status: 'retry_later', taskId, retryAfterSeconds: retrySeconds(decision.retryAfterMs), reason: decision.reason };
     const next = decision.state;
     this.task = { ...task, state: next };
     this.commits.commit(() => this.ledger.assign(next.round, clientId, now));
     if (state.deadlineAt === null) await this.scheduleAlarm();
-    return { status: 'assigned', taskId, round: next.round, baseVersion: next.baseVersion, deadlineAt: new Date(next.deadlineAt ?? 0).toISOString(), plan };
+    return assigned(next.round, next.baseVersion, next.deadlineAt);
+  }
+
+  /**
+   * A DP task's Poisson draw of this client for this round: taken once, from the secure source, and
+   * kept (committed before the answer leaves), so checking in again cannot draw again.
+   */
+  private drawSample(round: number, clientId: string, rate: number): boolean {
+    const prior = this.ledger.sampling(round, clientId);
+    if (prior !== undefined) return prior;
+    const selected = this.uniform.next() < rate;
+    this.commits.commit(() => this.ledger.recordSampling(round, clientId, selected));
+    return selected;
+  }
+
+  /** The live round and the privacy spent, for the task view. */
+  async overview(): Promise<{ currentRound: LiveRound | null; privacySpent: PrivacySpent | null }> {
+    const task = this.task;
+    if (!task) return { currentRound: null, privacySpent: null };
+    return { currentRound: await this.status(), privacySpent: privacySpent(task) };
   }
 
   /** Admits an upload before its body is sent (see uploads.ts). */

@@ -3,6 +3,8 @@
  * data, stored at task creation and never changed afterwards), and the state it persists with them.
  */
 import type { TrainingPlan } from '#protocol/messages.ts';
+import type { PrivacyConfig } from '../privacy/config.ts';
+import type { PrivacyState } from '../privacy/mechanism.ts';
 import type { StrategyConfig } from '../strategies/index.ts';
 import { MAX_RETRY_MS, type RoundRules, type RoundState } from './round-machine.ts';
 
@@ -19,6 +21,8 @@ export interface TaskSpec {
   rules: RoundRules;
   /** Absent in tasks created before strategies existed: FedAvg. */
   strategy?: StrategyConfig;
+  /** Differential privacy (see privacy/config.ts); absent: none. */
+  privacy?: PrivacyConfig;
 }
 
 /** The live round as the API shows it (`GET /tasks/{id}` `currentRound`): times as ISO 8601 (UTC), like every time of the API. */
@@ -59,6 +63,8 @@ export interface TaskState {
   pausedAt?: number | null;
   /** Set once the operator stopped the task, for good (see lifecycle.ts). */
   stoppedAt?: number | null;
+  /** DP tasks: releases so far, the next round's clip norm, whether the budget is spent (changes only with a published version). */
+  privacy?: PrivacyState;
 }
 
 /**

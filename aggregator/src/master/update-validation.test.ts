@@ -28,12 +28,23 @@ const validate = (b: Uint8Array) => validateUpdate(b, spec, 4, firstNonFinite);
 describe('validateUpdate', () => {
   it('accepts a valid update: Δ in the task order, its example count, its metrics', () => {
     const r = validate(body([kernel(), bias()], { [UPDATE_META.metrics]: '{"loss":0.25,"accuracy":0.9}' }));
-    expect(r).toEqual({ ok: true, delta: Float32Array.of(1, 2, 3, 4, 5, 6, 7, 8, 9), numExamples: 32, metrics: { loss: 0.25, accuracy: 0.9 } });
+    expect(r).toEqual({
+      ok: true,
+      delta: Float32Array.of(1, 2, 3, 4, 5, 6, 7, 8, 9),
+      numExamples: 32,
+      metrics: { loss: 0.25, accuracy: 0.9 },
+      unclipped: null,
+    });
   });
 
   it('reorders tensors sent in another order, and has no metrics when none were sent', () => {
     const r = validate(body([bias(), kernel()]));
-    expect(r).toEqual({ ok: true, delta: Float32Array.of(1, 2, 3, 4, 5, 6, 7, 8, 9), numExamples: 32, metrics: null });
+    expect(r).toEqual({ ok: true, delta: Float32Array.of(1, 2, 3, 4, 5, 6, 7, 8, 9), numExamples: 32, metrics: null, unclipped: null });
+  });
+
+  it('reads the unclipped bit of DP updates that clip on the client', () => {
+    expect(validate(body(undefined, { [UPDATE_META.unclipped]: '1' }))).toMatchObject({ ok: true, unclipped: true });
+    expect(validate(body(undefined, { [UPDATE_META.unclipped]: '0' }))).toMatchObject({ ok: true, unclipped: false });
   });
 
   it('returns a view of the received bytes when they are already in order (no copy)', () => {
@@ -60,6 +71,7 @@ describe('validateUpdate', () => {
     ['a metric that is not finite', body(undefined, { [UPDATE_META.metrics]: '{"loss":"NaN"}' }), 'invalid_metadata', /finite numbers/],
     ['a metric with a bad name', body(undefined, { [UPDATE_META.metrics]: '{"1loss":1}' }), 'invalid_metadata', /named like/],
     ['metrics as an array', body(undefined, { [UPDATE_META.metrics]: '[1]' }), 'invalid_metadata', /JSON object/],
+    ['an unclipped bit that is not 0 or 1', body(undefined, { [UPDATE_META.unclipped]: 'yes' }), 'invalid_metadata', /must be 1 or 0, got "yes"/],
     [
       '33 metrics',
       body(undefined, { [UPDATE_META.metrics]: JSON.stringify(Object.fromEntries(Array.from({ length: 33 }, (_, i) => [`m${i}`, i]))) }),

@@ -16,6 +16,8 @@ export interface ValidUpdate {
   delta: Float32Array;
   numExamples: number;
   metrics: Record<string, number> | null;
+  /** Metadata `fedge.unclipped` (DP tasks that clip on the client): whether the norm was within the clip norm before clipping; null when absent. */
+  unclipped: boolean | null;
 }
 
 export interface InvalidUpdate {
@@ -60,6 +62,11 @@ export function validateUpdate(body: ArrayBuffer | Uint8Array, spec: TaskSpec, b
     );
   }
 
+  const rawUnclipped = metadata[UPDATE_META.unclipped];
+  if (rawUnclipped !== undefined && rawUnclipped !== '0' && rawUnclipped !== '1')
+    return invalid('invalid_metadata', `metadata "${UPDATE_META.unclipped}" must be 1 or 0, got ${JSON.stringify(rawUnclipped)}`);
+  const unclipped = rawUnclipped === undefined ? null : rawUnclipped === '1';
+
   if (tensors.length !== spec.tensors.length) {
     return invalid('tensor_mismatch', `expected ${spec.tensors.length} tensors, got ${tensors.length}`);
   }
@@ -78,7 +85,7 @@ export function validateUpdate(body: ArrayBuffer | Uint8Array, spec: TaskSpec, b
   const delta = flatten(tensors, spec, inOrder, byName);
   const bad = firstNonFinite(delta);
   if (bad >= 0) return invalid('non_finite', `non-finite value ${delta[bad]} at flat index ${bad} (${locate(spec, bad)})`);
-  return { ok: true, delta, numExamples, metrics };
+  return { ok: true, delta, numExamples, metrics, unclipped };
 }
 
 function flatten(tensors: { data: Float32Array }[], spec: TaskSpec, inOrder: boolean, byName: Map<string, { data: Float32Array }>): Float32Array {

@@ -10,10 +10,12 @@
  * client's slot are given back. The body is then read under its cap and time limits.
  */
 import type { ErrorCode } from '#protocol/codes.ts';
-import type { UpdateAck } from '#protocol/messages.ts';
+import { clipToNorm, l2Norm } from '#protocol/dp.ts';
+import { UPDATE_META, type UpdateAck } from '#protocol/messages.ts';
 import { database, getRound } from '../db/store.ts';
 import { firstNonFinite, type RunningSum } from '../kernels/running-sum.ts';
 import { accumulateWasm } from '../kernels/wasm-worker.ts';
+import type { CentralPrivacy } from '../privacy/config.ts';
 import { sha256Hex } from '../storage/weights.ts';
 import type { Strategy } from '../strategies/index.ts';
 import { ByteBudget } from './admission.ts';
@@ -22,7 +24,7 @@ import type { Ledger } from './ledger.ts';
 import { type BodyLimits, readBody } from './read-body.ts';
 import * as machine from './round-machine.ts';
 import { maxUpdateBytes, type TaskState } from './task-spec.ts';
-import { validateUpdate } from './update-validation.ts';
+import { type ValidUpdate, validateUpdate } from './update-validation.ts';
 
 /** Update bodies admitted at once per task (each object has its own budget, so no task can starve another). */
 const UPLOAD_BUDGET_BYTES = 64 * 1024 * 1024;
@@ -185,14 +187,18 @@ export class Uploads {
       bodySha256,
       acceptedAt: new Date().toISOString(),
     };
-    const next = machine.accept(state, spec.rules);
-    // Strategy transforms (norm bounding) apply before the update is summed and stored.
-    const delta = strategy.prepareUpdate?.(valid.delta) ?? valid.delta;
-    const weight = strategy.weightOf?.(valid.numExamples, staleness) ?? valid.numExamples;
+    const dp = spec.privacy?.mode === 'central' ? centralDpUpdate(task, valid) : null;
+    if (dp && !dp.ok) return this.reject(state.round, dp.code, dp.message);
+    const next = machine.accept(state, spec.rules, dp !== null);
+    // Strategy transforms (norm bounding) apply before the update is summed and stored; DP clips instead, and weighs every update 1.
+    const delta = dp ? valid.delta : (strategy.prepareUpdate?.(valid.delta) ?? valid.delta);
+    const weight = dp ? 1 : (strategy.weightOf?.(valid.numExamples, staleness) ?? valid.numExamples);
     // The sum must be current (rebuilt from storage if needed) before this update joins it.
     if (strategy.keeps === 'sum') this.host.sum().add(delta, weight);
     this.host.setState({ ...task, state: next });
-    const durable = this.host.commits.add({ ack, generation: state.round, weight, metrics: valid.metrics, delta });
+    // Under central DP the clients' own metrics are not kept: the noise does not cover them.
+    const metrics = dp ? null : valid.metrics;
+    const durable = this.host.commits.add({ ack, generation: state.round, weight, metrics, delta, unclipped: dp?.unclipped ?? null });
     return { durable, ack, closing: next.status === 'closing' };
   }
 
@@ -250,6 +256,30 @@ export class Uploads {
     if (round === this.host.state()?.state.round) this.host.ledger.countRejection(round, code);
     return fail(code, message);
   }
+}
+
+/**
+ * A central-DP task's treatment of one validated update: clipped here to the round's clip norm
+ * (in place), or, when clients clip, refused above it. `unclipped`: whether its norm was within the
+ * clip norm before clipping (reported by the client when it clips), for adaptive clipping.
+ */
+function centralDpUpdate(task: TaskState, valid: ValidUpdate): { ok: true; unclipped: boolean | null } | Failure {
+  const privacy = task.spec.privacy as CentralPrivacy;
+  const clipNorm = task.privacy!.clipNorm;
+  if (privacy.clipping === 'server') return { ok: true, unclipped: !clipToNorm(valid.delta, clipNorm).clipped };
+  const norm = l2Norm(valid.delta);
+  if (norm > clipNorm)
+    return fail(
+      'update_norm_exceeded',
+      `the update's L2 norm is ${norm}, above this round's clip norm ${clipNorm}: this task clips on the client (clipToNorm of the SDK's protocol/dp.ts)`,
+    );
+  if (!privacy.adaptiveClipping) return { ok: true, unclipped: null };
+  if (valid.unclipped === null)
+    return fail(
+      'invalid_metadata',
+      `this task's adaptive clipping needs metadata "${UPDATE_META.unclipped}": 1 if the norm was ≤ ${clipNorm} before clipping, else 0`,
+    );
+  return { ok: true, unclipped: valid.unclipped };
 }
 
 function refused(result: Failure): Decision {

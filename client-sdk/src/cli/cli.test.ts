@@ -272,6 +272,54 @@ describe('watch', () => {
   });
 });
 
+describe('a differentially private task from the command line', () => {
+  it('creates it with --privacy, shows what it spent, and lists ε beside each version', async () => {
+    const privacy = { mode: 'central', noiseMultiplier: 1.5, clipNorm: 1, samplingRate: 1, epsilonBudget: 50 };
+    const created = await json([
+      'tasks',
+      'create',
+      '--model',
+      modelDir,
+      '--name',
+      'dp cli',
+      '--clients-per-round',
+      '2',
+      '--min-clients',
+      '1',
+      '--deadline',
+      '2',
+      '--privacy',
+      JSON.stringify(privacy),
+    ]);
+    const id = created.id as string;
+    expect((await json(['tasks', 'show', id])).privacy).toMatchObject({ ...privacy, clipping: 'server', delta: 1e-5 });
+    const tokens = [];
+    for (let i = 0; i < 2; i++) tokens.push((await json(['clients', 'add', id])).token as string);
+    await Promise.all(tokens.map((t, i) => participate(id, t, 10 + i)));
+    const w = watch([id, '--until-version', '1']);
+    expect(await w.exit).toBe(EXIT.ok);
+    const v = await json<{ version: number; privacy: { epsilon: number; rounds: number } | null }[]>(['versions', 'ls', id]);
+    expect(v.map((x) => [x.version, x.privacy?.rounds ?? null])).toEqual([
+      [1, 1],
+      [0, null],
+    ]);
+    const human = (await fedge(['versions', 'ls', id])).stdout.split('\n');
+    expect(human[0]).toMatch(/LOSS\s+ε \(δ\)\s+SHA-256/);
+    expect(human[1]).toContain(`${v[0]!.privacy!.epsilon.toFixed(2)} (δ=0.00001)`);
+    const show = await fedge(['tasks', 'show', id]);
+    expect(show.stdout).toMatch(new RegExp(`privacy spent: +ε = ${v[0]!.privacy!.epsilon.toFixed(3)} at δ = 0.00001 after 1 round\\(s\\) of a budget of 50`));
+  });
+
+  it("refuses --privacy that is not JSON, and passes the server's invalid_privacy on", async () => {
+    const notJson = await fedge(['tasks', 'create', '--model', modelDir, '--name', 'x', '--privacy', '{mode:central}']);
+    expect(notJson).toMatchObject({ code: EXIT.usage });
+    expect(notJson.stderr).toMatch(/\[invalid_argument\]: --privacy must be a JSON object/);
+    const bad = await fedge(['tasks', 'create', '--model', modelDir, '--name', 'x', '--privacy', '{"mode":"central","noiseMultiplier":1,"clipNorm":1}']);
+    expect(bad.code).toBe(EXIT.refused);
+    expect(bad.stderr).toMatch(/^fedge: error \[invalid_privacy\] \(HTTP 400\).*samplingRate/);
+  });
+});
+
 describe('errors: a stable code on stderr and an exit code that says what went wrong', () => {
   it('usage: unknown command, bad option values', async () => {
     const unknown = await fedge(['tasks', 'frobnicate']);

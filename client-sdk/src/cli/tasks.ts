@@ -24,6 +24,7 @@ interface CreateFlags {
   optimizer?: string;
   strategy?: string;
   sp: string[];
+  privacy?: string;
 }
 
 export function registerTaskCommands(program: Command, ctx: Context): void {
@@ -46,6 +47,10 @@ export function registerTaskCommands(program: Command, ctx: Context): void {
     .option('--optimizer <name>', 'sgd | adam (default: the training config, else sgd)')
     .option('--strategy <name>', 'fedavg | fedprox | fedavgm | fedadam | fedyogi | fedadagrad | median | trimmedmean | krum | fedbuff (default fedavg)')
     .option('--sp <key=value>', 'a strategy parameter, repeatable (e.g. --sp serverLearningRate=0.01)', (v: string, all: string[]) => [...all, v], [])
+    .option(
+      '--privacy <json>',
+      'differential privacy, as JSON (README "Differential privacy"), e.g. \'{"mode":"central","noiseMultiplier":1.1,"clipNorm":0.5,"samplingRate":0.1,"epsilonBudget":8}\'',
+    )
     .action(
       handler(ctx, async (g, flags: CreateFlags) => {
         const artifacts = await readModelFiles(flags.model);
@@ -95,6 +100,13 @@ export function registerTaskCommands(program: Command, ctx: Context): void {
             ['version', task.currentVersion],
             ['parameters', task.numParams],
             ['strategy', task.strategy],
+            ['privacy', task.privacy],
+            [
+              'privacy spent',
+              task.privacySpent
+                ? `ε = ${task.privacySpent.epsilon.toFixed(3)} at δ = ${task.privacy?.delta} after ${task.privacySpent.rounds} round(s)${task.privacy?.epsilonBudget ? ` of a budget of ${task.privacy.epsilonBudget}` : ''}${task.privacySpent.exhausted ? ' (exhausted: finished)' : ''}; next clip norm ${task.privacySpent.clipNorm}`
+                : null,
+            ],
             ['rounds', task.rounds],
             ['plan', task.plan],
             ['open round', r ? `${r.round}: ${r.accepted} accepted, ${r.rejected} rejected, ${r.assigned} assigned (${r.status})` : null],
@@ -166,7 +178,20 @@ function createOptions(f: CreateFlags): CreateTaskOptions {
   if (f.strategy) options.strategy = { name: f.strategy, ...strategyParams(f.sp) };
   else if (f.sp.length) throw new CliError('invalid_argument', '--sp needs --strategy');
   if (f.maxClients !== undefined) options.maxClients = f.maxClients;
+  if (f.privacy !== undefined) options.privacy = privacyOption(f.privacy);
   return options;
+}
+
+/** `--privacy`: a JSON object (the server validates its fields: `invalid_privacy`). */
+function privacyOption(raw: string): NonNullable<CreateTaskOptions['privacy']> {
+  let v: unknown;
+  try {
+    v = JSON.parse(raw);
+  } catch {
+    throw new CliError('invalid_argument', `--privacy must be a JSON object, e.g. '{"mode":"local","noiseMultiplier":2,"clipNorm":1}'`);
+  }
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new CliError('invalid_argument', '--privacy must be a JSON object');
+  return v as NonNullable<CreateTaskOptions['privacy']>;
 }
 
 /** `key=value` pairs; values that read as numbers become numbers. */

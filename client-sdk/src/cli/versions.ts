@@ -20,7 +20,7 @@ export function registerVersionCommands(program: Command, ctx: Context): void {
     .action(
       handler(ctx, async (g, taskId: string, flags: { limit: number }) => {
         const list = await adminFor(ctx, g).listVersions(taskId, { limit: flags.limit });
-        return { json: list, human: table(list.map(versionRow), VERSION_COLUMNS) };
+        return { json: list, human: table(list.map(versionRow), versionColumns(list)) };
       }),
     );
 
@@ -86,6 +86,18 @@ export const VERSION_COLUMNS: [string, string][] = [
   ['createdAt', 'CREATED (UTC)'],
 ];
 
+/** The columns of a version table: with ε (at δ) when a version was made under differential privacy. */
+export function versionColumns(list: readonly ModelManifest[]): [string, string][] {
+  if (!list.some((m) => m.privacy)) return VERSION_COLUMNS;
+  const at = VERSION_COLUMNS.findIndex(([key]) => key === 'hash');
+  return [...VERSION_COLUMNS.slice(0, at), ['epsilon', 'ε (δ)'], ...VERSION_COLUMNS.slice(at)];
+}
+
+/** ε as spent up to this version, with its δ (`2.41 (δ=0.00001)`), or null without DP. */
+export function epsilonText(m: ModelManifest): string | null {
+  return m.privacy ? `${m.privacy.epsilon.toFixed(2)} (δ=${m.privacy.delta})` : null;
+}
+
 /** A version as a table row: accuracy and loss from the clients' federated evaluation of it, else the server's metrics. */
 export function versionRow(m: ModelManifest): Record<string, unknown> {
   const metrics = m.federatedEvaluation?.metrics ?? m.serverMetrics ?? {};
@@ -98,6 +110,7 @@ export function versionRow(m: ModelManifest): Record<string, unknown> {
     numExamples: m.numExamples,
     accuracy: metrics.accuracy ?? null,
     loss: metrics.loss ?? null,
+    epsilon: epsilonText(m),
     hash: m.contentHash.slice(0, 12),
     createdAt: shortTime(m.createdAt),
   };

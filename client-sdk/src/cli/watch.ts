@@ -80,7 +80,8 @@ function versionLine(m: ModelManifest): string {
   const r = versionRow(m);
   const accuracy = r.accuracy === null ? '' : `, accuracy ${Number(r.accuracy).toFixed(4)}`;
   const loss = r.loss === null ? '' : `, loss ${Number(r.loss).toFixed(4)}`;
-  return `version ${m.version} published: round ${r.round}, ${m.participants} clients, ${m.numExamples} examples${accuracy}${loss}`;
+  const epsilon = r.epsilon === null ? '' : `, ε ${r.epsilon}`;
+  return `version ${m.version} published: round ${r.round}, ${m.participants} clients, ${m.numExamples} examples${accuracy}${loss}${epsilon}`;
 }
 
 /** The round as one line: `round 4 [####----] 4/10 accepted · 1 rejected (invalid_update 1) · 6 assigned · deadline in 52 s`. */

@@ -16,6 +16,8 @@ export const ERROR_STATUS = {
   invalid_request: 400,
   /** The task's strategy is unknown, or one of its parameters is out of range. */
   invalid_strategy: 400,
+  /** The task's privacy configuration is unknown, out of range, or does not fit its rounds or budget (the message says why). */
+  invalid_privacy: 400,
   /** The request body of a JSON route is not parseable JSON. */
   malformed_json: 400,
   /** Task creation: `modelTopology` is not a TensorFlow.js Layers model a client can build (the message says where). */
@@ -72,6 +74,8 @@ export const ERROR_STATUS = {
   task_stopped: 409,
   /** Deleting a task that is not stopped, or whose last round is still running: stop it, and let the round end. */
   task_not_stopped: 409,
+  /** The task's privacy budget allows no further round: the task finished (its versions stay readable). */
+  privacy_budget_exhausted: 409,
   /** The client is revoked: its token cannot be rotated (register a new client). */
   client_revoked: 409,
   /** Self-enrollment: the key enrolled its `maxClients` devices, or the task holds its `maxClients` clients. */
@@ -90,6 +94,8 @@ export const ERROR_STATUS = {
   non_finite: 422,
   /** The declared example count is missing, not a positive integer, or above the task's cap. */
   invalid_example_count: 422,
+  /** A task that clips on the client (privacy.clipping = client): the update's L2 norm is above the round's clip norm. */
+  update_norm_exceeded: 422,
   /** Required metadata is missing or malformed (base version, metrics). */
   invalid_metadata: 422,
   /** An update body that is not `application/octet-stream`. */

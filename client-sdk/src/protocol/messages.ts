@@ -11,6 +11,8 @@ export const UPDATE_META = {
   numExamples: 'fedge.num_examples',
   /** Optional JSON object of finite local metrics, e.g. `{"loss":0.31,"accuracy":0.9}`. */
   metrics: 'fedge.metrics',
+  /** DP tasks with adaptive clipping and client-side clipping: `1` if the update's norm was ≤ the round's clip norm before clipping, else `0`. */
+  unclipped: 'fedge.unclipped',
 } as const;
 
 /**
@@ -50,6 +52,60 @@ export interface TrainingPlan {
 }
 
 /**
+ * What a differentially private task asks of the client for one round: clip the update to
+ * `clipNorm` (exactly: `clipToNorm` of `protocol/dp.ts`) and, under local DP, add Gaussian noise of
+ * σ = `noiseMultiplier` × `clipNorm` to it on the device, before it is sent.
+ *
+ * @example
+ * const assignment = await client.waitForAssignment();
+ * if (assignment.privacy) console.log(`clip to ${assignment.privacy.clipNorm}`, assignment.privacy.mode === 'local' ? `, noise z = ${assignment.privacy.noiseMultiplier}` : '');
+ */
+export interface ClientPrivacy {
+  /** `central`: the server adds the noise to the sum (the client only clips); `local`: the client adds it. */
+  mode: 'central' | 'local';
+  clipNorm: number;
+  /** Local DP: the noise multiplier z of the device's noise; 0 under central DP. */
+  noiseMultiplier: number;
+  /** The δ of the task's (ε, δ) guarantee. */
+  delta: number;
+  /** Adaptive clipping: send `fedge.unclipped` (whether the norm was ≤ `clipNorm` before clipping). */
+  reportUnclipped: boolean;
+}
+
+/**
+ * The privacy a version's release spent, with everything needed to check it (its manifest's
+ * `privacy`; null for versions made without differential privacy).
+ *
+ * @example
+ * const m = await client.getManifest('current');
+ * if (m.privacy) console.log(`ε = ${m.privacy.epsilon.toFixed(2)} at δ = ${m.privacy.delta} after ${m.privacy.rounds} DP round(s)`);
+ */
+export interface VersionPrivacy {
+  mode: 'central' | 'local';
+  /** The accountant ε was computed with. */
+  accountant: string;
+  /** ε at `delta` spent by every release up to and including this version's. */
+  epsilon: number;
+  delta: number;
+  /** z the accountant composes (with adaptive clipping: the update's and the count's noise together). */
+  noiseMultiplier: number;
+  /** S this version's updates were clipped to. */
+  clipNorm: number;
+  /** q of the Poisson client sampling (1 under local DP). */
+  samplingRate: number;
+  /** Releases under DP so far, this one included. */
+  rounds: number;
+  /** Where updates were clipped: the server, the client (central DP), or on the device with noise (local DP). */
+  clipping: 'server' | 'client' | 'local';
+  /** Local DP: ε at `delta` of one client's update in one round. */
+  epsilonPerRound?: number | undefined;
+  /** Adaptive clipping: its parameters, the update's own noise multiplier, and the clip norm this release moved to. */
+  adaptiveClipping?: { targetQuantile: number; learningRate: number; countNoise: number; updateNoiseMultiplier: number; nextClipNorm: number } | undefined;
+  /** The task's budget (ε at `delta`), or null. */
+  epsilonBudget: number | null;
+}
+
+/**
  * The answer to a check-in: an assignment to the open round, or when to come back and why.
  *
  * @example
@@ -66,8 +122,16 @@ export type CheckInResponse =
       /** Submit before this: ISO 8601 (UTC), like every time of the API. */
       deadlineAt: string;
       plan: TrainingPlan;
+      /** What a differentially private task asks of this update on the device; absent when nothing (no DP, or the server clips). */
+      privacy?: ClientPrivacy | undefined;
     }
-  | { status: 'retry_later'; taskId: string; retryAfterSeconds: number; reason: 'round_full' | 'round_closing' | 'already_submitted' | 'task_paused' };
+  | {
+      status: 'retry_later';
+      taskId: string;
+      retryAfterSeconds: number;
+      /** `not_sampled`: a DP task's Poisson sampling left this client out of this round (check in for the next). */
+      reason: 'round_full' | 'round_closing' | 'already_submitted' | 'task_paused' | 'not_sampled';
+    };
 
 /**
  * The server's acknowledgement of an accepted update: once it arrives, the update is durable and counted once.
@@ -122,6 +186,8 @@ export interface ModelManifest {
   metrics: Record<string, number> | null;
   /** The strategy that produced this version; null for version 0. */
   strategy: { name: string; params: Record<string, number | string> } | null;
+  /** The privacy spent up to this version, under differential privacy; null otherwise. */
+  privacy: VersionPrivacy | null;
   /** The operator's own held-out evaluation, if recorded. */
   serverMetrics: Record<string, number> | null;
   /** Clients' evaluations on their local data, example-weighted; null until one reports. */

@@ -156,7 +156,12 @@ export function epsilonFromRdp(orders: readonly number[], rdp: readonly number[]
   return { epsilon: Math.max(0, best.epsilon), order: best.order };
 }
 
-/** ε at `delta` after `steps` rounds of the sampled Gaussian mechanism (q, z), over `orders`. */
+/**
+ * ε at `delta` after `steps` rounds of the sampled Gaussian mechanism (q, z), over `orders`.
+ *
+ * @example
+ * sampledGaussianEpsilon(0.01, 1.1, 1000, 1e-5).epsilon; // q = 1%, z = 1.1, 1,000 rounds
+ */
 export function sampledGaussianEpsilon(
   q: number,
   z: number,

@@ -12,6 +12,19 @@ function strategyText(v: Version): string {
   return params.length > 0 ? `${v.strategy.name} (${params.join(', ')})` : v.strategy.name;
 }
 
+function privacyText(v: Version): HTMLElement | string {
+  const p = v.privacy;
+  if (!p) return '—';
+  return h(
+    'span',
+    {
+      'data-epsilon': String(p.epsilon),
+      title: `${p.mode} DP, ${p.rounds} round(s): z = ${p.noiseMultiplier}, S = ${p.clipNorm}, q = ${p.samplingRate}; ${p.accountant}`,
+    },
+    `${p.epsilon.toFixed(2)} (${p.delta})`,
+  );
+}
+
 export function versionsTable(taskId: string, versions: Version[], api: Api, ctx: ViewContext): HTMLElement {
   const download = (v: Version, format: 'safetensors' | 'tfjs') =>
     h(
@@ -36,14 +49,17 @@ export function versionsTable(taskId: string, versions: Version[], api: Api, ctx
       },
       format,
     );
+  // Under differential privacy: ε spent up to each version, with its clip norm and noise.
+  const dp = versions.some((v) => v.privacy);
   return table(
     'Versions',
-    ['Version', 'Parent', 'Round', 'Strategy', 'Participants', 'Examples', 'Size', 'SHA-256', 'Created', 'Download'],
+    ['Version', 'Parent', 'Round', 'Strategy', ...(dp ? ['ε (δ)'] : []), 'Participants', 'Examples', 'Size', 'SHA-256', 'Created', 'Download'],
     versions.map((v) => [
       String(v.version),
       v.parentVersion === null ? '—' : String(v.parentVersion),
       v.round === null ? '—' : String(v.round),
       strategyText(v),
+      ...(dp ? [privacyText(v)] : []),
       String(v.participants),
       count(v.numExamples),
       bytes(v.byteLength),

@@ -39,7 +39,7 @@ export function taskView(root: HTMLElement, api: Api, taskId: string, ctx: ViewC
     h('p', {}, h('a', { href: '#/' }, '← All tasks')),
     h('header', { class: 'task-head' }, h('div', {}, title, meta), actions),
     section('live', 'Live round', live),
-    section('metrics', 'Accuracy and loss', charts),
+    section('metrics', 'Per version: accuracy, loss, privacy spent', charts),
     section('versions', 'Versions', versions),
     section('rounds', 'Recent rounds', rounds),
     section('clients', 'Clients', clients),

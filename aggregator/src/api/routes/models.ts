@@ -219,6 +219,7 @@ export function manifest(task: TaskRow, r: ModelVersionRow, federated?: Federate
     numExamples: r.numExamples,
     metrics: r.metrics,
     strategy: r.strategy,
+    privacy: r.privacy ?? null,
     serverMetrics: r.serverMetrics,
     federatedEvaluation: federated ?? null,
     createdAt: r.createdAt.toISOString(),

@@ -10,6 +10,8 @@ import { firstNonFinite } from '../../kernels/running-sum.ts';
 import { accumulateWasm } from '../../kernels/wasm-worker.ts';
 import { maxUpdateBytes, type TaskSpec } from '../../master/task-spec.ts';
 import { firstWeightDifference, topologyWeights } from '../../model/topology.ts';
+import { strategyMisfit } from '../../privacy/config.ts';
+import { configMisfit } from '../../privacy/mechanism.ts';
 import { putWeights } from '../../storage/weights.ts';
 import { createStrategy, StrategyConfigSchema } from '../../strategies/index.ts';
 import { access } from '../auth.ts';
@@ -56,6 +58,7 @@ tasksApp.openapi(
           rules: spec.rules,
           plan,
           strategy: spec.strategy,
+          privacy: spec.privacy ?? null,
           currentVersion: 0,
           maxClients: body.maxClients,
           createdAt: now,
@@ -97,8 +100,17 @@ function checkTaskDefinition(body: z.infer<typeof CreateTaskSchema>): { spec: Ta
   const rules = { ...body.rounds, minClients: body.rounds.minClients ?? body.rounds.clientsPerRound, ...goal };
   if (rules.minClients > rules.clientsPerRound)
     throw new ApiError('invalid_request', `rounds.minClients (${rules.minClients}) exceeds rounds.clientsPerRound (${rules.clientsPerRound})`);
+  const privacy = body.privacy;
+  if (privacy) {
+    // First: a strategy DP cannot run with is refused for that, whatever its own rules say.
+    const combination = strategyMisfit(privacy, strategy);
+    if (combination) throw new ApiError('invalid_strategy', combination);
+    const privacyMisfit = configMisfit(privacy, rules.clientsPerRound);
+    if (privacyMisfit) throw new ApiError('invalid_privacy', privacyMisfit);
+  }
   const misfit = strategy.checkRules?.(rules);
   if (misfit) throw new ApiError('invalid_strategy', misfit);
+
   const topologyJson = JSON.stringify(body.modelTopology);
   if (topologyJson.length > MAX_TOPOLOGY_BYTES)
     throw new ApiError('payload_too_large', `modelTopology is ${topologyJson.length} bytes; the limit is ${MAX_TOPOLOGY_BYTES}`);
@@ -134,7 +146,7 @@ function checkTaskDefinition(body: z.infer<typeof CreateTaskSchema>): { spec: Ta
 
   // FedProx's μ reaches the clients through the training plan they get at check-in.
   const plan = { ...body.plan, proximalMu: strategy.proximalMu ?? 0 };
-  return { spec: { taskId: crypto.randomUUID(), tensors, numParams, rules, strategy: config }, plan, flat };
+  return { spec: { taskId: crypto.randomUUID(), tensors, numParams, rules, strategy: config, ...(privacy ? { privacy } : {}) }, plan, flat };
 }
 
 tasksApp.openapi(
@@ -175,6 +187,7 @@ tasksApp.openapi(
 export async function taskView(env: Env, taskId: string) {
   const row = await loadTask(env, taskId);
   const tensors = row.weightSpecs;
+  const overview = await aggregatorOf(env, taskId).overview();
   return {
     id: row.id,
     name: row.name,
@@ -186,9 +199,11 @@ export async function taskView(env: Env, taskId: string) {
     rounds: rulesOf(row),
     plan: planOf(row),
     strategy: row.strategy,
+    privacy: row.privacy ?? null,
+    privacySpent: overview.privacySpent,
     maxUpdateBytes: maxUpdateBytes({ numParams: row.numParams, tensors }),
     maxClients: row.maxClients,
-    currentRound: await aggregatorOf(env, taskId).status(),
+    currentRound: overview.currentRound,
     modelTopology: row.modelTopology,
   };
 }
