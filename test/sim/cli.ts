@@ -8,6 +8,7 @@ import { availableParallelism, tmpdir } from 'node:os';
 import { basename, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { findFreePort, type LocalServer, REPO_ROOT, startLocalServer } from '../../aggregator/scripts/lib/local-server.mjs';
+import type { PrivacyOptions } from '../../client-sdk/src/admin-types.ts';
 import { readModelFiles } from '../../client-sdk/src/cli/model-files.ts';
 import { lineChartSvg, toCsv } from './chart.ts';
 import { MODEL_NAMES, type ModelName } from './models.ts';
@@ -36,6 +37,15 @@ const HELP = `Usage: npm run simulate -- [options]
                      each), --fraction is unused, and the table shows cumulative updates and staleness
   --concurrency N    fedbuff: virtual clients in flight at once (default 2 × bufferSize, at most --clients)
   --max-delay D      fedbuff: a client submits after 0..D other submissions, seeded (default 2 × concurrency)
+  --dp MODE          differential privacy: central (DP-FedAvg: the server draws each client with probability
+                     --fraction at check-in, every client checks in, rounds close at --deadline) or local
+  --dp-z Z           noise multiplier z (default 1)
+  --dp-clip S        clip norm S (with --dp-adaptive, its start; default 1)
+  --dp-clipping W    central: server | client (default server)
+  --dp-adaptive      central: adaptive clipping to the median norm (Andrew et al. 2021)
+  --dp-delta D       δ (default 1e-5)
+  --dp-budget EPS    the task finishes before a round that would spend more than EPS
+  --deadline SEC     central DP: round deadline, from its first draw (default 30)
   --malicious F      fraction of clients that attack (default 0)
   --attack A         gaussian | boost | signflip (default gaussian)
   --sigma S          noise of the gaussian attack (default 10)
@@ -76,6 +86,14 @@ const { values: a } = parseArgs({
     concurrency: { type: 'string' },
     workers: { type: 'string' },
     'max-delay': { type: 'string' },
+    dp: { type: 'string' },
+    'dp-z': { type: 'string', default: '1' },
+    'dp-clip': { type: 'string', default: '1' },
+    'dp-clipping': { type: 'string', default: 'server' },
+    'dp-adaptive': { type: 'boolean', default: false },
+    'dp-delta': { type: 'string', default: '1e-5' },
+    'dp-budget': { type: 'string' },
+    deadline: { type: 'string', default: '30' },
     help: { type: 'boolean', default: false },
   },
 });
@@ -161,9 +179,33 @@ const attackOpts =
         },
       }
     : {};
+if (a.dp !== undefined && a.dp !== 'central' && a.dp !== 'local') fail(`--dp must be central or local, not ${a.dp}`);
+if (a['dp-clipping'] !== 'server' && a['dp-clipping'] !== 'client') fail(`--dp-clipping must be server or client`);
+const dpCommon = {
+  noiseMultiplier: num('dp-z', a['dp-z'], (v) => v > 0),
+  clipNorm: num('dp-clip', a['dp-clip'], (v) => v > 0),
+  delta: num('dp-delta', a['dp-delta'], (v) => v > 0 && v < 1),
+  ...(a['dp-budget'] !== undefined ? { epsilonBudget: num('dp-budget', a['dp-budget'], (v) => v > 0) } : {}),
+};
+const privacy: PrivacyOptions | undefined =
+  a.dp === 'central'
+    ? {
+        mode: 'central',
+        ...dpCommon,
+        samplingRate: opts.fraction,
+        clipping: a['dp-clipping'] as 'server' | 'client',
+        ...(a['dp-adaptive'] ? { adaptiveClipping: {} } : {}),
+      }
+    : a.dp === 'local'
+      ? { mode: 'local', ...dpCommon }
+      : undefined;
+const dpOpts = privacy ? { privacy, deadlineSeconds: num('deadline', a.deadline, (v) => Number.isInteger(v) && v >= 1) } : {};
+const dpName = privacy
+  ? `-dp${privacy.mode}-z${privacy.noiseMultiplier}-S${privacy.clipNorm}${privacy.mode === 'central' && privacy.adaptiveClipping ? '-adaptive' : ''}`
+  : '';
 const name =
   a.name ??
-  `${user ? user.label.replace(/\.json$/, '') : model}-${user ? 'data' : partition}-K${opts.clients}-C${opts.fraction}-E${opts.epochs}-B${a.batch}-lr${user && a.lr === undefined ? 'saved' : opts.learningRate}-${a.strategy}${malicious > 0 ? `-${a.attack}${malicious}` : ''}`;
+  `${user ? user.label.replace(/\.json$/, '') : model}-${user ? 'data' : partition}-K${opts.clients}-C${opts.fraction}-E${opts.epochs}-B${a.batch}-lr${user && a.lr === undefined ? 'saved' : opts.learningRate}-${a.strategy}${malicious > 0 ? `-${a.attack}${malicious}` : ''}${dpName}`;
 
 async function aggregator(): Promise<{ url: string; token: string; server?: LocalServer; stateDir?: string }> {
   const devVars = join(REPO_ROOT, '.dev.vars');
@@ -203,12 +245,29 @@ function bar(done: number, of: number, width = 20): string {
 const agg = await aggregator();
 const columns = fedbuff
   ? ['version', 'accuracy', 'loss', 'updates', 'refused', 'stale avg', 'stale max', 'examples', 'up MB', 'down MB', 'train s', 'round s']
-  : ['round', 'accuracy', 'loss', 'clients', 'examples', 'up MB', 'down MB', 'train s', 'round s'];
-const widths = fedbuff ? [7, 8, 7, 7, 7, 9, 9, 8, 7, 7, 7, 7] : [5, 8, 7, 7, 8, 7, 7, 7, 7];
+  : [
+      'round',
+      'accuracy',
+      'loss',
+      'clients',
+      'examples',
+      'up MB',
+      'down MB',
+      'train s',
+      'round s',
+      ...(privacy ? ['ε'] : []),
+      ...(privacy?.mode === 'central' ? ['drawn', 'late'] : []),
+    ];
+const widths = fedbuff ? [7, 8, 7, 7, 7, 9, 9, 8, 7, 7, 7, 7] : [5, 8, 7, 7, 8, 7, 7, 7, 7, 8, 5, 4];
 const line = (cells: (string | number)[]) => cells.map((c, i) => String(c).padStart(widths[i]!)).join('  ');
 const perRound = Math.max(1, Math.round(opts.fraction * opts.clients));
+const dpLine = privacy
+  ? privacy.mode === 'central'
+    ? `central DP: each client drawn with q = ${opts.fraction} at check-in (${perRound} expected), z = ${privacy.noiseMultiplier}, S = ${privacy.clipNorm}${privacy.adaptiveClipping ? ' (adaptive)' : ''}, δ = ${privacy.delta}\n`
+    : `local DP: z = ${privacy.noiseMultiplier}, S = ${privacy.clipNorm}, δ = ${privacy.delta}\n`
+  : '';
 console.log(
-  `fedge simulation: ${name}\naggregator ${agg.url}\n${fedbuff ? `${opts.clients} clients, asynchronous` : `${perRound} of ${opts.clients} clients per round (--fraction ${opts.fraction}), ${threads > 0 ? `training on ${threads} worker threads` : 'training in one thread'}`}\n`,
+  `fedge simulation: ${name}\naggregator ${agg.url}\n${dpLine}${fedbuff ? `${opts.clients} clients, asynchronous` : `${perRound} of ${opts.clients} clients per round (--fraction ${opts.fraction}), ${threads > 0 ? `training on ${threads} worker threads` : 'training in one thread'}`}\n`,
 );
 console.log(line(columns));
 const tty = process.stderr.isTTY;
@@ -223,6 +282,7 @@ try {
     ...opts,
     ...attackOpts,
     ...asyncOpts,
+    ...dpOpts,
     threads,
     onClient: (round, done, of) => {
       if (tty)
@@ -261,6 +321,8 @@ try {
           (r.bytesDown / 1e6).toFixed(2),
           r.trainSeconds.toFixed(1),
           r.seconds.toFixed(1),
+          ...(privacy ? [(r.epsilon ?? Number.NaN).toFixed(3)] : []),
+          ...(privacy?.mode === 'central' ? [r.sampled ?? 0, r.late ?? 0] : []),
         ]),
       );
     },

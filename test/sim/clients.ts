@@ -9,6 +9,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { Assignment, ParticipationResult } from '../../client-sdk/src/client.ts';
 import { FedgeClient } from '../../client-sdk/src/client.ts';
+import { FedgeError } from '../../client-sdk/src/errors.ts';
 import { buildModel, trainLocally } from '../../client-sdk/src/training.ts';
 import { rng } from '../shared/random.ts';
 import { type Dataset, loadMnistT10k, splitTrainTest, subset } from './mnist.ts';
@@ -91,6 +92,8 @@ export interface Job {
   round: number;
   seed: number;
   malicious?: MaliciousOptions;
+  /** Give up (late) rather than wait longer than this for an assignment (DP rounds: the client was drawn, or it is too late). */
+  maxWaitMs?: number;
 }
 export interface JobResult {
   k: number;
@@ -115,14 +118,21 @@ export async function runJob(c: VirtualClient, job: Job): Promise<JobResult> {
     const result =
       c.malicious && job.malicious
         ? await attack(c, job.malicious, job.seed * 1_000 + job.round)
-        : await c.client.participate(
-            { xs: c.xs, ys: c.ys },
-            {
-              onStep: (step) => {
-                if (step === 'training') trainStarted = performance.now();
+        : await c.client
+            .participate(
+              { xs: c.xs, ys: c.ys },
+              {
+                ...(job.maxWaitMs === undefined ? {} : { maxWaitMs: job.maxWaitMs }),
+                onStep: (step) => {
+                  if (step === 'training') trainStarted = performance.now();
+                },
               },
-            },
-          );
+            )
+            .catch((e: unknown) => {
+              // No assignment within maxWaitMs: the round it was drawn for is over.
+              if (e instanceof FedgeError && e.code === 'no_assignment') return { status: 'late' as const };
+              throw e;
+            });
     const trainMs = trainStarted ? performance.now() - trainStarted : performance.now() - t0;
     const base = { k: job.k, trainMs, up: c.traffic.up, down: c.traffic.down };
     if (result.status !== 'accepted') return { ...base, status: 'late', numExamples: 0, baseVersion: -1 };

@@ -12,10 +12,12 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { FedgeAdmin } from '../../client-sdk/src/admin.ts';
+import type { PrivacyOptions } from '../../client-sdk/src/admin-types.ts';
 import { FedgeClient } from '../../client-sdk/src/client.ts';
 import { rng } from '../shared/random.ts';
 import { runAsync } from './async-driver.ts';
 import { type DataSource, dataOf, type Job, type MaliciousOptions, type PartitionName, virtualClient } from './clients.ts';
+import { poissonRound } from './dp-driver.ts';
 import { evaluateAndRecord } from './evaluate.ts';
 import { buildSimModel, type ModelName } from './models.ts';
 import { permutation } from './partition.ts';
@@ -71,6 +73,13 @@ export interface SimulationOptions {
    * (default 0: one after another in this thread). FedBuff's driver always runs in this thread.
    */
   threads?: number;
+  /**
+   * Differential privacy for the task. Central DP: the server samples each client with probability
+   * `samplingRate` at check-in (so every client checks in every round and `fraction` is unused) and
+   * each round closes at its deadline, `deadlineSeconds` (default 30) after its first draw.
+   */
+  privacy?: PrivacyOptions;
+  deadlineSeconds?: number;
   onRound?: (report: RoundReport) => void;
   /** Called as each client finishes in a round (FedBuff: as each update of a buffer is accepted). */
   onClient?: (round: number, done: number, of: number) => void;
@@ -95,6 +104,10 @@ export interface RoundReport {
   refused?: number;
   meanStaleness?: number;
   maxStaleness?: number;
+  /** Under DP: ε at δ spent up to this version (its manifest's record), and clients drawn and late (central DP). */
+  epsilon?: number;
+  sampled?: number;
+  late?: number;
 }
 
 export interface SimulationResult {
@@ -132,19 +145,24 @@ async function run(o: SimulationOptions): Promise<SimulationResult> {
   const initial = o.user?.model ?? buildSimModel(o.model, o.seed);
   const label = o.user?.label ?? `${o.model} ${o.partition}`;
   const testData = data.test;
-  const perRound = Math.max(1, Math.round(o.fraction * o.clients));
+  const central = o.privacy?.mode === 'central' ? o.privacy : null;
+  // Central DP: the expected number of participants, the fixed denominator of the noised mean.
+  const perRound = Math.max(1, Math.round((central ? central.samplingRate : o.fraction) * o.clients));
   const largest = Math.max(...data.clients.map((c) => c.n));
   const batchSize = Number.isFinite(o.batchSize) ? o.batchSize : largest;
 
   const admin = new FedgeAdmin({ baseUrl: o.baseUrl, token: o.adminToken });
   const task = await admin.createTask(initial, {
     name: `sim ${label} K=${o.clients} C=${o.fraction} E=${o.epochs} B=${Number.isFinite(o.batchSize) ? o.batchSize : '∞'}`,
-    rounds: { clientsPerRound: perRound, minClients: perRound, overSelection: 1, deadlineSeconds: 3_600, maxExamplesPerClient: largest },
+    rounds: central
+      ? { clientsPerRound: perRound, minClients: 1, overSelection: 1, deadlineSeconds: o.deadlineSeconds ?? 30, maxExamplesPerClient: largest }
+      : { clientsPerRound: perRound, minClients: perRound, overSelection: 1, deadlineSeconds: 3_600, maxExamplesPerClient: largest },
     // The user's saved model brings its loss and optimizer (its training config); MNIST models train with SGD.
     plan: o.user
       ? { epochs: o.epochs, batchSize, ...(o.user.learningRate === undefined ? {} : { learningRate: o.user.learningRate }) }
       : { epochs: o.epochs, batchSize, learningRate: o.learningRate, optimizer: 'sgd', loss: 'categoricalCrossentropy' },
     ...(o.strategy ? { strategy: o.strategy } : {}),
+    ...(o.privacy ? { privacy: o.privacy } : {}),
   });
   const attackers = new Set(permutation(o.clients, rng(o.seed ^ 0xbad)).slice(0, Math.round((o.malicious?.fraction ?? 0) * o.clients)));
   if (initial instanceof tf.LayersModel) initial.dispose();
@@ -174,6 +192,36 @@ async function run(o: SimulationOptions): Promise<SimulationResult> {
     if (o.strategy?.name === 'fedbuff') return { taskId: task.id, ...(await runAsync(o, admin, task.id, clients, evaluator, testData, pick)) };
     for (let r = 1; r <= o.rounds; r++) {
       const started = performance.now();
+      if (central) {
+        const dp = await poissonRound(admin, task.id, clients, pool, o.seed, (done, of) => o.onClient?.(r, done, of));
+        if (dp.version === null) continue; // nobody drawn, or every update late: the round was abandoned
+        const evalStarted = performance.now();
+        const { accuracy, loss } = await evaluateAndRecord(admin, evaluator, task.id, dp.version, testData);
+        const accepted = dp.results.filter((x) => x.status === 'accepted');
+        const report: RoundReport = {
+          round: r,
+          version: dp.version,
+          accuracy,
+          loss,
+          participants: accepted.length,
+          examples: accepted.reduce((a, x) => a + x.numExamples, 0),
+          bytesUp: dp.results.reduce((a, x) => a + x.up, 0),
+          bytesDown: dp.results.reduce((a, x) => a + x.down, 0),
+          seconds: (performance.now() - started) / 1000,
+          trainSeconds: dp.results.reduce((a, x) => a + x.trainMs, 0) / 1000,
+          evalSeconds: (performance.now() - evalStarted) / 1000,
+          epsilon: (await admin.getManifest(task.id, dp.version)).privacy?.epsilon ?? Number.NaN,
+          sampled: dp.sampled,
+          late: dp.results.length - accepted.length,
+        };
+        reports.push(report);
+        o.onRound?.(report);
+        if (o.target !== undefined && accuracy >= o.target) {
+          roundsToTarget = r;
+          break;
+        }
+        continue;
+      }
       const chosen = sample(clients, perRound, pick);
       const jobs: Job[] = chosen.map((c) => ({ k: c.k, round: r, seed: o.seed, ...(o.malicious ? { malicious: o.malicious } : {}) }));
       const results = await pool.run(jobs, (done) => o.onClient?.(r, done, chosen.length));
@@ -197,6 +245,7 @@ async function run(o: SimulationOptions): Promise<SimulationResult> {
         seconds: (performance.now() - started) / 1000,
         trainSeconds: trainMs / 1000,
         evalSeconds: evalMs / 1000,
+        ...(o.privacy ? { epsilon: (await admin.getManifest(task.id, version)).privacy?.epsilon ?? Number.NaN } : {}),
       };
       reports.push(report);
       o.onRound?.(report);

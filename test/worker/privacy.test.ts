@@ -209,6 +209,23 @@ describe('central DP-FedAvg', () => {
     expect(live).toMatchObject({ status: 'open', accepted: 4, assigned });
   });
 
+  it('ends a round in which nobody was drawn at its deadline, and draws afresh in the next', async () => {
+    const task = await createDp({ mode: 'central', noiseMultiplier: 1, clipNorm: 1, samplingRate: 1e-9 }, { clientsPerRound: 1 });
+    const [a] = await clients(task.id, 1);
+    const first = await checkIn(task.id, a!); // q = 10⁻⁹: not drawn
+    expect(first.body).toMatchObject({ status: 'retry_later', reason: 'not_sampled' });
+    const live = (await (await api(`/tasks/${task.id}`, { headers: ADMIN })).json<any>()).currentRound;
+    expect(live.deadlineAt).not.toBeNull(); // the clock runs from the first draw
+    await sleep(1_100);
+    await runDurableObjectAlarm(stubOf(task.id));
+    const rounds = await (await api(`/tasks/${task.id}/rounds`, { headers: ADMIN })).json<any>();
+    expect(rounds.rounds.map((r: any) => [r.round, r.status])).toEqual([
+      [2, 'open'],
+      [1, 'abandoned'],
+    ]);
+    expect((await checkIn(task.id, a!)).body).toMatchObject({ status: 'retry_later', reason: 'not_sampled' }); // drawn again, in round 2
+  });
+
   it('stops the task at its budget: no round whose release would exceed it, and privacy_budget_exhausted afterwards', async () => {
     const z = 2;
     const q = 1;

@@ -6,8 +6,8 @@
  *   └──(deadline, accepted ≥ minimum)──────────────────┘
  *   └──(deadline, accepted < minimum)──▶ abandoned (a new round opens on the same base version)
  *
- * The deadline clock starts at the round's first assignment, so an idle task does not churn
- * through empty rounds. Every transition is idempotent: applying a deadline twice, or after the
+ * The deadline clock starts at the round's first assignment (in DP tasks at its first Poisson draw),
+ * so an idle task does not churn through empty rounds. Every transition is idempotent: applying a deadline twice, or after the
  * round left `open`, changes nothing (alarms fire at least once).
  */
 
@@ -68,6 +68,12 @@ export function assign(state: RoundState, rules: RoundRules, now: number, sample
   }
   const deadlineAt = state.deadlineAt ?? now + rules.deadlineSeconds * 1000;
   return { kind: 'assign', state: { ...state, assigned: state.assigned + 1, deadlineAt } };
+}
+
+/** The round with its deadline clock running (started now if it was not): DP tasks start it at the first Poisson draw. */
+export function startClock(state: RoundState, rules: RoundRules, now: number): RoundState {
+  if (state.status !== 'open' || state.deadlineAt !== null) return state;
+  return { ...state, deadlineAt: now + rules.deadlineSeconds * 1000 };
 }
 
 /**

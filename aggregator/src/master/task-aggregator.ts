@@ -154,10 +154,16 @@ export class TaskAggregator extends DurableObject<Env> {
     const now = Date.now();
     const central = spec.privacy?.mode === 'central' ? spec.privacy : null;
     const sampled = central !== null;
-    if (central && state.status === 'open' && !this.drawSample(state.round, clientId, central.samplingRate)) {
-      // Left out of this round: come back for the next one (after this round's deadline, when it has one).
-      const wait = state.deadlineAt === null ? machine.CLOSING_RETRY_MS : state.deadlineAt - now + machine.CLOSING_RETRY_MS;
-      return { status: 'retry_later', taskId, retryAfterSeconds: retrySeconds(wait), reason: 'not_sampled' };
+    if (central && state.status === 'open') {
+      // Under Poisson sampling the deadline clock starts at the round's first draw, not its first
+      // assignment: a round in which nobody is drawn must still end, so the next one draws afresh.
+      const clocked = machine.startClock(state, spec.rules, now);
+      this.task = { ...task, state: clocked };
+      if (!this.drawSample(state.round, clientId, central.samplingRate)) {
+        if (state.deadlineAt === null) await this.scheduleAlarm();
+        // Left out of this round: come back for the next one, after this round's deadline.
+        return { status: 'retry_later', taskId, retryAfterSeconds: retrySeconds(clocked.deadlineAt! - now + machine.CLOSING_RETRY_MS), reason: 'not_sampled' };
+      }
     }
     const decision = this.strategy().asynchronous ? machine.assignAsync(state) : machine.assign(state, spec.rules, now, sampled);
     if (decision.kind === 'wait') return { status: 'retry_later', taskId, retryAfterSeconds: retrySeconds(decision.retryAfterMs), reason: decision.reason };
