@@ -536,11 +536,11 @@ export interface components {
             tensors: components["schemas"]["TensorEntry"][];
             rounds: {
                 /**
-                 * @description Accepted updates that close a round at once (goal count)
+                 * @description Accepted updates that close a round at once (goal count); under central DP, the expected number of participants (no goal)
                  * @default 10
                  */
                 clientsPerRound: number;
-                /** @description Fewest accepted updates with which a round closes at its deadline (default: clientsPerRound) */
+                /** @description Fewest accepted updates with which a round closes at its deadline (default: clientsPerRound; 1 under central DP) */
                 minClients: number;
                 /**
                  * @description Seconds from a round's first assignment to its deadline
@@ -886,11 +886,11 @@ export interface components {
         /** @default {} */
         RoundRules: {
             /**
-             * @description Accepted updates that close a round at once (goal count)
+             * @description Accepted updates that close a round at once (goal count); under central DP, the expected number of participants (no goal)
              * @default 10
              */
             clientsPerRound: number;
-            /** @description Fewest accepted updates with which a round closes at its deadline (default: clientsPerRound) */
+            /** @description Fewest accepted updates with which a round closes at its deadline (default: clientsPerRound; 1 under central DP) */
             minClients?: number;
             /**
              * @description Seconds from a round's first assignment to its deadline

@@ -120,6 +120,11 @@ describe('central DP-FedAvg', () => {
     const task = await createDp({ mode: 'central', noiseMultiplier: z, clipNorm: S, samplingRate: 1, delta: 1e-5 });
     expect(task.privacy).toMatchObject({ mode: 'central', clipping: 'server', noiseMultiplier: z, clipNorm: S, samplingRate: 1, delta: 1e-5 });
     expect(task.privacySpent).toEqual({ rounds: 0, epsilon: 0, clipNorm: S, exhausted: false });
+    // clientsPerRound is the expected number of participants; the minimum defaults to 1 under central DP.
+    const defaults = await (
+      await create({ mode: 'central', noiseMultiplier: 1, clipNorm: 1, samplingRate: 0.1 }, { rounds: { clientsPerRound: 50 } })
+    ).json<any>();
+    expect(defaults.rounds).toMatchObject({ clientsPerRound: 50, minClients: 1 });
     const cs = await clients(task.id, 3);
     const deltas = [randomDelta(1, 5), randomDelta(2, 5), randomDelta(3, 0.01)]; // two far above S, one below
     expect(l2Norm(deltas[0]!)).toBeGreaterThan(S);

@@ -82,14 +82,20 @@ export const TimePageQuery = z.object({
 
 export const RoundRulesSchema = z
   .object({
-    clientsPerRound: z.number().int().min(1).max(10_000).default(10).describe('Accepted updates that close a round at once (goal count)'),
+    clientsPerRound: z
+      .number()
+      .int()
+      .min(1)
+      .max(10_000)
+      .default(10)
+      .describe('Accepted updates that close a round at once (goal count); under central DP, the expected number of participants (no goal)'),
     minClients: z
       .number()
       .int()
       .min(1)
       .max(10_000)
       .optional()
-      .describe('Fewest accepted updates with which a round closes at its deadline (default: clientsPerRound)'),
+      .describe('Fewest accepted updates with which a round closes at its deadline (default: clientsPerRound; 1 under central DP)'),
     deadlineSeconds: z
       .number()
       .int()

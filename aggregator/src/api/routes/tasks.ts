@@ -97,10 +97,13 @@ function checkTaskDefinition(body: z.infer<typeof CreateTaskSchema>): { spec: Ta
   // An asynchronous strategy has no rounds: its buffer plays the round, closing when full.
   const buffer = strategy.asynchronous?.bufferSize;
   const goal = buffer === undefined ? {} : { clientsPerRound: buffer, minClients: buffer };
-  const rules = { ...body.rounds, minClients: body.rounds.minClients ?? body.rounds.clientsPerRound, ...goal };
+  // Under central DP clientsPerRound is the expected number of Poisson-drawn participants, which a
+  // round reaches only half the time: its minimum defaults to 1, not to it.
+  const minimum = body.privacy?.mode === 'central' ? 1 : body.rounds.clientsPerRound;
+  const rules = { ...body.rounds, minClients: body.rounds.minClients ?? minimum, ...goal };
   if (rules.minClients > rules.clientsPerRound)
     throw new ApiError('invalid_request', `rounds.minClients (${rules.minClients}) exceeds rounds.clientsPerRound (${rules.clientsPerRound})`);
-  const privacy = body.privacy;
+  const { privacy } = body;
   if (privacy) {
     // First: a strategy DP cannot run with is refused for that, whatever its own rules say.
     const combination = strategyMisfit(privacy, strategy);
