@@ -43,6 +43,7 @@ const HELP = `Usage: npm run simulate -- [options]
   --dp-clip S        clip norm S (with --dp-adaptive, its start; default 1)
   --dp-clipping W    central: server | client (default server)
   --dp-adaptive      central: adaptive clipping to the median norm (Andrew et al. 2021)
+  --dp-count-noise B central, adaptive: σ_b of the clipped-count noise (default clientsPerRound / 20)
   --dp-delta D       δ (default 1e-5)
   --dp-budget EPS    the task finishes before a round that would spend more than EPS
   --deadline SEC     central DP: round deadline, from its first draw (default 30)
@@ -91,6 +92,7 @@ const { values: a } = parseArgs({
     'dp-clip': { type: 'string', default: '1' },
     'dp-clipping': { type: 'string', default: 'server' },
     'dp-adaptive': { type: 'boolean', default: false },
+    'dp-count-noise': { type: 'string' },
     'dp-delta': { type: 'string', default: '1e-5' },
     'dp-budget': { type: 'string' },
     deadline: { type: 'string', default: '30' },
@@ -194,7 +196,11 @@ const privacy: PrivacyOptions | undefined =
         ...dpCommon,
         samplingRate: opts.fraction,
         clipping: a['dp-clipping'] as 'server' | 'client',
-        ...(a['dp-adaptive'] ? { adaptiveClipping: {} } : {}),
+        ...(a['dp-adaptive']
+          ? {
+              adaptiveClipping: a['dp-count-noise'] !== undefined ? { countNoise: num('dp-count-noise', a['dp-count-noise'], (v) => v > 0) } : {},
+            }
+          : {}),
       }
     : a.dp === 'local'
       ? { mode: 'local', ...dpCommon }

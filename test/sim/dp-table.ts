@@ -40,7 +40,9 @@ for (const population of ['K100', 'K1000'] as const) {
   rows.push({ population, label: 'FedAvg (no DP)', args: common });
   rows.push({ population, label: 'DP-FedAvg z = 0.7, S = 1', args: dp('0.7') });
   rows.push({ population, label: 'DP-FedAvg z = 1.0, S = 1', args: dp('1') });
-  rows.push({ population, label: 'DP-FedAvg z = 1.0, adaptive S (from 1)', args: dp('1', ['--dp-adaptive']) });
+  // σ_b must exceed z / 2 (Andrew et al. §3.1): the default clientsPerRound / 20 is 0.5 at 10 per round, so K100 sets 1.
+  const countNoise = population === 'K100' ? ['--dp-count-noise', '1'] : [];
+  rows.push({ population, label: 'DP-FedAvg z = 1.0, adaptive S (from 1)', args: dp('1', ['--dp-adaptive', ...countNoise]) });
 }
 
 const out = resolve(a.out);
