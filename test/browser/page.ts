@@ -2,10 +2,12 @@
  * @module The browser test page's script (bundled by bundle.ts with the SDK and TensorFlow.js).
  * It defines `window.fedgeTest.run(config)`: one whole participation from inside the browser
  * (data generated here, tfjs cpu backend), against an aggregator on another origin, and returns
- * what the test asserts on.
+ * what the test asserts on; and `window.fedgeTest.maskKat()`, the secure-aggregation PRG's known answer.
  */
 import * as tf from '@tensorflow/tfjs';
 import { FedgeClient, type ModelManifest, type ParticipationResult } from '../../client-sdk/src/index.ts';
+import { expandMask } from '../../client-sdk/src/protocol/secagg/prg.ts';
+import { hex, KAT_SEED } from '../shared/secagg-kat.ts';
 import { argmaxData } from '../sim/synthetic.ts';
 
 export interface PageRunConfig {
@@ -34,7 +36,7 @@ export interface PageRunResult {
 
 declare global {
   interface Window {
-    fedgeTest: { run(config: PageRunConfig): Promise<PageRunResult> };
+    fedgeTest: { run(config: PageRunConfig): Promise<PageRunResult>; maskKat(): Promise<{ first64: string; sha256: string }> };
   }
 }
 
@@ -103,5 +105,11 @@ async function run(config: PageRunConfig): Promise<PageRunResult> {
   };
 }
 
-window.fedgeTest = { run };
+/** The secure-aggregation mask PRG's known answer, as this browser's WebCrypto computes it. */
+async function maskKat(): Promise<{ first64: string; sha256: string }> {
+  const bytes = new Uint8Array((await expandMask(KAT_SEED, 1024)).buffer);
+  return { first64: hex(bytes.subarray(0, 64)), sha256: hex(new Uint8Array(await crypto.subtle.digest('SHA-256', bytes))) };
+}
+
+window.fedgeTest = { run, maskKat };
 document.body.dataset.ready = '1';

@@ -18,6 +18,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { FedgeAdmin } from '../../client-sdk/src/index.ts';
+import { KAT_FIRST_64, KAT_SHA256_4096 } from '../shared/secagg-kat.ts';
 import { useWasmBackend } from '../sim/tf-backend.ts';
 import { type BrowserBundle, bundlePage, nodeOnlyApis, repoInputs } from './bundle.ts';
 import { launchChromium, serveStatic } from './chromium.ts';
@@ -123,6 +124,13 @@ describe('the SDK in headless Chromium', () => {
     );
     await page.close();
   }, 90_000);
+
+  it("the secure-aggregation mask PRG gives the known answer in Chromium's WebCrypto", async () => {
+    const page = await openPage(`${origin}/page/page.html`);
+    const kat = await page.evaluate(() => window.fedgeTest.maskKat());
+    expect(kat).toEqual({ first64: KAT_FIRST_64, sha256: KAT_SHA256_4096 });
+    await page.close();
+  });
 
   it('runs the browser example (client-sdk/examples/browser.html)', async () => {
     const task = await newTask();
