@@ -43,6 +43,11 @@ export async function generateKeyPair(curve?: Curve): Promise<KeyPair> {
   throw new Error(`no key agreement curve available (${String(last)})`);
 }
 
+/** A private key from its PKCS #8 bytes (what `crypto.subtle.exportKey('pkcs8', …)` gave), for key agreement on `curve`. */
+export function importPrivateKey(curve: Curve, pkcs8: Uint8Array): Promise<CryptoKey> {
+  return crypto.subtle.importKey('pkcs8', pkcs8 as Uint8Array<ArrayBuffer>, algorithm(curve), false, ['deriveBits']);
+}
+
 const encoder = new TextEncoder();
 
 /**

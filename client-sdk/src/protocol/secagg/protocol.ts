@@ -13,7 +13,7 @@
  * for the same v (the double-reveal guard: both would give away v's input).
  */
 import { combine, split } from 'shamir-secret-sharing';
-import { agree, type Curve, generateKeyPair, type KeyPair, open, seal, shareContext } from './keys.ts';
+import { agree, type Curve, generateKeyPair, importPrivateKey, type KeyPair, open, seal, shareContext } from './keys.ts';
 import { addMask, expandMask } from './prg.ts';
 
 export interface Advertisement {
@@ -188,9 +188,7 @@ export async function unmaskSum(args: {
     if (shares.length < t) throw new Error(`only ${shares.length} shares of dropped ${v}'s key, fewer than t = ${t}: abort the round`);
     const pkcs8 = await combine(shares.slice(0, t));
     const curve = byId.get(v)!.curve;
-    const alg = curve === 'X25519' ? { name: 'X25519' } : { name: 'ECDH', namedCurve: 'P-256' };
-    const privateKey = await crypto.subtle.importKey('pkcs8', pkcs8 as Uint8Array<ArrayBuffer>, alg, false, ['deriveBits']);
-    const vKeys: KeyPair = { curve, privateKey, publicKey: byId.get(v)!.sPublic };
+    const vKeys: KeyPair = { curve, privateKey: await importPrivateKey(curve, pkcs8), publicKey: byId.get(v)!.sPublic };
     for (const u of args.neighbours.get(v) ?? []) {
       if (!args.masked.has(u)) continue;
       const s = await agree(vKeys, byId.get(u)!.sPublic, info(taskId, round, 'mask'));

@@ -6,8 +6,9 @@
  * the nearest integer; the weight w/W itself is appended as one more coordinate, quantized the same
  * way. The unmasked sum then holds Σ (wᵢ/W)·Δᵢ and Σ wᵢ/W, and their ratio is FedAvg's weighted
  * mean. The sum of n clients stays below 2³¹ in magnitude, so it decodes as a signed integer,
- * when n · c · 2^f < 2³¹: `fractionBits(n, c)` picks the largest such f, and a task whose n and c
- * leave under 8 fraction bits is refused.
+ * when n · c · 2^f < 2³¹: `fractionBits(n, c)` picks the largest such f. (Refusing, at task
+ * creation, an n and c that leave too few fraction bits is the aggregator's part, not built yet.)
+ * The aggregator adds the vectors with `addMask(sum, y, 1)` (prg.ts).
  *
  * Error bound: each client's rounding is at most 2^−(f+1) per coordinate (and on its weight), so
  * both quantized sums are within ε = n · 2^−(f+1) of the exact ones, and each coordinate of the
@@ -68,10 +69,4 @@ export function dequantizeMean(sum: Uint32Array): Float64Array {
 export function meanErrorBound(n: number, fractionBits: number, totalWeight: number, meanAbs: number): number {
   const e = n * 2 ** -(fractionBits + 1);
   return (e * (1 + meanAbs)) / (totalWeight - e);
-}
-
-/** Σ of vectors mod 2³² (what the aggregator adds). */
-export function addInto(target: Uint32Array, v: Uint32Array): void {
-  if (v.length !== target.length) throw new RangeError(`vector of ${v.length} words added to ${target.length}`);
-  for (let i = 0; i < target.length; i++) target[i] = (target[i]! + v[i]!) >>> 0;
 }

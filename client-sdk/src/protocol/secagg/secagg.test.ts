@@ -235,11 +235,13 @@ describe('a SecAgg+ round', () => {
     await client.maskedInput(quantize(r.deltas.get(u)!, 1, r.q), r.inbox(u));
     // Both for the same peer in one request.
     expect(() => client.unmask({ survivors: [v, w], dropped: [v] })).toThrow(SecAggRefusal);
+    let refusal: unknown;
     try {
       client.unmask({ survivors: [v], dropped: [v] });
     } catch (e) {
-      expect((e as SecAggRefusal).code).toBe('double_reveal');
+      refusal = e;
     }
+    expect((refusal as SecAggRefusal).code).toBe('double_reveal');
     // One request, then the other secret in a second one.
     const first = client.unmask({ survivors: [v], dropped: [w] });
     expect(Object.keys(first.seedShares)).toEqual([v]);
