@@ -72,6 +72,28 @@ export type PrivacyOptions =
   | { mode: 'local'; noiseMultiplier: number; clipNorm: number; delta?: number; epsilonBudget?: number };
 
 /**
+ * A task's secure aggregation (SecAgg+): the aggregator learns only each round's sum. Defaults in
+ * brackets; see the README's "Secure aggregation" section.
+ *
+ * @example
+ * await admin.createTask(model, {
+ *   name: 'keyboard',
+ *   rounds: { clientsPerRound: 100, overSelection: 1.3, minClients: 60 },
+ *   secureAggregation: { clipRange: 0.5 },
+ * });
+ */
+export interface SecureAggregationOptions {
+  /** c: each coordinate of Δ is clipped to [−c, c] before it is quantized [1]. */
+  clipRange?: number;
+  /** k: neighbours per client [min(n − 1, 2⌈log₂ n⌉ + 2), even]. */
+  neighbours?: number;
+  /** t: shares that rebuild a secret [⌊k/2⌋ + 1]. */
+  threshold?: number;
+  /** Deadline of each key phase, s [30]. */
+  phaseSeconds?: number;
+}
+
+/**
  * A task as `FedgeAdmin.getTask` shows it: its settings (with the server's defaults filled in) and
  * its live round.
  *
@@ -88,6 +110,8 @@ export interface Task extends TaskSummary {
   privacy: PrivacyOptions | null;
   /** What it has spent: DP releases so far, ε at `privacy.delta`, the next clip norm, whether the budget is spent (the task is `finished`). */
   privacySpent: { rounds: number; epsilon: number; clipNorm: number; exhausted: boolean } | null;
+  /** The secure aggregation the task runs, defaults filled in; null: none. */
+  secureAggregation: (Required<Omit<SecureAggregationOptions, 'neighbours' | 'threshold'>> & Pick<SecureAggregationOptions, 'neighbours' | 'threshold'>) | null;
   maxUpdateBytes: number;
   maxClients: number;
   currentRound: LiveRound | null;

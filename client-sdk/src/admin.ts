@@ -3,7 +3,7 @@
  * tfjs model, register clients, read rounds and versions.
  */
 import * as tf from '@tensorflow/tfjs';
-import type { EnrollmentKey, IdentityProvider, LiveRound, PrivacyOptions, Task, TaskSummary } from './admin-types.ts';
+import type { EnrollmentKey, IdentityProvider, LiveRound, PrivacyOptions, SecureAggregationOptions, Task, TaskSummary } from './admin-types.ts';
 import { FedgeError } from './errors.ts';
 import { Http, type Logger, sleep } from './internal/http.ts';
 import { readSavedModel } from './io.ts';
@@ -54,6 +54,8 @@ export interface CreateTaskOptions {
   strategy?: { name: string; [param: string]: number | string };
   /** Differential privacy (central DP-FedAvg or local DP); default none. */
   privacy?: PrivacyOptions;
+  /** Secure aggregation (SecAgg+): the server learns only each round's sum; default none. */
+  secureAggregation?: SecureAggregationOptions;
   /** At most this many clients, registered or enrolled [10,000]: bounds self-enrollment. */
   maxClients?: number;
 }
@@ -159,6 +161,7 @@ export class FedgeAdmin {
         plan: { ...plan, ...options.plan },
         ...(options.strategy ? { strategy: options.strategy } : {}),
         ...(options.privacy ? { privacy: options.privacy } : {}),
+        ...(options.secureAggregation ? { secureAggregation: options.secureAggregation } : {}),
         ...(options.maxClients === undefined ? {} : { maxClients: options.maxClients }),
       },
       retry: false,

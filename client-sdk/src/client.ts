@@ -13,6 +13,7 @@ import { privatizeUpdate, type UpdatePrivacy } from './privacy.ts';
 import type { CheckInResponse, ClientPrivacy, ModelManifest, TensorManifestEntry, TrainingPlan, UpdateAck } from './protocol/messages.ts';
 import { UPDATE_META } from './protocol/messages.ts';
 import { concatTensors, decodeTensors, encodeTensors, splitFlat } from './protocol/safetensors.ts';
+import { SecureRound, type SecureRoundReport } from './secure-aggregation.ts';
 import { buildModel, evaluateLocally, type TrainingCallbacks, type TrainingData, type TrainResult, trainLocally } from './training.ts';
 
 /**
@@ -125,7 +126,15 @@ export interface ParticipateOptions extends TrainingCallbacks {
  */
 export type ParticipationResult =
   /** `privacy`: what a DP task's clipping (and local noise, with its ε) did to the update; null without DP. */
-  | { status: 'accepted'; ack: UpdateAck; train: Omit<TrainResult, 'delta'>; assignment: Assignment; privacy: UpdatePrivacy | null }
+  /** `secureAggregation`: the round's k, t and quantization when the task runs secure aggregation; null otherwise. */
+  | {
+      status: 'accepted';
+      ack: UpdateAck;
+      train: Omit<TrainResult, 'delta'>;
+      assignment: Assignment;
+      privacy: UpdatePrivacy | null;
+      secureAggregation: SecureRoundReport | null;
+    }
   | { status: 'late'; assignment: Assignment; train: Omit<TrainResult, 'delta'> }
   /** The round was abandoned at its deadline (too few updates): this update was discarded. */
   | { status: 'abandoned'; assignment: Assignment; train: Omit<TrainResult, 'delta'> };
@@ -193,7 +202,7 @@ export class FedgeClient {
    * await secureStorage.set('fedge-token', token);
    */
   async rotateToken(options: { signal?: AbortSignal | undefined } = {}): Promise<{ token: string; expiresAt: string | null }> {
-    const clientId = this.http.options.token.slice(0, this.http.options.token.indexOf('.'));
+    const clientId = this.clientId;
     const r = await this.http.json<{ token: string; expiresAt: string | null }>({
       method: 'POST',
       path: `${this.base}/clients/${encodeURIComponent(clientId)}/token`,
@@ -202,6 +211,11 @@ export class FedgeClient {
     });
     this.http.options.token = r.token;
     return { token: r.token, expiresAt: r.expiresAt };
+  }
+
+  /** This client's id (the part of its token before the dot). */
+  get clientId(): string {
+    return this.http.options.token.slice(0, this.http.options.token.indexOf('.'));
   }
 
   /** Asks to join the open round: an assignment, or when to come back (`retryAfterSeconds`). */
@@ -367,6 +381,12 @@ export class FedgeClient {
       ...(options.maxWaitMs !== undefined ? { maxWaitMs: options.maxWaitMs } : {}),
       onWait: (seconds, reason) => onStep?.('waiting', { seconds, reason }),
     });
+    // Secure aggregation: the key phases run while the model trains (they have their own, shorter deadlines).
+    const secure = assignment.secureAggregation
+      ? new SecureRound(this.http, this.base, this.clientId, this.taskId, assignment.round, assignment.secureAggregation)
+      : null;
+    const keyPhases = secure?.keyPhases(signal);
+    keyPhases?.catch(() => {}); // awaited below; this keeps an early failure from being unhandled meanwhile
     onStep?.('downloading', { version: assignment.baseVersion });
     const [task, weights] = await Promise.all([this.getTaskModel(), this.getWeights(assignment.baseVersion, signal ? { signal } : {})]);
     onStep?.('training', { round: assignment.round });
@@ -380,6 +400,13 @@ export class FedgeClient {
     const { delta, ...train } = trained;
     onStep?.('submitting', { round: assignment.round, numExamples: train.numExamples });
     try {
+      if (secure) {
+        await keyPhases;
+        // Local DP composes: the update is clipped and noised on the device, then masked.
+        const sent = assignment.privacy ? privatizeUpdate(delta, assignment.privacy) : null;
+        const { ack, report } = await secure.submit(sent?.delta ?? delta, train.numExamples, signal);
+        return { status: 'accepted', ack, train, assignment, privacy: sent?.report ?? null, secureAggregation: report };
+      }
       const { ack, privacy } = await this.submitPrivately({
         round: assignment.round,
         baseVersion: assignment.baseVersion,
@@ -389,7 +416,7 @@ export class FedgeClient {
         privacy: assignment.privacy,
         ...(signal ? { signal } : {}),
       });
-      return { status: 'accepted', ack, train, assignment, privacy };
+      return { status: 'accepted', ack, train, assignment, privacy, secureAggregation: null };
     } catch (e) {
       if (e instanceof RoundAbandonedError) return { status: 'abandoned', assignment, train };
       if (e instanceof LateUpdateError) return { status: 'late', assignment, train };

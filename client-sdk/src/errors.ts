@@ -112,7 +112,7 @@ export class ConflictError extends APIError {
   override readonly name: string = 'ConflictError';
 }
 /**
- * 409 `round_closed` (or `stale_update` in asynchronous tasks): the update arrived too late; check in again.
+ * 409 `round_closed` (or `stale_update` in asynchronous tasks, `secagg_wrong_round` under secure aggregation): the update arrived too late; check in again.
  *
  * @example
  * try {
@@ -252,7 +252,7 @@ function classFor(status: number, code: ErrorCode | 'unknown_error'): APIErrorCl
   if (status === 403) return PermissionDeniedError;
   if (status === 404) return NotFoundError;
   if (status === 409 && code === 'round_abandoned') return RoundAbandonedError;
-  if (status === 409) return code === 'round_closed' || code === 'stale_update' ? LateUpdateError : ConflictError;
+  if (status === 409) return code === 'round_closed' || code === 'stale_update' || code === 'secagg_wrong_round' ? LateUpdateError : ConflictError;
   if (status === 429) return RateLimitError;
   if (status >= 500) return InternalServerError;
   if (status === 400 || status === 413 || status === 422) return ValidationError;

@@ -4,7 +4,7 @@
  */
 
 export { type CreateTaskOptions, FedgeAdmin, type FedgeAdminOptions } from './admin.ts';
-export type { EnrollmentKey, IdentityProvider, LiveRound, PrivacyOptions, Task, TaskSummary } from './admin-types.ts';
+export type { EnrollmentKey, IdentityProvider, LiveRound, PrivacyOptions, SecureAggregationOptions, Task, TaskSummary } from './admin-types.ts';
 export {
   type Assignment,
   FedgeClient,
@@ -21,8 +21,18 @@ export type { Logger } from './internal/http.ts';
 export { localEpsilon, privatizeUpdate, type UpdatePrivacy } from './privacy.ts';
 export { CLIENT_ERROR_CODES, type ClientErrorCode, ERROR_STATUS, type ErrorBody, type ErrorCode, type FedgeErrorCode } from './protocol/codes.ts';
 export { clipToNorm, l2Norm } from './protocol/dp.ts';
-export type { CheckInResponse, ClientPrivacy, ModelManifest, TensorManifestEntry, TrainingPlan, UpdateAck, VersionPrivacy } from './protocol/messages.ts';
+export type {
+  CheckInResponse,
+  ClientPrivacy,
+  ClientSecAgg,
+  ModelManifest,
+  TensorManifestEntry,
+  TrainingPlan,
+  UpdateAck,
+  VersionPrivacy,
+} from './protocol/messages.ts';
 export { sampledGaussianEpsilon } from './protocol/rdp.ts';
+export type { SecureRoundReport } from './secure-aggregation.ts';
 export {
   buildModel,
   evaluateLocally,

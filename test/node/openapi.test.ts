@@ -42,7 +42,7 @@ describe('the OpenAPI document', () => {
   });
 
   it('names every operation, says which token it needs, and lists /v1/health and this server', () => {
-    expect(operations.length).toBe(35);
+    expect(operations.length).toBe(42); // 35 + secure aggregation's 7
     const ids = operations.map((o) => o.op.operationId);
     expect(ids.every((id) => typeof id === 'string' && /^[a-z][A-Za-z]+$/.test(id))).toBe(true);
     expect(new Set(ids).size).toBe(ids.length);
@@ -54,6 +54,7 @@ describe('the OpenAPI document', () => {
     expect(security('enroll')).toEqual([]);
     expect(security('createTask')).toEqual([{ operator: [] }]);
     expect(security('submitUpdate')).toEqual([{ client: [] }]);
+    expect(security('secaggMaskedInput')).toEqual([{ client: [] }]);
     expect(security('getWeights')).toEqual([{ operator: [] }, { client: [] }]);
   });
 

@@ -278,6 +278,125 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/tasks/{taskId}/rounds/{round}/secagg/keys": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Phase 1: advertise this client’s two public keys for the round */
+        post: operations["secaggAdvertise"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/tasks/{taskId}/rounds/{round}/secagg/roster": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Phase 2: the neighbours’ public keys, k and t */
+        get: operations["secaggRoster"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/tasks/{taskId}/rounds/{round}/secagg/shares": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Phase 2: one sealed pair of shares for each neighbour */
+        post: operations["secaggShare"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/tasks/{taskId}/rounds/{round}/secagg/inbox": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Phase 3: the shares the neighbours sealed for this client */
+        get: operations["secaggInbox"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/tasks/{taskId}/rounds/{round}/secagg/masked": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /** Phase 3: the masked input, (numParams + 1) little-endian 32-bit words (idempotent: the same bytes again return the same ack) */
+        put: operations["secaggMaskedInput"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/tasks/{taskId}/rounds/{round}/secagg/unmask": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Phase 4: which neighbours survived and which dropped */
+        get: operations["secaggUnmaskRequest"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/tasks/{taskId}/rounds/{round}/secagg/reveal": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Phase 4: the shares asked for (never both secrets of one neighbour) */
+        post: operations["secaggReveal"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/tasks/{taskId}/models": {
         parameters: {
             query?: never;
@@ -561,6 +680,7 @@ export interface components {
             plan: components["schemas"]["TrainingPlan"];
             strategy: components["schemas"]["Strategy"];
             privacy: components["schemas"]["Privacy"];
+            secureAggregation: components["schemas"]["SecureAggregation"];
             /** @description What the task has spent of its privacy (null: no DP) */
             privacySpent: {
                 /** @description Versions released under DP so far */
@@ -764,6 +884,23 @@ export interface components {
             /** @description The task finishes before a round whose release would take ε (at δ) above this budget */
             epsilonBudget?: number;
         } | null;
+        /** @description The secure aggregation the task runs, as validated (null: none) */
+        SecureAggregation: {
+            /**
+             * @description c: each coordinate of Δ is clipped to [−c, c] before it is quantized to Z/2³²
+             * @default 1
+             */
+            clipRange: number;
+            /** @description k: neighbours each client masks and shares with (default: min(n − 1, 2⌈log₂ n⌉ + 2), even; n = the clients that advertised keys) */
+            neighbours?: number;
+            /** @description t: shares that rebuild a client's secret (default ⌊k/2⌋ + 1, a majority of its neighbourhood) */
+            threshold?: number;
+            /**
+             * @description Deadline of each key phase (advertise keys, share keys, unmask), from its start; the masked-input phase ends at the round deadline (rounds.deadlineSeconds after the first assignment) or phaseSeconds after it starts, whichever is later
+             * @default 30
+             */
+            phaseSeconds: number;
+        } | null;
         LiveRound: {
             round: number;
             /** @enum {string} */
@@ -794,7 +931,7 @@ export interface components {
                  * @description Stable error code (README: error codes)
                  * @enum {string}
                  */
-                code: "invalid_request" | "invalid_strategy" | "invalid_privacy" | "malformed_json" | "invalid_topology" | "invalid_weights" | "weights_mismatch" | "malformed_update";
+                code: "invalid_request" | "invalid_strategy" | "invalid_privacy" | "invalid_secure_aggregation" | "invalid_secagg_message" | "malformed_json" | "invalid_topology" | "invalid_weights" | "weights_mismatch" | "malformed_update";
                 /** @description For people: what failed and why */
                 message: string;
             };
@@ -816,7 +953,7 @@ export interface components {
                  * @description Stable error code (README: error codes)
                  * @enum {string}
                  */
-                code: "forbidden" | "not_participant";
+                code: "forbidden" | "secagg_unknown_client" | "not_participant";
                 /** @description For people: what failed and why */
                 message: string;
             };
@@ -877,6 +1014,7 @@ export interface components {
             plan?: components["schemas"]["TrainingPlan"];
             strategy?: components["schemas"]["Strategy"];
             privacy?: components["schemas"]["Privacy"] & unknown;
+            secureAggregation?: components["schemas"]["SecureAggregation"] & unknown;
             /**
              * @description At most this many clients, registered or enrolled (revoked ones included): bounds self-enrollment
              * @default 10000
@@ -944,7 +1082,7 @@ export interface components {
                  * @description Stable error code (README: error codes)
                  * @enum {string}
                  */
-                code: "not_assigned" | "round_closed" | "round_abandoned" | "base_version_mismatch" | "stale_update" | "task_stopped" | "task_not_stopped" | "privacy_budget_exhausted" | "client_revoked" | "enrollment_limit_reached" | "duplicate_conflict";
+                code: "not_assigned" | "round_closed" | "round_abandoned" | "base_version_mismatch" | "stale_update" | "task_stopped" | "task_not_stopped" | "privacy_budget_exhausted" | "client_revoked" | "enrollment_limit_reached" | "secure_aggregation_required" | "secagg_not_enabled" | "secagg_wrong_round" | "secagg_out_of_phase" | "secagg_conflict" | "duplicate_conflict";
                 /** @description For people: what failed and why */
                 message: string;
             };
@@ -1119,6 +1257,7 @@ export interface components {
             deadlineAt: string;
             plan: components["schemas"]["TrainingPlan"];
             privacy?: components["schemas"]["ClientPrivacy"];
+            secureAggregation?: components["schemas"]["ClientSecAgg"];
         } | {
             /** @enum {string} */
             status: "retry_later";
@@ -1140,6 +1279,17 @@ export interface components {
             delta: number;
             /** @description Adaptive clipping: send metadata `fedge.unclipped` (1 if the norm was ≤ clipNorm before clipping, else 0) */
             reportUnclipped: boolean;
+        };
+        /** @description Present when the task runs secure aggregation: run its four phases instead of `PUT …/update` */
+        ClientSecAgg: {
+            /** @description c: clip each coordinate of Δ to [−c, c] */
+            clipRange: number;
+            /** @description f: scale by 2^f before rounding to an integer modulo 2³² */
+            fractionBits: number;
+            /** @description W: the weight folded into the update is numExamples / W */
+            maxExamples: number;
+            /** @description Deadline of each key phase, from its start */
+            phaseSeconds: number;
         };
         UpdateAck: {
             taskId: string;
@@ -1175,6 +1325,72 @@ export interface components {
                 code: "unsupported_media_type";
                 /** @description For people: what failed and why */
                 message: string;
+            };
+        };
+        SecAggAccepted: {
+            /** @enum {string} */
+            status: "accepted";
+        };
+        SecAggKeys: {
+            /** @enum {string} */
+            curve: "X25519" | "P-256";
+            /** @description Public key for sealing shares (raw: 32 bytes X25519, 65 bytes P-256 uncompressed) */
+            cPublic: string;
+            /** @description Public key for the pairwise masks */
+            sPublic: string;
+        };
+        SecAggRoster: {
+            /** @enum {string} */
+            status: "wait";
+            retryAfterSeconds: number;
+        } | {
+            /** @enum {string} */
+            status: "ready";
+            k: number;
+            t: number;
+            neighbours: components["schemas"]["SecAggRosterEntry"][];
+        };
+        SecAggRosterEntry: components["schemas"]["SecAggKeys"] & {
+            id: string;
+        };
+        SecAggShares: {
+            shares: {
+                to: string;
+                /** @description Base64 (standard alphabet, padded) */
+                sealed: string;
+            }[];
+        };
+        SecAggInbox: {
+            /** @enum {string} */
+            status: "wait";
+            retryAfterSeconds: number;
+        } | {
+            /** @enum {string} */
+            status: "ready";
+            shares: {
+                from: string;
+                /** @description Base64 (standard alphabet, padded) */
+                sealed: string;
+            }[];
+        };
+        SecAggUnmaskRequest: {
+            /** @enum {string} */
+            status: "wait";
+            retryAfterSeconds: number;
+        } | {
+            /** @enum {string} */
+            status: "ready";
+            survivors: string[];
+            dropped: string[];
+        };
+        SecAggReveal: {
+            /** @description Shares of the surviving neighbours' self-mask seeds, by client id */
+            seedShares: {
+                [key: string]: string;
+            };
+            /** @description Shares of the dropped neighbours' mask keys, by client id */
+            keyShares: {
+                [key: string]: string;
             };
         };
         ModelManifest: {
@@ -1418,7 +1634,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1438,7 +1654,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error401"];
                 };
             };
-            /** @description Error: `forbidden`, `not_participant` */
+            /** @description Error: `forbidden`, `secagg_unknown_client`, `not_participant` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1491,7 +1707,7 @@ export interface operations {
                     "application/json": components["schemas"]["Task"];
                 };
             };
-            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1511,7 +1727,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error401"];
                 };
             };
-            /** @description Error: `forbidden`, `not_participant` */
+            /** @description Error: `forbidden`, `secagg_unknown_client`, `not_participant` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1580,7 +1796,7 @@ export interface operations {
                     "application/json": components["schemas"]["Task"];
                 };
             };
-            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1600,7 +1816,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error401"];
                 };
             };
-            /** @description Error: `forbidden`, `not_participant` */
+            /** @description Error: `forbidden`, `secagg_unknown_client`, `not_participant` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1660,7 +1876,7 @@ export interface operations {
                     "application/json": components["schemas"]["DeletedTask"];
                 };
             };
-            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1680,7 +1896,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error401"];
                 };
             };
-            /** @description Error: `forbidden`, `not_participant` */
+            /** @description Error: `forbidden`, `secagg_unknown_client`, `not_participant` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1698,7 +1914,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error404"];
                 };
             };
-            /** @description Error: `not_assigned`, `round_closed`, `round_abandoned`, `base_version_mismatch`, `stale_update`, `task_stopped`, `task_not_stopped`, `privacy_budget_exhausted`, `client_revoked`, `enrollment_limit_reached`, `duplicate_conflict` */
+            /** @description Error: `not_assigned`, `round_closed`, `round_abandoned`, `base_version_mismatch`, `stale_update`, `task_stopped`, `task_not_stopped`, `privacy_budget_exhausted`, `client_revoked`, `enrollment_limit_reached`, `secure_aggregation_required`, `secagg_not_enabled`, `secagg_wrong_round`, `secagg_out_of_phase`, `secagg_conflict`, `duplicate_conflict` */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -1749,7 +1965,7 @@ export interface operations {
                     "application/json": components["schemas"]["TaskLifecycle"];
                 };
             };
-            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1769,7 +1985,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error401"];
                 };
             };
-            /** @description Error: `forbidden`, `not_participant` */
+            /** @description Error: `forbidden`, `secagg_unknown_client`, `not_participant` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1787,7 +2003,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error404"];
                 };
             };
-            /** @description Error: `not_assigned`, `round_closed`, `round_abandoned`, `base_version_mismatch`, `stale_update`, `task_stopped`, `task_not_stopped`, `privacy_budget_exhausted`, `client_revoked`, `enrollment_limit_reached`, `duplicate_conflict` */
+            /** @description Error: `not_assigned`, `round_closed`, `round_abandoned`, `base_version_mismatch`, `stale_update`, `task_stopped`, `task_not_stopped`, `privacy_budget_exhausted`, `client_revoked`, `enrollment_limit_reached`, `secure_aggregation_required`, `secagg_not_enabled`, `secagg_wrong_round`, `secagg_out_of_phase`, `secagg_conflict`, `duplicate_conflict` */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -1838,7 +2054,7 @@ export interface operations {
                     "application/json": components["schemas"]["TaskLifecycle"];
                 };
             };
-            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1858,7 +2074,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error401"];
                 };
             };
-            /** @description Error: `forbidden`, `not_participant` */
+            /** @description Error: `forbidden`, `secagg_unknown_client`, `not_participant` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1876,7 +2092,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error404"];
                 };
             };
-            /** @description Error: `not_assigned`, `round_closed`, `round_abandoned`, `base_version_mismatch`, `stale_update`, `task_stopped`, `task_not_stopped`, `privacy_budget_exhausted`, `client_revoked`, `enrollment_limit_reached`, `duplicate_conflict` */
+            /** @description Error: `not_assigned`, `round_closed`, `round_abandoned`, `base_version_mismatch`, `stale_update`, `task_stopped`, `task_not_stopped`, `privacy_budget_exhausted`, `client_revoked`, `enrollment_limit_reached`, `secure_aggregation_required`, `secagg_not_enabled`, `secagg_wrong_round`, `secagg_out_of_phase`, `secagg_conflict`, `duplicate_conflict` */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -1927,7 +2143,7 @@ export interface operations {
                     "application/json": components["schemas"]["TaskLifecycle"];
                 };
             };
-            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1947,7 +2163,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error401"];
                 };
             };
-            /** @description Error: `forbidden`, `not_participant` */
+            /** @description Error: `forbidden`, `secagg_unknown_client`, `not_participant` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1965,7 +2181,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error404"];
                 };
             };
-            /** @description Error: `not_assigned`, `round_closed`, `round_abandoned`, `base_version_mismatch`, `stale_update`, `task_stopped`, `task_not_stopped`, `privacy_budget_exhausted`, `client_revoked`, `enrollment_limit_reached`, `duplicate_conflict` */
+            /** @description Error: `not_assigned`, `round_closed`, `round_abandoned`, `base_version_mismatch`, `stale_update`, `task_stopped`, `task_not_stopped`, `privacy_budget_exhausted`, `client_revoked`, `enrollment_limit_reached`, `secure_aggregation_required`, `secagg_not_enabled`, `secagg_wrong_round`, `secagg_out_of_phase`, `secagg_conflict`, `duplicate_conflict` */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -2023,7 +2239,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2043,7 +2259,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error401"];
                 };
             };
-            /** @description Error: `forbidden`, `not_participant` */
+            /** @description Error: `forbidden`, `secagg_unknown_client`, `not_participant` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2107,7 +2323,7 @@ export interface operations {
                     "application/json": components["schemas"]["ClientCredentials"];
                 };
             };
-            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2127,7 +2343,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error401"];
                 };
             };
-            /** @description Error: `forbidden`, `not_participant` */
+            /** @description Error: `forbidden`, `secagg_unknown_client`, `not_participant` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2188,7 +2404,7 @@ export interface operations {
                     "application/json": components["schemas"]["Client"];
                 };
             };
-            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2208,7 +2424,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error401"];
                 };
             };
-            /** @description Error: `forbidden`, `not_participant` */
+            /** @description Error: `forbidden`, `secagg_unknown_client`, `not_participant` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2269,7 +2485,7 @@ export interface operations {
                     "application/json": components["schemas"]["ClientCredentials"];
                 };
             };
-            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2289,7 +2505,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error401"];
                 };
             };
-            /** @description Error: `forbidden`, `not_participant` */
+            /** @description Error: `forbidden`, `secagg_unknown_client`, `not_participant` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2307,7 +2523,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error404"];
                 };
             };
-            /** @description Error: `not_assigned`, `round_closed`, `round_abandoned`, `base_version_mismatch`, `stale_update`, `task_stopped`, `task_not_stopped`, `privacy_budget_exhausted`, `client_revoked`, `enrollment_limit_reached`, `duplicate_conflict` */
+            /** @description Error: `not_assigned`, `round_closed`, `round_abandoned`, `base_version_mismatch`, `stale_update`, `task_stopped`, `task_not_stopped`, `privacy_budget_exhausted`, `client_revoked`, `enrollment_limit_reached`, `secure_aggregation_required`, `secagg_not_enabled`, `secagg_wrong_round`, `secagg_out_of_phase`, `secagg_conflict`, `duplicate_conflict` */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -2360,7 +2576,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2380,7 +2596,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error401"];
                 };
             };
-            /** @description Error: `forbidden`, `not_participant` */
+            /** @description Error: `forbidden`, `secagg_unknown_client`, `not_participant` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2444,7 +2660,7 @@ export interface operations {
                     "application/json": components["schemas"]["NewEnrollmentKey"];
                 };
             };
-            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2464,7 +2680,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error401"];
                 };
             };
-            /** @description Error: `forbidden`, `not_participant` */
+            /** @description Error: `forbidden`, `secagg_unknown_client`, `not_participant` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2525,7 +2741,7 @@ export interface operations {
                     "application/json": components["schemas"]["EnrollmentKey"];
                 };
             };
-            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2545,7 +2761,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error401"];
                 };
             };
-            /** @description Error: `forbidden`, `not_participant` */
+            /** @description Error: `forbidden`, `secagg_unknown_client`, `not_participant` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2618,7 +2834,7 @@ export interface operations {
                     "application/json": components["schemas"]["ClientCredentials"];
                 };
             };
-            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2647,7 +2863,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error404"];
                 };
             };
-            /** @description Error: `not_assigned`, `round_closed`, `round_abandoned`, `base_version_mismatch`, `stale_update`, `task_stopped`, `task_not_stopped`, `privacy_budget_exhausted`, `client_revoked`, `enrollment_limit_reached`, `duplicate_conflict` */
+            /** @description Error: `not_assigned`, `round_closed`, `round_abandoned`, `base_version_mismatch`, `stale_update`, `task_stopped`, `task_not_stopped`, `privacy_budget_exhausted`, `client_revoked`, `enrollment_limit_reached`, `secure_aggregation_required`, `secagg_not_enabled`, `secagg_wrong_round`, `secagg_out_of_phase`, `secagg_conflict`, `duplicate_conflict` */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -2709,7 +2925,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2729,7 +2945,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error401"];
                 };
             };
-            /** @description Error: `forbidden`, `not_participant` */
+            /** @description Error: `forbidden`, `secagg_unknown_client`, `not_participant` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2793,7 +3009,7 @@ export interface operations {
                     "application/json": components["schemas"]["IdentityProvider"];
                 };
             };
-            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2813,7 +3029,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error401"];
                 };
             };
-            /** @description Error: `forbidden`, `not_participant` */
+            /** @description Error: `forbidden`, `secagg_unknown_client`, `not_participant` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2874,7 +3090,7 @@ export interface operations {
                     "application/json": components["schemas"]["IdentityProvider"];
                 };
             };
-            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2894,7 +3110,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error401"];
                 };
             };
-            /** @description Error: `forbidden`, `not_participant` */
+            /** @description Error: `forbidden`, `secagg_unknown_client`, `not_participant` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2956,7 +3172,7 @@ export interface operations {
                     "application/json": components["schemas"]["CheckIn"];
                 };
             };
-            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2976,7 +3192,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error401"];
                 };
             };
-            /** @description Error: `forbidden`, `not_participant` */
+            /** @description Error: `forbidden`, `secagg_unknown_client`, `not_participant` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2994,7 +3210,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error404"];
                 };
             };
-            /** @description Error: `not_assigned`, `round_closed`, `round_abandoned`, `base_version_mismatch`, `stale_update`, `task_stopped`, `task_not_stopped`, `privacy_budget_exhausted`, `client_revoked`, `enrollment_limit_reached`, `duplicate_conflict` */
+            /** @description Error: `not_assigned`, `round_closed`, `round_abandoned`, `base_version_mismatch`, `stale_update`, `task_stopped`, `task_not_stopped`, `privacy_budget_exhausted`, `client_revoked`, `enrollment_limit_reached`, `secure_aggregation_required`, `secagg_not_enabled`, `secagg_wrong_round`, `secagg_out_of_phase`, `secagg_conflict`, `duplicate_conflict` */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -3052,7 +3268,7 @@ export interface operations {
                     "application/json": components["schemas"]["UpdateAck"];
                 };
             };
-            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3072,7 +3288,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error401"];
                 };
             };
-            /** @description Error: `forbidden`, `not_participant` */
+            /** @description Error: `forbidden`, `secagg_unknown_client`, `not_participant` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3099,7 +3315,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error408"];
                 };
             };
-            /** @description Error: `not_assigned`, `round_closed`, `round_abandoned`, `base_version_mismatch`, `stale_update`, `task_stopped`, `task_not_stopped`, `privacy_budget_exhausted`, `client_revoked`, `enrollment_limit_reached`, `duplicate_conflict` */
+            /** @description Error: `not_assigned`, `round_closed`, `round_abandoned`, `base_version_mismatch`, `stale_update`, `task_stopped`, `task_not_stopped`, `privacy_budget_exhausted`, `client_revoked`, `enrollment_limit_reached`, `secure_aggregation_required`, `secagg_not_enabled`, `secagg_wrong_round`, `secagg_out_of_phase`, `secagg_conflict`, `duplicate_conflict` */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -3157,6 +3373,688 @@ export interface operations {
             };
         };
     };
+    secaggAdvertise: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                taskId: string;
+                round: number;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SecAggKeys"];
+            };
+        };
+        responses: {
+            /** @description Accepted (durably); the same message again is accepted again */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SecAggAccepted"];
+                };
+            };
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error400"];
+                };
+            };
+            /** @description Error: `unauthorized`, `token_expired`, `token_revoked`, `enrollment_key_invalid`, `enrollment_key_revoked`, `enrollment_key_expired`, `id_token_invalid`, `id_token_unsigned`, `id_token_expired`, `id_token_wrong_issuer`, `id_token_wrong_audience`, `id_token_bad_signature` */
+            401: {
+                headers: {
+                    /** @description Bearer, with the reason (RFC 6750): `error="invalid_token"` for a wrong, expired or revoked token */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error401"];
+                };
+            };
+            /** @description Error: `forbidden`, `secagg_unknown_client`, `not_participant` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error403"];
+                };
+            };
+            /** @description Error: `not_found`, `task_not_found`, `client_not_found`, `round_not_found`, `version_not_found` */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error404"];
+                };
+            };
+            /** @description Error: `not_assigned`, `round_closed`, `round_abandoned`, `base_version_mismatch`, `stale_update`, `task_stopped`, `task_not_stopped`, `privacy_budget_exhausted`, `client_revoked`, `enrollment_limit_reached`, `secure_aggregation_required`, `secagg_not_enabled`, `secagg_wrong_round`, `secagg_out_of_phase`, `secagg_conflict`, `duplicate_conflict` */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error409"];
+                };
+            };
+            /** @description Error: `overloaded`, `upload_in_progress`, `rate_limited` */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error429"];
+                };
+            };
+            /** @description Error: `internal_error` */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error500"];
+                };
+            };
+        };
+    };
+    secaggRoster: {
+        parameters: {
+            query?: {
+                /** @description Hold the request open up to this long while the phase has not begun */
+                waitSeconds?: number | null;
+            };
+            header?: never;
+            path: {
+                taskId: string;
+                round: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The phase’s data, or `wait` (come back after `retryAfterSeconds`) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SecAggRoster"];
+                };
+            };
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error400"];
+                };
+            };
+            /** @description Error: `unauthorized`, `token_expired`, `token_revoked`, `enrollment_key_invalid`, `enrollment_key_revoked`, `enrollment_key_expired`, `id_token_invalid`, `id_token_unsigned`, `id_token_expired`, `id_token_wrong_issuer`, `id_token_wrong_audience`, `id_token_bad_signature` */
+            401: {
+                headers: {
+                    /** @description Bearer, with the reason (RFC 6750): `error="invalid_token"` for a wrong, expired or revoked token */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error401"];
+                };
+            };
+            /** @description Error: `forbidden`, `secagg_unknown_client`, `not_participant` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error403"];
+                };
+            };
+            /** @description Error: `not_found`, `task_not_found`, `client_not_found`, `round_not_found`, `version_not_found` */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error404"];
+                };
+            };
+            /** @description Error: `not_assigned`, `round_closed`, `round_abandoned`, `base_version_mismatch`, `stale_update`, `task_stopped`, `task_not_stopped`, `privacy_budget_exhausted`, `client_revoked`, `enrollment_limit_reached`, `secure_aggregation_required`, `secagg_not_enabled`, `secagg_wrong_round`, `secagg_out_of_phase`, `secagg_conflict`, `duplicate_conflict` */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error409"];
+                };
+            };
+            /** @description Error: `overloaded`, `upload_in_progress`, `rate_limited` */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error429"];
+                };
+            };
+            /** @description Error: `internal_error` */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error500"];
+                };
+            };
+        };
+    };
+    secaggShare: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                taskId: string;
+                round: number;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SecAggShares"];
+            };
+        };
+        responses: {
+            /** @description Accepted (durably); the same message again is accepted again */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SecAggAccepted"];
+                };
+            };
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error400"];
+                };
+            };
+            /** @description Error: `unauthorized`, `token_expired`, `token_revoked`, `enrollment_key_invalid`, `enrollment_key_revoked`, `enrollment_key_expired`, `id_token_invalid`, `id_token_unsigned`, `id_token_expired`, `id_token_wrong_issuer`, `id_token_wrong_audience`, `id_token_bad_signature` */
+            401: {
+                headers: {
+                    /** @description Bearer, with the reason (RFC 6750): `error="invalid_token"` for a wrong, expired or revoked token */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error401"];
+                };
+            };
+            /** @description Error: `forbidden`, `secagg_unknown_client`, `not_participant` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error403"];
+                };
+            };
+            /** @description Error: `not_found`, `task_not_found`, `client_not_found`, `round_not_found`, `version_not_found` */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error404"];
+                };
+            };
+            /** @description Error: `not_assigned`, `round_closed`, `round_abandoned`, `base_version_mismatch`, `stale_update`, `task_stopped`, `task_not_stopped`, `privacy_budget_exhausted`, `client_revoked`, `enrollment_limit_reached`, `secure_aggregation_required`, `secagg_not_enabled`, `secagg_wrong_round`, `secagg_out_of_phase`, `secagg_conflict`, `duplicate_conflict` */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error409"];
+                };
+            };
+            /** @description Error: `overloaded`, `upload_in_progress`, `rate_limited` */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error429"];
+                };
+            };
+            /** @description Error: `internal_error` */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error500"];
+                };
+            };
+        };
+    };
+    secaggInbox: {
+        parameters: {
+            query?: {
+                /** @description Hold the request open up to this long while the phase has not begun */
+                waitSeconds?: number | null;
+            };
+            header?: never;
+            path: {
+                taskId: string;
+                round: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The phase’s data, or `wait` (come back after `retryAfterSeconds`) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SecAggInbox"];
+                };
+            };
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error400"];
+                };
+            };
+            /** @description Error: `unauthorized`, `token_expired`, `token_revoked`, `enrollment_key_invalid`, `enrollment_key_revoked`, `enrollment_key_expired`, `id_token_invalid`, `id_token_unsigned`, `id_token_expired`, `id_token_wrong_issuer`, `id_token_wrong_audience`, `id_token_bad_signature` */
+            401: {
+                headers: {
+                    /** @description Bearer, with the reason (RFC 6750): `error="invalid_token"` for a wrong, expired or revoked token */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error401"];
+                };
+            };
+            /** @description Error: `forbidden`, `secagg_unknown_client`, `not_participant` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error403"];
+                };
+            };
+            /** @description Error: `not_found`, `task_not_found`, `client_not_found`, `round_not_found`, `version_not_found` */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error404"];
+                };
+            };
+            /** @description Error: `not_assigned`, `round_closed`, `round_abandoned`, `base_version_mismatch`, `stale_update`, `task_stopped`, `task_not_stopped`, `privacy_budget_exhausted`, `client_revoked`, `enrollment_limit_reached`, `secure_aggregation_required`, `secagg_not_enabled`, `secagg_wrong_round`, `secagg_out_of_phase`, `secagg_conflict`, `duplicate_conflict` */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error409"];
+                };
+            };
+            /** @description Error: `overloaded`, `upload_in_progress`, `rate_limited` */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error429"];
+                };
+            };
+            /** @description Error: `internal_error` */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error500"];
+                };
+            };
+        };
+    };
+    secaggMaskedInput: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                taskId: string;
+                round: number;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/octet-stream": Blob;
+            };
+        };
+        responses: {
+            /** @description Accepted (durably) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UpdateAck"];
+                };
+            };
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error400"];
+                };
+            };
+            /** @description Error: `unauthorized`, `token_expired`, `token_revoked`, `enrollment_key_invalid`, `enrollment_key_revoked`, `enrollment_key_expired`, `id_token_invalid`, `id_token_unsigned`, `id_token_expired`, `id_token_wrong_issuer`, `id_token_wrong_audience`, `id_token_bad_signature` */
+            401: {
+                headers: {
+                    /** @description Bearer, with the reason (RFC 6750): `error="invalid_token"` for a wrong, expired or revoked token */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error401"];
+                };
+            };
+            /** @description Error: `forbidden`, `secagg_unknown_client`, `not_participant` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error403"];
+                };
+            };
+            /** @description Error: `not_found`, `task_not_found`, `client_not_found`, `round_not_found`, `version_not_found` */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error404"];
+                };
+            };
+            /** @description Error: `upload_timeout` */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error408"];
+                };
+            };
+            /** @description Error: `not_assigned`, `round_closed`, `round_abandoned`, `base_version_mismatch`, `stale_update`, `task_stopped`, `task_not_stopped`, `privacy_budget_exhausted`, `client_revoked`, `enrollment_limit_reached`, `secure_aggregation_required`, `secagg_not_enabled`, `secagg_wrong_round`, `secagg_out_of_phase`, `secagg_conflict`, `duplicate_conflict` */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error409"];
+                };
+            };
+            /** @description Error: `payload_too_large` */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error413"];
+                };
+            };
+            /** @description Error: `unsupported_media_type` */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error415"];
+                };
+            };
+            /** @description Error: `overloaded`, `upload_in_progress`, `rate_limited` */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error429"];
+                };
+            };
+            /** @description Error: `internal_error` */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error500"];
+                };
+            };
+        };
+    };
+    secaggUnmaskRequest: {
+        parameters: {
+            query?: {
+                /** @description Hold the request open up to this long while the phase has not begun */
+                waitSeconds?: number | null;
+            };
+            header?: never;
+            path: {
+                taskId: string;
+                round: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The phase’s data, or `wait` (come back after `retryAfterSeconds`) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SecAggUnmaskRequest"];
+                };
+            };
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error400"];
+                };
+            };
+            /** @description Error: `unauthorized`, `token_expired`, `token_revoked`, `enrollment_key_invalid`, `enrollment_key_revoked`, `enrollment_key_expired`, `id_token_invalid`, `id_token_unsigned`, `id_token_expired`, `id_token_wrong_issuer`, `id_token_wrong_audience`, `id_token_bad_signature` */
+            401: {
+                headers: {
+                    /** @description Bearer, with the reason (RFC 6750): `error="invalid_token"` for a wrong, expired or revoked token */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error401"];
+                };
+            };
+            /** @description Error: `forbidden`, `secagg_unknown_client`, `not_participant` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error403"];
+                };
+            };
+            /** @description Error: `not_found`, `task_not_found`, `client_not_found`, `round_not_found`, `version_not_found` */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error404"];
+                };
+            };
+            /** @description Error: `not_assigned`, `round_closed`, `round_abandoned`, `base_version_mismatch`, `stale_update`, `task_stopped`, `task_not_stopped`, `privacy_budget_exhausted`, `client_revoked`, `enrollment_limit_reached`, `secure_aggregation_required`, `secagg_not_enabled`, `secagg_wrong_round`, `secagg_out_of_phase`, `secagg_conflict`, `duplicate_conflict` */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error409"];
+                };
+            };
+            /** @description Error: `overloaded`, `upload_in_progress`, `rate_limited` */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error429"];
+                };
+            };
+            /** @description Error: `internal_error` */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error500"];
+                };
+            };
+        };
+    };
+    secaggReveal: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                taskId: string;
+                round: number;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SecAggReveal"];
+            };
+        };
+        responses: {
+            /** @description Accepted (durably); the same message again is accepted again */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SecAggAccepted"];
+                };
+            };
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error400"];
+                };
+            };
+            /** @description Error: `unauthorized`, `token_expired`, `token_revoked`, `enrollment_key_invalid`, `enrollment_key_revoked`, `enrollment_key_expired`, `id_token_invalid`, `id_token_unsigned`, `id_token_expired`, `id_token_wrong_issuer`, `id_token_wrong_audience`, `id_token_bad_signature` */
+            401: {
+                headers: {
+                    /** @description Bearer, with the reason (RFC 6750): `error="invalid_token"` for a wrong, expired or revoked token */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error401"];
+                };
+            };
+            /** @description Error: `forbidden`, `secagg_unknown_client`, `not_participant` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error403"];
+                };
+            };
+            /** @description Error: `not_found`, `task_not_found`, `client_not_found`, `round_not_found`, `version_not_found` */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error404"];
+                };
+            };
+            /** @description Error: `not_assigned`, `round_closed`, `round_abandoned`, `base_version_mismatch`, `stale_update`, `task_stopped`, `task_not_stopped`, `privacy_budget_exhausted`, `client_revoked`, `enrollment_limit_reached`, `secure_aggregation_required`, `secagg_not_enabled`, `secagg_wrong_round`, `secagg_out_of_phase`, `secagg_conflict`, `duplicate_conflict` */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error409"];
+                };
+            };
+            /** @description Error: `overloaded`, `upload_in_progress`, `rate_limited` */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error429"];
+                };
+            };
+            /** @description Error: `internal_error` */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error500"];
+                };
+            };
+        };
+    };
     listVersions: {
         parameters: {
             query?: {
@@ -3184,7 +4082,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3204,7 +4102,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error401"];
                 };
             };
-            /** @description Error: `forbidden`, `not_participant` */
+            /** @description Error: `forbidden`, `secagg_unknown_client`, `not_participant` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3266,7 +4164,7 @@ export interface operations {
                     "application/json": components["schemas"]["ModelManifest"];
                 };
             };
-            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3286,7 +4184,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error401"];
                 };
             };
-            /** @description Error: `forbidden`, `not_participant` */
+            /** @description Error: `forbidden`, `secagg_unknown_client`, `not_participant` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3349,7 +4247,7 @@ export interface operations {
                     "application/json": components["schemas"]["ModelManifest"];
                 };
             };
-            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3369,7 +4267,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error401"];
                 };
             };
-            /** @description Error: `forbidden`, `not_participant` */
+            /** @description Error: `forbidden`, `secagg_unknown_client`, `not_participant` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3448,7 +4346,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3468,7 +4366,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error401"];
                 };
             };
-            /** @description Error: `forbidden`, `not_participant` */
+            /** @description Error: `forbidden`, `secagg_unknown_client`, `not_participant` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3533,7 +4431,7 @@ export interface operations {
                     "application/json": components["schemas"]["EvaluationReport"];
                 };
             };
-            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3553,7 +4451,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error401"];
                 };
             };
-            /** @description Error: `forbidden`, `not_participant` */
+            /** @description Error: `forbidden`, `secagg_unknown_client`, `not_participant` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3627,7 +4525,7 @@ export interface operations {
                     "application/json": components["schemas"]["ModelManifest"];
                 };
             };
-            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3647,7 +4545,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error401"];
                 };
             };
-            /** @description Error: `forbidden`, `not_participant` */
+            /** @description Error: `forbidden`, `secagg_unknown_client`, `not_participant` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3709,7 +4607,7 @@ export interface operations {
                     "application/json": components["schemas"]["TfjsModelJson"];
                 };
             };
-            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3729,7 +4627,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error401"];
                 };
             };
-            /** @description Error: `forbidden`, `not_participant` */
+            /** @description Error: `forbidden`, `secagg_unknown_client`, `not_participant` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3808,7 +4706,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3828,7 +4726,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error401"];
                 };
             };
-            /** @description Error: `forbidden`, `not_participant` */
+            /** @description Error: `forbidden`, `secagg_unknown_client`, `not_participant` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3907,7 +4805,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3927,7 +4825,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error401"];
                 };
             };
-            /** @description Error: `forbidden`, `not_participant` */
+            /** @description Error: `forbidden`, `secagg_unknown_client`, `not_participant` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3994,7 +4892,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4014,7 +4912,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error401"];
                 };
             };
-            /** @description Error: `forbidden`, `not_participant` */
+            /** @description Error: `forbidden`, `secagg_unknown_client`, `not_participant` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4077,7 +4975,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4097,7 +4995,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error401"];
                 };
             };
-            /** @description Error: `forbidden`, `not_participant` */
+            /** @description Error: `forbidden`, `secagg_unknown_client`, `not_participant` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4168,7 +5066,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error401"];
                 };
             };
-            /** @description Error: `forbidden`, `not_participant` */
+            /** @description Error: `forbidden`, `secagg_unknown_client`, `not_participant` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4221,7 +5119,7 @@ export interface operations {
                     "application/json": components["schemas"]["NewAdminToken"];
                 };
             };
-            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4241,7 +5139,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error401"];
                 };
             };
-            /** @description Error: `forbidden`, `not_participant` */
+            /** @description Error: `forbidden`, `secagg_unknown_client`, `not_participant` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4296,7 +5194,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4316,7 +5214,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error401"];
                 };
             };
-            /** @description Error: `forbidden`, `not_participant` */
+            /** @description Error: `forbidden`, `secagg_unknown_client`, `not_participant` */
             403: {
                 headers: {
                     [name: string]: unknown;

@@ -37,6 +37,8 @@ const HELP = `Usage: npm run simulate -- [options]
                      each), --fraction is unused, and the table shows cumulative updates and staleness
   --concurrency N    fedbuff: virtual clients in flight at once (default 2 × bufferSize, at most --clients)
   --max-delay D      fedbuff: a client submits after 0..D other submissions, seeded (default 2 × concurrency)
+  --secagg           secure aggregation (SecAgg+): the server sees only each round's sum (needs ≥ 3 clients per round)
+  --secagg-clip C    secure aggregation: clip each coordinate of Δ to [−C, C] before quantizing (default 1)
   --dp MODE          differential privacy: central (DP-FedAvg: the server draws each client with probability
                      --fraction at check-in, every client checks in, rounds close at --deadline) or local
   --dp-z Z           noise multiplier z (default 1)
@@ -87,6 +89,8 @@ const { values: a } = parseArgs({
     concurrency: { type: 'string' },
     workers: { type: 'string' },
     'max-delay': { type: 'string' },
+    secagg: { type: 'boolean', default: false },
+    'secagg-clip': { type: 'string', default: '1' },
     dp: { type: 'string' },
     'dp-z': { type: 'string', default: '1' },
     'dp-clip': { type: 'string', default: '1' },
@@ -205,13 +209,14 @@ const privacy: PrivacyOptions | undefined =
     : a.dp === 'local'
       ? { mode: 'local', ...dpCommon }
       : undefined;
+const secure = a.secagg ? { secureAggregation: { clipRange: num('secagg-clip', a['secagg-clip'], (v) => v > 0) } } : {};
 const dpOpts = privacy ? { privacy, deadlineSeconds: num('deadline', a.deadline, (v) => Number.isInteger(v) && v >= 1) } : {};
 const dpName = privacy
   ? `-dp${privacy.mode}-z${privacy.noiseMultiplier}-S${privacy.clipNorm}${privacy.mode === 'central' && privacy.adaptiveClipping ? '-adaptive' : ''}`
   : '';
 const name =
   a.name ??
-  `${user ? user.label.replace(/\.json$/, '') : model}-${user ? 'data' : partition}-K${opts.clients}-C${opts.fraction}-E${opts.epochs}-B${a.batch}-lr${user && a.lr === undefined ? 'saved' : opts.learningRate}-${a.strategy}${malicious > 0 ? `-${a.attack}${malicious}` : ''}${dpName}`;
+  `${user ? user.label.replace(/\.json$/, '') : model}-${user ? 'data' : partition}-K${opts.clients}-C${opts.fraction}-E${opts.epochs}-B${a.batch}-lr${user && a.lr === undefined ? 'saved' : opts.learningRate}-${a.strategy}${malicious > 0 ? `-${a.attack}${malicious}` : ''}${dpName}${a.secagg ? '-secagg' : ''}`;
 
 async function aggregator(): Promise<{ url: string; token: string; server?: LocalServer; stateDir?: string }> {
   const devVars = join(REPO_ROOT, '.dev.vars');
@@ -289,6 +294,7 @@ try {
     ...attackOpts,
     ...asyncOpts,
     ...dpOpts,
+    ...secure,
     threads,
     onClient: (round, done, of) => {
       if (tty)

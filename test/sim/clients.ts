@@ -6,6 +6,7 @@
  * A job's local shuffles are seeded by (run seed, client, round), not by the order jobs happen to
  * run in, so a client trains the same Δ for the same base whichever thread trains it.
  */
+import { AsyncLocalStorage } from 'node:async_hooks';
 import * as tf from '@tensorflow/tfjs';
 import type { Assignment, ParticipationResult } from '../../client-sdk/src/client.ts';
 import { FedgeClient } from '../../client-sdk/src/client.ts';
@@ -105,14 +106,24 @@ export interface JobResult {
   down: number;
 }
 
+/**
+ * tfjs shuffles each epoch with Math.random: each job's calls draw from its own seeded generator,
+ * found through the job's async context, so jobs running concurrently (secure aggregation's rounds)
+ * train the same Δ as jobs running one after another.
+ */
+const jobRandom = new AsyncLocalStorage<() => number>();
+const unseeded = Math.random;
+Math.random = () => (jobRandom.getStore() ?? unseeded)();
+
 /** Runs `job` on client `c`: honest training through `participate()`, or its attack. */
-export async function runJob(c: VirtualClient, job: Job): Promise<JobResult> {
+export function runJob(c: VirtualClient, job: Job): Promise<JobResult> {
+  return jobRandom.run(rng((job.seed * 1_000_003 + job.k * 7_919 + job.round) >>> 0), () => seededJob(c, job));
+}
+
+async function seededJob(c: VirtualClient, job: Job): Promise<JobResult> {
   c.traffic.up = 0;
   c.traffic.down = 0;
-  const unseeded = Math.random;
-  // tfjs shuffles each epoch with Math.random: seeded per (run, client, round) for this job.
-  Math.random = rng((job.seed * 1_000_003 + job.k * 7_919 + job.round) >>> 0);
-  try {
+  {
     const t0 = performance.now();
     let trainStarted = 0;
     const result =
@@ -137,8 +148,6 @@ export async function runJob(c: VirtualClient, job: Job): Promise<JobResult> {
     const base = { k: job.k, trainMs, up: c.traffic.up, down: c.traffic.down };
     if (result.status !== 'accepted') return { ...base, status: 'late', numExamples: 0, baseVersion: -1 };
     return { ...base, status: 'accepted', numExamples: result.train.numExamples, baseVersion: result.assignment.baseVersion };
-  } finally {
-    Math.random = unseeded;
   }
 }
 
@@ -168,7 +177,7 @@ async function attack(c: VirtualClient, m: MaliciousOptions, seed: number): Prom
   const [task, weights] = await Promise.all([c.client.getTaskModel(), c.client.getWeights(assignment.baseVersion)]);
   const delta = await poison(c, m, seed, weights.flat, { modelTopology: task.modelTopology, tensors: weights.manifest.tensors }, assignment);
   const ack = await c.client.submitUpdate({ round: assignment.round, baseVersion: assignment.baseVersion, delta, numExamples: c.n });
-  return { status: 'accepted', ack, assignment, train: { numExamples: c.n, metrics: {} }, privacy: null };
+  return { status: 'accepted', ack, assignment, train: { numExamples: c.n, metrics: {} }, privacy: null, secureAggregation: null };
 }
 
 /** Honest local training of one virtual client from the given weights (the model is disposed). */

@@ -17,11 +17,25 @@ export interface Pool {
 }
 
 /** Jobs run here, one after another, on the clients of this thread. */
-export function inProcessPool(clients: VirtualClient[]): Pool {
+/**
+ * The clients in this thread, one after another; `concurrent`: all of a round's at once (secure
+ * aggregation: a round's phases need every client alive together).
+ */
+export function inProcessPool(clients: VirtualClient[], options: { concurrent?: boolean } = {}): Pool {
   return {
     threads: 0,
     async run(jobs, onDone) {
       const results: JobResult[] = [];
+      if (options.concurrent) {
+        return Promise.all(
+          jobs.map(async (job) => {
+            const r = await runJob(clients[job.k]!, job);
+            results.push(r);
+            onDone?.(results.length);
+            return r;
+          }),
+        );
+      }
       for (const job of jobs) {
         results.push(await runJob(clients[job.k]!, job));
         onDone?.(results.length);

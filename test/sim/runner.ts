@@ -12,7 +12,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { FedgeAdmin } from '../../client-sdk/src/admin.ts';
-import type { PrivacyOptions } from '../../client-sdk/src/admin-types.ts';
+import type { PrivacyOptions, SecureAggregationOptions } from '../../client-sdk/src/admin-types.ts';
 import { FedgeClient } from '../../client-sdk/src/client.ts';
 import { rng } from '../shared/random.ts';
 import { runAsync } from './async-driver.ts';
@@ -79,6 +79,8 @@ export interface SimulationOptions {
    * each round closes at its deadline, `deadlineSeconds` (default 30) after its first draw.
    */
   privacy?: PrivacyOptions;
+  /** Secure aggregation (SecAgg+) for the task: every round's clients run its phases together. */
+  secureAggregation?: SecureAggregationOptions;
   deadlineSeconds?: number;
   onRound?: (report: RoundReport) => void;
   /** Called as each client finishes in a round (FedBuff: as each update of a buffer is accepted). */
@@ -163,6 +165,7 @@ async function run(o: SimulationOptions): Promise<SimulationResult> {
       : { epochs: o.epochs, batchSize, learningRate: o.learningRate, optimizer: 'sgd', loss: 'categoricalCrossentropy' },
     ...(o.strategy ? { strategy: o.strategy } : {}),
     ...(o.privacy ? { privacy: o.privacy } : {}),
+    ...(o.secureAggregation ? { secureAggregation: o.secureAggregation } : {}),
   });
   const attackers = new Set(permutation(o.clients, rng(o.seed ^ 0xbad)).slice(0, Math.round((o.malicious?.fraction ?? 0) * o.clients)));
   if (initial instanceof tf.LayersModel) initial.dispose();
@@ -170,7 +173,8 @@ async function run(o: SimulationOptions): Promise<SimulationResult> {
   const tokens: string[] = [];
   for (let k = 0; k < o.clients; k++) tokens.push((await admin.registerClient(task.id, `virtual-${k}`)).token);
   const clients = data.clients.map((d, k) => virtualClient(k, o.baseUrl, task.id, tokens[k]!, d, attackers.has(k)));
-  const threaded = (o.threads ?? 0) > 0 && o.strategy?.name !== 'fedbuff';
+  // Secure aggregation needs a round's clients alive at once: they run concurrently in this thread.
+  const threaded = (o.threads ?? 0) > 0 && o.strategy?.name !== 'fedbuff' && !o.secureAggregation;
   const pool: Pool = threaded
     ? await workerPool(o.threads!, {
         baseUrl: o.baseUrl,
@@ -180,7 +184,7 @@ async function run(o: SimulationOptions): Promise<SimulationResult> {
         examples: clients.map((c) => c.n),
         source: sourceOf(o),
       })
-    : inProcessPool(clients);
+    : inProcessPool(clients, { concurrent: o.secureAggregation !== undefined });
 
   // The server-side evaluation has a client of its own: its downloads are not a virtual client's
   // traffic, nor warm a virtual client's version cache.

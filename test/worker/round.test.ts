@@ -88,6 +88,7 @@ describe('OpenAPI document', () => {
         '/v1/tasks/{taskId}/rounds',
         '/v1/tasks/{taskId}/rounds/{round}',
         '/v1/tasks/{taskId}/rounds/{round}/update',
+        ...['keys', 'roster', 'shares', 'inbox', 'masked', 'unmask', 'reveal'].map((p) => `/v1/tasks/{taskId}/rounds/{round}/secagg/${p}`),
         '/v1/tasks/{taskId}/enrollment-keys',
         '/v1/tasks/{taskId}/enrollment-keys/{keyId}/revoke',
         '/v1/tasks/{taskId}/enroll',

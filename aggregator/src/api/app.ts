@@ -14,6 +14,7 @@ import { lifecycleApp } from './routes/lifecycle.ts';
 import { modelsApp } from './routes/models.ts';
 import { participationApp } from './routes/participation.ts';
 import { roundsApp } from './routes/rounds.ts';
+import { secaggApp } from './routes/secagg.ts';
 import { tasksApp } from './routes/tasks.ts';
 import { tfjsModelsApp } from './routes/tfjs-models.ts';
 
@@ -30,6 +31,7 @@ export function createApp() {
     .route('/', enrollmentApp)
     .route('/', identityProvidersApp)
     .route('/', participationApp)
+    .route('/', secaggApp)
     .route('/', modelsApp)
     .route('/', tfjsModelsApp)
     .route('/', roundsApp)

@@ -6,6 +6,7 @@ import { ERROR_STATUS, type ErrorCode } from '#protocol/codes.ts';
 import {
   type CheckInResponse,
   type ClientPrivacy,
+  type ClientSecAgg,
   MAX_METRICS,
   METRIC_NAME_PATTERN,
   type ModelManifest,
@@ -14,6 +15,7 @@ import {
   type UpdateAck,
   type VersionPrivacy,
 } from '#protocol/messages.ts';
+import { SecureAggregationSchema as SecureAggregationConfig } from '../master/secagg-config.ts';
 import { PrivacyConfigSchema } from '../privacy/config.ts';
 import { DEFAULT_STRATEGY, StrategyConfigSchema } from '../strategies/config.ts';
 
@@ -127,6 +129,9 @@ export const StrategySchema = StrategyConfigSchema.openapi('Strategy');
 /** A task's differential privacy (its schema lives with the privacy code); bad values and misfits are `invalid_privacy`. */
 export const PrivacySchema = PrivacyConfigSchema.openapi('Privacy');
 
+/** A task's secure aggregation (its schema lives with the round's phases); misfits are `invalid_secure_aggregation`. */
+export const SecureAggregationSchema = SecureAggregationConfig.openapi('SecureAggregation');
+
 export const CreateTaskSchema = z
   .object({
     name: z.string().min(1).max(200),
@@ -136,6 +141,9 @@ export const CreateTaskSchema = z
     plan: TrainingPlanSchema.prefault({}),
     strategy: StrategySchema.prefault(DEFAULT_STRATEGY),
     privacy: PrivacySchema.optional().describe('Differential privacy: central DP-FedAvg or local DP; absent: none'),
+    secureAggregation: SecureAggregationSchema.optional().describe(
+      'Secure aggregation (SecAgg+): the aggregator learns only the sum of each round; absent: none',
+    ),
     maxClients: z
       .number()
       .int()
@@ -176,6 +184,7 @@ export const TaskSchema = z
     plan: TrainingPlanSchema,
     strategy: StrategySchema,
     privacy: PrivacySchema.nullable().describe('The differential privacy the task runs under, as validated (null: none)'),
+    secureAggregation: SecureAggregationSchema.nullable().describe('The secure aggregation the task runs, as validated (null: none)'),
     privacySpent: z
       .object({
         rounds: z.number().int().describe('Versions released under DP so far'),
@@ -263,6 +272,15 @@ export const NewAdminTokenSchema = AdminTokenSchema.extend({ token: z.string().d
   'NewAdminToken',
 );
 
+export const ClientSecAggSchema = z
+  .object({
+    clipRange: z.number().describe('c: clip each coordinate of Δ to [−c, c]'),
+    fractionBits: z.number().int().describe('f: scale by 2^f before rounding to an integer modulo 2³²'),
+    maxExamples: z.number().int().describe('W: the weight folded into the update is numExamples / W'),
+    phaseSeconds: z.number().int().describe('Deadline of each key phase, from its start'),
+  })
+  .openapi('ClientSecAgg');
+
 export const ClientPrivacySchema = z
   .object({
     mode: z.enum(['central', 'local']),
@@ -302,6 +320,7 @@ export const CheckInSchema = z
       deadlineAt: timestamp.describe('Submit before this: the round closes at its deadline'),
       plan: TrainingPlanSchema,
       privacy: ClientPrivacySchema.optional(),
+      secureAggregation: ClientSecAggSchema.optional().describe('Present when the task runs secure aggregation: run its four phases instead of `PUT …/update`'),
     }),
     z.object({
       status: z.literal('retry_later'),
@@ -448,4 +467,5 @@ export type WireTypesMatchTheirSchemas = [
   Expect<Same<z.output<typeof ModelManifestSchema>, ModelManifest>>,
   Expect<Same<z.output<typeof VersionPrivacySchema>, VersionPrivacy>>,
   Expect<Same<z.output<typeof ClientPrivacySchema>, ClientPrivacy>>,
+  Expect<Same<z.output<typeof ClientSecAggSchema>, ClientSecAgg>>,
 ];

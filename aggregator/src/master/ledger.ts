@@ -69,6 +69,15 @@ const MIGRATIONS: ((sql: SqlStorage) => void)[] = [
     );
     if (!columnsOf(sql, 'ledger').has('unclipped')) sql.exec(`ALTER TABLE ledger ADD COLUMN unclipped INTEGER`);
   },
+  // 4: secure aggregation (secagg-round.ts): advertised keys, who shared, the sealed shares, masked vectors, revealed shares.
+  (sql) =>
+    sql.exec(`
+      CREATE TABLE IF NOT EXISTS secagg_keys (round INTEGER NOT NULL, client_id TEXT NOT NULL, body TEXT NOT NULL, PRIMARY KEY (round, client_id));
+      CREATE TABLE IF NOT EXISTS secagg_shared (round INTEGER NOT NULL, client_id TEXT NOT NULL, body_sha256 TEXT NOT NULL, PRIMARY KEY (round, client_id));
+      CREATE TABLE IF NOT EXISTS secagg_shares (round INTEGER NOT NULL, recipient TEXT NOT NULL, sender TEXT NOT NULL, sealed BLOB NOT NULL, PRIMARY KEY (round, recipient, sender));
+      CREATE TABLE IF NOT EXISTS secagg_masked (round INTEGER NOT NULL, client_id TEXT NOT NULL, idx INTEGER NOT NULL, data BLOB NOT NULL, PRIMARY KEY (round, client_id, idx));
+      CREATE TABLE IF NOT EXISTS secagg_reveals (round INTEGER NOT NULL, client_id TEXT NOT NULL, body TEXT NOT NULL, PRIMARY KEY (round, client_id));
+    `),
 ];
 
 function columnsOf(sql: SqlStorage, table: string): Set<string> {
@@ -216,6 +225,12 @@ export class Ledger {
   }
 
   /** An abandoned round's updates were discarded: no retry may be answered with their acknowledgements. */
+  /** Drops the secure-aggregation rows of rounds up to `round` (keys, shares, masked vectors, reveals). */
+  clearSecAgg(round: number): void {
+    for (const table of ['secagg_keys', 'secagg_shared', 'secagg_shares', 'secagg_masked', 'secagg_reveals'])
+      this.sql.exec(`DELETE FROM ${table} WHERE round <= ?`, round);
+  }
+
   forgetRound(round: number): void {
     this.sql.exec(`DELETE FROM ledger WHERE round = ?`, round);
   }

@@ -18,6 +18,7 @@ import type { Ledger, LedgerRow } from './ledger.ts';
 import { closeSeed, privateClose, SEED_KEY } from './privacy.ts';
 import * as machine from './round-machine.ts';
 import { type RoundStore, UPDATE_CHUNK_FLOATS } from './round-store.ts';
+import { openSecAgg } from './secagg-round.ts';
 import type { TaskState } from './task-spec.ts';
 
 /** Keep ledger rows of this many past rounds, so a retry whose ack was lost still gets it. */
@@ -39,8 +40,17 @@ export interface CloseHost {
   dropSum(): void;
 }
 
-/** Aggregates the closing round with the task's strategy and publishes the result as the next version. */
-export async function publish(host: CloseHost): Promise<void> {
+/** A round's mean update computed elsewhere (secure aggregation's unmasking), with its total example count. */
+export interface GivenMean {
+  meanDelta: Float32Array;
+  numExamples: number;
+}
+
+/**
+ * Aggregates the closing round with the task's strategy and publishes the result as the next
+ * version; `given`: the round's mean Δ is already known (secure aggregation), the strategy's server step runs on it.
+ */
+export async function publish(host: CloseHost, given?: GivenMean): Promise<void> {
   const task = host.state()!;
   const { spec, state } = task;
   const version = task.latestVersion + 1;
@@ -49,9 +59,9 @@ export async function publish(host: CloseHost): Promise<void> {
   const base = concatTensors(decodeTensors(await baseObject.arrayBuffer()).tensors);
   const strategy = host.strategy();
   const ledger = host.ledger.rowsOf(state.round);
-  const numExamples = examples(ledger);
+  const numExamples = given ? given.numExamples : examples(ledger);
   const store = host.store();
-  const input: RoundInput =
+  const roundInput = (): RoundInput =>
     strategy.keeps === 'updates'
       ? {
           kind: 'updates',
@@ -64,18 +74,19 @@ export async function publish(host: CloseHost): Promise<void> {
       : { kind: 'sum', sum: host.sum(), numExamples };
   // DP tasks: the privacy step (noise on the clipped sum, the clip step), then the strategy's server step on the noised mean.
   const dp =
-    task.spec.privacy && task.privacy
+    !given && task.spec.privacy && task.privacy
       ? privateClose(
           task,
-          input.kind === 'sum' ? host.sum() : null,
+          strategy.keeps === 'sum' ? host.sum() : null,
           host.ledger.unclippedIn(state.round),
           closeSeed(host.ledger, host.commits, state.round),
           Date.now(),
         )
       : null;
-  const { next, state: strategyState } = dp?.meanDelta
-    ? strategy.apply(base, dp.meanDelta, store.readStrategyState() ?? strategy.initialState(base.length))
-    : strategy.aggregate(base, input, store.readStrategyState());
+  const mean = given?.meanDelta ?? dp?.meanDelta;
+  const { next, state: strategyState } = mean
+    ? strategy.apply(base, mean, store.readStrategyState() ?? strategy.initialState(base.length))
+    : strategy.aggregate(base, roundInput(), store.readStrategyState());
 
   const blob = await putWeights(host.env.MODELS, spec.taskId, version, spec.tensors, next);
   host.faults.hit('after_blob');
@@ -122,6 +133,7 @@ export async function publish(host: CloseHost): Promise<void> {
     latestKey: blob.key,
     state: machine.openRound(closed.round + 1, version, now),
     ...(dp ? { privacy: dp.next } : {}),
+    ...(current.secagg ? { secagg: openSecAgg(closed.round + 1) } : {}),
   });
   host.commits.commit(() => {
     clearRound(host, state.round);
@@ -142,7 +154,12 @@ export async function abandon(host: CloseHost): Promise<void> {
     [],
     null,
   );
-  host.setState({ ...host.state()!, state: machine.openRound(state.round + 1, state.baseVersion, now) });
+  const current = host.state()!;
+  host.setState({
+    ...current,
+    state: machine.openRound(state.round + 1, state.baseVersion, now),
+    ...(current.secagg ? { secagg: openSecAgg(state.round + 1) } : {}),
+  });
   host.commits.commit(() => {
     clearRound(host, state.round);
     host.ledger.forgetRound(state.round);
@@ -177,6 +194,7 @@ function roundRow(host: CloseHost, end: Pick<NewRound, 'status' | 'resultVersion
 function clearRound(host: CloseHost, round: number): void {
   host.store().clear(round);
   host.ledger.clearRound(round, host.strategy().asynchronous?.maxStaleness ?? 0, LEDGER_ROUNDS_KEPT);
+  host.ledger.clearSecAgg(round);
 }
 
 /** Example-weighted mean of each metric the clients reported (over the clients that reported it). */

@@ -22,8 +22,11 @@ import * as lifecycle from './lifecycle.ts';
 import { budgetExhausted, clientPrivacy, type PrivacySpent, privacySpent } from './privacy.ts';
 import { abandon, type CloseHost, publish } from './publish.ts';
 import { TokenBuckets } from './rate-limit.ts';
+import { readBody } from './read-body.ts';
 import * as machine from './round-machine.ts';
 import { RoundStore } from './round-store.ts';
+import { clientSecAgg, type SecureAggregation } from './secagg-config.ts';
+import { openSecAgg, type Refusal, SecAggRounds } from './secagg-round.ts';
 import { envNumber, type LiveRound, liveRound, retrySeconds, type TaskSpec, type TaskState } from './task-spec.ts';
 import { type Admission, type Failure, fail, type SubmitResult, type UploadHost, Uploads } from './uploads.ts';
 
@@ -47,6 +50,8 @@ export class TaskAggregator extends DurableObject<Env> {
   private readonly host: CommitHost & UploadHost & CloseHost;
   private readonly uploads: Uploads;
   private readonly gate: ClientGate;
+  private readonly secagg: SecAggRounds;
+  private readonly uploadLimits: { idleMs: number; graceMs: number; minBytesPerSecond: number };
   private task: TaskState | null = null;
   private roundStore: RoundStore | null = null;
   private strategyInstance: Strategy | null = null;
@@ -59,7 +64,17 @@ export class TaskAggregator extends DurableObject<Env> {
     this.host = this.makeHost(env, ctx.storage);
     this.commits = new GroupCommit(this.host);
     const idleMs = envNumber(env.UPLOAD_IDLE_SECONDS, 10) * 1000;
-    this.uploads = new Uploads(this.host, { idleMs, graceMs: idleMs, minBytesPerSecond: envNumber(env.UPLOAD_MIN_BYTES_PER_SECOND, 16 * 1024) });
+    this.uploadLimits = { idleMs, graceMs: idleMs, minBytesPerSecond: envNumber(env.UPLOAD_MIN_BYTES_PER_SECOND, 16 * 1024) };
+    this.uploads = new Uploads(this.host, this.uploadLimits);
+    this.secagg = new SecAggRounds({
+      sql: ctx.storage.sql,
+      ledger: this.ledger,
+      commits: this.commits,
+      state: () => this.task,
+      setState: (s) => {
+        this.task = s;
+      },
+    });
     const credentials = new CredentialCache({ load: async (clientId) => storedCredential(await getClientCredential(database(env.DB), clientId)) });
     const rate = { capacity: envNumber(env.CLIENT_RATE_BURST, 60), refillPerSecond: envNumber(env.CLIENT_RATE_PER_SECOND, 2), maxKeys: 20_000 };
     this.gate = new ClientGate(credentials, new TokenBuckets(rate));
@@ -105,6 +120,7 @@ export class TaskAggregator extends DurableObject<Env> {
     if (this.task) return;
     this.task = { spec: args.spec, plan: args.plan, state: machine.openRound(1, 0, Date.now()), latestVersion: 0, latestKey: args.version0.key };
     if (args.spec.privacy) this.task.privacy = initialPrivacyState(args.spec.privacy);
+    if (args.spec.secureAggregation) this.task.secagg = openSecAgg(1);
     this.commits.commit();
   }
 
@@ -131,14 +147,17 @@ export class TaskAggregator extends DurableObject<Env> {
     const plan: TrainingPlan = { ...task.plan, proximalMu: task.plan.proximalMu ?? 0 }; // tasks from before FedProx lack μ
     const taskId = spec.taskId;
     const privacy = clientPrivacy(task);
+    const secure = spec.secureAggregation ? clientSecAgg(spec.secureAggregation, spec.rules) : null;
     const assigned = (round: number, baseVersion: number, deadlineAt: number | null): CheckInResponse => ({
       status: 'assigned',
       taskId,
       round,
       baseVersion,
-      deadlineAt: new Date(deadlineAt ?? 0).toISOString(),
+      // Under secure aggregation the masked input is due by the round deadline, not by the key phase's.
+      deadlineAt: new Date((secure ? this.task?.secagg?.trainingEndsAt : null) ?? deadlineAt ?? 0).toISOString(),
       plan,
       ...(privacy ? { privacy } : {}),
+      ...(secure ? { secureAggregation: secure } : {}),
     });
     // An update in this round already counts for this client (in asynchronous tasks possibly a stale
     // one folded into this buffer): one update per client per round.
@@ -165,13 +184,17 @@ export class TaskAggregator extends DurableObject<Env> {
         return { status: 'retry_later', taskId, retryAfterSeconds: retrySeconds(clocked.deadlineAt! - now + machine.CLOSING_RETRY_MS), reason: 'not_sampled' };
       }
     }
+    // Secure aggregation: clients join only while the round's keys are being advertised.
+    if (task.secagg && task.secagg.phase !== 'advertise')
+      return { status: 'retry_later', taskId, retryAfterSeconds: retrySeconds(machine.CLOSING_RETRY_MS), reason: 'round_closing' };
     const decision = this.strategy().asynchronous ? machine.assignAsync(state) : machine.assign(state, spec.rules, now, sampled);
     if (decision.kind === 'wait') return { status: 'retry_later', taskId, retryAfterSeconds: retrySeconds(decision.retryAfterMs), reason: decision.reason };
     const next = decision.state;
     this.task = { ...task, state: next };
+    if (task.secagg) this.secagg.assigned(now);
     this.commits.commit(() => this.ledger.assign(next.round, clientId, now));
     if (state.deadlineAt === null) await this.scheduleAlarm();
-    return assigned(next.round, next.baseVersion, next.deadlineAt);
+    return assigned(next.round, next.baseVersion, this.task.state.deadlineAt);
   }
 
   /**
@@ -187,10 +210,10 @@ export class TaskAggregator extends DurableObject<Env> {
   }
 
   /** The live round and the privacy spent, for the task view. */
-  async overview(): Promise<{ currentRound: LiveRound | null; privacySpent: PrivacySpent | null }> {
+  async overview(): Promise<{ currentRound: LiveRound | null; privacySpent: PrivacySpent | null; secureAggregation: SecureAggregation | null }> {
     const task = this.task;
-    if (!task) return { currentRound: null, privacySpent: null };
-    return { currentRound: await this.status(), privacySpent: privacySpent(task) };
+    if (!task) return { currentRound: null, privacySpent: null, secureAggregation: null };
+    return { currentRound: await this.status(), privacySpent: privacySpent(task), secureAggregation: task.spec.secureAggregation ?? null };
   }
 
   /** Admits an upload before its body is sent (see uploads.ts). */
@@ -240,14 +263,64 @@ export class TaskAggregator extends DurableObject<Env> {
     if (!this.task || !lifecycle.deadlineRuns(this.task)) return;
     if (this.commits.size > 0) this.commits.commit(); // the round's result counts exactly what is durable
     const task = this.task;
-    const state = machine.applyDeadline(task.state, task.spec.rules, Date.now());
-    if (state !== task.state) {
-      this.task = { ...task, state };
-      this.commits.commit();
+    if (task.secagg) this.secagg.advance(Date.now());
+    else {
+      const state = machine.applyDeadline(task.state, task.spec.rules, Date.now());
+      if (state !== task.state) {
+        this.task = { ...task, state };
+        this.commits.commit();
+      }
     }
-    if (state.status === 'closing') await publish(this.host);
-    else if (state.status === 'abandoned') await abandon(this.host);
+    const { status } = this.task.state;
+    if (status === 'closing') await publish(this.host, this.task.secagg ? await this.secagg.unmaskedMean() : undefined);
+    else if (status === 'abandoned') await abandon(this.host);
     await this.scheduleAlarm();
+  }
+
+  // Secure aggregation's phases (secagg-round.ts); each write may end its phase, so the alarm follows.
+
+  async secaggKeys(clientId: string, round: number, body: unknown): Promise<{ ok: true } | Refusal> {
+    return this.afterSecAgg(this.secagg.advertise(clientId, round, body));
+  }
+
+  async secaggRoster(clientId: string, round: number, waitMs: number) {
+    return this.secagg.roster(clientId, round, waitMs);
+  }
+
+  async secaggShares(clientId: string, round: number, body: unknown): Promise<{ ok: true } | Refusal> {
+    return this.afterSecAgg(await this.secagg.share(clientId, round, body));
+  }
+
+  async secaggInbox(clientId: string, round: number, waitMs: number) {
+    return this.secagg.inbox(clientId, round, waitMs);
+  }
+
+  async secaggMasked(clientId: string, round: number, stream: ReadableStream<Uint8Array>, declared: number | null) {
+    const task = this.task;
+    if (!task?.secagg) {
+      await stream.cancel().catch(() => {});
+      return this.secagg.masked(clientId, round, new Uint8Array(0));
+    }
+    const cap = (task.spec.numParams + 1) * 4;
+    const read = await readBody(stream, { cap, declared, ...this.uploadLimits });
+    if (!read.ok) {
+      if (read.reason === 'too_large') return fail('payload_too_large', `a masked input of this task is ${cap} bytes`);
+      return fail('upload_timeout', `the masked input did not arrive in time (${read.received} bytes in ${read.elapsedMs} ms); retry`);
+    }
+    return this.afterSecAgg(await this.secagg.masked(clientId, round, read.body));
+  }
+
+  async secaggUnmask(clientId: string, round: number, waitMs: number) {
+    return this.secagg.unmaskRequest(clientId, round, waitMs);
+  }
+
+  async secaggReveal(clientId: string, round: number, body: unknown): Promise<{ ok: true } | Refusal> {
+    return this.afterSecAgg(await this.secagg.reveal(clientId, round, body));
+  }
+
+  private async afterSecAgg<T>(result: T): Promise<T> {
+    await this.scheduleAlarm();
+    return result;
   }
 
   private readTask(): TaskState | null {

@@ -7,6 +7,8 @@ import type { PrivacyConfig } from '../privacy/config.ts';
 import type { PrivacyState } from '../privacy/mechanism.ts';
 import type { StrategyConfig } from '../strategies/index.ts';
 import { MAX_RETRY_MS, type RoundRules, type RoundState } from './round-machine.ts';
+import type { SecureAggregation } from './secagg-config.ts';
+import type { SecAggRoundState } from './secagg-round.ts';
 
 export interface TensorSpec {
   name: string;
@@ -23,6 +25,8 @@ export interface TaskSpec {
   strategy?: StrategyConfig;
   /** Differential privacy (see privacy/config.ts); absent: none. */
   privacy?: PrivacyConfig;
+  /** Secure aggregation (see secagg-config.ts); absent: none. */
+  secureAggregation?: SecureAggregation;
 }
 
 /** The live round as the API shows it (`GET /tasks/{id}` `currentRound`): times as ISO 8601 (UTC), like every time of the API. */
@@ -65,6 +69,8 @@ export interface TaskState {
   stoppedAt?: number | null;
   /** DP tasks: releases so far, the next round's clip norm, whether the budget is spent (changes only with a published version). */
   privacy?: PrivacyState;
+  /** Secure-aggregation tasks: the live round's phase (see secagg-round.ts). */
+  secagg?: SecAggRoundState;
 }
 
 /**

@@ -78,6 +78,11 @@ export class Uploads {
   async admit(clientId: string, round: number, declaredLength: number | null): Promise<Admission> {
     const task = this.host.state();
     if (!task) return fail('task_not_found', 'no such task');
+    if (task.spec.secureAggregation)
+      return fail(
+        'secure_aggregation_required',
+        'this task runs secure aggregation: a plaintext update is refused; send a masked input (PUT …/secagg/masked) in the round’s mask phase',
+      );
     await this.host.recoverIfStuck();
     const cap = maxUpdateBytes(task.spec);
     const before = this.decide(clientId, round, null);

@@ -18,6 +18,10 @@ export const ERROR_STATUS = {
   invalid_strategy: 400,
   /** The task's privacy configuration is unknown, out of range, or does not fit its rounds or budget (the message says why). */
   invalid_privacy: 400,
+  /** Task creation: secure aggregation does not fit the strategy, the privacy setting or the round rules, or n · clipRange leaves too few bits below the modulus (the message says why). */
+  invalid_secure_aggregation: 400,
+  /** A secure-aggregation message (keys, shares, masked input, reveal) that is malformed: bad base64, a key of the wrong length, shares for clients that are not the sender's neighbours, a masked input of the wrong size. */
+  invalid_secagg_message: 400,
   /** The request body of a JSON route is not parseable JSON. */
   malformed_json: 400,
   /** Task creation: `modelTopology` is not a TensorFlow.js Layers model a client can build (the message says where). */
@@ -52,6 +56,8 @@ export const ERROR_STATUS = {
   id_token_bad_signature: 401,
   /** A valid token that may not do this (a client on an operator route, another task's client, the admin checking in). */
   forbidden: 403,
+  /** A secure-aggregation message from a client that is not in the phase's set: not assigned, no keys advertised, no shares sent, or no masked input sent in this round. */
+  secagg_unknown_client: 403,
   /** Federated evaluation from a client that has not taken part in the task (no accepted update, no assignment in the live round). */
   not_participant: 403,
   /** No route matches the path. */
@@ -80,6 +86,16 @@ export const ERROR_STATUS = {
   client_revoked: 409,
   /** Self-enrollment: the key enrolled its `maxClients` devices, or the task holds its `maxClients` clients. */
   enrollment_limit_reached: 409,
+  /** A plaintext update (`PUT …/update`) on a task that runs secure aggregation: only masked inputs are taken. */
+  secure_aggregation_required: 409,
+  /** A secure-aggregation message on a task that does not run secure aggregation. */
+  secagg_not_enabled: 409,
+  /** A secure-aggregation message for a round that is not the live one (over, or not begun). */
+  secagg_wrong_round: 409,
+  /** A secure-aggregation message for a phase the round is not in (keys after the advertise phase ended, a masked input before the shares went out, …). */
+  secagg_out_of_phase: 409,
+  /** A second, different secure-aggregation message of this client for the same phase of the round (a retry of the same message is accepted again). */
+  secagg_conflict: 409,
   /** An update for (task, round, client) was already accepted with a different body. */
   duplicate_conflict: 409,
   /** The update body stalled, or arrived slower than the minimum rate: it was cut off (retry). */

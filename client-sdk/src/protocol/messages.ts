@@ -52,6 +52,23 @@ export interface TrainingPlan {
 }
 
 /**
+ * How a secure-aggregation task's clients quantize their updates (the assignment's
+ * `secureAggregation`): each coordinate clipped to ±clipRange, weighted by numExamples / maxExamples,
+ * scaled by 2^fractionBits, taken modulo 2³².
+ *
+ * @example
+ * const { clipRange, fractionBits, maxExamples } = assignment.secureAggregation!;
+ */
+export interface ClientSecAgg {
+  clipRange: number;
+  fractionBits: number;
+  /** W: the weight folded into a quantized update is numExamples / W. */
+  maxExamples: number;
+  /** The deadline of each key phase, s. */
+  phaseSeconds: number;
+}
+
+/**
  * What a differentially private task asks of the client for one round: clip the update to
  * `clipNorm` (exactly: `clipToNorm` of `protocol/dp.ts`) and, under local DP, add Gaussian noise of
  * σ = `noiseMultiplier` × `clipNorm` to it on the device, before it is sent.
@@ -124,6 +141,8 @@ export type CheckInResponse =
       plan: TrainingPlan;
       /** What a differentially private task asks of this update on the device; absent when nothing (no DP, or the server clips). */
       privacy?: ClientPrivacy | undefined;
+      /** Present when the task runs secure aggregation: how to quantize the update before masking it. */
+      secureAggregation?: ClientSecAgg | undefined;
     }
   | {
       status: 'retry_later';

@@ -97,6 +97,6 @@ participationApp.openapi(
   },
 );
 
-function refusal(r: { code: ErrorCode; message: string; retryAfterSeconds?: number }): ApiError {
+export function refusal(r: { code: ErrorCode; message: string; retryAfterSeconds?: number }): ApiError {
   return new ApiError(r.code, r.message, r.retryAfterSeconds === undefined ? {} : { 'retry-after': String(r.retryAfterSeconds) });
 }

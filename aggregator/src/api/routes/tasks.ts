@@ -8,6 +8,7 @@ import { modelVersions, tasks } from '../../db/schema.ts';
 import { database, listTasks } from '../../db/store.ts';
 import { firstNonFinite } from '../../kernels/running-sum.ts';
 import { accumulateWasm } from '../../kernels/wasm-worker.ts';
+import { secAggMisfit } from '../../master/secagg-config.ts';
 import { maxUpdateBytes, type TaskSpec } from '../../master/task-spec.ts';
 import { firstWeightDifference, topologyWeights } from '../../model/topology.ts';
 import { strategyMisfit } from '../../privacy/config.ts';
@@ -111,6 +112,11 @@ function checkTaskDefinition(body: z.infer<typeof CreateTaskSchema>): { spec: Ta
     const privacyMisfit = configMisfit(privacy, rules.clientsPerRound);
     if (privacyMisfit) throw new ApiError('invalid_privacy', privacyMisfit);
   }
+  const { secureAggregation } = body;
+  if (secureAggregation) {
+    const secureMisfit = secAggMisfit(secureAggregation, strategy, rules, privacy);
+    if (secureMisfit) throw new ApiError('invalid_secure_aggregation', secureMisfit);
+  }
   const misfit = strategy.checkRules?.(rules);
   if (misfit) throw new ApiError('invalid_strategy', misfit);
 
@@ -149,7 +155,19 @@ function checkTaskDefinition(body: z.infer<typeof CreateTaskSchema>): { spec: Ta
 
   // FedProx's μ reaches the clients through the training plan they get at check-in.
   const plan = { ...body.plan, proximalMu: strategy.proximalMu ?? 0 };
-  return { spec: { taskId: crypto.randomUUID(), tensors, numParams, rules, strategy: config, ...(privacy ? { privacy } : {}) }, plan, flat };
+  return {
+    spec: {
+      taskId: crypto.randomUUID(),
+      tensors,
+      numParams,
+      rules,
+      strategy: config,
+      ...(privacy ? { privacy } : {}),
+      ...(secureAggregation ? { secureAggregation } : {}),
+    },
+    plan,
+    flat,
+  };
 }
 
 tasksApp.openapi(
@@ -204,6 +222,7 @@ export async function taskView(env: Env, taskId: string) {
     strategy: row.strategy,
     privacy: row.privacy ?? null,
     privacySpent: overview.privacySpent,
+    secureAggregation: overview.secureAggregation,
     maxUpdateBytes: maxUpdateBytes({ numParams: row.numParams, tensors }),
     maxClients: row.maxClients,
     currentRound: overview.currentRound,

@@ -103,8 +103,13 @@ export class SecAggClient {
     );
   }
 
-  /** Step 3: opens the shares sent to it, then masks `input` (quantized words). */
+  /**
+   * Step 3: opens the shares sent to it, then masks `input` (quantized words). The pairwise masks
+   * are with the neighbours whose shares arrived (those that completed step 2): a neighbour that
+   * dropped before sharing left no shares to remove its mask with, so none is added.
+   */
   async maskedInput(input: Uint32Array, inbox: readonly SealedShares[]): Promise<Uint32Array> {
+    const shared: string[] = [];
     for (const m of inbox) {
       if (m.to !== this.id || !this.neighbours.includes(m.from))
         throw new SecAggRefusal('not_a_neighbour', `shares from ${m.from} are not for this client's neighbourhood`);
@@ -115,11 +120,13 @@ export class SecAggClient {
       } catch {
         throw new SecAggRefusal('bad_share', `the shares from ${m.from} do not open for this task, round and recipient`);
       }
+      if (this.held.has(m.from)) throw new SecAggRefusal('bad_share', `two sets of shares from ${m.from}`);
       this.held.set(m.from, decodePair(plain));
+      shared.push(m.from);
     }
     const y = input.slice();
     addMask(y, await expandMask(this.seed, y.length), 1);
-    for (const v of this.neighbours) {
+    for (const v of shared) {
       const s = await agree(this.s, this.peer(v).sPublic, info(this.taskId, this.round, 'mask'));
       addMask(y, await expandMask(s, y.length), this.id < v ? 1 : -1);
     }
@@ -166,16 +173,25 @@ export async function unmaskSum(args: {
   round: number;
   t: number;
   roster: readonly Advertisement[];
+  /** The graph restricted to the clients that shared keys (pairwise masks exist only there). */
   neighbours: ReadonlyMap<string, readonly string[]>;
-  masked: ReadonlyMap<string, Uint32Array>;
+  /** The survivors' masked vectors, or (`sum`, `survivors`) their sum already taken. */
+  masked?: ReadonlyMap<string, Uint32Array>;
+  sum?: Uint32Array;
+  survivors?: readonly string[];
   dropped: readonly string[];
   revealed: readonly Revealed[];
 }): Promise<Uint32Array> {
   const { taskId, round, t } = args;
-  const survivors = [...args.masked.keys()];
-  const length = args.masked.get(survivors[0]!)!.length;
-  const sum = new Uint32Array(length);
-  for (const y of args.masked.values()) addMask(sum, y, 1);
+  const survivors = args.masked ? [...args.masked.keys()] : [...(args.survivors ?? [])];
+  let sum: Uint32Array;
+  if (args.masked) {
+    sum = new Uint32Array(args.masked.get(survivors[0]!)!.length);
+    for (const y of args.masked.values()) addMask(sum, y, 1);
+  } else if (args.sum) sum = args.sum.slice();
+  else throw new TypeError('unmaskSum needs the masked vectors or their sum');
+  const length = sum.length;
+  const alive = new Set(survivors);
   const sharesOf = (v: string, kind: 'seedShares' | 'keyShares') => args.revealed.flatMap((r) => (r[kind][v] ? [r[kind][v]!] : []));
   for (const u of survivors) {
     const shares = sharesOf(u, 'seedShares');
@@ -190,7 +206,7 @@ export async function unmaskSum(args: {
     const curve = byId.get(v)!.curve;
     const vKeys: KeyPair = { curve, privateKey: await importPrivateKey(curve, pkcs8), publicKey: byId.get(v)!.sPublic };
     for (const u of args.neighbours.get(v) ?? []) {
-      if (!args.masked.has(u)) continue;
+      if (!alive.has(u)) continue;
       const s = await agree(vKeys, byId.get(u)!.sPublic, info(taskId, round, 'mask'));
       // u added +PRG(s) when u < v, −PRG(s) otherwise; remove it.
       addMask(sum, await expandMask(s, length), u < v ? -1 : 1);
