@@ -26,7 +26,14 @@ import {
   type UnmaskAnswer,
 } from './protocol/secagg/wire.ts';
 
-/** Byte counts of one client's secure-aggregation round, by phase (request and response bodies). */
+/**
+ * What `participate()` reports of a secure-aggregation round: the quantization it used, and the
+ * neighbourhood size k and threshold t the server drew for the round.
+ *
+ * @example
+ * const result = await client.participate({ xs, ys });
+ * if (result.status === 'accepted' && result.secureAggregation) console.log(`masked with ${result.secureAggregation.k} neighbours`);
+ */
 export interface SecureRoundReport {
   /** The assignment's quantization. */
   quantization: ClientSecAgg;

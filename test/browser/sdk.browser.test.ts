@@ -61,14 +61,19 @@ describe('the SDK in headless Chromium', () => {
     expect(nodeOnlyApis(exampleBundle)).toEqual([]);
     const text = pageBundle.text;
     expect(text).not.toMatch(/["']node:[a-z_/]+["']/);
-    // The SDK's own modules import nothing but each other and TensorFlow.js.
+    // The SDK's own modules import nothing but each other, TensorFlow.js and (secure aggregation) the audited shamir-secret-sharing.
     const sdkFiles = repoInputs(pageBundle.metafile).filter((p) => p.startsWith('client-sdk/src/'));
     expect(sdkFiles).toEqual(
       expect.arrayContaining(['client-sdk/src/index.ts', 'client-sdk/src/client.ts', 'client-sdk/src/training.ts', 'client-sdk/src/internal/http.ts']),
     );
     for (const file of sdkFiles) {
       for (const imp of pageBundle.metafile.inputs[file]!.imports) {
-        expect(imp.path.startsWith('client-sdk/src/') || imp.path.includes('node_modules/@tensorflow/tfjs/'), `${file} imports ${imp.path}`).toBe(true);
+        expect(
+          imp.path.startsWith('client-sdk/src/') ||
+            imp.path.includes('node_modules/@tensorflow/tfjs/') ||
+            imp.path.includes('node_modules/shamir-secret-sharing/'),
+          `${file} imports ${imp.path}`,
+        ).toBe(true);
       }
     }
     expect(repoInputs(pageBundle.metafile).filter((p) => p.startsWith('aggregator/'))).toEqual([]);

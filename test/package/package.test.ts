@@ -93,11 +93,11 @@ describe('the SDK as an installed package (@fedge/client)', () => {
     expect(files).toEqual(['README.md', 'dist/cli.mjs', 'dist/cli.mjs.map', 'dist/index.d.ts', 'dist/index.js', 'dist/index.js.map', 'package.json']);
     const manifest = JSON.parse(readFileSync(join(app, 'node_modules/@fedge/client/package.json'), 'utf8'));
     expect(manifest).toMatchObject({ name: '@fedge/client', type: 'module', sideEffects: false, peerDependencies: { '@tensorflow/tfjs': '^4.22.0' } });
-    // commander is the CLI's; the library never imports it.
-    expect(manifest.dependencies).toEqual({ commander: expect.any(String) });
+    // commander is the CLI's (the library never imports it); shamir-secret-sharing is secure aggregation's audited Shamir sharing.
+    expect(manifest.dependencies).toEqual({ commander: expect.any(String), 'shamir-secret-sharing': expect.any(String) });
     const js = readFileSync(join(app, 'node_modules/@fedge/client/dist/index.js'), 'utf8');
-    // Its only import is tfjs (the peer dependency); nothing of Node, nothing of the aggregator.
-    expect([...js.matchAll(/^import .* from "([^"]+)";$/gm)].map((m) => m[1])).toEqual(['@tensorflow/tfjs']);
+    // Its only imports are tfjs (the peer dependency) and Shamir sharing; nothing of Node, nothing of the aggregator.
+    expect([...js.matchAll(/^import .* from "([^"]+)";$/gm)].map((m) => m[1]).sort()).toEqual(['@tensorflow/tfjs', 'shamir-secret-sharing']);
     expect(js).not.toMatch(/\brequire\(|\bimport\(|from "node:/);
     console.log(`[package] ${packed.filename}: ${(packed.size / 1024).toFixed(1)} KiB packed, ${(packed.unpackedSize / 1024).toFixed(1)} KiB installed`);
   });

@@ -167,7 +167,8 @@ const opts = {
 };
 const fedbuff = a.strategy === 'fedbuff';
 // FedBuff's driver orders check-ins and submissions itself, in this thread.
-const threads = fedbuff ? 0 : num('workers', a.workers ?? String(availableParallelism()), (v) => Number.isInteger(v) && v >= 0 && v <= 64);
+// FedBuff and secure aggregation run their clients concurrently in this thread.
+const threads = fedbuff || a.secagg ? 0 : num('workers', a.workers ?? String(availableParallelism()), (v) => Number.isInteger(v) && v >= 0 && v <= 64);
 const asyncOpts = {
   ...(a.concurrency !== undefined ? { concurrency: num('concurrency', a.concurrency, (v) => Number.isInteger(v) && v >= 1) } : {}),
   ...(a['max-delay'] !== undefined ? { maxDelay: num('max-delay', a['max-delay'], (v) => Number.isInteger(v) && v >= 0) } : {}),

@@ -6,7 +6,6 @@
  * A job's local shuffles are seeded by (run seed, client, round), not by the order jobs happen to
  * run in, so a client trains the same Δ for the same base whichever thread trains it.
  */
-import { AsyncLocalStorage } from 'node:async_hooks';
 import * as tf from '@tensorflow/tfjs';
 import type { Assignment, ParticipationResult } from '../../client-sdk/src/client.ts';
 import { FedgeClient } from '../../client-sdk/src/client.ts';
@@ -106,24 +105,14 @@ export interface JobResult {
   down: number;
 }
 
-/**
- * tfjs shuffles each epoch with Math.random: each job's calls draw from its own seeded generator,
- * found through the job's async context, so jobs running concurrently (secure aggregation's rounds)
- * train the same Δ as jobs running one after another.
- */
-const jobRandom = new AsyncLocalStorage<() => number>();
-const unseeded = Math.random;
-Math.random = () => (jobRandom.getStore() ?? unseeded)();
-
 /** Runs `job` on client `c`: honest training through `participate()`, or its attack. */
-export function runJob(c: VirtualClient, job: Job): Promise<JobResult> {
-  return jobRandom.run(rng((job.seed * 1_000_003 + job.k * 7_919 + job.round) >>> 0), () => seededJob(c, job));
-}
-
-async function seededJob(c: VirtualClient, job: Job): Promise<JobResult> {
+export async function runJob(c: VirtualClient, job: Job): Promise<JobResult> {
   c.traffic.up = 0;
   c.traffic.down = 0;
-  {
+  const unseeded = Math.random;
+  // tfjs shuffles each epoch with Math.random: seeded per (run, client, round) for this job.
+  Math.random = rng((job.seed * 1_000_003 + job.k * 7_919 + job.round) >>> 0);
+  try {
     const t0 = performance.now();
     let trainStarted = 0;
     const result =
@@ -148,6 +137,8 @@ async function seededJob(c: VirtualClient, job: Job): Promise<JobResult> {
     const base = { k: job.k, trainMs, up: c.traffic.up, down: c.traffic.down };
     if (result.status !== 'accepted') return { ...base, status: 'late', numExamples: 0, baseVersion: -1 };
     return { ...base, status: 'accepted', numExamples: result.train.numExamples, baseVersion: result.assignment.baseVersion };
+  } finally {
+    Math.random = unseeded;
   }
 }
 
