@@ -26,6 +26,7 @@
 import type { ErrorCode } from '#protocol/codes.ts';
 import type { UpdateAck } from '#protocol/messages.ts';
 import { neighbours as harary, secAggParams } from '#protocol/secagg/graph.ts';
+import { addMask } from '#protocol/secagg/prg.ts';
 import type { Advertisement, Revealed, SealedShares } from '#protocol/secagg/protocol.ts';
 import { unmaskSum } from '#protocol/secagg/protocol.ts';
 import { dequantizeMean } from '#protocol/secagg/quantize.ts';
@@ -35,6 +36,7 @@ import {
   decodeReveal,
   decodeShares,
   encodeKeys,
+  encodeReveal,
   fromBase64,
   type InboxAnswer,
   MAX_SHARE_BYTES,
@@ -43,7 +45,6 @@ import {
   type UnmaskAnswer,
   WireError,
 } from '#protocol/secagg/wire.ts';
-import { addWords } from '../kernels/modular.ts';
 import { writeChunks } from './chunks.ts';
 import type { GroupCommit } from './group-commit.ts';
 import type { Ledger } from './ledger.ts';
@@ -403,9 +404,7 @@ export class SecAggRounds {
     const asked = this.asked(round, clientId);
     if (!asked) return refuse('secagg_unknown_client', `this client sent no masked input in round ${round}`);
     try {
-      const r = decodeReveal(body, clientId, asked);
-      const map = (m: Record<string, Uint8Array>) => Object.fromEntries(Object.entries(m).map(([k, v]) => [k, toBase64(v)]));
-      text = JSON.stringify({ seedShares: map(r.seedShares), keyShares: map(r.keyShares) });
+      text = JSON.stringify(encodeReveal(decodeReveal(body, clientId, asked)));
     } catch (e) {
       if (e instanceof WireError) return refuse('invalid_secagg_message', e.message);
       throw e;
@@ -525,7 +524,8 @@ export class SecAggRounds {
         round,
         u,
       )) {
-        addWords(sum.subarray(row.idx * CHUNK_WORDS), new Uint32Array(row.data));
+        const words = new Uint32Array(row.data);
+        addMask(sum.subarray(row.idx * CHUNK_WORDS, row.idx * CHUNK_WORDS + words.length), words, 1);
       }
     }
     const unmasked = await unmaskSum({
