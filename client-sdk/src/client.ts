@@ -13,6 +13,7 @@ import { privatizeUpdate, type UpdatePrivacy } from './privacy.ts';
 import type { CheckInResponse, ClientPrivacy, ModelManifest, TensorManifestEntry, TrainingPlan, UpdateAck } from './protocol/messages.ts';
 import { UPDATE_META } from './protocol/messages.ts';
 import { concatTensors, decodeTensors, encodeTensors, splitFlat } from './protocol/safetensors.ts';
+import { quantizedClipNorm } from './protocol/secagg/quantize.ts';
 import { SecureRound, type SecureRoundReport } from './secure-aggregation.ts';
 import { buildModel, evaluateLocally, type TrainingCallbacks, type TrainingData, type TrainResult, trainLocally } from './training.ts';
 
@@ -402,9 +403,14 @@ export class FedgeClient {
     try {
       if (secure) {
         await keyPhases;
-        // Local DP composes: the update is clipped and noised on the device, then masked.
-        const sent = assignment.privacy ? privatizeUpdate(delta, assignment.privacy) : null;
-        const { ack, report } = await secure.submit(sent?.delta ?? delta, train.numExamples, signal);
+        // DP composes. Local: the update is clipped and noised on the device, then masked. Central:
+        // it is clipped (to S less the quantization margin, so the quantized update stays within S)
+        // and enters the sum with weight 1; the aggregator noises the unmasked sum.
+        const p = assignment.privacy;
+        const central = p?.mode === 'central';
+        const clip = central ? { ...p, clipNorm: quantizedClipNorm(p.clipNorm, delta.length, assignment.secureAggregation!.fractionBits) } : p;
+        const sent = clip ? privatizeUpdate(delta, clip) : null;
+        const { ack, report } = await secure.submit(sent?.delta ?? delta, train.numExamples, signal, { equalWeights: central });
         return { status: 'accepted', ack, train, assignment, privacy: sent?.report ?? null, secureAggregation: report };
       }
       const { ack, privacy } = await this.submitPrivately({

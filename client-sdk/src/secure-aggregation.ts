@@ -80,12 +80,18 @@ export class SecureRound {
   /**
    * Phases 3 and 4: Δ clipped, weighted by numExamples / maxExamples and quantized, masked, sent;
    * then the shares the server asks for (the SDK refuses a request for both secrets of a peer).
+   * `equalWeights` (central DP): Δ enters the sum with weight 1, as DP-FedAvg sums clipped updates.
    */
-  async submit(delta: Float32Array, numExamples: number, signal?: AbortSignal): Promise<{ ack: UpdateAck; report: SecureRoundReport }> {
+  async submit(
+    delta: Float32Array,
+    numExamples: number,
+    signal?: AbortSignal,
+    options: { equalWeights?: boolean } = {},
+  ): Promise<{ ack: UpdateAck; report: SecureRoundReport }> {
     const q = this.quantization;
     const inbox = await this.poll<InboxAnswer>('inbox', signal);
     const weight = Math.min(1, numExamples / q.maxExamples);
-    const words = quantize(delta, weight, q);
+    const words = quantize(delta, weight, q, options.equalWeights ? 1 : weight);
     const masked = await this.client.maskedInput(
       words,
       inbox.shares.map((s) => ({ from: s.from, to: this.client.id, sealed: fromBase64(s.sealed, 'sealed', MAX_SEALED_BYTES) })),

@@ -16,6 +16,9 @@
  * vectors, rebuilding secrets from t shares, re-expanding masks) without the SQLite reads.
  */
 import { parseArgs } from 'node:util';
+import { ModularSum } from '../../aggregator/src/kernels/modular-sum.ts';
+import { createRunningSum } from '../../aggregator/src/kernels/running-sum.ts';
+import { accumulateWasm } from '../../aggregator/src/kernels/wasm-node.ts';
 import { UPDATE_META } from '../../client-sdk/src/protocol/messages.ts';
 import { encodeTensors } from '../../client-sdk/src/protocol/safetensors.ts';
 import { neighbours, secAggParams } from '../../client-sdk/src/protocol/secagg/graph.ts';
@@ -96,23 +99,49 @@ for (const n of sizes) {
     cost[i]!.sent += jsonBytes(encodeReveal(r));
     revealed.push(r);
   }
-  // The server: the sum of the masked vectors, then the unmasking.
+  // The server: the sum of the masked vectors (the Wasm modular kernel, as the aggregator does), then the unmasking in place.
+  const acc = new ModularSum(d + 1, accumulateWasm);
   const [sum, serverMs] = await cpuMs(async () => {
-    const s = new Uint32Array(d + 1);
-    for (const y of masked.values()) addMask(s, y, 1);
-    return unmaskSum({ taskId: 'bench-task', round: 1, t, roster, neighbours: graph, sum: s, survivors, dropped: [...dropped], revealed });
+    for (const y of masked.values()) acc.add(y, 1);
+    return unmaskSum({ taskId: 'bench-task', round: 1, t, roster, neighbours: graph, sum: acc, survivors, dropped: [...dropped], revealed });
   })();
   const mean = dequantizeMean(sum);
+  acc.dispose();
+  // The summing alone, Wasm against the plain-JS loop (prg.addMask), and plaintext FedAvg's server
+  // work on the same survivors (the float64 running sum over their float32 Δs, then the mean).
+  const sumOnly = (add: (s: Uint32Array, y: Uint32Array) => void, s: Uint32Array) =>
+    cpuMs(async () => {
+      for (const y of masked.values()) add(s, y);
+    })();
+  const wasmSum = new ModularSum(d + 1, accumulateWasm);
+  const [, wasmSumMs] = await sumOnly((_, y) => wasmSum.add(y, 1), wasmSum.words);
+  const [, jsSumMs] = await sumOnly((s, y) => addMask(s, y, 1), new Uint32Array(d + 1));
+  wasmSum.dispose();
+  const [, plainServerMs] = await cpuMs(async () => {
+    const rs = createRunningSum(d, { wasm: accumulateWasm });
+    for (const u of survivors) rs.add(deltas[ids.indexOf(u)]!, 1);
+    rs.finalizeInto(new Float32Array(d), new Float32Array(d));
+    rs.dispose();
+  })();
   const exact0 = survivors.reduce((a, u) => a + deltas[ids.indexOf(u)]![0]!, 0) / survivors.length;
   if (Math.abs(mean[0]! - exact0) > 1e-5) throw new Error(`unmasked mean is wrong: ${mean[0]} vs ${exact0}`);
 
-  const plaintext = encodeTensors([{ name: 'w', shape: [d], data: deltas[0]! }], { [UPDATE_META.baseVersion]: '0', [UPDATE_META.numExamples]: '100' }).length;
+  const encodePlain = (i: number) =>
+    encodeTensors([{ name: 'w', shape: [d], data: deltas[i]! }], { [UPDATE_META.baseVersion]: '0', [UPDATE_META.numExamples]: '100' });
+  const plaintext = encodePlain(0).length;
+  // A plaintext client's own work per round besides training: encoding its update.
+  const plainCpu: number[] = [];
+  for (let i = 0; i < Math.min(n, 20); i++) plainCpu.push((await cpuMs(async () => encodePlain(i))())[1]);
   const live = cost.filter((_, i) => !dropped.has(ids[i]!));
   const m = (f: (c: (typeof cost)[number]) => number) => median(live.map(f));
   const maskedBytes = (d + 1) * 4;
   const f1 = (x: number) => x.toFixed(1).padStart(6);
   console.log(
     `${String(n).padStart(5)} ${String(k).padStart(3)} ${String(t).padStart(3)} |               ${f1(m((c) => c.keys))} ${f1(m((c) => c.share))} ${f1(m((c) => c.mask))} ${f1(m((c) => c.unmask))} ${f1(m((c) => c.keys + c.share + c.mask + c.unmask))} | ${(m((c) => c.sent) / 1024).toFixed(1).padStart(7)} ${(m((c) => c.recv) / 1024).toFixed(1).padStart(8)} | ${(plaintext / 1024).toFixed(1).padStart(12)} | ${(m((c) => c.sent) / plaintext).toFixed(4).padStart(12)} | ${serverMs.toFixed(0).padStart(9)}`,
+  );
+  const total = m((c) => c.keys + c.share + c.mask + c.unmask);
+  console.log(
+    `      client CPU against plaintext (encoding the update, ${median(plainCpu).toFixed(2)} ms): ${(total / median(plainCpu)).toFixed(0)}×, +${(total - median(plainCpu)).toFixed(1)} ms; server: ${serverMs.toFixed(0)} ms against plaintext FedAvg's ${plainServerMs.toFixed(1)} ms (${(serverMs / plainServerMs).toFixed(0)}×); summing the ${survivors.length} masked vectors: Wasm ${wasmSumMs.toFixed(2)} ms, JS ${jsSumMs.toFixed(2)} ms (${(jsSumMs / wasmSumMs).toFixed(1)}×)`,
   );
   console.log(
     `      masked vector ${maskedBytes} B = ${(maskedBytes / plaintext).toFixed(4)} × plaintext; key-exchange bytes (all but the masked vector): sent ${((m((c) => c.sent) - maskedBytes) / 1024).toFixed(1)} KB, received ${(m((c) => c.recv) / 1024).toFixed(1)} KB for k = ${k}; ${dropped.size} dropped`,

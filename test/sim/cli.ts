@@ -39,6 +39,8 @@ const HELP = `Usage: npm run simulate -- [options]
   --max-delay D      fedbuff: a client submits after 0..D other submissions, seeded (default 2 × concurrency)
   --secagg           secure aggregation (SecAgg+): the server sees only each round's sum (needs ≥ 3 clients per round)
   --secagg-clip C    secure aggregation: clip each coordinate of Δ to [−C, C] before quantizing (default 1)
+  --secagg-phase S   secure aggregation: deadline of each key phase, seconds (default 30; under --dp central
+                     the advertise phase lasts this long, as drawn clients keep joining)
   --dp MODE          differential privacy: central (DP-FedAvg: the server draws each client with probability
                      --fraction at check-in, every client checks in, rounds close at --deadline) or local
   --dp-z Z           noise multiplier z (default 1)
@@ -91,6 +93,7 @@ const { values: a } = parseArgs({
     'max-delay': { type: 'string' },
     secagg: { type: 'boolean', default: false },
     'secagg-clip': { type: 'string', default: '1' },
+    'secagg-phase': { type: 'string', default: '30' },
     dp: { type: 'string' },
     'dp-z': { type: 'string', default: '1' },
     'dp-clip': { type: 'string', default: '1' },
@@ -210,7 +213,14 @@ const privacy: PrivacyOptions | undefined =
     : a.dp === 'local'
       ? { mode: 'local', ...dpCommon }
       : undefined;
-const secure = a.secagg ? { secureAggregation: { clipRange: num('secagg-clip', a['secagg-clip'], (v) => v > 0) } } : {};
+const secure = a.secagg
+  ? {
+      secureAggregation: {
+        clipRange: num('secagg-clip', a['secagg-clip'], (v) => v > 0),
+        phaseSeconds: num('secagg-phase', a['secagg-phase'], (v) => Number.isInteger(v) && v >= 1 && v <= 3600),
+      },
+    }
+  : {};
 const dpOpts = privacy ? { privacy, deadlineSeconds: num('deadline', a.deadline, (v) => Number.isInteger(v) && v >= 1) } : {};
 const dpName = privacy
   ? `-dp${privacy.mode}-z${privacy.noiseMultiplier}-S${privacy.clipNorm}${privacy.mode === 'central' && privacy.adaptiveClipping ? '-adaptive' : ''}`

@@ -6,6 +6,7 @@
  * A job's local shuffles are seeded by (run seed, client, round), not by the order jobs happen to
  * run in, so a client trains the same Δ for the same base whichever thread trains it.
  */
+import { AsyncLocalStorage } from 'node:async_hooks';
 import * as tf from '@tensorflow/tfjs';
 import type { Assignment, ParticipationResult } from '../../client-sdk/src/client.ts';
 import { FedgeClient } from '../../client-sdk/src/client.ts';
@@ -105,41 +106,62 @@ export interface JobResult {
   down: number;
 }
 
+/**
+ * tfjs shuffles each epoch with Math.random. While jobs run, Math.random is a dispatcher: a call
+ * made in a job's async context draws from that job's generator, seeded by (run, client, round);
+ * any other call draws from whatever Math.random was when the first job started (the run's own
+ * seeded generator). So jobs running concurrently (secure aggregation's rounds) draw the same
+ * numbers as jobs running one after another, or in a worker thread.
+ */
+const jobRandom = new AsyncLocalStorage<() => number>();
+let runningJobs = 0;
+let outside: () => number = Math.random;
+
+/** Runs `body` with Math.random drawing from a generator seeded by `seed` in its async context. */
+export async function withJobRandom<T>(seed: number, body: () => Promise<T>): Promise<T> {
+  if (runningJobs++ === 0) {
+    outside = Math.random;
+    Math.random = () => (jobRandom.getStore() ?? outside)();
+  }
+  try {
+    return await jobRandom.run(rng(seed), body);
+  } finally {
+    if (--runningJobs === 0) Math.random = outside;
+  }
+}
+
 /** Runs `job` on client `c`: honest training through `participate()`, or its attack. */
-export async function runJob(c: VirtualClient, job: Job): Promise<JobResult> {
+export function runJob(c: VirtualClient, job: Job): Promise<JobResult> {
+  return withJobRandom((job.seed * 1_000_003 + job.k * 7_919 + job.round) >>> 0, () => seededJob(c, job));
+}
+
+async function seededJob(c: VirtualClient, job: Job): Promise<JobResult> {
   c.traffic.up = 0;
   c.traffic.down = 0;
-  const unseeded = Math.random;
-  // tfjs shuffles each epoch with Math.random: seeded per (run, client, round) for this job.
-  Math.random = rng((job.seed * 1_000_003 + job.k * 7_919 + job.round) >>> 0);
-  try {
-    const t0 = performance.now();
-    let trainStarted = 0;
-    const result =
-      c.malicious && job.malicious
-        ? await attack(c, job.malicious, job.seed * 1_000 + job.round)
-        : await c.client
-            .participate(
-              { xs: c.xs, ys: c.ys },
-              {
-                ...(job.maxWaitMs === undefined ? {} : { maxWaitMs: job.maxWaitMs }),
-                onStep: (step) => {
-                  if (step === 'training') trainStarted = performance.now();
-                },
+  const t0 = performance.now();
+  let trainStarted = 0;
+  const result =
+    c.malicious && job.malicious
+      ? await attack(c, job.malicious, job.seed * 1_000 + job.round)
+      : await c.client
+          .participate(
+            { xs: c.xs, ys: c.ys },
+            {
+              ...(job.maxWaitMs === undefined ? {} : { maxWaitMs: job.maxWaitMs }),
+              onStep: (step) => {
+                if (step === 'training') trainStarted = performance.now();
               },
-            )
-            .catch((e: unknown) => {
-              // No assignment within maxWaitMs: the round it was drawn for is over.
-              if (e instanceof FedgeError && e.code === 'no_assignment') return { status: 'late' as const };
-              throw e;
-            });
-    const trainMs = trainStarted ? performance.now() - trainStarted : performance.now() - t0;
-    const base = { k: job.k, trainMs, up: c.traffic.up, down: c.traffic.down };
-    if (result.status !== 'accepted') return { ...base, status: 'late', numExamples: 0, baseVersion: -1 };
-    return { ...base, status: 'accepted', numExamples: result.train.numExamples, baseVersion: result.assignment.baseVersion };
-  } finally {
-    Math.random = unseeded;
-  }
+            },
+          )
+          .catch((e: unknown) => {
+            // No assignment within maxWaitMs: the round it was drawn for is over.
+            if (e instanceof FedgeError && e.code === 'no_assignment') return { status: 'late' as const };
+            throw e;
+          });
+  const trainMs = trainStarted ? performance.now() - trainStarted : performance.now() - t0;
+  const base = { k: job.k, trainMs, up: c.traffic.up, down: c.traffic.down };
+  if (result.status !== 'accepted') return { ...base, status: 'late', numExamples: 0, baseVersion: -1 };
+  return { ...base, status: 'accepted', numExamples: result.train.numExamples, baseVersion: result.assignment.baseVersion };
 }
 
 /** A poisoned Δ for a base (Gaussian noise, or the trained Δ boosted or sign-flipped). */

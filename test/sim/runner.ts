@@ -157,7 +157,14 @@ async function run(o: SimulationOptions): Promise<SimulationResult> {
   const task = await admin.createTask(initial, {
     name: `sim ${label} K=${o.clients} C=${o.fraction} E=${o.epochs} B=${Number.isFinite(o.batchSize) ? o.batchSize : '∞'}`,
     rounds: central
-      ? { clientsPerRound: perRound, minClients: 1, overSelection: 1, deadlineSeconds: o.deadlineSeconds ?? 30, maxExamplesPerClient: largest }
+      ? {
+          clientsPerRound: perRound,
+          // Secure aggregation needs 3 survivors at least (with 2, each would learn the other's update).
+          minClients: o.secureAggregation ? 3 : 1,
+          overSelection: 1,
+          deadlineSeconds: o.deadlineSeconds ?? 30,
+          maxExamplesPerClient: largest,
+        }
       : { clientsPerRound: perRound, minClients: perRound, overSelection: 1, deadlineSeconds: 3_600, maxExamplesPerClient: largest },
     // The user's saved model brings its loss and optimizer (its training config); MNIST models train with SGD.
     plan: o.user

@@ -6,9 +6,10 @@
  */
 import { runDurableObjectAlarm, runInDurableObject } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
+import { clipToNorm, l2Norm } from '#protocol/dp.ts';
 import { encodeTensors } from '#protocol/safetensors.ts';
 import { SecAggClient } from '#protocol/secagg/protocol.ts';
-import { meanErrorBound, quantize } from '#protocol/secagg/quantize.ts';
+import { meanErrorBound, quantize, quantizedClipNorm } from '#protocol/secagg/quantize.ts';
 import { decodeKeys, encodeKeys, encodeMasked, encodeReveal, encodeShares, fromBase64 } from '#protocol/secagg/wire.ts';
 import type { TaskAggregator } from '../../aggregator/src/master/task-aggregator.ts';
 import {
@@ -113,10 +114,11 @@ async function share(taskId: string, parties: Party[]): Promise<{ k: number; t: 
   return kt;
 }
 
-async function mask(taskId: string, p: Party): Promise<Uint32Array> {
+const Q = { clipRange: 1, fractionBits: 24 };
+
+async function mask(taskId: string, p: Party, words = quantize(p.delta, p.examples / W, Q)): Promise<Uint32Array> {
   const inbox = (await (await get(taskId, p.http, 1, 'inbox')).json()) as any;
   expect(inbox.status).toBe('ready');
-  const words = quantize(p.delta, p.examples / W, { clipRange: 1, fractionBits: 24 });
   const y = await p.sa.maskedInput(
     words,
     inbox.shares.map((s: any) => ({ from: s.from, to: p.http.clientId, sealed: fromBase64(s.sealed, 'sealed', 512) })),
@@ -307,6 +309,61 @@ describe('secure-aggregation refusals', () => {
     expect(await code(await get(id, c, 1, 'roster'))).toBe('secagg_not_enabled');
   });
 
+  it('central DP composes: clients clip (less the quantization margin) and weigh 1, the aggregator noises the unmasked sum', async () => {
+    const S = 1;
+    const z = 2;
+    const mu = 5;
+    const { id } = await createTask({ clientsPerRound: mu, minClients: 3, deadlineSeconds: 600, maxExamplesPerClient: W }, initialWeights(), {
+      secureAggregation: SECURE,
+      privacy: { mode: 'central', noiseMultiplier: z, clipNorm: S, clipping: 'client', samplingRate: 1 },
+    });
+    const parties = await advertised(id, 6);
+    expect(await phaseOf(id)).toBe('advertise'); // Poisson-drawn clients keep joining until the phase deadline
+    await expirePhase(id);
+    await share(id, parties);
+    const clipTo = quantizedClipNorm(S, NUM_PARAMS, Q.fractionBits);
+    const quantized = parties.map((p) => {
+      const d = p.delta.slice();
+      expect(clipToNorm(d, clipTo).clipped).toBe(true); // ‖Δ‖ ≈ 1.8 > S
+      const words = quantize(d, p.examples / W, Q, 1);
+      const back = Array.from(words.subarray(0, NUM_PARAMS), (u) => (u >= 2 ** 31 ? u - 2 ** 32 : u) * 2 ** -Q.fractionBits);
+      expect(l2Norm(back)).toBeLessThanOrEqual(S); // the sensitivity the noise is calibrated to holds after rounding
+      return { p, words, back };
+    });
+    for (const { p, words } of quantized) await mask(id, p, words);
+    expect(await phaseOf(id)).toBe('unmask');
+    for (const p of parties) expect((await reveal(id, p)).status).toBe(200);
+    await runDurableObjectAlarm(stubOf(id));
+
+    const manifest = (await (await adminJson(`/tasks/${id}/models/1`, 'GET')).json()) as any;
+    expect(manifest.privacy).toMatchObject({ mode: 'central', clipping: 'client', clipNorm: S, noiseMultiplier: z, rounds: 1 });
+    expect(manifest.privacy.epsilon).toBeGreaterThan(0);
+    expect(manifest.numExamples).toBe(parties.reduce((a, p) => a + p.examples, 0));
+    // next = base + (Σ clipped Δ + N(0, (zS)²)) / μ: the residual μ·(next − base) − Σ is the noise.
+    const next = await downloadWeights(id, 1);
+    const base = initialWeights();
+    const noise = Array.from({ length: NUM_PARAMS }, (_, j) => mu * (next[j]! - base[j]!) - quantized.reduce((a, q) => a + q.back[j]!, 0));
+    const sd = Math.sqrt(noise.reduce((a, x) => a + x * x, 0) / NUM_PARAMS);
+    // 15 draws of N(0, 4): the sample sd lies in [0.5σ, 1.6σ] with probability above 0.999 (χ² with 15 degrees of freedom).
+    expect(sd).toBeGreaterThan(0.5 * z * S);
+    expect(sd).toBeLessThan(1.6 * z * S);
+    const view = (await (await adminJson(`/tasks/${id}`, 'GET')).json()) as any;
+    expect(view.privacySpent).toMatchObject({ rounds: 1, exhausted: false });
+  });
+
+  it('local DP composes: the version records its privacy and the task counts the release', async () => {
+    const { id } = await secureTask(3, { privacy: { mode: 'local', noiseMultiplier: 1, clipNorm: 2 } });
+    const parties = await advertised(id, 3);
+    await share(id, parties);
+    for (const p of parties) await mask(id, p);
+    for (const p of parties) expect((await reveal(id, p)).status).toBe(200);
+    await runDurableObjectAlarm(stubOf(id));
+    const manifest = (await (await adminJson(`/tasks/${id}/models/1`, 'GET')).json()) as any;
+    expect(manifest.privacy).toMatchObject({ mode: 'local', clipping: 'local', rounds: 1, noiseMultiplier: 1, clipNorm: 2 });
+    const view = (await (await adminJson(`/tasks/${id}`, 'GET')).json()) as any;
+    expect(view.privacySpent).toMatchObject({ rounds: 1 });
+  });
+
   it('task creation refuses a strategy, privacy or size secure aggregation cannot run with', async () => {
     const refused = async (rounds: Record<string, unknown>, extra: Record<string, unknown>) => {
       const res = await adminJson('/tasks', 'POST', {
@@ -321,8 +378,17 @@ describe('secure-aggregation refusals', () => {
     };
     expect(await refused({}, { secureAggregation: {}, strategy: { name: 'median' } })).toMatchObject({ code: 'invalid_secure_aggregation' });
     expect(await refused({}, { secureAggregation: {}, strategy: { name: 'fedbuff', bufferSize: 5 } })).toMatchObject({ code: 'invalid_secure_aggregation' });
-    expect(await refused({}, { secureAggregation: {}, privacy: { mode: 'central', noiseMultiplier: 1, clipNorm: 1, samplingRate: 0.5 } })).toMatchObject({
+    // Central DP: the aggregator cannot clip what it cannot see, nor count clipped updates for adaptive clipping.
+    const central = { mode: 'central', noiseMultiplier: 1, clipNorm: 1, samplingRate: 0.5 };
+    expect(await refused({}, { secureAggregation: {}, privacy: central })).toMatchObject({
       code: 'invalid_secure_aggregation',
+      message: /clipping = 'client'/,
+    });
+    expect(
+      await refused({}, { secureAggregation: {}, privacy: { ...central, clipping: 'client', adaptiveClipping: { targetQuantile: 0.5, countNoise: 5 } } }),
+    ).toMatchObject({
+      code: 'invalid_secure_aggregation',
+      message: /adaptive clipping/,
     });
     expect((await refused({ clientsPerRound: 2, minClients: 2 }, { secureAggregation: {} })).code).toBe('invalid_secure_aggregation');
     // 10,000 clients × clipRange 1000 leave 7 fraction bits under 2³¹: overflow-prone, refused.

@@ -10,12 +10,12 @@ describe('accumulate.wasm', () => {
     expect(committed.findIndex((b, i) => b !== compiled[i])).toBe(-1);
   });
 
-  it('imports only its memory and exports the kernels running-sum.ts calls', () => {
+  it('imports only its memory and exports the kernels running-sum.ts and modular-sum.ts call', () => {
     expect(WebAssembly.Module.imports(accumulateWasm)).toEqual([{ module: 'env', name: 'memory', kind: 'memory' }]);
     const names = WebAssembly.Module.exports(accumulateWasm)
       .map((e) => e.name)
       .sort();
-    expect(names).toEqual(['acc1', 'acc2', 'acc3', 'acc4', 'finalize', 'first_non_finite']);
+    expect(names).toEqual(['acc1', 'acc2', 'acc3', 'acc4', 'finalize', 'first_non_finite', 'madd', 'msub']);
   });
 
   it('kernels on raw memory: acc4 keeps the sequential order, finalize demotes like Math.fround', () => {

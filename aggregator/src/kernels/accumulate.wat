@@ -233,4 +233,48 @@
         (local.set $base (i32.add (local.get $base) (i32.const 4)))
         (local.set $out (i32.add (local.get $out) (i32.const 4)))
         (br_if $t (i32.lt_u (local.get $base) (local.get $end))))))
+
+  ;; madd(s, p, n): s[i] = s[i] + p[i] (mod 2^32) for i < n, over uint32 words (secure aggregation's ring):
+  ;; s and p 4-byte aligned; 8 words per step, then a scalar tail. Integer arithmetic: exact.
+  (func (export "madd") (param $s i32) (param $p i32) (param $n i32)
+    (local $end i32)
+    (local.set $end (i32.add (local.get $s) (i32.shl (i32.and (local.get $n) (i32.const -8)) (i32.const 2))))
+    (block $vdone
+      (br_if $vdone (i32.ge_u (local.get $s) (local.get $end)))
+      (loop $v
+        (v128.store (local.get $s) (i32x4.add (v128.load (local.get $s)) (v128.load (local.get $p))))
+        (v128.store offset=16 (local.get $s) (i32x4.add (v128.load offset=16 (local.get $s)) (v128.load offset=16 (local.get $p))))
+        (local.set $s (i32.add (local.get $s) (i32.const 32)))
+        (local.set $p (i32.add (local.get $p) (i32.const 32)))
+        (br_if $v (i32.lt_u (local.get $s) (local.get $end)))))
+    (local.set $end (i32.add (local.get $s) (i32.shl (i32.and (local.get $n) (i32.const 7)) (i32.const 2))))
+    (block $done
+      (br_if $done (i32.ge_u (local.get $s) (local.get $end)))
+      (loop $t
+        (i32.store (local.get $s) (i32.add (i32.load (local.get $s)) (i32.load (local.get $p))))
+        (local.set $s (i32.add (local.get $s) (i32.const 4)))
+        (local.set $p (i32.add (local.get $p) (i32.const 4)))
+        (br_if $t (i32.lt_u (local.get $s) (local.get $end))))))
+
+  ;; msub(s, p, n): s[i] = s[i] - p[i] (mod 2^32) for i < n, over uint32 words (secure aggregation's ring):
+  ;; s and p 4-byte aligned; 8 words per step, then a scalar tail. Integer arithmetic: exact.
+  (func (export "msub") (param $s i32) (param $p i32) (param $n i32)
+    (local $end i32)
+    (local.set $end (i32.add (local.get $s) (i32.shl (i32.and (local.get $n) (i32.const -8)) (i32.const 2))))
+    (block $vdone
+      (br_if $vdone (i32.ge_u (local.get $s) (local.get $end)))
+      (loop $v
+        (v128.store (local.get $s) (i32x4.sub (v128.load (local.get $s)) (v128.load (local.get $p))))
+        (v128.store offset=16 (local.get $s) (i32x4.sub (v128.load offset=16 (local.get $s)) (v128.load offset=16 (local.get $p))))
+        (local.set $s (i32.add (local.get $s) (i32.const 32)))
+        (local.set $p (i32.add (local.get $p) (i32.const 32)))
+        (br_if $v (i32.lt_u (local.get $s) (local.get $end)))))
+    (local.set $end (i32.add (local.get $s) (i32.shl (i32.and (local.get $n) (i32.const 7)) (i32.const 2))))
+    (block $done
+      (br_if $done (i32.ge_u (local.get $s) (local.get $end)))
+      (loop $t
+        (i32.store (local.get $s) (i32.sub (i32.load (local.get $s)) (i32.load (local.get $p))))
+        (local.set $s (i32.add (local.get $s) (i32.const 4)))
+        (local.set $p (i32.add (local.get $p) (i32.const 4)))
+        (br_if $t (i32.lt_u (local.get $s) (local.get $end))))))
 )

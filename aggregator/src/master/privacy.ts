@@ -55,17 +55,18 @@ export interface PrivateClose {
 
 /**
  * The privacy step of a DP task's close: under central DP, noise on the round's clipped sum
- * (`sum`, weights 1) and the adaptive clip step; under local DP, the record only. Marks the budget
- * spent when the next release would exceed it.
+ * (`sum`, weights 1: a running sum, or secure aggregation's unmasked sum, noised in place) and the
+ * adaptive clip step; under local DP, the record only. Marks the budget spent when the next
+ * release would exceed it.
  */
-export function privateClose(task: TaskState, sum: RunningSum | null, unclipped: number, seed: Uint8Array, now: number): PrivateClose {
+export function privateClose(task: TaskState, sum: RunningSum | Float64Array | null, unclipped: number, seed: Uint8Array, now: number): PrivateClose {
   const noise = new SecureGaussian(new KeystreamUniform(seed));
   const p = task.spec.privacy!;
   const state = task.privacy!;
   let out: PrivateClose;
   if (p.mode === 'central') {
     if (!sum) throw new Error('central DP closes a running sum');
-    const noised = closeCentral(p, state, Float64Array.from(sum.sum()), unclipped, task.spec.rules.clientsPerRound, noise);
+    const noised = closeCentral(p, state, sum instanceof Float64Array ? sum : Float64Array.from(sum.sum()), unclipped, task.spec.rules.clientsPerRound, noise);
     out = { meanDelta: noised.meanDelta, record: noised.record, next: noised.next };
   } else {
     const local = localRecord(p, state);

@@ -40,17 +40,19 @@ export interface CloseHost {
   dropSum(): void;
 }
 
-/** A round's mean update computed elsewhere (secure aggregation's unmasking), with its total example count. */
-export interface GivenMean {
-  meanDelta: Float32Array;
-  numExamples: number;
-}
+/**
+ * A round's aggregate computed elsewhere (secure aggregation's unmasking), with its total example
+ * count: the weighted mean Δ, or under central DP the sum of the clipped updates (weights 1), which
+ * the privacy step noises (in place) and divides as it does a running sum.
+ */
+export type GivenAggregate = { numExamples: number } & ({ meanDelta: Float32Array } | { clippedSum: Float64Array });
 
 /**
  * Aggregates the closing round with the task's strategy and publishes the result as the next
- * version; `given`: the round's mean Δ is already known (secure aggregation), the strategy's server step runs on it.
+ * version; `given`: the round's aggregate is already known (secure aggregation), the privacy step
+ * and the strategy's server step run on it.
  */
-export async function publish(host: CloseHost, given?: GivenMean): Promise<void> {
+export async function publish(host: CloseHost, given?: GivenAggregate): Promise<void> {
   const task = host.state()!;
   const { spec, state } = task;
   const version = task.latestVersion + 1;
@@ -72,18 +74,14 @@ export async function publish(host: CloseHost, given?: GivenMean): Promise<void>
           numExamples: ledger.map((r) => r.num_examples),
         }
       : { kind: 'sum', sum: host.sum(), numExamples };
-  // DP tasks: the privacy step (noise on the clipped sum, the clip step), then the strategy's server step on the noised mean.
+  // DP tasks: the privacy step (noise on the clipped sum, the clip step; under local DP the record
+  // only), then the strategy's server step on the noised mean.
+  const clipped = given ? ('clippedSum' in given ? given.clippedSum : null) : strategy.keeps === 'sum' ? host.sum() : null;
   const dp =
-    !given && task.spec.privacy && task.privacy
-      ? privateClose(
-          task,
-          strategy.keeps === 'sum' ? host.sum() : null,
-          host.ledger.unclippedIn(state.round),
-          closeSeed(host.ledger, host.commits, state.round),
-          Date.now(),
-        )
+    task.spec.privacy && task.privacy
+      ? privateClose(task, clipped, given ? 0 : host.ledger.unclippedIn(state.round), closeSeed(host.ledger, host.commits, state.round), Date.now())
       : null;
-  const mean = given?.meanDelta ?? dp?.meanDelta;
+  const mean = (given && 'meanDelta' in given ? given.meanDelta : null) ?? dp?.meanDelta;
   const { next, state: strategyState } = mean
     ? strategy.apply(base, mean, store.readStrategyState() ?? strategy.initialState(base.length))
     : strategy.aggregate(base, roundInput(), store.readStrategyState());

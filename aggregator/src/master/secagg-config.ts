@@ -51,13 +51,30 @@ export const SecureAggregationSchema = z
 
 export type SecureAggregation = z.output<typeof SecureAggregationSchema>;
 
-/** f for the task: the largest with n · max(c, 1) · 2^f < 2³¹, n = the round's assignment capacity (the weight coordinate sums up to n · 2^f). */
-export function taskFractionBits(s: SecureAggregation, rules: RoundRules): number {
-  return fractionBits(assignmentCapacity(rules), Math.max(1, s.clipRange));
+/**
+ * n, the most clients a round's sum may hold: the round's assignment capacity, ceil(clientsPerRound
+ * × overSelection); under central DP, where every Poisson-drawn client joins and clientsPerRound is
+ * the expected count μ, ceil(μ + 10√μ + 10), which a binomial draw of mean μ exceeds with
+ * probability below 10⁻²⁰ (a Chernoff bound); the round turns away (round_full) any drawn client past it.
+ */
+export function secAggCapacity(rules: RoundRules, privacy: PrivacyConfig | undefined): number {
+  if (privacy?.mode !== 'central') return assignmentCapacity(rules);
+  const mu = rules.clientsPerRound;
+  return Math.ceil(mu + 10 * Math.sqrt(mu) + 10);
 }
 
-export function clientSecAgg(s: SecureAggregation, rules: RoundRules): ClientSecAgg {
-  return { clipRange: s.clipRange, fractionBits: taskFractionBits(s, rules), maxExamples: rules.maxExamplesPerClient, phaseSeconds: s.phaseSeconds };
+/** f for the task: the largest with n · max(c, 1) · 2^f < 2³¹, n = {@link secAggCapacity} (the weight coordinate sums up to n · 2^f). */
+export function taskFractionBits(s: SecureAggregation, rules: RoundRules, privacy: PrivacyConfig | undefined): number {
+  return fractionBits(secAggCapacity(rules, privacy), Math.max(1, s.clipRange));
+}
+
+export function clientSecAgg(s: SecureAggregation, rules: RoundRules, privacy: PrivacyConfig | undefined): ClientSecAgg {
+  return {
+    clipRange: s.clipRange,
+    fractionBits: taskFractionBits(s, rules, privacy),
+    maxExamples: rules.maxExamplesPerClient,
+    phaseSeconds: s.phaseSeconds,
+  };
 }
 
 /**
@@ -75,9 +92,11 @@ export function secAggMisfit(
     return `${strategy.name} needs every individual update, which secure aggregation hides from the server by design; use a mean strategy (fedavg, fedprox, fedavgm, fedadam, fedyogi, fedadagrad)`;
   if (strategy.asynchronous)
     return `${strategy.name} folds single updates into its buffer as they arrive; secure aggregation reveals only the sum of a synchronous round: use a synchronous strategy`;
-  if (privacy?.mode === 'central')
-    return 'central DP with secure aggregation (noise on the unmasked sum) is not built yet; use privacy.mode = local, which composes (each client noises its update before masking it)';
-  const n = assignmentCapacity(rules);
+  if (privacy?.mode === 'central' && privacy.clipping !== 'client')
+    return "central DP with secure aggregation needs privacy.clipping = 'client': the aggregator sees only the sum, so it cannot clip the updates in it";
+  if (privacy?.mode === 'central' && privacy.adaptiveClipping)
+    return "adaptive clipping with secure aggregation is not supported: it needs each client's clipped-or-not bit, which the masked sum does not carry; use a fixed clipNorm";
+  const n = secAggCapacity(rules, privacy);
   if (n < 3) return `a round assigns ceil(clientsPerRound × overSelection) = ${n} clients; secure aggregation needs at least 3`;
   if (rules.minClients < 3)
     return `rounds.minClients is ${rules.minClients}; secure aggregation needs at least 3 survivors (with 2, each would learn the other's update from the sum)`;
@@ -86,7 +105,7 @@ export function secAggMisfit(
   } catch (e) {
     return `neighbours/threshold do not fit a round of ${n} clients: ${(e as Error).message}`;
   }
-  const f = taskFractionBits(s, rules);
+  const f = taskFractionBits(s, rules, privacy);
   if (f < MIN_FRACTION_BITS)
     return `${n} clients × clipRange ${s.clipRange} leave ${f} fraction bits below the modulus 2³² (n · c · 2^f < 2³¹); at least ${MIN_FRACTION_BITS} are needed: lower clipRange or the round's size`;
   return null;

@@ -26,10 +26,9 @@
 import type { ErrorCode } from '#protocol/codes.ts';
 import type { UpdateAck } from '#protocol/messages.ts';
 import { neighbours as harary, secAggParams } from '#protocol/secagg/graph.ts';
-import { addMask } from '#protocol/secagg/prg.ts';
 import type { Advertisement, Revealed, SealedShares } from '#protocol/secagg/protocol.ts';
 import { unmaskSum } from '#protocol/secagg/protocol.ts';
-import { dequantizeMean } from '#protocol/secagg/quantize.ts';
+import { dequantizeMean, dequantizeSum } from '#protocol/secagg/quantize.ts';
 import {
   decodeKeys,
   decodeMasked,
@@ -45,10 +44,13 @@ import {
   type UnmaskAnswer,
   WireError,
 } from '#protocol/secagg/wire.ts';
+import { ModularSum } from '../kernels/modular-sum.ts';
+import { accumulateWasm } from '../kernels/wasm-worker.ts';
 import { writeChunks } from './chunks.ts';
 import type { GroupCommit } from './group-commit.ts';
 import type { Ledger } from './ledger.ts';
-import { type SecureAggregation, taskFractionBits } from './secagg-config.ts';
+import type { GivenAggregate } from './publish.ts';
+import { type SecureAggregation, secAggCapacity, taskFractionBits } from './secagg-config.ts';
 import type { TaskState } from './task-spec.ts';
 
 export type Phase = 'advertise' | 'share' | 'mask' | 'unmask';
@@ -203,8 +205,7 @@ export class SecAggRounds {
   }
 
   private capacity(): number {
-    const r = this.task.spec.rules;
-    return Math.ceil(r.clientsPerRound * r.overSelection);
+    return secAggCapacity(this.task.spec.rules, this.task.spec.privacy);
   }
 
   /** Phase 2, read: the neighbours' keys, k and t (held open up to `waitMs` until the phase starts). */
@@ -505,8 +506,12 @@ export class SecAggRounds {
       });
   }
 
-  /** The closing round's unmasked weighted mean Δ and its total example count (from the summed weights). */
-  async unmaskedMean(): Promise<{ meanDelta: Float32Array; numExamples: number }> {
+  /**
+   * The closing round's unmasked aggregate: the weighted mean Δ, or under central DP the sum of the
+   * clipped updates (quantized with weight 1) for the privacy step to noise; and the total example
+   * count (from the summed weights).
+   */
+  async unmaskedAggregate(): Promise<GivenAggregate> {
     const { secagg, state, spec } = this.task;
     const round = state.round;
     const length = spec.numParams + 1;
@@ -516,33 +521,37 @@ export class SecAggRounds {
     const shared = new Set(this.members('secagg_shared', round));
     // The pairwise masks exist between neighbours that both shared: the graph restricted to U2.
     const graph = new Map([...this.graph()].map(([u, ns]) => [u, ns.filter((v) => shared.has(v))]));
-    // The masked vectors are summed here, chunk by chunk: only their sum goes to the unmasking.
-    const sum = new Uint32Array(length);
-    for (const u of survivors) {
-      for (const row of this.sql.exec<{ idx: number; data: ArrayBuffer }>(
-        `SELECT idx, data FROM secagg_masked WHERE round = ? AND client_id = ? ORDER BY idx`,
-        round,
-        u,
-      )) {
-        const words = new Uint32Array(row.data);
-        addMask(sum.subarray(row.idx * CHUNK_WORDS, row.idx * CHUNK_WORDS + words.length), words, 1);
+    // The masked vectors are summed here, chunk by chunk, with the Wasm modular kernel; the masks
+    // are then removed from that sum in place: only the sum goes to the unmasking.
+    const sum = new ModularSum(length, accumulateWasm);
+    try {
+      for (const u of survivors) {
+        for (const row of this.sql.exec<{ idx: number; data: ArrayBuffer }>(
+          `SELECT idx, data FROM secagg_masked WHERE round = ? AND client_id = ? ORDER BY idx`,
+          round,
+          u,
+        )) {
+          sum.add(new Uint32Array(row.data), 1, row.idx * CHUNK_WORDS);
+        }
       }
+      const unmasked = await unmaskSum({
+        taskId: spec.taskId,
+        round,
+        t: secagg.t,
+        roster,
+        neighbours: graph,
+        sum,
+        survivors,
+        dropped: [...shared].filter((v) => !survivors.includes(v)),
+        revealed: this.revealed(round),
+      });
+      const f = taskFractionBits(spec.secureAggregation, spec.rules, spec.privacy);
+      const numExamples = Math.round(weightOf(unmasked) * 2 ** -f * spec.rules.maxExamplesPerClient);
+      if (spec.privacy?.mode === 'central') return { clippedSum: dequantizeSum(unmasked, f).sum, numExamples };
+      return { meanDelta: Float32Array.from(dequantizeMean(unmasked)), numExamples };
+    } finally {
+      sum.dispose();
     }
-    const unmasked = await unmaskSum({
-      taskId: spec.taskId,
-      round,
-      t: secagg.t,
-      roster,
-      neighbours: graph,
-      sum,
-      survivors,
-      dropped: [...shared].filter((v) => !survivors.includes(v)),
-      revealed: this.revealed(round),
-    });
-    const totalWeight = weightOf(unmasked);
-    const mean = dequantizeMean(unmasked);
-    const f = taskFractionBits(spec.secureAggregation, spec.rules);
-    return { meanDelta: Float32Array.from(mean), numExamples: Math.round(totalWeight * 2 ** -f * spec.rules.maxExamplesPerClient) };
   }
 }
 

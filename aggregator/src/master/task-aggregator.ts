@@ -25,7 +25,7 @@ import { TokenBuckets } from './rate-limit.ts';
 import { readBody } from './read-body.ts';
 import * as machine from './round-machine.ts';
 import { RoundStore } from './round-store.ts';
-import { clientSecAgg, type SecureAggregation } from './secagg-config.ts';
+import { clientSecAgg, type SecureAggregation, secAggCapacity } from './secagg-config.ts';
 import { openSecAgg, type Refusal, SecAggRounds } from './secagg-round.ts';
 import { envNumber, type LiveRound, liveRound, retrySeconds, type TaskSpec, type TaskState } from './task-spec.ts';
 import { type Admission, type Failure, fail, type SubmitResult, type UploadHost, Uploads } from './uploads.ts';
@@ -147,7 +147,7 @@ export class TaskAggregator extends DurableObject<Env> {
     const plan: TrainingPlan = { ...task.plan, proximalMu: task.plan.proximalMu ?? 0 }; // tasks from before FedProx lack μ
     const taskId = spec.taskId;
     const privacy = clientPrivacy(task);
-    const secure = spec.secureAggregation ? clientSecAgg(spec.secureAggregation, spec.rules) : null;
+    const secure = spec.secureAggregation ? clientSecAgg(spec.secureAggregation, spec.rules, spec.privacy) : null;
     const assigned = (round: number, baseVersion: number, deadlineAt: number | null): CheckInResponse => ({
       status: 'assigned',
       taskId,
@@ -184,9 +184,12 @@ export class TaskAggregator extends DurableObject<Env> {
         return { status: 'retry_later', taskId, retryAfterSeconds: retrySeconds(clocked.deadlineAt! - now + machine.CLOSING_RETRY_MS), reason: 'not_sampled' };
       }
     }
-    // Secure aggregation: clients join only while the round's keys are being advertised.
+    // Secure aggregation: clients join only while the round's keys are being advertised, and never
+    // more than the sum was sized for (under central DP a Poisson draw past that bound: see secAggCapacity).
     if (task.secagg && task.secagg.phase !== 'advertise')
       return { status: 'retry_later', taskId, retryAfterSeconds: retrySeconds(machine.CLOSING_RETRY_MS), reason: 'round_closing' };
+    if (task.secagg && sampled && state.assigned >= secAggCapacity(spec.rules, spec.privacy))
+      return { status: 'retry_later', taskId, retryAfterSeconds: retrySeconds(machine.CLOSING_RETRY_MS), reason: 'round_full' };
     const decision = this.strategy().asynchronous ? machine.assignAsync(state) : machine.assign(state, spec.rules, now, sampled);
     if (decision.kind === 'wait') return { status: 'retry_later', taskId, retryAfterSeconds: retrySeconds(decision.retryAfterMs), reason: decision.reason };
     const next = decision.state;
@@ -272,7 +275,7 @@ export class TaskAggregator extends DurableObject<Env> {
       }
     }
     const { status } = this.task.state;
-    if (status === 'closing') await publish(this.host, this.task.secagg ? await this.secagg.unmaskedMean() : undefined);
+    if (status === 'closing') await publish(this.host, this.task.secagg ? await this.secagg.unmaskedAggregate() : undefined);
     else if (status === 'abandoned') await abandon(this.host);
     await this.scheduleAlarm();
   }

@@ -163,6 +163,15 @@ export class SecAggClient {
 }
 
 /**
+ * Where {@link unmaskSum} removes masks: `words` is the survivors' masked sum, changed in place
+ * (the aggregator's Wasm ModularSum). Without one, unmaskSum works on a copy with prg.addMask.
+ */
+export interface ModularAccumulator {
+  readonly words: Uint32Array;
+  add(mask: Uint32Array, sign: 1 | -1): void;
+}
+
+/**
  * The server's unmasking: Σ yᵤ over the survivors, minus their self masks (bᵤ rebuilt from t
  * shares each) and the pairwise masks they shared with dropped neighbours (each dropped v's s key
  * rebuilt from t shares, then agreed with the survivor's public key). Throws when a secret has
@@ -175,28 +184,29 @@ export async function unmaskSum(args: {
   roster: readonly Advertisement[];
   /** The graph restricted to the clients that shared keys (pairwise masks exist only there). */
   neighbours: ReadonlyMap<string, readonly string[]>;
-  /** The survivors' masked vectors, or (`sum`, `survivors`) their sum already taken. */
+  /** The survivors' masked vectors, or (`sum`, `survivors`) their sum already taken (an accumulator: unmasked in place). */
   masked?: ReadonlyMap<string, Uint32Array>;
-  sum?: Uint32Array;
+  sum?: Uint32Array | ModularAccumulator;
   survivors?: readonly string[];
   dropped: readonly string[];
   revealed: readonly Revealed[];
 }): Promise<Uint32Array> {
   const { taskId, round, t } = args;
   const survivors = args.masked ? [...args.masked.keys()] : [...(args.survivors ?? [])];
-  let sum: Uint32Array;
+  let acc: ModularAccumulator;
   if (args.masked) {
-    sum = new Uint32Array(args.masked.get(survivors[0]!)!.length);
-    for (const y of args.masked.values()) addMask(sum, y, 1);
-  } else if (args.sum) sum = args.sum.slice();
+    acc = copyAccumulator(new Uint32Array(args.masked.get(survivors[0]!)!.length));
+    for (const y of args.masked.values()) acc.add(y, 1);
+  } else if (args.sum instanceof Uint32Array) acc = copyAccumulator(args.sum.slice());
+  else if (args.sum) acc = args.sum;
   else throw new TypeError('unmaskSum needs the masked vectors or their sum');
-  const length = sum.length;
+  const length = acc.words.length;
   const alive = new Set(survivors);
   const sharesOf = (v: string, kind: 'seedShares' | 'keyShares') => args.revealed.flatMap((r) => (r[kind][v] ? [r[kind][v]!] : []));
   for (const u of survivors) {
     const shares = sharesOf(u, 'seedShares');
     if (shares.length < t) throw new Error(`only ${shares.length} shares of ${u}'s seed, fewer than t = ${t}: abort the round`);
-    addMask(sum, await expandMask(await combine(shares.slice(0, t)), length), -1);
+    acc.add(await expandMask(await combine(shares.slice(0, t)), length), -1);
   }
   const byId = new Map(args.roster.map((a) => [a.id, a]));
   for (const v of args.dropped) {
@@ -209,10 +219,14 @@ export async function unmaskSum(args: {
       if (!alive.has(u)) continue;
       const s = await agree(vKeys, byId.get(u)!.sPublic, info(taskId, round, 'mask'));
       // u added +PRG(s) when u < v, −PRG(s) otherwise; remove it.
-      addMask(sum, await expandMask(s, length), u < v ? -1 : 1);
+      acc.add(await expandMask(s, length), u < v ? -1 : 1);
     }
   }
-  return sum;
+  return acc.words;
+}
+
+function copyAccumulator(words: Uint32Array): ModularAccumulator {
+  return { words, add: (mask, sign) => addMask(words, mask, sign) };
 }
 
 function encodePair(a: Uint8Array, b: Uint8Array): Uint8Array {

@@ -6,8 +6,8 @@
  * the nearest integer; the weight w/W itself is appended as one more coordinate, quantized the same
  * way. The unmasked sum then holds Σ (wᵢ/W)·Δᵢ and Σ wᵢ/W, and their ratio is FedAvg's weighted
  * mean. The sum of n clients stays below 2³¹ in magnitude, so it decodes as a signed integer,
- * when n · c · 2^f < 2³¹: `fractionBits(n, c)` picks the largest such f. (Refusing, at task
- * creation, an n and c that leave too few fraction bits is the aggregator's part, not built yet.)
+ * when n · c · 2^f < 2³¹: `fractionBits(n, c)` picks the largest such f (the aggregator refuses,
+ * at task creation, an n and c that leave fewer than 12 fraction bits).
  * The aggregator adds the vectors with `addMask(sum, y, 1)` (prg.ts).
  *
  * Error bound: each client's rounding is at most 2^−(f+1) per coordinate (and on its weight), so
@@ -31,19 +31,22 @@ export interface Quantization {
 }
 
 /**
- * Δ as d + 1 words: round(clip(Δᵢ) · w · 2^f) mod 2³², then round(w · 2^f), with w ∈ (0, 1] the
- * normalized example weight.
+ * Δ as d + 1 words: round(clip(Δᵢ) · v · 2^f) mod 2³², then round(w · 2^f), with w ∈ (0, 1] the
+ * normalized example weight and v the weight Δ is scaled by: w itself for FedAvg's weighted mean,
+ * 1 under central DP (DP-FedAvg sums clipped updates with equal weights, and the last word then
+ * sums the example counts only).
  *
  * @example
  * const words = quantize(delta, numExamples / maxExamples, { clipRange: 1, fractionBits: 20 });
  */
-export function quantize(delta: ArrayLike<number>, weight: number, q: Quantization): Uint32Array {
+export function quantize(delta: ArrayLike<number>, weight: number, q: Quantization, deltaWeight = weight): Uint32Array {
   if (!(weight > 0 && weight <= 1)) throw new RangeError(`the normalized weight must be in (0, 1], got ${weight}`);
+  if (!(deltaWeight > 0 && deltaWeight <= 1)) throw new RangeError(`the weight of Δ must be in (0, 1], got ${deltaWeight}`);
   const scale = 2 ** q.fractionBits;
   const out = new Uint32Array(delta.length + 1);
   for (let i = 0; i < delta.length; i++) {
     const x = Math.min(q.clipRange, Math.max(-q.clipRange, delta[i]!));
-    out[i] = Math.round(x * weight * scale) >>> 0;
+    out[i] = Math.round(x * deltaWeight * scale) >>> 0;
   }
   out[delta.length] = Math.round(weight * scale) >>> 0;
   return out;
@@ -69,4 +72,24 @@ export function dequantizeMean(sum: Uint32Array): Float64Array {
 export function meanErrorBound(n: number, fractionBits: number, totalWeight: number, meanAbs: number): number {
   const e = n * 2 ** -(fractionBits + 1);
   return (e * (1 + meanAbs)) / (totalWeight - e);
+}
+
+/** Σ Δᵢ from an unmasked sum of vectors quantized with Δ's weight 1 (central DP), as float64, and Σ wᵢ. */
+export function dequantizeSum(sum: Uint32Array, fractionBits: number): { sum: Float64Array; weight: number } {
+  const signed = (u: number) => (u >= TWO_31 ? u - 2 * TWO_31 : u);
+  const scale = 2 ** -fractionBits;
+  const out = new Float64Array(sum.length - 1);
+  for (let i = 0; i < out.length; i++) out[i] = signed(sum[i]!) * scale;
+  return { sum: out, weight: signed(sum[sum.length - 1]!) * scale };
+}
+
+/**
+ * Under central DP, the L2 norm a client clips to before quantizing, so that its quantized update
+ * still has norm ≤ S: rounding moves each of the d coordinates by at most 2^−(f+1), so the
+ * quantized vector is within √d · 2^−(f+1) of the clipped one. Throws when nothing is left.
+ */
+export function quantizedClipNorm(clipNorm: number, length: number, fractionBits: number): number {
+  const margin = Math.sqrt(length) * 2 ** -(fractionBits + 1);
+  if (!(clipNorm > margin)) throw new RangeError(`clip norm ${clipNorm} is within the quantization margin √d · 2^−(f+1) = ${margin}`);
+  return clipNorm - margin;
 }
