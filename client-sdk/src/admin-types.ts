@@ -1,6 +1,7 @@
 /**
  * @module What the operator's calls return (FedgeAdmin): task summaries, enrollment keys and identity providers.
  */
+import type { UpdateEncoding } from './protocol/encoding.ts';
 import type { TensorManifestEntry, TrainingPlan } from './protocol/messages.ts';
 
 /**
@@ -112,6 +113,8 @@ export interface Task extends TaskSummary {
   privacySpent: { rounds: number; epsilon: number; clipNorm: number; exhausted: boolean } | null;
   /** The secure aggregation the task runs, defaults filled in; null: none. */
   secureAggregation: (Required<Omit<SecureAggregationOptions, 'neighbours' | 'threshold'>> & Pick<SecureAggregationOptions, 'neighbours' | 'threshold'>) | null;
+  /** How clients encode their updates (model versions stay float32). */
+  updateEncoding: UpdateEncoding;
   maxUpdateBytes: number;
   maxClients: number;
   currentRound: LiveRound | null;

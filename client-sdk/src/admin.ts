@@ -2,11 +2,13 @@
  * @module FedgeAdmin: the operator's side, for scripts and simulations: create a task from a
  * tfjs model, register clients, read rounds and versions.
  */
+
 import * as tf from '@tensorflow/tfjs';
 import type { EnrollmentKey, IdentityProvider, LiveRound, PrivacyOptions, SecureAggregationOptions, Task, TaskSummary } from './admin-types.ts';
 import { FedgeError } from './errors.ts';
 import { Http, type Logger, sleep } from './internal/http.ts';
 import { readSavedModel } from './io.ts';
+import type { UpdateEncoding } from './protocol/encoding.ts';
 import type { ModelManifest, TrainingPlan } from './protocol/messages.ts';
 import { encodeTensors, type WireTensor } from './protocol/safetensors.ts';
 
@@ -56,6 +58,8 @@ export interface CreateTaskOptions {
   privacy?: PrivacyOptions;
   /** Secure aggregation (SecAgg+): the server learns only each round's sum; default none. */
   secureAggregation?: SecureAggregationOptions;
+  /** How clients encode their updates: 'float32' (default), 'float16' (2× fewer bytes) or 'int8' (3.9× fewer, unbiased stochastic rounding). */
+  updateEncoding?: UpdateEncoding;
   /** At most this many clients, registered or enrolled [10,000]: bounds self-enrollment. */
   maxClients?: number;
 }
@@ -162,6 +166,7 @@ export class FedgeAdmin {
         ...(options.strategy ? { strategy: options.strategy } : {}),
         ...(options.privacy ? { privacy: options.privacy } : {}),
         ...(options.secureAggregation ? { secureAggregation: options.secureAggregation } : {}),
+        ...(options.updateEncoding ? { updateEncoding: options.updateEncoding } : {}),
         ...(options.maxClients === undefined ? {} : { maxClients: options.maxClients }),
       },
       retry: false,

@@ -10,9 +10,10 @@ import { FedgeError, LateUpdateError, RoundAbandonedError } from './errors.ts';
 import { Http, type Logger, sleep } from './internal/http.ts';
 import { versionLoadHandler } from './io.ts';
 import { privatizeUpdate, type UpdatePrivacy } from './privacy.ts';
+import { encodeUpdate, type UpdateEncoding } from './protocol/encoding.ts';
 import type { CheckInResponse, ClientPrivacy, ModelManifest, TensorManifestEntry, TrainingPlan, UpdateAck } from './protocol/messages.ts';
 import { UPDATE_META } from './protocol/messages.ts';
-import { concatTensors, decodeTensors, encodeTensors, splitFlat } from './protocol/safetensors.ts';
+import { concatTensors, decodeTensors, encodeRawTensors } from './protocol/safetensors.ts';
 import { quantizedClipNorm } from './protocol/secagg/quantize.ts';
 import { SecureRound, type SecureRoundReport } from './secure-aggregation.ts';
 import { buildModel, evaluateLocally, type TrainingCallbacks, type TrainingData, type TrainResult, trainLocally } from './training.ts';
@@ -94,6 +95,11 @@ export interface SubmitArgs {
    * check-in for `round` was told, so an update of a DP task is never sent un-clipped or un-noised.
    */
   privacy?: ClientPrivacy | undefined;
+  /**
+   * How to encode Δ (the assignment's `updateEncoding`). Default: what this client's check-in for
+   * `round` was told, else float32.
+   */
+  encoding?: UpdateEncoding | undefined;
   signal?: AbortSignal | undefined;
 }
 
@@ -155,6 +161,7 @@ export class FedgeClient {
   private task: Promise<TaskModel> | null = null;
   /** What DP tasks asked of each assigned round's update (recent rounds only). */
   private readonly roundPrivacy = new Map<number, ClientPrivacy>();
+  private readonly roundEncoding = new Map<number, UpdateEncoding>();
 
   constructor(options: FedgeClientOptions) {
     if (!options.baseUrl || !options.taskId || !options.token) throw new FedgeError('invalid_options', 'FedgeClient needs baseUrl, taskId and token');
@@ -225,6 +232,10 @@ export class FedgeClient {
     if (r.status === 'assigned' && r.privacy) {
       this.roundPrivacy.set(r.round, r.privacy);
       for (const round of this.roundPrivacy.keys()) if (round < r.round - 8) this.roundPrivacy.delete(round);
+    }
+    if (r.status === 'assigned' && r.updateEncoding) {
+      this.roundEncoding.set(r.round, r.updateEncoding);
+      for (const round of this.roundEncoding.keys()) if (round < r.round - 8) this.roundEncoding.delete(round);
     }
     return r;
   }
@@ -342,7 +353,9 @@ export class FedgeClient {
     const sent = dp ? privatizeUpdate(args.delta, dp) : null;
     // Under DP the local metrics stay on the device: the noise does not cover them.
     if (!dp && args.metrics && Object.keys(args.metrics).length > 0) metadata[UPDATE_META.metrics] = JSON.stringify(args.metrics);
-    const body = encodeTensors(splitFlat(manifest.tensors, sent?.delta ?? args.delta), { ...metadata, ...sent?.metadata });
+    const encoding = args.encoding ?? this.roundEncoding.get(args.round) ?? 'float32';
+    const { tensors } = encodeUpdate(manifest.tensors, sent?.delta ?? args.delta, encoding);
+    const body = encodeRawTensors(tensors, { ...metadata, ...sent?.metadata });
     const ack = await this.http.json<UpdateAck>({ method: 'PUT', path: `${this.base}/rounds/${args.round}/update`, body, retry: true, signal: args.signal });
     return { ack, privacy: sent?.report ?? null };
   }

@@ -21,6 +21,7 @@ export type { Logger } from './internal/http.ts';
 export { localEpsilon, privatizeUpdate, type UpdatePrivacy } from './privacy.ts';
 export { CLIENT_ERROR_CODES, type ClientErrorCode, ERROR_STATUS, type ErrorBody, type ErrorCode, type FedgeErrorCode } from './protocol/codes.ts';
 export { clipToNorm, l2Norm } from './protocol/dp.ts';
+export type { UpdateEncoding } from './protocol/encoding.ts';
 export type {
   CheckInResponse,
   ClientPrivacy,

@@ -681,6 +681,7 @@ export interface components {
             strategy: components["schemas"]["Strategy"];
             privacy: components["schemas"]["Privacy"];
             secureAggregation: components["schemas"]["SecureAggregation"];
+            updateEncoding: components["schemas"]["UpdateEncoding"];
             /** @description What the task has spent of its privacy (null: no DP) */
             privacySpent: {
                 /** @description Versions released under DP so far */
@@ -901,6 +902,11 @@ export interface components {
              */
             phaseSeconds: number;
         } | null;
+        /**
+         * @description How clients encode their updates: 'float32' (4 bytes a parameter), 'float16' (2, rounded to nearest), or 'int8' (1, plus a float32 scale per 256 parameters; stochastic rounding, unbiased). Model versions stay float32
+         * @enum {string}
+         */
+        UpdateEncoding: "float32" | "float16" | "int8";
         LiveRound: {
             round: number;
             /** @enum {string} */
@@ -1015,6 +1021,7 @@ export interface components {
             strategy?: components["schemas"]["Strategy"];
             privacy?: components["schemas"]["Privacy"] & unknown;
             secureAggregation?: components["schemas"]["SecureAggregation"] & unknown;
+            updateEncoding?: components["schemas"]["UpdateEncoding"];
             /**
              * @description At most this many clients, registered or enrolled (revoked ones included): bounds self-enrollment
              * @default 10000
@@ -1258,6 +1265,7 @@ export interface components {
             plan: components["schemas"]["TrainingPlan"];
             privacy?: components["schemas"]["ClientPrivacy"];
             secureAggregation?: components["schemas"]["ClientSecAgg"];
+            updateEncoding?: components["schemas"]["UpdateEncoding"] & unknown;
         } | {
             /** @enum {string} */
             status: "retry_later";

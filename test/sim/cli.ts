@@ -37,6 +37,7 @@ const HELP = `Usage: npm run simulate -- [options]
                      each), --fraction is unused, and the table shows cumulative updates and staleness
   --concurrency N    fedbuff: virtual clients in flight at once (default 2 × bufferSize, at most --clients)
   --max-delay D      fedbuff: a client submits after 0..D other submissions, seeded (default 2 × concurrency)
+  --encoding E       how clients encode their updates: float32 (default), float16 or int8
   --secagg           secure aggregation (SecAgg+): the server sees only each round's sum (needs ≥ 3 clients per round)
   --secagg-clip C    secure aggregation: clip each coordinate of Δ to [−C, C] before quantizing (default 1)
   --secagg-phase S   secure aggregation: deadline of each key phase, seconds (default 30; under --dp central
@@ -91,6 +92,7 @@ const { values: a } = parseArgs({
     concurrency: { type: 'string' },
     workers: { type: 'string' },
     'max-delay': { type: 'string' },
+    encoding: { type: 'string', default: 'float32' },
     secagg: { type: 'boolean', default: false },
     'secagg-clip': { type: 'string', default: '1' },
     'secagg-phase': { type: 'string', default: '30' },
@@ -221,13 +223,15 @@ const secure = a.secagg
       },
     }
   : {};
+if (!['float32', 'float16', 'int8'].includes(a.encoding!)) fail(`--encoding must be float32, float16 or int8, got ${a.encoding}`);
+const encoding = a.encoding === 'float32' ? {} : { updateEncoding: a.encoding as 'float16' | 'int8' };
 const dpOpts = privacy ? { privacy, deadlineSeconds: num('deadline', a.deadline, (v) => Number.isInteger(v) && v >= 1) } : {};
 const dpName = privacy
   ? `-dp${privacy.mode}-z${privacy.noiseMultiplier}-S${privacy.clipNorm}${privacy.mode === 'central' && privacy.adaptiveClipping ? '-adaptive' : ''}`
   : '';
 const name =
   a.name ??
-  `${user ? user.label.replace(/\.json$/, '') : model}-${user ? 'data' : partition}-K${opts.clients}-C${opts.fraction}-E${opts.epochs}-B${a.batch}-lr${user && a.lr === undefined ? 'saved' : opts.learningRate}-${a.strategy}${malicious > 0 ? `-${a.attack}${malicious}` : ''}${dpName}${a.secagg ? '-secagg' : ''}`;
+  `${user ? user.label.replace(/\.json$/, '') : model}-${user ? 'data' : partition}-K${opts.clients}-C${opts.fraction}-E${opts.epochs}-B${a.batch}-lr${user && a.lr === undefined ? 'saved' : opts.learningRate}-${a.strategy}${malicious > 0 ? `-${a.attack}${malicious}` : ''}${dpName}${a.secagg ? '-secagg' : ''}${a.encoding === 'float32' ? '' : `-${a.encoding}`}`;
 
 async function aggregator(): Promise<{ url: string; token: string; server?: LocalServer; stateDir?: string }> {
   const devVars = join(REPO_ROOT, '.dev.vars');
@@ -306,6 +310,7 @@ try {
     ...asyncOpts,
     ...dpOpts,
     ...secure,
+    ...encoding,
     threads,
     onClient: (round, done, of) => {
       if (tty)

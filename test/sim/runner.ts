@@ -14,6 +14,7 @@ import * as tf from '@tensorflow/tfjs';
 import { FedgeAdmin } from '../../client-sdk/src/admin.ts';
 import type { PrivacyOptions, SecureAggregationOptions } from '../../client-sdk/src/admin-types.ts';
 import { FedgeClient } from '../../client-sdk/src/client.ts';
+import type { UpdateEncoding } from '../../client-sdk/src/protocol/encoding.ts';
 import { rng } from '../shared/random.ts';
 import { runAsync } from './async-driver.ts';
 import { type DataSource, dataOf, type Job, type MaliciousOptions, type PartitionName, virtualClient } from './clients.ts';
@@ -81,6 +82,8 @@ export interface SimulationOptions {
   privacy?: PrivacyOptions;
   /** Secure aggregation (SecAgg+) for the task: every round's clients run its phases together. */
   secureAggregation?: SecureAggregationOptions;
+  /** How the clients encode their updates (default float32). */
+  updateEncoding?: UpdateEncoding;
   deadlineSeconds?: number;
   onRound?: (report: RoundReport) => void;
   /** Called as each client finishes in a round (FedBuff: as each update of a buffer is accepted). */
@@ -173,6 +176,7 @@ async function run(o: SimulationOptions): Promise<SimulationResult> {
     ...(o.strategy ? { strategy: o.strategy } : {}),
     ...(o.privacy ? { privacy: o.privacy } : {}),
     ...(o.secureAggregation ? { secureAggregation: o.secureAggregation } : {}),
+    ...(o.updateEncoding ? { updateEncoding: o.updateEncoding } : {}),
   });
   const attackers = new Set(permutation(o.clients, rng(o.seed ^ 0xbad)).slice(0, Math.round((o.malicious?.fraction ?? 0) * o.clients)));
   if (initial instanceof tf.LayersModel) initial.dispose();

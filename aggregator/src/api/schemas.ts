@@ -1,8 +1,10 @@
 /**
  * @module Request and response schemas of the edge API (zod), from which the OpenAPI document is generated.
  */
+
 import { z } from '@hono/zod-openapi';
 import { ERROR_STATUS, type ErrorCode } from '#protocol/codes.ts';
+import { UPDATE_ENCODINGS } from '#protocol/encoding.ts';
 import {
   type CheckInResponse,
   type ClientPrivacy,
@@ -132,6 +134,14 @@ export const PrivacySchema = PrivacyConfigSchema.openapi('Privacy');
 /** A task's secure aggregation (its schema lives with the round's phases); misfits are `invalid_secure_aggregation`. */
 export const SecureAggregationSchema = SecureAggregationConfig.openapi('SecureAggregation');
 
+/** How clients encode their updates (protocol/encoding.ts). */
+export const UpdateEncodingSchema = z
+  .enum(UPDATE_ENCODINGS as ['float32', 'float16', 'int8'])
+  .describe(
+    "How clients encode their updates: 'float32' (4 bytes a parameter), 'float16' (2, rounded to nearest), or 'int8' (1, plus a float32 scale per 256 parameters; stochastic rounding, unbiased). Model versions stay float32",
+  )
+  .openapi('UpdateEncoding');
+
 export const CreateTaskSchema = z
   .object({
     name: z.string().min(1).max(200),
@@ -144,6 +154,7 @@ export const CreateTaskSchema = z
     secureAggregation: SecureAggregationSchema.optional().describe(
       'Secure aggregation (SecAgg+): the aggregator learns only the sum of each round; absent: none',
     ),
+    updateEncoding: UpdateEncodingSchema.default('float32'),
     maxClients: z
       .number()
       .int()
@@ -185,6 +196,7 @@ export const TaskSchema = z
     strategy: StrategySchema,
     privacy: PrivacySchema.nullable().describe('The differential privacy the task runs under, as validated (null: none)'),
     secureAggregation: SecureAggregationSchema.nullable().describe('The secure aggregation the task runs, as validated (null: none)'),
+    updateEncoding: UpdateEncodingSchema,
     privacySpent: z
       .object({
         rounds: z.number().int().describe('Versions released under DP so far'),
@@ -321,6 +333,7 @@ export const CheckInSchema = z
       plan: TrainingPlanSchema,
       privacy: ClientPrivacySchema.optional(),
       secureAggregation: ClientSecAggSchema.optional().describe('Present when the task runs secure aggregation: run its four phases instead of `PUT …/update`'),
+      updateEncoding: UpdateEncodingSchema.optional().describe('Present when the task takes compressed updates: encode Δ this way (absent: float32)'),
     }),
     z.object({
       status: z.literal('retry_later'),

@@ -15,7 +15,7 @@ describe('accumulate.wasm', () => {
     const names = WebAssembly.Module.exports(accumulateWasm)
       .map((e) => e.name)
       .sort();
-    expect(names).toEqual(['acc1', 'acc2', 'acc3', 'acc4', 'finalize', 'first_non_finite', 'madd', 'msub']);
+    expect(names).toEqual(['acc1', 'acc2', 'acc3', 'acc4', 'acc_f16', 'acc_i8', 'finalize', 'first_non_finite', 'madd', 'msub']);
   });
 
   it('kernels on raw memory: acc4 keeps the sequential order, finalize demotes like Math.fround', () => {

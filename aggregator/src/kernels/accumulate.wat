@@ -277,4 +277,84 @@
         (local.set $s (i32.add (local.get $s) (i32.const 4)))
         (local.set $p (i32.add (local.get $p) (i32.const 4)))
         (br_if $t (i32.lt_u (local.get $s) (local.get $end))))))
+
+  ;; acc_f16(s, p, n, w): for i < n, s = s + w*f64(half(p[i])), p pointing at float16 bits. The
+  ;; half → float32 conversion is exact for every finite half: its exponent and mantissa bits
+  ;; shifted into float32 position, times 2^112 (which also turns subnormal halves into their
+  ;; float32 value), then the sign bit. Non-finite halves are refused before anything is summed.
+  (func (export "acc_f16") (param $s i32) (param $p i32) (param $n i32) (param $w f64)
+    (local $end i32) (local $vw v128) (local $h v128) (local $x v128) (local $a v128) (local $b v128)
+    (local $m v128) (local $k v128) (local $sg v128) (local $y f32) (local $hs i32)
+    (local.set $vw (f64x2.splat (local.get $w)))
+    (local.set $m (i32x4.splat (i32.const 0x7fff)))
+    (local.set $sg (i32x4.splat (i32.const 0x8000)))
+    (local.set $k (f32x4.splat (f32.const 0x1p112)))
+    (local.set $end (i32.add (local.get $s) (i32.shl (i32.and (local.get $n) (i32.const -4)) (i32.const 3))))
+    (block $vdone
+      (br_if $vdone (i32.ge_u (local.get $s) (local.get $end)))
+      (loop $v
+        (local.set $h (i32x4.extend_low_i16x8_u (v128.load64_zero (local.get $p))))
+        (local.set $x
+          (v128.or
+            (f32x4.mul (i32x4.shl (v128.and (local.get $h) (local.get $m)) (i32.const 13)) (local.get $k))
+            (i32x4.shl (v128.and (local.get $h) (local.get $sg)) (i32.const 16))))
+        (local.set $a (f64x2.add (v128.load (local.get $s)) (f64x2.mul (local.get $vw) (f64x2.promote_low_f32x4 (local.get $x)))))
+        (local.set $b (f64x2.add (v128.load offset=16 (local.get $s))
+          (f64x2.mul (local.get $vw) (f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 0 1 2 3 4 5 6 7 (local.get $x) (local.get $x))))))
+        (v128.store (local.get $s) (local.get $a))
+        (v128.store offset=16 (local.get $s) (local.get $b))
+        (local.set $s (i32.add (local.get $s) (i32.const 32)))
+        (local.set $p (i32.add (local.get $p) (i32.const 8)))
+        (br_if $v (i32.lt_u (local.get $s) (local.get $end)))))
+    (local.set $end (i32.add (local.get $s) (i32.shl (i32.and (local.get $n) (i32.const 3)) (i32.const 3))))
+    (block $done
+      (br_if $done (i32.ge_u (local.get $s) (local.get $end)))
+      (loop $t
+        (local.set $hs (i32.load16_u (local.get $p)))
+        (local.set $y
+          (f32.reinterpret_i32
+            (i32.or
+              (i32.reinterpret_f32 (f32.mul (f32.reinterpret_i32 (i32.shl (i32.and (local.get $hs) (i32.const 0x7fff)) (i32.const 13))) (f32.const 0x1p112)))
+              (i32.shl (i32.and (local.get $hs) (i32.const 0x8000)) (i32.const 16)))))
+        (f64.store (local.get $s) (f64.add (f64.load (local.get $s)) (f64.mul (local.get $w) (f64.promote_f32 (local.get $y)))))
+        (local.set $s (i32.add (local.get $s) (i32.const 8)))
+        (local.set $p (i32.add (local.get $p) (i32.const 2)))
+        (br_if $t (i32.lt_u (local.get $s) (local.get $end))))))
+
+  ;; acc_i8(s, p, sc, n, w): for i < n, s = s + w*f64(f32(p[i]) * sc[i >> 8]), p pointing at int8
+  ;; values and sc at float32 scales, one per block of 256 (p and s block-aligned). The product is
+  ;; float32 (exact int8 × float32, rounded once), as the JS kernel's Math.fround(q * scale).
+  (func (export "acc_i8") (param $s i32) (param $p i32) (param $sc i32) (param $n i32) (param $w f64)
+    (local $i i32) (local $end i32) (local $vw v128) (local $x v128) (local $a v128) (local $b v128)
+    (local.set $vw (f64x2.splat (local.get $w)))
+    (local.set $end (i32.and (local.get $n) (i32.const -4)))
+    (block $vdone
+      (br_if $vdone (i32.ge_u (local.get $i) (local.get $end)))
+      (loop $v
+        (local.set $x
+          (f32x4.mul
+            (f32x4.convert_i32x4_s (i32x4.extend_low_i16x8_s (i16x8.extend_low_i8x16_s (v128.load32_zero (local.get $p)))))
+            (f32x4.splat (f32.load (i32.add (local.get $sc) (i32.shl (i32.shr_u (local.get $i) (i32.const 8)) (i32.const 2)))))))
+        (local.set $a (f64x2.add (v128.load (local.get $s)) (f64x2.mul (local.get $vw) (f64x2.promote_low_f32x4 (local.get $x)))))
+        (local.set $b (f64x2.add (v128.load offset=16 (local.get $s))
+          (f64x2.mul (local.get $vw) (f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 0 1 2 3 4 5 6 7 (local.get $x) (local.get $x))))))
+        (v128.store (local.get $s) (local.get $a))
+        (v128.store offset=16 (local.get $s) (local.get $b))
+        (local.set $s (i32.add (local.get $s) (i32.const 32)))
+        (local.set $p (i32.add (local.get $p) (i32.const 4)))
+        (local.set $i (i32.add (local.get $i) (i32.const 4)))
+        (br_if $v (i32.lt_u (local.get $i) (local.get $end)))))
+    (block $done
+      (br_if $done (i32.ge_u (local.get $i) (local.get $n)))
+      (loop $t
+        (f64.store (local.get $s)
+          (f64.add (f64.load (local.get $s))
+            (f64.mul (local.get $w)
+              (f64.promote_f32
+                (f32.mul (f32.convert_i32_s (i32.load8_s (local.get $p)))
+                  (f32.load (i32.add (local.get $sc) (i32.shl (i32.shr_u (local.get $i) (i32.const 8)) (i32.const 2)))))))))
+        (local.set $s (i32.add (local.get $s) (i32.const 8)))
+        (local.set $p (i32.add (local.get $p) (i32.const 1)))
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br_if $t (i32.lt_u (local.get $i) (local.get $n))))))
 )

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { decodeRange, type EncodedView, quantizeInt8 } from '#protocol/encoding.ts';
 import { decodeTensors, encodeTensors } from '#protocol/safetensors.ts';
 import { rng } from '#test/random.ts';
 import { createRunningSum, firstNonFinite, type RunningSum } from './running-sum.ts';
@@ -410,5 +411,71 @@ describe('firstNonFinite', () => {
       bits[40] = 0x7f7fffff; // largest finite
       expect(check(d)).toBe(70);
     });
+  });
+});
+
+describe('compressed updates (addEncoded)', () => {
+  /** Every finite float16 bit pattern once (63,488), in a shuffled order, plus a tail past a slice. */
+  function allHalves(seed: number): Uint16Array {
+    const finite: number[] = [];
+    for (let h = 0; h < 65536; h++) if ((h & 0x7c00) !== 0x7c00) finite.push(h);
+    const r = rng(seed);
+    for (let i = finite.length - 1; i > 0; i--) {
+      const j = Math.floor(r() * (i + 1));
+      [finite[i], finite[j]] = [finite[j]!, finite[i]!];
+    }
+    return Uint16Array.from([...finite, ...finite.slice(0, 3 * SLICE + 7 - (finite.length % SLICE))]);
+  }
+
+  function int8Update(length: number, seed: number): EncodedView {
+    const flat = randomUpdates(1, length, seed)[0]!;
+    const r = rng(seed + 1);
+    const { q, scales } = quantizeInt8(flat, r);
+    return { encoding: 'int8', length, data: q, scales };
+  }
+
+  it('float16: every finite half is read as its exact value, wasm and js bit-identical, as add() of the decoded floats', () => {
+    const h = allHalves(5);
+    const u: EncodedView = { encoding: 'float16', length: h.length, data: h };
+    const decoded = decodeRange(u, 0, h.length);
+    expect(decoded.every(Number.isFinite)).toBe(true);
+    const sums = impls.map(({ make }) => {
+      const rs = make(h.length);
+      rs.add(randomUpdates(1, h.length, 9)[0]!, 0.5);
+      rs.addEncoded(u, 3.25);
+      rs.addEncoded(u, -1);
+      return rs;
+    });
+    const ref = createRunningSum(h.length);
+    ref.add(randomUpdates(1, h.length, 9)[0]!, 0.5);
+    ref.add(decoded, 3.25);
+    ref.add(decoded, -1);
+    for (const rs of sums) {
+      expectSameBits(rs.sum(), ref.sum());
+      expect(rs.totalWeight).toBe(2.75);
+      expect(rs.count).toBe(3);
+    }
+  });
+
+  for (const length of [0, 1, 5, 255, 257, SLICE + 5, 3 * SLICE + 7]) {
+    it(`int8 (${length} values): wasm and js bit-identical, as add() of q·scale rounded to float32`, () => {
+      const u = int8Update(length, 40 + length);
+      const ref = createRunningSum(length);
+      ref.add(decodeRange(u as EncodedView, 0, length), 7);
+      for (const { make } of impls) {
+        const rs = make(length);
+        rs.addEncoded(u, 7);
+        expectSameBits(rs.sum(), ref.sum());
+      }
+    });
+  }
+
+  it('refuses an update of another length and a non-finite weight', () => {
+    for (const { make } of impls) {
+      const rs = make(10);
+      expect(() => rs.addEncoded({ encoding: 'float16', length: 9, data: new Uint16Array(9) }, 1)).toThrow(/9 values, the sum has 10/);
+      expect(() => rs.addEncoded({ encoding: 'float16', length: 10, data: new Uint16Array(10) }, Number.NaN)).toThrow(/finite/);
+      expect(rs.count).toBe(0);
+    }
   });
 });

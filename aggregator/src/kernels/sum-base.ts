@@ -2,6 +2,7 @@
  * @module What both running-sum implementations share: the interface they implement, blocking
  * constants, argument checks and the bookkeeping of the float64 sum, Σw and the count.
  */
+import type { EncodedView } from '#protocol/encoding.ts';
 
 /** A running sum's persistent state: what a checkpoint stores and what shards exchange. */
 export interface SumState {
@@ -23,6 +24,12 @@ export interface RunningSum {
   add(update: Float32Array, weight: number): void;
   /** Same result, bit for bit, as `add(updates[i], weights[i])` for i = 0, 1, ...; faster. */
   addBatch(updates: readonly Float32Array[], weights: readonly number[]): void;
+  /**
+   * sum += weight * update for an update in a compressed encoding (float16, or int8 with its
+   * per-block scales), read by the kernels as it is: no float32 copy of it. A float32 view is `add`.
+   * Both implementations perform the same float64 operations on the same decoded float32 values.
+   */
+  addEncoded(update: EncodedView, weight: number): void;
   /**
    * The current float64 sum: a live view, possibly over wasm memory. Valid until the next
    * `staging()` call that grows the memory, or `dispose()`. Copy it to keep a snapshot.
@@ -64,7 +71,7 @@ export const PAGE = 65536;
 // ---------------------------------------------------------------------------------------------
 // Shared checks
 
-export function checkUpdate(update: Float32Array, length: number): void {
+export function checkUpdate(update: { length: number }, length: number): void {
   if (update.length !== length) throw new RangeError(`update has ${update.length} values, the sum has ${length}`);
 }
 

@@ -2,6 +2,7 @@
  * @module The plain-JS running sum: typed-array loops with the same blocking and the same
  * IEEE-754 operations, in the same order, as the Wasm kernels (so the two give the same bits).
  */
+import { type EncodedView, halfTable, INT8_BLOCK } from '#protocol/encoding.ts';
 import {
   checkBatch,
   checkStagingLength,
@@ -79,6 +80,26 @@ function jsAddBatch(s: Float64Array, us: readonly Float32Array[], ws: readonly n
   }
 }
 
+function jsAccF16(s: Float64Array, h: Uint16Array, table: Float32Array, w: number): void {
+  for (let i = 0; i < s.length; i++) s[i] = s[i]! + w * table[h[i]!]!;
+}
+
+function jsAccI8(s: Float64Array, q: Int8Array, scales: Float32Array, w: number): void {
+  const n = s.length;
+  for (let b = 0; b < scales.length; b++) {
+    const scale = scales[b]!;
+    const e = Math.min(n, (b + 1) * INT8_BLOCK);
+    for (let i = b * INT8_BLOCK; i < e; i++) s[i] = s[i]! + w * Math.fround(q[i]! * scale);
+  }
+}
+
+/** sum += w · decoded(u) in plain JS: the float16 table, or int8 × its block's scale rounded to float32. */
+export function jsAddEncoded(s: Float64Array, u: EncodedView, w: number): void {
+  if (u.encoding === 'float32') jsAcc1(s, u.data, w, 0, s.length);
+  else if (u.encoding === 'float16') jsAccF16(s, u.data, halfTable(), w);
+  else jsAccI8(s, u.data, u.scales, w);
+}
+
 function jsFinalize(s: Float64Array, base: Float32Array, out: Float32Array, invW: number): void {
   const n = s.length;
   for (let i = 0; i < n; i++) out[i] = base[i]! + s[i]! * invW;
@@ -105,6 +126,14 @@ export class JsRunningSum extends SumBookkeeping implements RunningSum {
     jsAddBatch(this.s, updates, weights);
     this.totalWeight = sumWeights(this.totalWeight, weights);
     this.count += updates.length;
+  }
+
+  addEncoded(update: EncodedView, weight: number): void {
+    checkUpdate(update, this.length);
+    checkWeight(weight);
+    jsAddEncoded(this.s, update, weight);
+    this.totalWeight += weight;
+    this.count += 1;
   }
 
   finalizeInto(base: Float32Array, out: Float32Array): void {

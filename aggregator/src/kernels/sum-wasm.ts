@@ -2,6 +2,7 @@
  * @module The WebAssembly SIMD running sum (accumulate.wat) over a memory it owns, and the Wasm
  * finite check over ordinary buffers.
  */
+import { type EncodedView, INT8_BLOCK } from '#protocol/encoding.ts';
 import {
   CHECK_PIECE,
   checkBatch,
@@ -28,6 +29,8 @@ interface Kernels {
   acc4(s: number, p0: number, p1: number, p2: number, p3: number, n: number, w0: number, w1: number, w2: number, w3: number): void;
   first_non_finite(p: number, n: number): number;
   finalize(out: number, base: number, s: number, n: number, invW: number): void;
+  acc_f16(s: number, p: number, n: number, w: number): void;
+  acc_i8(s: number, p: number, sc: number, n: number, w: number): void;
 }
 
 /** The memory and views a wasm running sum works on; replaced wholesale when the memory grows. */
@@ -45,7 +48,7 @@ export const memories = new WeakMap<ArrayBufferLike, Heap>();
 
 function kernelsOf(instance: WebAssembly.Instance): Kernels {
   const ex = instance.exports as Record<string, unknown>;
-  for (const name of ['acc1', 'acc2', 'acc3', 'acc4', 'first_non_finite', 'finalize']) {
+  for (const name of ['acc1', 'acc2', 'acc3', 'acc4', 'first_non_finite', 'finalize', 'acc_f16', 'acc_i8']) {
     if (typeof ex[name] !== 'function') throw new TypeError(`the wasm module is not accumulate.wasm (no export ${name}); rebuild it with npm run build:wasm`);
   }
   return ex as unknown as Kernels;
@@ -115,6 +118,26 @@ function wasmAddBatch(h: Heap, slots: number, us: readonly Float32Array[], ws: r
   }
 }
 
+/**
+ * A compressed update, a slice at a time: its bytes (2 a value for float16, 1 for int8, then the
+ * slice's int8 scales after them) copied into the first staging slot, and the kernel run on them.
+ * SLICE is a multiple of INT8_BLOCK, so every slice starts on a block.
+ */
+function wasmAddEncoded(h: Heap, slots: number, u: EncodedView, w: number, n: number): void {
+  const bytes = new Uint8Array(h.buffer);
+  for (let b = 0; b < n; b += SLICE) {
+    const e = Math.min(b + SLICE, n);
+    if (u.encoding === 'float16') {
+      bytes.set(new Uint8Array(u.data.buffer, u.data.byteOffset + b * 2, (e - b) * 2), slots);
+      h.k.acc_f16(b * 8, slots, e - b, w);
+    } else if (u.encoding === 'int8') {
+      bytes.set(new Uint8Array(u.data.buffer, u.data.byteOffset + b, e - b), slots);
+      h.f32.set(u.scales.subarray(b / INT8_BLOCK, Math.ceil(e / INT8_BLOCK)), (slots + SLICE) >>> 2);
+      h.k.acc_i8(b * 8, slots, slots + SLICE, e - b, w);
+    }
+  }
+}
+
 function wasmFinalize(h: Heap, slots: number, base: Float32Array, out: Float32Array, invW: number, n: number): void {
   const outInPlace = out.buffer === h.buffer;
   const staged = h.f32.subarray(slots >>> 2, (slots >>> 2) + SLICE);
@@ -169,6 +192,18 @@ export class WasmRunningSum extends SumBookkeeping implements RunningSum {
     wasmAddBatch(this.h, this.slots, updates, weights, this.length);
     this.totalWeight = sumWeights(this.totalWeight, weights);
     this.count += updates.length;
+  }
+
+  addEncoded(update: EncodedView, weight: number): void {
+    if (update.encoding === 'float32') {
+      this.add(update.data, weight);
+      return;
+    }
+    checkUpdate(update, this.length);
+    checkWeight(weight);
+    wasmAddEncoded(this.h, this.slots, update, weight, this.length);
+    this.totalWeight += weight;
+    this.count += 1;
   }
 
   finalizeInto(base: Float32Array, out: Float32Array): void {

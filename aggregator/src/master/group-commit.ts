@@ -10,6 +10,7 @@
  * arrive within GROUP_COMMIT_DELAY_MS share one. A failed commit acknowledges nothing and the
  * object rebuilds its memory from storage.
  */
+import type { EncodedView } from '#protocol/encoding.ts';
 import type { UpdateAck } from '#protocol/messages.ts';
 import type { RunningSum } from '../kernels/running-sum.ts';
 import type { Faults } from './faults.ts';
@@ -31,7 +32,8 @@ export interface PendingAccept {
   metrics: Record<string, number> | null;
   /** DP tasks: whether the update was within the clip norm before clipping; null otherwise. */
   unclipped: boolean | null;
-  delta: Float32Array;
+  /** The update as it joined the sum (float32, or the task's compressed encoding). */
+  update: EncodedView;
   durable: Promise<void>;
   resolve: () => void;
   reject: (e: unknown) => void;
@@ -147,10 +149,10 @@ export class GroupCommit {
     const store = this.host.store();
     // Update-based strategies need every update at the close: store them all, never a sum.
     if (this.host.keepsUpdates()) {
-      for (const p of batch) store.storeUpdate(round, p.ack.seq, p.delta);
+      for (const p of batch) store.storeUpdate(round, p.ack.seq, p.update);
       return;
     }
-    if (batch.length === 1 && store.storedUpdates(round) + 1 < CHECKPOINT_EVERY) store.storeUpdate(round, batch[0]!.ack.seq, batch[0]!.delta);
+    if (batch.length === 1 && store.storedUpdates(round) + 1 < CHECKPOINT_EVERY) store.storeUpdate(round, batch[0]!.ack.seq, batch[0]!.update);
     else store.writeCheckpoint(round, batch[batch.length - 1]!.ack.seq, this.host.sum());
   }
 

@@ -7,8 +7,10 @@
  * updates, the checkpoint, strategy state), `publish.ts` (the close), `credentials.ts` and
  * `rate-limit.ts` (who may call); `round-machine.ts` is the pure state machine they drive.
  */
+
 import { DurableObject } from 'cloudflare:workers';
 import { CryptoUniform } from '#protocol/dp.ts';
+import type { UpdateEncoding } from '#protocol/encoding.ts';
 import type { CheckInResponse, TrainingPlan } from '#protocol/messages.ts';
 import { database, getClientCredential } from '../db/store.ts';
 import type { RunningSum } from '../kernels/running-sum.ts';
@@ -27,7 +29,7 @@ import * as machine from './round-machine.ts';
 import { RoundStore } from './round-store.ts';
 import { clientSecAgg, type SecureAggregation, secAggCapacity } from './secagg-config.ts';
 import { openSecAgg, type Refusal, SecAggRounds } from './secagg-round.ts';
-import { envNumber, type LiveRound, liveRound, retrySeconds, type TaskSpec, type TaskState } from './task-spec.ts';
+import { envNumber, type LiveRound, liveRound, retrySeconds, storedEncoding, type TaskSpec, type TaskState } from './task-spec.ts';
 import { type Admission, type Failure, fail, type SubmitResult, type UploadHost, Uploads } from './uploads.ts';
 
 export type { ClientAuth } from './credentials.ts';
@@ -147,6 +149,7 @@ export class TaskAggregator extends DurableObject<Env> {
     const plan: TrainingPlan = { ...task.plan, proximalMu: task.plan.proximalMu ?? 0 }; // tasks from before FedProx lack μ
     const taskId = spec.taskId;
     const privacy = clientPrivacy(task);
+    const encoding = spec.updateEncoding ?? 'float32';
     const secure = spec.secureAggregation ? clientSecAgg(spec.secureAggregation, spec.rules, spec.privacy) : null;
     const assigned = (round: number, baseVersion: number, deadlineAt: number | null): CheckInResponse => ({
       status: 'assigned',
@@ -158,6 +161,7 @@ export class TaskAggregator extends DurableObject<Env> {
       plan,
       ...(privacy ? { privacy } : {}),
       ...(secure ? { secureAggregation: secure } : {}),
+      ...(encoding !== 'float32' ? { updateEncoding: encoding } : {}),
     });
     // An update in this round already counts for this client (in asynchronous tasks possibly a stale
     // one folded into this buffer): one update per client per round.
@@ -213,10 +217,20 @@ export class TaskAggregator extends DurableObject<Env> {
   }
 
   /** The live round and the privacy spent, for the task view. */
-  async overview(): Promise<{ currentRound: LiveRound | null; privacySpent: PrivacySpent | null; secureAggregation: SecureAggregation | null }> {
+  async overview(): Promise<{
+    currentRound: LiveRound | null;
+    privacySpent: PrivacySpent | null;
+    secureAggregation: SecureAggregation | null;
+    updateEncoding: UpdateEncoding;
+  }> {
     const task = this.task;
-    if (!task) return { currentRound: null, privacySpent: null, secureAggregation: null };
-    return { currentRound: await this.status(), privacySpent: privacySpent(task), secureAggregation: task.spec.secureAggregation ?? null };
+    if (!task) return { currentRound: null, privacySpent: null, secureAggregation: null, updateEncoding: 'float32' };
+    return {
+      currentRound: await this.status(),
+      privacySpent: privacySpent(task),
+      secureAggregation: task.spec.secureAggregation ?? null,
+      updateEncoding: task.spec.updateEncoding ?? 'float32',
+    };
   }
 
   /** Admits an upload before its body is sent (see uploads.ts). */
@@ -337,7 +351,12 @@ export class TaskAggregator extends DurableObject<Env> {
   }
 
   private store(): RoundStore {
-    this.roundStore ??= new RoundStore(this.ctx.storage.sql, this.ledger, this.task!.spec.numParams);
+    this.roundStore ??= new RoundStore(
+      this.ctx.storage.sql,
+      this.ledger,
+      this.task!.spec.numParams,
+      storedEncoding(this.task!.spec, this.strategy().prepareUpdate !== undefined),
+    );
     return this.roundStore;
   }
 

@@ -2,6 +2,8 @@
  * @module What the master aggregator knows of its task: tensor layout, round rules, caps (plain
  * data, stored at task creation and never changed afterwards), and the state it persists with them.
  */
+
+import type { UpdateEncoding } from '#protocol/encoding.ts';
 import type { TrainingPlan } from '#protocol/messages.ts';
 import type { PrivacyConfig } from '../privacy/config.ts';
 import type { PrivacyState } from '../privacy/mechanism.ts';
@@ -27,6 +29,18 @@ export interface TaskSpec {
   privacy?: PrivacyConfig;
   /** Secure aggregation (see secagg-config.ts); absent: none. */
   secureAggregation?: SecureAggregation;
+  /** How clients encode their updates (protocol/encoding.ts); absent (older tasks): float32. */
+  updateEncoding?: UpdateEncoding;
+}
+
+/**
+ * How the object sums and stores the task's updates: in the clients' encoding, read by the
+ * kernels as it is, unless something must change the values first (central DP clips them, norm
+ * bounding scales them): then they are decoded to float32 on arrival.
+ */
+export function storedEncoding(spec: TaskSpec, changesUpdates: boolean): UpdateEncoding {
+  const encoding = spec.updateEncoding ?? 'float32';
+  return spec.privacy?.mode === 'central' || changesUpdates ? 'float32' : encoding;
 }
 
 /** The live round as the API shows it (`GET /tasks/{id}` `currentRound`): times as ISO 8601 (UTC), like every time of the API. */

@@ -76,7 +76,7 @@ describe('update validation, property-based (fast-check)', () => {
         expect(u.base).toBe('0');
         expect(Number(u.examples)).toBeGreaterThanOrEqual(1);
         expect(Number(u.examples)).toBeLessThanOrEqual(1000);
-        expect(r.delta.every(Number.isFinite)).toBe(true);
+        expect((r.update.data as Float32Array).every(Number.isFinite)).toBe(true);
         for (const k of Object.keys(r.metrics ?? {})) expect(k).toMatch(/^[A-Za-z]/);
       }),
       { numRuns: 3_000, seed: 21 },

@@ -30,7 +30,7 @@ describe('validateUpdate', () => {
     const r = validate(body([kernel(), bias()], { [UPDATE_META.metrics]: '{"loss":0.25,"accuracy":0.9}' }));
     expect(r).toEqual({
       ok: true,
-      delta: Float32Array.of(1, 2, 3, 4, 5, 6, 7, 8, 9),
+      update: { encoding: 'float32', length: 9, data: Float32Array.of(1, 2, 3, 4, 5, 6, 7, 8, 9) },
       numExamples: 32,
       metrics: { loss: 0.25, accuracy: 0.9 },
       unclipped: null,
@@ -39,7 +39,13 @@ describe('validateUpdate', () => {
 
   it('reorders tensors sent in another order, and has no metrics when none were sent', () => {
     const r = validate(body([bias(), kernel()]));
-    expect(r).toEqual({ ok: true, delta: Float32Array.of(1, 2, 3, 4, 5, 6, 7, 8, 9), numExamples: 32, metrics: null, unclipped: null });
+    expect(r).toEqual({
+      ok: true,
+      update: { encoding: 'float32', length: 9, data: Float32Array.of(1, 2, 3, 4, 5, 6, 7, 8, 9) },
+      numExamples: 32,
+      metrics: null,
+      unclipped: null,
+    });
   });
 
   it('reads the unclipped bit of DP updates that clip on the client', () => {
@@ -50,7 +56,7 @@ describe('validateUpdate', () => {
   it('returns a view of the received bytes when they are already in order (no copy)', () => {
     const bytes = body();
     const r = validate(bytes);
-    expect(r.ok && r.delta.buffer).toBe(bytes.buffer);
+    expect(r.ok && r.update.data.buffer).toBe(bytes.buffer);
   });
 
   const refusals: [string, Uint8Array, string, RegExp][] = [
@@ -78,7 +84,7 @@ describe('validateUpdate', () => {
       'invalid_metadata',
       /at most 32/,
     ],
-    ['a missing tensor', body([kernel()]), 'tensor_mismatch', /expected 2 tensors, got 1/],
+    ['a missing tensor', body([kernel()]), 'tensor_mismatch', /missing tensor "dense\/bias"/],
     ['an extra tensor', body([kernel(), bias(), { name: 'x', shape: [1], data: Float32Array.of(0) }]), 'tensor_mismatch', /expected 2 tensors, got 3/],
     ['a renamed tensor', body([kernel(), { ...bias(), name: 'dense/offset' }]), 'tensor_mismatch', /missing tensor "dense\/bias"/],
     [

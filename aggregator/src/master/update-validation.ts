@@ -6,14 +6,15 @@
  * update cannot change the running sum, the ledger or the versions.
  */
 import type { ErrorCode } from '#protocol/codes.ts';
+import { type EncodedView, EncodingError, viewUpdate } from '#protocol/encoding.ts';
 import { MAX_METRICS, METRIC_NAME_PATTERN, UPDATE_META } from '#protocol/messages.ts';
-import { type DecodedMessage, decodeTensors, WireFormatError } from '#protocol/safetensors.ts';
+import { decodeRawTensors, type RawTensor, WireFormatError } from '#protocol/safetensors.ts';
 import type { TaskSpec } from './task-spec.ts';
 
 export interface ValidUpdate {
   ok: true;
-  /** Δ = trained − base, the task's tensors concatenated in spec order. */
-  delta: Float32Array;
+  /** Δ = trained − base, the task's tensors concatenated in spec order, in the task's encoding (views over the body when it is laid out in that order). */
+  update: EncodedView;
   numExamples: number;
   metrics: Record<string, number> | null;
   /** Metadata `fedge.unclipped` (DP tasks that clip on the client): whether the norm was within the clip norm before clipping; null when absent. */
@@ -30,9 +31,9 @@ export interface InvalidUpdate {
 export type FiniteCheck = (data: Float32Array) => number;
 
 export function validateUpdate(body: ArrayBuffer | Uint8Array, spec: TaskSpec, baseVersion: number, firstNonFinite: FiniteCheck): ValidUpdate | InvalidUpdate {
-  let decoded: DecodedMessage;
+  let decoded: { tensors: RawTensor[]; metadata: Record<string, string> };
   try {
-    decoded = decodeTensors(body, { maxTensors: spec.tensors.length + 1, maxHeaderBytes: 1024 * 1024 });
+    decoded = decodeRawTensors(body, { maxTensors: spec.tensors.length + 1, maxHeaderBytes: 1024 * 1024 });
   } catch (e) {
     if (e instanceof WireFormatError) return { ok: false, code: e.code, message: e.message };
     throw e;
@@ -67,44 +68,18 @@ export function validateUpdate(body: ArrayBuffer | Uint8Array, spec: TaskSpec, b
     return invalid('invalid_metadata', `metadata "${UPDATE_META.unclipped}" must be 1 or 0, got ${JSON.stringify(rawUnclipped)}`);
   const unclipped = rawUnclipped === undefined ? null : rawUnclipped === '1';
 
-  if (tensors.length !== spec.tensors.length) {
-    return invalid('tensor_mismatch', `expected ${spec.tensors.length} tensors, got ${tensors.length}`);
+  let update: EncodedView;
+  try {
+    update = viewUpdate(tensors, spec.tensors, spec.updateEncoding ?? 'float32');
+  } catch (e) {
+    if (e instanceof WireFormatError || e instanceof EncodingError) return invalid(e.code, e.message);
+    throw e;
   }
-  const byName = new Map(tensors.map((t) => [t.name, t]));
-  let inOrder = true;
-  for (let i = 0; i < spec.tensors.length; i++) {
-    const want = spec.tensors[i]!;
-    const got = byName.get(want.name);
-    if (!got) return invalid('tensor_mismatch', `missing tensor "${want.name}"`);
-    if (got.shape.length !== want.shape.length || got.shape.some((d, j) => d !== want.shape[j])) {
-      return invalid('tensor_mismatch', `tensor "${want.name}" has shape [${got.shape.join(',')}], expected [${want.shape.join(',')}]`);
-    }
-    if (tensors[i] !== got) inOrder = false;
+  if (update.encoding === 'float32') {
+    const bad = firstNonFinite(update.data);
+    if (bad >= 0) return invalid('non_finite', `non-finite value ${update.data[bad]} at flat index ${bad} (${locate(spec, bad)})`);
   }
-
-  const delta = flatten(tensors, spec, inOrder, byName);
-  const bad = firstNonFinite(delta);
-  if (bad >= 0) return invalid('non_finite', `non-finite value ${delta[bad]} at flat index ${bad} (${locate(spec, bad)})`);
-  return { ok: true, delta, numExamples, metrics, unclipped };
-}
-
-function flatten(tensors: { data: Float32Array }[], spec: TaskSpec, inOrder: boolean, byName: Map<string, { data: Float32Array }>): Float32Array {
-  const first = tensors[0]?.data;
-  // Contiguous in spec order: the data section itself is the flat vector (no copy).
-  if (inOrder && first) {
-    const last = tensors[tensors.length - 1]!.data;
-    if (first.buffer === last.buffer && last.byteOffset + last.byteLength - first.byteOffset === spec.numParams * 4) {
-      return new Float32Array(first.buffer, first.byteOffset, spec.numParams);
-    }
-  }
-  const out = new Float32Array(spec.numParams);
-  let pos = 0;
-  for (const t of spec.tensors) {
-    const data = byName.get(t.name)!.data;
-    out.set(data, pos);
-    pos += data.length;
-  }
-  return out;
+  return { ok: true, update, numExamples, metrics, unclipped };
 }
 
 function parseMetrics(raw: string | undefined): Record<string, number> | null | undefined {

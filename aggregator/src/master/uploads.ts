@@ -11,6 +11,7 @@
  */
 import type { ErrorCode } from '#protocol/codes.ts';
 import { clipToNorm, l2Norm } from '#protocol/dp.ts';
+import { decodeRange } from '#protocol/encoding.ts';
 import { UPDATE_META, type UpdateAck } from '#protocol/messages.ts';
 import { database, getRound } from '../db/store.ts';
 import { firstNonFinite, type RunningSum } from '../kernels/running-sum.ts';
@@ -23,7 +24,7 @@ import type { GroupCommit } from './group-commit.ts';
 import type { Ledger } from './ledger.ts';
 import { type BodyLimits, readBody } from './read-body.ts';
 import * as machine from './round-machine.ts';
-import { maxUpdateBytes, type TaskState } from './task-spec.ts';
+import { maxUpdateBytes, storedEncoding, type TaskState } from './task-spec.ts';
 import { type ValidUpdate, validateUpdate } from './update-validation.ts';
 
 /** Update bodies admitted at once per task (each object has its own budget, so no task can starve another). */
@@ -192,18 +193,23 @@ export class Uploads {
       bodySha256,
       acceptedAt: new Date().toISOString(),
     };
-    const dp = spec.privacy?.mode === 'central' ? centralDpUpdate(task, valid) : null;
+    // A compressed update is summed and stored as it came, unless its values must change first
+    // (DP's clipping, norm bounding): then it is decoded to float32 here.
+    let update = valid.update;
+    if (update.encoding !== storedEncoding(spec, strategy.prepareUpdate !== undefined))
+      update = { encoding: 'float32', length: update.length, data: decodeRange(update, 0, update.length) };
+    const dp = spec.privacy?.mode === 'central' ? centralDpUpdate(task, valid, update.data as Float32Array) : null;
     if (dp && !dp.ok) return this.reject(state.round, dp.code, dp.message);
     const next = machine.accept(state, spec.rules, dp !== null);
     // Strategy transforms (norm bounding) apply before the update is summed and stored; DP clips instead, and weighs every update 1.
-    const delta = dp ? valid.delta : (strategy.prepareUpdate?.(valid.delta) ?? valid.delta);
+    if (!dp && strategy.prepareUpdate && update.encoding === 'float32') update = { ...update, data: strategy.prepareUpdate(update.data) };
     const weight = dp ? 1 : (strategy.weightOf?.(valid.numExamples, staleness) ?? valid.numExamples);
     // The sum must be current (rebuilt from storage if needed) before this update joins it.
-    if (strategy.keeps === 'sum') this.host.sum().add(delta, weight);
+    if (strategy.keeps === 'sum') this.host.sum().addEncoded(update, weight);
     this.host.setState({ ...task, state: next });
     // Under central DP the clients' own metrics are not kept: the noise does not cover them.
     const metrics = dp ? null : valid.metrics;
-    const durable = this.host.commits.add({ ack, generation: state.round, weight, metrics, delta, unclipped: dp?.unclipped ?? null });
+    const durable = this.host.commits.add({ ack, generation: state.round, weight, metrics, update, unclipped: dp?.unclipped ?? null });
     return { durable, ack, closing: next.status === 'closing' };
   }
 
@@ -268,11 +274,11 @@ export class Uploads {
  * (in place), or, when clients clip, refused above it. `unclipped`: whether its norm was within the
  * clip norm before clipping (reported by the client when it clips), for adaptive clipping.
  */
-function centralDpUpdate(task: TaskState, valid: ValidUpdate): { ok: true; unclipped: boolean | null } | Failure {
+function centralDpUpdate(task: TaskState, valid: ValidUpdate, delta: Float32Array): { ok: true; unclipped: boolean | null } | Failure {
   const privacy = task.spec.privacy as CentralPrivacy;
   const clipNorm = task.privacy!.clipNorm;
-  if (privacy.clipping === 'server') return { ok: true, unclipped: !clipToNorm(valid.delta, clipNorm).clipped };
-  const norm = l2Norm(valid.delta);
+  if (privacy.clipping === 'server') return { ok: true, unclipped: !clipToNorm(delta, clipNorm).clipped };
+  const norm = l2Norm(delta);
   if (norm > clipNorm)
     return fail(
       'update_norm_exceeded',

@@ -3,6 +3,8 @@
  * shared by the aggregator (which validates them with zod) and the client SDK.
  */
 
+import type { UpdateEncoding } from './encoding.ts';
+
 /** `__metadata__` keys of an update message (all values are strings, as safetensors requires). */
 export const UPDATE_META = {
   /** The model version the client trained from (decimal). */
@@ -143,6 +145,8 @@ export type CheckInResponse =
       privacy?: ClientPrivacy | undefined;
       /** Present when the task runs secure aggregation: how to quantize the update before masking it. */
       secureAggregation?: ClientSecAgg | undefined;
+      /** Present when the task takes compressed updates (float16, int8): encode Δ this way. Absent: float32. */
+      updateEncoding?: UpdateEncoding | undefined;
     }
   | {
       status: 'retry_later';

@@ -12,10 +12,18 @@
  */
 import { FedgeError } from './errors.ts';
 
-/** Tensor dtypes on the wire. Only float32 today; float16/int8 compression will add entries. */
-export type WireDType = 'F32';
+/** Tensor dtypes on the wire: float32 (weights, and updates by default), and the compressed update encodings' float16 and int8 (encoding.ts). */
+export type WireDType = 'F32' | 'F16' | 'I8';
 
-const BYTES_PER_ELEMENT: Record<WireDType, number> = { F32: 4 };
+const BYTES_PER_ELEMENT: Record<WireDType, number> = { F32: 4, F16: 2, I8: 1 };
+
+/** A tensor of any wire dtype as raw little-endian bytes (a view into the message when decoded). */
+export interface RawTensor {
+  name: string;
+  dtype: WireDType;
+  shape: number[];
+  bytes: Uint8Array;
+}
 
 export interface WireTensor {
   name: string;
@@ -91,6 +99,19 @@ function missingCodec(name: string): FedgeError {
  * const bytes = encodeTensors([{ name: 'dense/kernel', shape: [2, 2], data: new Float32Array(4) }], { round: '3' });
  */
 export function encodeTensors(tensors: readonly WireTensor[], metadata?: Record<string, string>): Uint8Array<ArrayBuffer> {
+  return encodeRawTensors(
+    tensors.map((t) => ({ name: t.name, dtype: 'F32' as const, shape: t.shape, bytes: new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength) })),
+    metadata,
+  );
+}
+
+/**
+ * Encodes tensors of any wire dtype, given as raw little-endian bytes, as one safetensors message.
+ *
+ * @example
+ * const bytes = encodeRawTensors([{ name: 'w', dtype: 'I8', shape: [4], bytes: Uint8Array.of(1, 2, 3, 4) }]);
+ */
+export function encodeRawTensors(tensors: readonly RawTensor[], metadata?: Record<string, string>): Uint8Array<ArrayBuffer> {
   // Prototype-free: a tensor named `constructor` or `__proto__` is an own key like any other.
   const header: Record<string, unknown> = Object.create(null);
   if (metadata && Object.keys(metadata).length > 0) header.__metadata__ = Object.assign(Object.create(null), metadata);
@@ -99,11 +120,14 @@ export function encodeTensors(tensors: readonly WireTensor[], metadata?: Record<
     if (t.name === '__metadata__' || Object.hasOwn(header, t.name))
       throw new WireFormatError('tensor_mismatch', `duplicate or reserved tensor name "${t.name}"`);
     const count = elementCount(t.shape);
-    if (count !== t.data.length) {
-      throw new WireFormatError('tensor_mismatch', `tensor "${t.name}": shape [${t.shape.join(',')}] needs ${count} values, got ${t.data.length}`);
+    const size = count * BYTES_PER_ELEMENT[t.dtype];
+    if (size !== t.bytes.length) {
+      throw new WireFormatError(
+        'tensor_mismatch',
+        `tensor "${t.name}": shape [${t.shape.join(',')}] needs ${count} values, got ${t.bytes.length / BYTES_PER_ELEMENT[t.dtype]}`,
+      );
     }
-    const size = count * BYTES_PER_ELEMENT.F32;
-    header[t.name] = { dtype: 'F32', shape: t.shape, data_offsets: [offset, offset + size] };
+    header[t.name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + size] };
     offset += size;
   }
   const json = utf8Encoder().encode(JSON.stringify(header));
@@ -116,19 +140,33 @@ export function encodeTensors(tensors: readonly WireTensor[], metadata?: Record<
   out.fill(0x20, 8 + json.length, 8 + padded);
   let pos = 8 + padded;
   for (const t of tensors) {
-    out.set(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength), pos);
-    pos += t.data.byteLength;
+    out.set(t.bytes, pos);
+    pos += t.bytes.length;
   }
   return out;
 }
 
 /**
- * Decodes a safetensors message. Float32 tensors are zero-copy views when the data is 4-byte
- * aligned in memory (always, for messages written by {@link encodeTensors} into a fresh buffer).
- * Any malformed input raises {@link WireFormatError}; it never throws anything else (but a coded
- * `missing_platform_api` where the platform has no `TextDecoder`).
+ * Decodes a safetensors message of float32 tensors. Float32 tensors are zero-copy views when the
+ * data is 4-byte aligned in memory (always, for messages written by {@link encodeTensors} into a
+ * fresh buffer). Any malformed input raises {@link WireFormatError} (a dtype other than F32 is
+ * `tensor_mismatch`); it never throws anything else (but a coded `missing_platform_api` where the
+ * platform has no `TextDecoder`).
  */
 export function decodeTensors(input: ArrayBuffer | Uint8Array, options: DecodeOptions = {}): DecodedMessage {
+  const { tensors, metadata } = decodeRawTensors(input, options);
+  for (const t of tensors) {
+    if (t.dtype !== 'F32') throw new WireFormatError('tensor_mismatch', `tensor "${t.name}" has dtype ${t.dtype}; only F32 is accepted`);
+  }
+  return { tensors: tensors.map((t) => ({ name: t.name, shape: t.shape, data: f32View(t.bytes) })), metadata };
+}
+
+/**
+ * Decodes a safetensors message whose tensors may be F32, F16 or I8: each as a view of its raw
+ * bytes, in the order of their data offsets. Malformed input raises {@link WireFormatError}; an
+ * unknown dtype is `tensor_mismatch`.
+ */
+export function decodeRawTensors(input: ArrayBuffer | Uint8Array, options: DecodeOptions = {}): { tensors: RawTensor[]; metadata: Record<string, string> } {
   const bytes = input instanceof Uint8Array ? input : new Uint8Array(input);
   const maxHeader = options.maxHeaderBytes ?? 16 * 1024 * 1024;
   const maxTensors = options.maxTensors ?? 10_000;
@@ -150,7 +188,7 @@ export function decodeTensors(input: ArrayBuffer | Uint8Array, options: DecodeOp
   const dataStart = 8 + lo;
   const dataLength = bytes.length - dataStart;
   const metadata: Record<string, string> = Object.create(null);
-  const entries: { name: string; shape: number[]; begin: number; end: number }[] = [];
+  const entries: { name: string; dtype: WireDType; shape: number[]; begin: number; end: number }[] = [];
   for (const [name, raw] of Object.entries(header as Record<string, unknown>)) {
     if (name === '__metadata__') {
       if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw malformed('__metadata__ is not an object');
@@ -178,25 +216,25 @@ export function decodeTensors(input: ArrayBuffer | Uint8Array, options: DecodeOp
         : `${dataLength - expected} trailing bytes after the last tensor`,
     );
   }
-  const tensors = entries.map((e) => ({ name: e.name, shape: e.shape, data: f32View(bytes, dataStart + e.begin, (e.end - e.begin) / 4) }));
+  const tensors = entries.map((e) => ({ name: e.name, dtype: e.dtype, shape: e.shape, bytes: bytes.subarray(dataStart + e.begin, dataStart + e.end) }));
   return { tensors, metadata };
 }
 
-function parseEntry(name: string, raw: unknown): { name: string; shape: number[]; begin: number; end: number } {
+function parseEntry(name: string, raw: unknown): { name: string; dtype: WireDType; shape: number[]; begin: number; end: number } {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw malformed(`tensor "${name}" entry is not an object`);
   const own = (key: string): unknown => (Object.hasOwn(raw, key) ? (raw as Record<string, unknown>)[key] : undefined);
   const [dtype, shape, offsets] = [own('dtype'), own('shape'), own('data_offsets')];
-  if (dtype !== 'F32') {
-    throw new WireFormatError('tensor_mismatch', `tensor "${name}" has dtype ${JSON.stringify(dtype)}; only F32 is accepted`);
+  if (dtype !== 'F32' && dtype !== 'F16' && dtype !== 'I8') {
+    throw new WireFormatError('tensor_mismatch', `tensor "${name}" has dtype ${JSON.stringify(dtype)}; only F32, F16 and I8 are read`);
   }
   if (!Array.isArray(shape) || shape.length > 8 || !shape.every(isSize)) throw malformed(`tensor "${name}" has an invalid shape`);
   if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every(isSize)) throw malformed(`tensor "${name}" has invalid data_offsets`);
   const [begin, end] = offsets as [number, number];
   const count = elementCount(shape as number[]);
-  if (end < begin || end - begin !== count * BYTES_PER_ELEMENT.F32) {
-    throw malformed(`tensor "${name}": data_offsets [${begin}, ${end}] do not match shape [${(shape as number[]).join(',')}]`);
+  if (end < begin || end - begin !== count * BYTES_PER_ELEMENT[dtype]) {
+    throw malformed(`tensor "${name}": data_offsets [${begin}, ${end}] do not match shape [${(shape as number[]).join(',')}] of ${dtype}`);
   }
-  return { name, shape: shape as number[], begin, end };
+  return { name, dtype, shape: shape as number[], begin, end };
 }
 
 function isSize(v: unknown): v is number {
@@ -232,10 +270,10 @@ export function elementCount(shape: readonly number[]): number {
   return n;
 }
 
-function f32View(bytes: Uint8Array, offset: number, length: number): Float32Array {
-  const abs = bytes.byteOffset + offset;
-  if (abs % 4 === 0) return new Float32Array(bytes.buffer, abs, length);
-  return new Float32Array(bytes.slice(offset, offset + length * 4).buffer);
+/** The bytes as float32 values: a view when 4-byte aligned, else a copy. */
+export function f32View(bytes: Uint8Array): Float32Array {
+  if (bytes.byteOffset % 4 === 0) return new Float32Array(bytes.buffer, bytes.byteOffset, bytes.length / 4);
+  return new Float32Array(bytes.slice().buffer);
 }
 
 function malformed(message: string): WireFormatError {

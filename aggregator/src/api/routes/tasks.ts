@@ -112,9 +112,12 @@ function checkTaskDefinition(body: z.infer<typeof CreateTaskSchema>): { spec: Ta
     const privacyMisfit = configMisfit(privacy, rules.clientsPerRound);
     if (privacyMisfit) throw new ApiError('invalid_privacy', privacyMisfit);
   }
-  const { secureAggregation } = body;
+  const { secureAggregation, updateEncoding } = body;
   if (secureAggregation) {
-    const secureMisfit = secAggMisfit(secureAggregation, strategy, rules, privacy);
+    const secureMisfit =
+      updateEncoding !== 'float32'
+        ? `secure aggregation sends its own quantized words (its clipRange and fraction bits), not encoded updates: updateEncoding must be float32, not ${updateEncoding}`
+        : secAggMisfit(secureAggregation, strategy, rules, privacy);
     if (secureMisfit) throw new ApiError('invalid_secure_aggregation', secureMisfit);
   }
   const misfit = strategy.checkRules?.(rules);
@@ -164,6 +167,7 @@ function checkTaskDefinition(body: z.infer<typeof CreateTaskSchema>): { spec: Ta
       strategy: config,
       ...(privacy ? { privacy } : {}),
       ...(secureAggregation ? { secureAggregation } : {}),
+      updateEncoding,
     },
     plan,
     flat,
@@ -223,6 +227,7 @@ export async function taskView(env: Env, taskId: string) {
     privacy: row.privacy ?? null,
     privacySpent: overview.privacySpent,
     secureAggregation: overview.secureAggregation,
+    updateEncoding: overview.updateEncoding,
     maxUpdateBytes: maxUpdateBytes({ numParams: row.numParams, tensors }),
     maxClients: row.maxClients,
     currentRound: overview.currentRound,
