@@ -80,7 +80,10 @@ describe('the OpenAPI document', () => {
   it('declares the caching and replay headers, If-None-Match, and the version and round parameters as required integers', () => {
     const op = (id: string) => operations.find((o) => o.op.operationId === id)!.op;
     for (const id of ['getWeights', 'getModelJson', 'getWeightsBin']) {
-      expect(Object.keys(op(id).responses['200'].headers).sort(), id).toEqual(['Cache-Control', 'ETag']);
+      // The two blob downloads go through the edge's cache and say whether it served them.
+      const cached = id === 'getModelJson' ? [] : ['fedge-cache'];
+      expect(Object.keys(op(id).responses['200'].headers).sort(), id).toEqual(['Cache-Control', 'ETag', ...cached]);
+      if (cached.length) expect(op(id).responses['200'].headers['fedge-cache'].schema.enum).toEqual(['hit', 'miss']);
       expect(Object.keys(op(id).responses['304'].headers).sort(), id).toEqual(['Cache-Control', 'ETag']);
       expect(op(id).parameters.find((p: Json) => p.in === 'header')).toMatchObject({ name: 'if-none-match', required: false });
     }

@@ -23,6 +23,12 @@ export const HEADERS = {
   },
   revalidate: { 'Cache-Control': { description: '`no-cache`: it moves with every new version, revalidate', schema: { type: 'string', enum: ['no-cache'] } } },
   retryAfter: { 'Retry-After': { description: 'Seconds to wait before checking in again', schema: { type: 'integer', minimum: 0 } } },
+  cache: {
+    'fedge-cache': {
+      description: "`hit` when the edge's cache served the bytes, `miss` when they were read from R2 (and are being cached)",
+      schema: { type: 'string', enum: ['hit', 'miss'] },
+    },
+  },
   replayed: {
     'fedge-replayed': {
       description: '`true` when this answers a retry of an update already accepted: the same ack, counted once',
@@ -32,10 +38,19 @@ export const HEADERS = {
 } satisfies Record<string, Record<string, HeaderObject>>;
 
 /** The 200 and 304 responses of an immutable binary download (weights, weights.bin, a version's model.json). */
-export function immutableDownload(description: string, mediaType: 'application/octet-stream' | 'application/json', schema: z.ZodType) {
+export function immutableDownload(
+  description: string,
+  mediaType: 'application/octet-stream' | 'application/json',
+  schema: z.ZodType,
+  options: { cached?: boolean } = {},
+) {
   const headers = { ...HEADERS.etag, ...HEADERS.immutable };
   return {
-    200: { description, headers, content: { [mediaType]: { schema } } as Record<string, { schema: z.ZodType }> },
+    200: {
+      description,
+      headers: options.cached ? { ...headers, ...HEADERS.cache } : headers,
+      content: { [mediaType]: { schema } } as Record<string, { schema: z.ZodType }>,
+    },
     304: { description: 'Not modified: `If-None-Match` named the current ETag', headers },
   };
 }

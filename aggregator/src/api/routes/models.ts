@@ -1,6 +1,7 @@
 /**
  * @module Model versions: manifests and immutable, content-addressed weight blobs.
  */
+
 import { createRoute, z } from '@hono/zod-openapi';
 import type { ModelVersionRow, TaskRow } from '../../db/schema.ts';
 import {
@@ -13,6 +14,7 @@ import {
   putEvaluation,
   setServerMetrics,
 } from '../../db/store.ts';
+import { cachedBlob } from '../../storage/edge-cache.ts';
 import { access, clientOf } from '../auth.ts';
 import { ApiError } from '../errors.ts';
 import { CACHE_IMMUTABLE, HEADERS, immutableDownload } from '../openapi.ts';
@@ -123,6 +125,7 @@ modelsApp.openapi(
         'safetensors bytes (ETag: the quoted SHA-256 of the bytes, the manifest’s contentHash)',
         'application/octet-stream',
         z.string().openapi({ format: 'binary' }),
+        { cached: true },
       ),
       ...errors(401, 403, 404),
     },
@@ -133,9 +136,22 @@ modelsApp.openapi(
     const etag = `"${row.contentHash}"`;
     const headers = { etag, 'cache-control': CACHE_IMMUTABLE };
     if (etagMatches(c.req.header('if-none-match'), etag)) return c.body(null, 304, headers);
-    const object = await c.env.MODELS.get(row.r2Key);
-    if (!object) throw new Error(`R2 object ${row.r2Key} of version ${taskId}/${version} is missing`);
-    return c.body(object.body, 200, { ...headers, 'content-type': 'application/octet-stream', 'content-length': String(object.size) });
+    // Immutable bytes: the edge's cache serves a hot version without reading R2 (storage/edge-cache.ts).
+    const blob = await cachedBlob(
+      row.r2Key,
+      async () => {
+        const o = await c.env.MODELS.get(row.r2Key);
+        return o && { body: o.body, size: o.size };
+      },
+      (p) => c.executionCtx.waitUntil(p),
+    );
+    if (!blob) throw new Error(`R2 object ${row.r2Key} of version ${taskId}/${version} is missing`);
+    return c.body(blob.body, 200, {
+      ...headers,
+      'content-type': 'application/octet-stream',
+      'content-length': String(blob.size),
+      'fedge-cache': blob.hit ? 'hit' : 'miss',
+    });
   },
 );
 

@@ -50,7 +50,7 @@ participationApp.openapi(
       'The body is one safetensors message (`application/octet-stream`, at most the task’s `maxUpdateBytes`): an 8-byte little-endian header length N, N bytes of JSON header, then the data.',
       '',
       '- **Tensors**: exactly the task’s tensor set, by name (`<layer>/<weight>`, as in the task’s `tensors`), each with the task’s shape, holding Δ = trained − base. No tensor missing, none extra (`tensor_mismatch`).',
-      '- **dtype**: `F32` only (little-endian float32); every value finite (`non_finite`).',
+      '- **dtype**: the task’s `updateEncoding` (the assignment names it): `F32` (float32, the default), `F16` (float16), or `I8` plus one `F32` tensor `#scales` with a scale per 256 parameters of the flat update (int8); little-endian; another dtype is `tensor_mismatch`; every value and scale finite (`non_finite`).',
       '- **`__metadata__`** (safetensors allows string values only, so numbers are decimal strings and metrics a JSON string):',
       '  - `fedge.base_version`: the version the client trained from, e.g. `"3"` (the assignment’s `baseVersion`, else `base_version_mismatch`);',
       '  - `fedge.num_examples`: the local example count, a positive integer, e.g. `"128"`, at most the round rules’ `maxExamplesPerClient` (`invalid_example_count`);',

@@ -5,10 +5,12 @@
  * as is. The weights file is the float32 data section of the version's safetensors blob (the same
  * bytes, in the task's tensor order), streamed from R2 by range; both are immutable like the blob.
  */
+
 import { createRoute, z } from '@hono/zod-openapi';
 import type { TrainingPlan } from '#protocol/messages.ts';
 import type { ModelVersionRow, TaskRow } from '../../db/schema.ts';
 import { database, getVersion } from '../../db/store.ts';
+import { cachedBlob } from '../../storage/edge-cache.ts';
 import { access } from '../auth.ts';
 import { ApiError } from '../errors.ts';
 import { CACHE_IMMUTABLE, HEADERS, immutableDownload } from '../openapi.ts';
@@ -101,7 +103,10 @@ tfjsModelsApp.openapi(
     summary: "One version's weights as the tfjs weights file of its model.json: float32, little-endian, in the manifest's order; immutable",
     ...access.operatorOrClient,
     request: { params: VersionParam, headers: ConditionalHeaders },
-    responses: { ...immutableDownload('float32 bytes', 'application/octet-stream', z.string().openapi({ format: 'binary' })), ...errors(401, 403, 404) },
+    responses: {
+      ...immutableDownload('float32 bytes', 'application/octet-stream', z.string().openapi({ format: 'binary' }), { cached: true }),
+      ...errors(401, 403, 404),
+    },
   }),
   async (c) => {
     const { taskId, version } = c.req.valid('param');
@@ -109,14 +114,25 @@ tfjsModelsApp.openapi(
     const etag = `"${row.contentHash}.bin"`;
     const headers = { etag, 'cache-control': CACHE_IMMUTABLE };
     if (etagMatches(c.req.header('if-none-match'), etag)) return c.body(null, 304, headers);
-    // safetensors: an 8-byte little-endian header length N, N bytes of header, then the data.
-    const head = await c.env.MODELS.get(row.r2Key, { range: { offset: 0, length: 8 } });
-    if (!head) throw new Error(`R2 object ${row.r2Key} of version ${taskId}/${version} is missing`);
-    const view = new DataView(await head.arrayBuffer());
-    const dataStart = 8 + view.getUint32(0, true);
-    const object = await c.env.MODELS.get(row.r2Key, { range: { offset: dataStart } });
-    if (!object) throw new Error(`R2 object ${row.r2Key} of version ${taskId}/${version} is missing`);
-    return c.body(object.body, 200, { ...headers, 'content-type': 'application/octet-stream', 'content-length': String(row.byteLength - dataStart) });
+    // The edge's cache first; on a miss, R2: the safetensors data section (after the 8-byte header length N and N bytes of header).
+    const blob = await cachedBlob(
+      `${row.r2Key}#weights.bin`,
+      async () => {
+        const head = await c.env.MODELS.get(row.r2Key, { range: { offset: 0, length: 8 } });
+        if (!head) return null;
+        const dataStart = 8 + new DataView(await head.arrayBuffer()).getUint32(0, true);
+        const o = await c.env.MODELS.get(row.r2Key, { range: { offset: dataStart } });
+        return o && { body: o.body, size: row.byteLength - dataStart };
+      },
+      (p) => c.executionCtx.waitUntil(p),
+    );
+    if (!blob) throw new Error(`R2 object ${row.r2Key} of version ${taskId}/${version} is missing`);
+    return c.body(blob.body, 200, {
+      ...headers,
+      'content-type': 'application/octet-stream',
+      'content-length': String(blob.size),
+      'fedge-cache': blob.hit ? 'hit' : 'miss',
+    });
   },
 );
 
