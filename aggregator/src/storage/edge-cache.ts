@@ -46,6 +46,11 @@ export async function cachedBlob(
   return { body: toCaller, size: loaded.size, hit: false };
 }
 
+/** The response headers of a served blob: its type and length, and whether the cache served it. */
+export function blobHeaders(blob: Blob): Record<string, string> {
+  return { 'content-type': 'application/octet-stream', 'content-length': String(blob.size), 'fedge-cache': blob.hit ? 'hit' : 'miss' };
+}
+
 function edgeCache(): Cache | null {
   const c = (globalThis as { caches?: { default?: Cache } }).caches;
   return c?.default ?? null;

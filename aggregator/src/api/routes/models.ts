@@ -14,7 +14,7 @@ import {
   putEvaluation,
   setServerMetrics,
 } from '../../db/store.ts';
-import { cachedBlob } from '../../storage/edge-cache.ts';
+import { blobHeaders, cachedBlob } from '../../storage/edge-cache.ts';
 import { access, clientOf } from '../auth.ts';
 import { ApiError } from '../errors.ts';
 import { CACHE_IMMUTABLE, HEADERS, immutableDownload } from '../openapi.ts';
@@ -146,12 +146,7 @@ modelsApp.openapi(
       (p) => c.executionCtx.waitUntil(p),
     );
     if (!blob) throw new Error(`R2 object ${row.r2Key} of version ${taskId}/${version} is missing`);
-    return c.body(blob.body, 200, {
-      ...headers,
-      'content-type': 'application/octet-stream',
-      'content-length': String(blob.size),
-      'fedge-cache': blob.hit ? 'hit' : 'miss',
-    });
+    return c.body(blob.body, 200, { ...headers, ...blobHeaders(blob) });
   },
 );
 
