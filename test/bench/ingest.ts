@@ -4,6 +4,8 @@
  *
  *   npm run bench:ingest -- [--clients 300] [--concurrency 50] [--params 1000000]
  *   npm run bench:ingest -- --strategy median|trimmedmean|krum   (a robust task: 100 clients)
+ *   npm run bench:ingest -- --encoding float16|int8               (compressed updates; the reference
+ *                                                                  is then the decoded updates')
  *
  * Prints JSON lines, then a summary: accepted updates/s, latency, 429/503/reset retries, workerd's
  * peak RSS (over the whole run, at each tenth of it, and its growth during the publish), publish
@@ -19,8 +21,9 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { decodeRange, encodeUpdate, type UpdateEncoding, viewUpdate } from '#protocol/encoding.ts';
 import { UPDATE_META } from '#protocol/messages.ts';
-import { concatTensors, decodeTensors, encodeTensors, splitFlat } from '#protocol/safetensors.ts';
+import { concatTensors, decodeTensors, encodeRawTensors, encodeTensors, splitFlat } from '#protocol/safetensors.ts';
 import { findFreePort, startLocalServer } from '../../aggregator/scripts/lib/local-server.mjs';
 import { rng } from '../shared/random.ts';
 import { denseTopology } from '../shared/topology.ts';
@@ -32,8 +35,11 @@ const { values: args } = parseArgs({
     params: { type: 'string', default: '1000000' },
     pool: { type: 'string', default: '8' },
     strategy: { type: 'string', default: 'fedavg' },
+    encoding: { type: 'string', default: 'float32' },
   },
 });
+const encoding = args.encoding as UpdateEncoding;
+if (!['float32', 'float16', 'int8'].includes(encoding)) throw new Error('--encoding: float32, float16 or int8');
 /** The strategies the bench knows, with the parameters of the strategies bench (test/bench/strategies.ts). */
 const STRATEGIES: Record<string, Record<string, unknown>> = {
   fedavg: { name: 'fedavg' },
@@ -106,12 +112,16 @@ try {
       initialWeights: Buffer.from(encodeTensors(split(base))).toString('base64'),
       rounds: { clientsPerRound: N, overSelection: 1, deadlineSeconds: 3600, maxExamplesPerClient: 1000 },
       strategy,
+      updateEncoding: encoding,
     }),
   });
   const task = (await created.json()) as { id: string };
   if (created.status !== 201) throw new Error(`create task: ${created.status} ${JSON.stringify(task)}`);
 
-  const deltas = Array.from({ length: POOL }, (_, k) => seeded(100 + k, P, 0.01));
+  const sent = Array.from({ length: POOL }, (_, k) => seeded(100 + k, P, 0.01));
+  // Each pool update encoded once in the task's encoding; the reference uses what the encoding keeps of it.
+  const encoded = sent.map((d) => encodeUpdate(tensors, d, encoding).tensors);
+  const deltas = encoded.map((t) => decodeRange(viewUpdate(t, tensors, encoding), 0, P));
   const clients: { token: string; body: Uint8Array; k: number; n: number }[] = [];
   for (let i = 0; i < N; i++) {
     const reg = (await (await fetch(`${api}/tasks/${task.id}/clients`, { method: 'POST', headers: admin })).json()) as { token: string };
@@ -124,8 +134,7 @@ try {
     clients.push({ token: reg.token, k, n, body: new Uint8Array(0) });
   }
   // Bodies are encoded just in time (a pool of POOL distinct deltas), so the driver's memory stays small.
-  const encode = (c: (typeof clients)[number]) =>
-    encodeTensors(split(deltas[c.k]!), { [UPDATE_META.baseVersion]: '0', [UPDATE_META.numExamples]: String(c.n) });
+  const encode = (c: (typeof clients)[number]) => encodeRawTensors(encoded[c.k]!, { [UPDATE_META.baseVersion]: '0', [UPDATE_META.numExamples]: String(c.n) });
 
   const stats = { accepted: 0, overloaded: 0, unavailable: 0, resets: 0, otherErrors: 0 };
   /** Every 20 ms: [time, RSS, anonymous RSS, updates accepted so far]; the publish window is cut out of it afterwards. */
@@ -260,6 +269,7 @@ try {
     ...stats,
     latencyMs: { p50: pct(0.5), p95: pct(0.95), max: pct(1) },
     strategy,
+    encoding,
     workerdPeakRssMiB: Math.round(peakRss / 2 ** 20),
     workerdRssBeforePublishMiB: Math.round(rssBeforePublish / 2 ** 20),
     workerdRssMiBAtEachTenthOfTheRun: rssByTenth,

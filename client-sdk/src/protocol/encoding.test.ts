@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { rng as seeded } from '../../../test/shared/random.ts';
-import { decodeRange, encodeUpdate, halfTable, INT8_BLOCK, quantizeInt8, SCALES_TENSOR, toHalf, viewUpdate } from './encoding.ts';
+import { decodeRange, encodeUpdate, firstNonFiniteHalf, halfTable, INT8_BLOCK, quantizeInt8, SCALES_TENSOR, toHalf, viewUpdate } from './encoding.ts';
 import { decodeRawTensors, encodeRawTensors, WireFormatError } from './safetensors.ts';
 
 const SPECS = [
@@ -47,6 +47,27 @@ describe('float16', () => {
       for (const other of [h - 1, h + 1])
         if ((other & 0x7c00) !== 0x7c00 && (other & 0x8000) === (h & 0x8000)) expect(err).toBeLessThanOrEqual(Math.abs(t[other]! - x));
     }
+  });
+});
+
+describe('firstNonFiniteHalf', () => {
+  it('finds every NaN and ±Inf pattern at every position, aligned or not, and nothing in finite data', () => {
+    const finite = Uint16Array.from({ length: 63488 }, (_, i) => (i < 31744 ? i : i + 1024) & 0xffff);
+    expect(finite.every((h) => (h & 0x7c00) !== 0x7c00)).toBe(true);
+    expect(firstNonFiniteHalf(finite)).toBe(-1);
+    const bad: number[] = [];
+    for (let h = 0; h < 65536; h++) if ((h & 0x7c00) === 0x7c00) bad.push(h);
+    expect(bad).toHaveLength(2048);
+    for (const [k, h] of bad.entries()) {
+      const a = new Uint16Array(37).fill(0x3c00);
+      a[k % 37] = h;
+      expect(firstNonFiniteHalf(a)).toBe(k % 37);
+    }
+    // A view at an odd 2-byte offset (not 4-byte aligned) takes the scalar path.
+    const buf = new Uint16Array(41).fill(0x1234);
+    buf[30] = 0x7c00;
+    expect(firstNonFiniteHalf(buf.subarray(1))).toBe(29);
+    expect(firstNonFiniteHalf(buf.subarray(31))).toBe(-1);
   });
 });
 

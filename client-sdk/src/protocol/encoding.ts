@@ -48,7 +48,11 @@ const u32 = new Uint32Array(f32.buffer);
 /** The float16 bits nearest to `x` (ties to even); beyond ±65504 it saturates at ±65504. */
 export function toHalf(x: number): number {
   f32[0] = x;
-  const b = u32[0]!;
+  return halfOfBits(u32[0]!);
+}
+
+/** toHalf of the float32 with these bits. */
+function halfOfBits(b: number): number {
   const sign = (b >>> 16) & 0x8000;
   const exp = (b >>> 23) & 0xff;
   const man = b & 0x7fffff;
@@ -90,6 +94,33 @@ export function halfTable(): Float32Array {
 /** Whether the float16 bits are NaN or ±Inf (exponent all ones). */
 export function halfIsFinite(h: number): boolean {
   return (h & 0x7c00) !== 0x7c00;
+}
+
+/**
+ * Index of the first NaN or ±Inf in float16 bits, or -1. Two halves per 32-bit word: a half's
+ * exponent is all ones exactly when (exponent bits + 0x0400) carries into its sign position, and
+ * neither half's sum spills into the other; four words per step.
+ */
+export function firstNonFiniteHalf(h: Uint16Array): number {
+  const n = h.length;
+  let i = 0;
+  if (h.byteOffset % 4 === 0) {
+    const w = new Uint32Array(h.buffer, h.byteOffset, n >>> 1);
+    const end4 = w.length - (w.length % 4);
+    let j = 0;
+    for (; j < end4; j += 4) {
+      const x =
+        (((w[j]! & 0x7c007c00) + 0x04000400) |
+          ((w[j + 1]! & 0x7c007c00) + 0x04000400) |
+          ((w[j + 2]! & 0x7c007c00) + 0x04000400) |
+          ((w[j + 3]! & 0x7c007c00) + 0x04000400)) &
+        0x80008000;
+      if (x !== 0) break;
+    }
+    i = j * 2;
+  }
+  for (; i < n; i++) if (!halfIsFinite(h[i]!)) return i;
+  return -1;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -164,9 +195,10 @@ export function encodeUpdate(
   if (encoding === 'float32') return { tensors: parts(4, flat, 'F32'), saturated: 0 };
   if (encoding === 'float16') {
     const h = new Uint16Array(flat.length);
+    const bits = new Uint32Array(flat.buffer, flat.byteOffset, flat.length);
     let saturated = 0;
     for (let i = 0; i < flat.length; i++) {
-      h[i] = toHalf(flat[i]!);
+      h[i] = halfOfBits(bits[i]!);
       if (Math.abs(flat[i]!) > 65504) saturated++;
     }
     return { tensors: parts(2, h, 'F16'), saturated };
@@ -217,7 +249,8 @@ export function viewUpdate(tensors: readonly RawTensor[], specs: readonly { name
   if (encoding === 'float32') return { encoding, length, data: aligned(bytes, 4, (b) => new Float32Array(b.buffer, b.byteOffset, length)) };
   if (encoding === 'float16') {
     const data = aligned(bytes, 2, (b) => new Uint16Array(b.buffer, b.byteOffset, length));
-    for (let i = 0; i < length; i++) if (!halfIsFinite(data[i]!)) throw nonFinite(`non-finite float16 value at flat index ${i}`);
+    const bad = firstNonFiniteHalf(data);
+    if (bad >= 0) throw nonFinite(`non-finite float16 value at flat index ${bad}`);
     return { encoding, length, data };
   }
   const s = byName.get(SCALES_TENSOR);
