@@ -387,6 +387,39 @@ describe('errors and retries', () => {
     expect((await client.getWeights(0)).flat.length).toBe(4 * 8 + 8 + 8 * 3 + 3);
   });
 
+  it('resumes a weights download that broke off mid-body with a byte range, and verifies the whole', async () => {
+    const task = await newTask();
+    const ranges: (string | null)[] = [];
+    let broken = false;
+    const client = await newClient(task.id, {
+      fetch: async (input, init) => {
+        const res = await fetch(input, init);
+        if (!String(input).endsWith('/models/0/weights')) return res;
+        ranges.push(new Headers(init?.headers).get('range'));
+        if (broken) return res;
+        broken = true;
+        // The first answer's body dies after 100 bytes, as a dropped mobile connection's would.
+        const reader = res.body!.getReader();
+        let sent = 0;
+        const cut = new ReadableStream<Uint8Array>({
+          async pull(controller) {
+            if (sent >= 100) return controller.error(new TypeError('network connection lost'));
+            const { done, value } = await reader.read();
+            if (done) return controller.close();
+            const piece = value.subarray(0, 100 - sent);
+            sent += piece.byteLength;
+            controller.enqueue(piece);
+          },
+        });
+        return new Response(cut, { status: res.status, headers: res.headers });
+      },
+    });
+    const { flat } = await client.getWeights(0);
+    expect(flat.length).toBe(4 * 8 + 8 + 8 * 3 + 3);
+    expect(ranges).toEqual([null, 'bytes=100-']); // the second request asked for the rest only
+    expect(Array.from(flat)).toEqual(Array.from((await (await newClient(task.id)).getWeights(0)).flat));
+  });
+
   it('throws only coded FedgeErrors: a bad option, a wire format error', async () => {
     expect(() => new FedgeClient({ baseUrl: '', taskId: 't', token: 'x' })).toThrow(expect.objectContaining({ name: 'FedgeError', code: 'invalid_options' }));
     const wire = (() => {

@@ -290,14 +290,49 @@ export class FedgeClient {
     return p;
   }
 
+  /**
+   * A blob, resumed with a byte range (`Range: bytes=N-`, answered 206) when the connection breaks
+   * off mid-body, up to maxRetries times: a large version on a flaky phone link is not downloaded
+   * again from the start. The content hash check after it covers the pieces together.
+   */
+  private async download(path: string, signal: AbortSignal | undefined): Promise<Uint8Array<ArrayBuffer>> {
+    const parts: Uint8Array<ArrayBuffer>[] = [];
+    let received = 0;
+    for (let attempt = 0; ; attempt++) {
+      const res = await this.http.request({ method: 'GET', path, retry: true, signal, ...(received > 0 ? { headers: { range: `bytes=${received}-` } } : {}) });
+      if (received > 0 && res.status !== 206) {
+        parts.length = 0; // the server sent it whole after all: start over
+        received = 0;
+      }
+      try {
+        if (res.body) {
+          const reader = (res.body as ReadableStream<Uint8Array<ArrayBuffer>>).getReader();
+          for (;;) {
+            const { done, value } = await reader.read();
+            if (done) break;
+            parts.push(value);
+            received += value.byteLength;
+          }
+        }
+        break;
+      } catch (e) {
+        if (signal?.aborted || attempt >= this.http.options.maxRetries) throw e;
+        this.http.options.logger?.warn?.(`fedge: GET ${path} broke off after ${received} bytes (${(e as Error).message}); resuming from there`);
+      }
+    }
+    if (parts.length === 1) return parts[0]!;
+    const out = new Uint8Array(received);
+    let at = 0;
+    for (const p of parts) {
+      out.set(p, at);
+      at += p.byteLength;
+    }
+    return out;
+  }
+
   private async fetchWeights(version: number, signal: AbortSignal | undefined): Promise<ModelWeights> {
     // Manifest and weights in parallel: one round trip instead of two.
-    const [manifest, bytes] = await Promise.all([
-      this.getManifest(version, { signal }),
-      this.http
-        .request({ method: 'GET', path: `${this.base}/models/${version}/weights`, retry: true, signal })
-        .then(async (res) => new Uint8Array(await res.arrayBuffer())),
-    ]);
+    const [manifest, bytes] = await Promise.all([this.getManifest(version, { signal }), this.download(`${this.base}/models/${version}/weights`, signal)]);
     this.http.options.onTraffic?.(0, bytes.byteLength);
     const subtle = globalThis.crypto?.subtle;
     if (!subtle)

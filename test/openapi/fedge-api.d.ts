@@ -1468,6 +1468,17 @@ export interface components {
                 [key: string]: number;
             };
         } | null;
+        Error416: {
+            error: {
+                /**
+                 * @description Stable error code (README: error codes)
+                 * @enum {string}
+                 */
+                code: "range_not_satisfiable";
+                /** @description For people: what failed and why */
+                message: string;
+            };
+        };
         EvaluationReport: {
             numExamples: number;
             metrics: {
@@ -4321,6 +4332,8 @@ export interface operations {
             header?: {
                 /** @description An ETag from an earlier download: 304 Not Modified when it still matches */
                 "if-none-match"?: string;
+                /** @description One `bytes=START-END`, `bytes=START-` or `bytes=-N` range: 206 with those bytes (a resumed download); past the end: 416 */
+                range?: string;
             };
             path: {
                 taskId: string;
@@ -4339,6 +4352,23 @@ export interface operations {
                     "Cache-Control"?: "public, max-age=31536000, immutable";
                     /** @description `hit` when the edge's cache served the bytes, `miss` when they were read from R2 (and are being cached) */
                     "fedge-cache"?: "hit" | "miss";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/octet-stream": Blob;
+                };
+            };
+            /** @description The byte range `Range` asked for (one `bytes=` range; read from R2, not the edge cache) */
+            206: {
+                headers: {
+                    /** @description Strong entity tag of the content (quoted); send it back as `If-None-Match` to get 304 */
+                    ETag?: string;
+                    /** @description `public, max-age=31536000, immutable`: a version never changes */
+                    "Cache-Control"?: "public, max-age=31536000, immutable";
+                    /** @description `bytes START-END/SIZE`: which bytes of the blob this is */
+                    "Content-Range"?: string;
+                    /** @description `bytes` */
+                    "Accept-Ranges"?: "bytes";
                     [name: string]: unknown;
                 };
                 content: {
@@ -4392,6 +4422,15 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Error404"];
+                };
+            };
+            /** @description Error: `range_not_satisfiable` */
+            416: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error416"];
                 };
             };
             /** @description Error: `overloaded`, `upload_in_progress`, `rate_limited` */

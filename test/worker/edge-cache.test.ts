@@ -57,4 +57,29 @@ describe("version downloads through the edge's cache", () => {
     const etag = (await api(weights, { headers: client.auth })).headers.get('etag')!;
     expect((await api(weights, { headers: { ...client.auth, 'if-none-match': etag } })).status).toBe(304);
   });
+
+  it('answers one byte range with 206 (a resumed download), past the end with 416, and several ranges with the whole blob', async () => {
+    const { id } = await createTask();
+    const client = await registerClient(id);
+    const path = `/tasks/${id}/models/0/weights`;
+    const whole = await download(path, client.auth);
+    const size = whole.bytes.length;
+    const ranged = async (range: string) => {
+      const res = await api(path, { headers: { ...client.auth, range } });
+      return { status: res.status, contentRange: res.headers.get('content-range'), bytes: new Uint8Array(await res.arrayBuffer()) };
+    };
+    const head = await ranged('bytes=0-99');
+    expect([head.status, head.contentRange]).toEqual([206, `bytes 0-99/${size}`]);
+    expect(head.bytes).toEqual(whole.bytes.subarray(0, 100));
+    const rest = await ranged('bytes=100-');
+    expect([rest.status, rest.contentRange]).toEqual([206, `bytes 100-${size - 1}/${size}`]);
+    // The two pieces are the blob: a download that broke off after 100 bytes resumes here.
+    expect(new Uint8Array([...head.bytes, ...rest.bytes])).toEqual(whole.bytes);
+    expect((await ranged('bytes=-10')).bytes).toEqual(whole.bytes.subarray(size - 10));
+    const past = await ranged(`bytes=${size}-`);
+    expect([past.status, past.contentRange]).toEqual([416, `bytes */${size}`]);
+    expect(JSON.parse(new TextDecoder().decode(past.bytes)).error.code).toBe('range_not_satisfiable');
+    const several = await ranged('bytes=0-1,5-6');
+    expect([several.status, several.bytes.length]).toEqual([200, size]);
+  });
 });

@@ -29,6 +29,10 @@ export const HEADERS = {
       schema: { type: 'string', enum: ['hit', 'miss'] },
     },
   },
+  contentRange: {
+    'Content-Range': { description: '`bytes START-END/SIZE`: which bytes of the blob this is', schema: { type: 'string' } },
+    'Accept-Ranges': { description: '`bytes`', schema: { type: 'string', enum: ['bytes'] } },
+  },
   replayed: {
     'fedge-replayed': {
       description: '`true` when this answers a retry of an update already accepted: the same ack, counted once',

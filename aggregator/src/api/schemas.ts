@@ -34,6 +34,14 @@ export const ConditionalHeaders = z.object({
   'if-none-match': z.string().optional().openapi({ description: 'An ETag from an earlier download: 304 Not Modified when it still matches' }),
 });
 
+/** A version's weights: conditional, and resumable by byte range. */
+export const RangeHeaders = ConditionalHeaders.extend({
+  range: z
+    .string()
+    .optional()
+    .openapi({ description: 'One `bytes=START-END`, `bytes=START-` or `bytes=-N` range: 206 with those bytes (a resumed download); past the end: 416' }),
+});
+
 export const TaskIdParam = z.object({
   taskId: z
     .string()
@@ -418,7 +426,7 @@ export const ParticipantSchema = z
   .object({ clientId: z.string(), numExamples: z.number().int(), metrics: z.record(z.string(), z.number()).nullable(), acceptedAt: timestamp })
   .openapi('Participant');
 
-export type ErrorStatus = 400 | 401 | 403 | 404 | 408 | 409 | 413 | 415 | 422 | 429 | 500 | 502;
+export type ErrorStatus = 400 | 401 | 403 | 404 | 408 | 409 | 413 | 415 | 416 | 422 | 429 | 500 | 502;
 
 /** What each error status sends along: 401 says how to authenticate, 429 when to come back. */
 const ERROR_HEADERS: Partial<Record<ErrorStatus, Record<string, { description: string; schema: { type: 'string' | 'integer'; minimum?: number } }>>> = {

@@ -102,6 +102,8 @@ export const ERROR_STATUS = {
   upload_timeout: 408,
   /** The body is larger than the cap derived from the task's model size. */
   payload_too_large: 413,
+  /** A download's `Range` starts at or past the end of the blob (the answer's `Content-Range` header gives its size). */
+  range_not_satisfiable: 416,
   /** The body is not a well-formed fedge/safetensors message (truncated, corrupt header, bad offsets). */
   malformed_update: 400,
   /** Tensor names, shapes or dtypes differ from the task's model. */

@@ -18,17 +18,9 @@ import { blobHeaders, cachedBlob } from '../../storage/edge-cache.ts';
 import { access, clientOf } from '../auth.ts';
 import { ApiError } from '../errors.ts';
 import { CACHE_IMMUTABLE, HEADERS, immutableDownload } from '../openapi.ts';
+import { byteRange } from '../ranges.ts';
 import { newRouter } from '../router.ts';
-import {
-  ConditionalHeaders,
-  EvaluationReportSchema,
-  errors,
-  ModelManifestSchema,
-  PageQuery,
-  ServerMetricsSchema,
-  TaskIdParam,
-  VersionParam,
-} from '../schemas.ts';
+import { EvaluationReportSchema, errors, ModelManifestSchema, PageQuery, RangeHeaders, ServerMetricsSchema, TaskIdParam, VersionParam } from '../schemas.ts';
 import { aggregatorOf, loadTask, rulesOf, tensorEntries } from '../tasks-view.ts';
 
 export const modelsApp = newRouter();
@@ -119,7 +111,7 @@ modelsApp.openapi(
     tags: ['models'],
     summary: "One version's weights: a safetensors blob, cacheable forever (ETag = content hash)",
     ...access.operatorOrClient,
-    request: { params: VersionParam, headers: ConditionalHeaders },
+    request: { params: VersionParam, headers: RangeHeaders },
     responses: {
       ...immutableDownload(
         'safetensors bytes (ETag: the quoted SHA-256 of the bytes, the manifest’s contentHash)',
@@ -127,7 +119,12 @@ modelsApp.openapi(
         z.string().openapi({ format: 'binary' }),
         { cached: true },
       ),
-      ...errors(401, 403, 404),
+      206: {
+        description: 'The byte range `Range` asked for (one `bytes=` range; read from R2, not the edge cache)',
+        headers: { ...HEADERS.etag, ...HEADERS.immutable, ...HEADERS.contentRange },
+        content: { 'application/octet-stream': { schema: z.string().openapi({ format: 'binary' }) } },
+      },
+      ...errors(401, 403, 404, 416),
     },
   }),
   async (c) => {
@@ -136,6 +133,23 @@ modelsApp.openapi(
     const etag = `"${row.contentHash}"`;
     const headers = { etag, 'cache-control': CACHE_IMMUTABLE };
     if (etagMatches(c.req.header('if-none-match'), etag)) return c.body(null, 304, headers);
+    // A byte range (a resumed or piecewise download) straight from R2.
+    const range = byteRange(c.req.header('range'), row.byteLength);
+    if (range === 'unsatisfiable')
+      throw new ApiError('range_not_satisfiable', `the weights of version ${version} are ${row.byteLength} bytes; the range starts past them`, {
+        'content-range': `bytes */${row.byteLength}`,
+      });
+    if (range) {
+      const part = await c.env.MODELS.get(row.r2Key, { range: { offset: range.start, length: range.end - range.start + 1 } });
+      if (!part) throw new Error(`R2 object ${row.r2Key} of version ${taskId}/${version} is missing`);
+      return c.body(part.body, 206, {
+        ...headers,
+        'content-type': 'application/octet-stream',
+        'content-length': String(range.end - range.start + 1),
+        'content-range': `bytes ${range.start}-${range.end}/${row.byteLength}`,
+        'accept-ranges': 'bytes',
+      });
+    }
     // Immutable bytes: the edge's cache serves a hot version without reading R2 (storage/edge-cache.ts).
     const blob = await cachedBlob(
       row.r2Key,
@@ -146,7 +160,7 @@ modelsApp.openapi(
       (p) => c.executionCtx.waitUntil(p),
     );
     if (!blob) throw new Error(`R2 object ${row.r2Key} of version ${taskId}/${version} is missing`);
-    return c.body(blob.body, 200, { ...headers, ...blobHeaders(blob) });
+    return c.body(blob.body, 200, { ...headers, ...blobHeaders(blob), 'accept-ranges': 'bytes' });
   },
 );
 
