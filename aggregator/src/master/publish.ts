@@ -76,10 +76,10 @@ export async function publish(host: CloseHost, given?: GivenAggregate): Promise<
       : { kind: 'sum', sum: host.sum(), numExamples };
   // DP tasks: the privacy step (noise on the clipped sum, the clip step; under local DP the record
   // only), then the strategy's server step on the noised mean.
-  const clipped = given ? ('clippedSum' in given ? given.clippedSum : null) : strategy.keeps === 'sum' ? host.sum() : null;
+  const clipped = () => (given ? ('clippedSum' in given ? given.clippedSum : null) : strategy.keeps === 'sum' ? host.sum() : null);
   const dp =
     task.spec.privacy && task.privacy
-      ? privateClose(task, clipped, given ? 0 : host.ledger.unclippedIn(state.round), closeSeed(host.ledger, host.commits, state.round), Date.now())
+      ? privateClose(task, clipped(), given ? 0 : host.ledger.unclippedIn(state.round), closeSeed(host.ledger, host.commits, state.round), Date.now())
       : null;
   const mean = (given && 'meanDelta' in given ? given.meanDelta : null) ?? dp?.meanDelta;
   const { next, state: strategyState } = mean

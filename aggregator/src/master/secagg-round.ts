@@ -28,7 +28,7 @@ import type { UpdateAck } from '#protocol/messages.ts';
 import { neighbours as harary, secAggParams } from '#protocol/secagg/graph.ts';
 import type { Advertisement, Revealed, SealedShares } from '#protocol/secagg/protocol.ts';
 import { unmaskSum } from '#protocol/secagg/protocol.ts';
-import { dequantizeMean, dequantizeSum } from '#protocol/secagg/quantize.ts';
+import { dequantizeMean, dequantizeSum, signedWord } from '#protocol/secagg/quantize.ts';
 import {
   decodeKeys,
   decodeMasked,
@@ -546,19 +546,13 @@ export class SecAggRounds {
         revealed: this.revealed(round),
       });
       const f = taskFractionBits(spec.secureAggregation, spec.rules, spec.privacy);
-      const numExamples = Math.round(weightOf(unmasked) * 2 ** -f * spec.rules.maxExamplesPerClient);
+      const numExamples = Math.round(signedWord(unmasked[unmasked.length - 1]!) * 2 ** -f * spec.rules.maxExamplesPerClient);
       if (spec.privacy?.mode === 'central') return { clippedSum: dequantizeSum(unmasked, f).sum, numExamples };
       return { meanDelta: Float32Array.from(dequantizeMean(unmasked)), numExamples };
     } finally {
       sum.dispose();
     }
   }
-}
-
-/** The signed integer total of the weight coordinate (the last word). */
-function weightOf(sum: Uint32Array): number {
-  const u = sum[sum.length - 1]!;
-  return u >= 2 ** 31 ? u - 2 ** 32 : u;
 }
 
 /** k and t for the n clients that advertised: the task's overrides, fitted to n (k ≤ n − 1, t ≤ k). */

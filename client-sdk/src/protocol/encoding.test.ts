@@ -102,9 +102,10 @@ describe('int8 with per-block scales and stochastic rounding', () => {
     }
     // Each encoding's error is at most s, so the mean's standard error is below s/(2√trials) = s/126: 5 of those bound it.
     for (let i = 0; i < flat.length; i++) expect(Math.abs(mean[i]! - flat[i]!)).toBeLessThan((5 * s) / 126);
-    // Rounding to nearest instead would be biased: x = 0.3 s is always read as 0.
-    const biased = Math.round(0.3);
-    expect(biased).toBe(0);
+    // The bound catches a biased rounding: rounding to nearest (u fixed at 0.5) reads x = 0.3 s as 0 every time.
+    const nearest = quantizeInt8(Float32Array.of(1, 0.3 / 127), () => 0.5);
+    expect(nearest.q[1]).toBe(0);
+    expect(Math.abs(nearest.q[1]! * nearest.scales[0]! - 0.3 / 127)).toBeGreaterThan((5 * nearest.scales[0]!) / 126);
   });
 });
 

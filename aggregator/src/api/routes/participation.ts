@@ -71,15 +71,7 @@ participationApp.openapi(
   async (c) => {
     const { taskId, round } = c.req.valid('param');
     const client = clientOf(c);
-    const mediaType = c.req.header('content-type')?.split(';')[0]?.trim().toLowerCase();
-    if (mediaType !== 'application/octet-stream') {
-      throw new ApiError(
-        'unsupported_media_type',
-        `an update is sent as application/octet-stream (a safetensors message), not ${mediaType ? JSON.stringify(mediaType) : 'without a content-type'}`,
-      );
-    }
-    const raw = Number(c.req.header('content-length') ?? NaN);
-    const declared = Number.isFinite(raw) ? raw : null;
+    const declared = octetStream(c, 'an update is sent as application/octet-stream (a safetensors message)');
     const stub = aggregatorOf(c.env, taskId);
     // Admitted first, body unread: the task's aggregator checks the assignment and waits for room
     // in its upload budget while TCP holds the client back. Then the body streams straight into
@@ -96,6 +88,18 @@ participationApp.openapi(
     return c.json(result.ack, 200);
   },
 );
+
+/**
+ * The declared length (null when absent) of a request whose body must be application/octet-stream;
+ * `unsupported_media_type` otherwise, its message starting with `rule`.
+ */
+export function octetStream(c: { req: { header(name: string): string | undefined } }, rule: string): number | null {
+  const mediaType = c.req.header('content-type')?.split(';')[0]?.trim().toLowerCase();
+  if (mediaType !== 'application/octet-stream')
+    throw new ApiError('unsupported_media_type', `${rule}, not ${mediaType ? JSON.stringify(mediaType) : 'without a content-type'}`);
+  const raw = Number(c.req.header('content-length') ?? NaN);
+  return Number.isFinite(raw) ? raw : null;
+}
 
 export function refusal(r: { code: ErrorCode; message: string; retryAfterSeconds?: number }): ApiError {
   return new ApiError(r.code, r.message, r.retryAfterSeconds === undefined ? {} : { 'retry-after': String(r.retryAfterSeconds) });

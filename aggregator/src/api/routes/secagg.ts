@@ -5,11 +5,10 @@
  */
 import { createRoute, z } from '@hono/zod-openapi';
 import { access, clientOf } from '../auth.ts';
-import { ApiError } from '../errors.ts';
 import { newRouter } from '../router.ts';
 import { errors, RoundParam, UpdateAckSchema } from '../schemas.ts';
 import { aggregatorOf } from '../tasks-view.ts';
-import { refusal } from './participation.ts';
+import { octetStream, refusal } from './participation.ts';
 
 export const secaggApp = newRouter();
 
@@ -122,19 +121,8 @@ secaggApp.openapi(
   }),
   async (c) => {
     const { taskId, round } = c.req.valid('param');
-    const mediaType = c.req.header('content-type')?.split(';')[0]?.trim().toLowerCase();
-    if (mediaType !== 'application/octet-stream')
-      throw new ApiError(
-        'unsupported_media_type',
-        `a masked input is sent as application/octet-stream, not ${mediaType ? JSON.stringify(mediaType) : 'without a content-type'}`,
-      );
-    const raw = Number(c.req.header('content-length') ?? NaN);
-    const r = await aggregatorOf(c.env, taskId).secaggMasked(
-      clientOf(c).clientId,
-      round,
-      c.req.raw.body ?? new Blob([]).stream(),
-      Number.isFinite(raw) ? raw : null,
-    );
+    const declared = octetStream(c, 'a masked input is sent as application/octet-stream');
+    const r = await aggregatorOf(c.env, taskId).secaggMasked(clientOf(c).clientId, round, c.req.raw.body ?? new Blob([]).stream(), declared);
     if (!r.ok) throw refusal(r);
     if (r.replay) c.header('fedge-replayed', 'true');
     return c.json(r.ack, 200);

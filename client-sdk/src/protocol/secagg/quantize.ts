@@ -17,6 +17,11 @@
 
 const TWO_31 = 2 ** 31;
 
+/** A word of the ring read as a signed integer in [−2³¹, 2³¹) (the sums stay below 2³¹ in magnitude). */
+export function signedWord(u: number): number {
+  return u >= TWO_31 ? u - 2 * TWO_31 : u;
+}
+
 /** The largest f with n · c · 2^f < 2³¹ (at most 24: float32 has 24 bits of mantissa). */
 export function fractionBits(maxClients: number, clipRange: number): number {
   const f = Math.floor(Math.log2((TWO_31 - 1) / (maxClients * clipRange)));
@@ -54,11 +59,10 @@ export function quantize(delta: ArrayLike<number>, weight: number, q: Quantizati
 
 /** The weighted mean from an unmasked sum of quantized vectors: (Σ wᵢΔᵢ) / (Σ wᵢ), as float64. */
 export function dequantizeMean(sum: Uint32Array): Float64Array {
-  const signed = (u: number) => (u >= TWO_31 ? u - 2 * TWO_31 : u);
-  const total = signed(sum[sum.length - 1]!);
+  const total = signedWord(sum[sum.length - 1]!);
   if (total <= 0) throw new RangeError('the sum holds no weight');
   const out = new Float64Array(sum.length - 1);
-  for (let i = 0; i < out.length; i++) out[i] = signed(sum[i]!) / total;
+  for (let i = 0; i < out.length; i++) out[i] = signedWord(sum[i]!) / total;
   return out;
 }
 
@@ -76,11 +80,10 @@ export function meanErrorBound(n: number, fractionBits: number, totalWeight: num
 
 /** Σ Δᵢ from an unmasked sum of vectors quantized with Δ's weight 1 (central DP), as float64, and Σ wᵢ. */
 export function dequantizeSum(sum: Uint32Array, fractionBits: number): { sum: Float64Array; weight: number } {
-  const signed = (u: number) => (u >= TWO_31 ? u - 2 * TWO_31 : u);
   const scale = 2 ** -fractionBits;
   const out = new Float64Array(sum.length - 1);
-  for (let i = 0; i < out.length; i++) out[i] = signed(sum[i]!) * scale;
-  return { sum: out, weight: signed(sum[sum.length - 1]!) * scale };
+  for (let i = 0; i < out.length; i++) out[i] = signedWord(sum[i]!) * scale;
+  return { sum: out, weight: signedWord(sum[sum.length - 1]!) * scale };
 }
 
 /**
