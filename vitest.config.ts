@@ -20,6 +20,8 @@ export default defineConfig({
                 ADMIN_ORIGINS: 'https://ops.example',
                 // Stalled uploads are cut off after 1 s here (10 s by default), so the tests that stall one are quick.
                 UPLOAD_IDLE_SECONDS: '1',
+                // A sharded round waits 1 s (30 s by default) for a shard that cannot be sealed.
+                SHARD_SEAL_GRACE_SECONDS: '1',
                 TEST_MIGRATIONS: await readD1Migrations('./migrations'),
               },
             },

@@ -1,8 +1,9 @@
 /**
- * @module Worker entry: the edge API (Hono) and the master aggregator Durable Object class.
+ * @module Worker entry: the edge API (Hono), the master aggregator Durable Object class and its shards' class.
  */
 import { createApp } from './api/app.ts';
 
+export { RoundShard } from './master/round-shard.ts';
 export { TaskAggregator } from './master/task-aggregator.ts';
 
 const app = createApp();

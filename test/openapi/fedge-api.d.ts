@@ -682,6 +682,8 @@ export interface components {
             privacy: components["schemas"]["Privacy"];
             secureAggregation: components["schemas"]["SecureAggregation"];
             updateEncoding: components["schemas"]["UpdateEncoding"];
+            /** @description Aggregator shards a round is spread over (1: the master alone) */
+            shards: number;
             /** @description What the task has spent of its privacy (null: no DP) */
             privacySpent: {
                 /** @description Versions released under DP so far */
@@ -937,7 +939,7 @@ export interface components {
                  * @description Stable error code (README: error codes)
                  * @enum {string}
                  */
-                code: "invalid_request" | "invalid_strategy" | "invalid_privacy" | "invalid_secure_aggregation" | "invalid_secagg_message" | "malformed_json" | "invalid_topology" | "invalid_weights" | "weights_mismatch" | "malformed_update";
+                code: "invalid_request" | "invalid_strategy" | "invalid_privacy" | "invalid_secure_aggregation" | "invalid_sharding" | "invalid_secagg_message" | "malformed_json" | "invalid_topology" | "invalid_weights" | "weights_mismatch" | "malformed_update";
                 /** @description For people: what failed and why */
                 message: string;
             };
@@ -1022,6 +1024,11 @@ export interface components {
             privacy?: components["schemas"]["Privacy"] & unknown;
             secureAggregation?: components["schemas"]["SecureAggregation"] & unknown;
             updateEncoding?: components["schemas"]["UpdateEncoding"];
+            /**
+             * @description Aggregator shards a round is spread over (1 to 64), each a Durable Object serving the clients hashed to it; "auto": one per 1000 assignments of a round, and 1 for strategies that need every update, FedBuff, secure aggregation and DP (invalid_sharding if set otherwise)
+             * @default auto
+             */
+            shards: number | "auto";
             /**
              * @description At most this many clients, registered or enrolled (revoked ones included): bounds self-enrollment
              * @default 10000
@@ -1653,7 +1660,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_sharding`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1726,7 +1733,7 @@ export interface operations {
                     "application/json": components["schemas"]["Task"];
                 };
             };
-            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_sharding`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1815,7 +1822,7 @@ export interface operations {
                     "application/json": components["schemas"]["Task"];
                 };
             };
-            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_sharding`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1895,7 +1902,7 @@ export interface operations {
                     "application/json": components["schemas"]["DeletedTask"];
                 };
             };
-            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_sharding`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1984,7 +1991,7 @@ export interface operations {
                     "application/json": components["schemas"]["TaskLifecycle"];
                 };
             };
-            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_sharding`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2073,7 +2080,7 @@ export interface operations {
                     "application/json": components["schemas"]["TaskLifecycle"];
                 };
             };
-            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_sharding`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2162,7 +2169,7 @@ export interface operations {
                     "application/json": components["schemas"]["TaskLifecycle"];
                 };
             };
-            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_sharding`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2258,7 +2265,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_sharding`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2342,7 +2349,7 @@ export interface operations {
                     "application/json": components["schemas"]["ClientCredentials"];
                 };
             };
-            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_sharding`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2423,7 +2430,7 @@ export interface operations {
                     "application/json": components["schemas"]["Client"];
                 };
             };
-            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_sharding`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2504,7 +2511,7 @@ export interface operations {
                     "application/json": components["schemas"]["ClientCredentials"];
                 };
             };
-            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_sharding`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2595,7 +2602,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_sharding`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2679,7 +2686,7 @@ export interface operations {
                     "application/json": components["schemas"]["NewEnrollmentKey"];
                 };
             };
-            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_sharding`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2760,7 +2767,7 @@ export interface operations {
                     "application/json": components["schemas"]["EnrollmentKey"];
                 };
             };
-            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_sharding`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2853,7 +2860,7 @@ export interface operations {
                     "application/json": components["schemas"]["ClientCredentials"];
                 };
             };
-            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_sharding`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2944,7 +2951,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_sharding`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3028,7 +3035,7 @@ export interface operations {
                     "application/json": components["schemas"]["IdentityProvider"];
                 };
             };
-            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_sharding`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3109,7 +3116,7 @@ export interface operations {
                     "application/json": components["schemas"]["IdentityProvider"];
                 };
             };
-            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_sharding`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3191,7 +3198,7 @@ export interface operations {
                     "application/json": components["schemas"]["CheckIn"];
                 };
             };
-            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_sharding`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3287,7 +3294,7 @@ export interface operations {
                     "application/json": components["schemas"]["UpdateAck"];
                 };
             };
-            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_sharding`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3417,7 +3424,7 @@ export interface operations {
                     "application/json": components["schemas"]["SecAggAccepted"];
                 };
             };
-            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_sharding`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3510,7 +3517,7 @@ export interface operations {
                     "application/json": components["schemas"]["SecAggRoster"];
                 };
             };
-            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_sharding`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3604,7 +3611,7 @@ export interface operations {
                     "application/json": components["schemas"]["SecAggAccepted"];
                 };
             };
-            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_sharding`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3697,7 +3704,7 @@ export interface operations {
                     "application/json": components["schemas"]["SecAggInbox"];
                 };
             };
-            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_sharding`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3791,7 +3798,7 @@ export interface operations {
                     "application/json": components["schemas"]["UpdateAck"];
                 };
             };
-            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_sharding`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3911,7 +3918,7 @@ export interface operations {
                     "application/json": components["schemas"]["SecAggUnmaskRequest"];
                 };
             };
-            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_sharding`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4005,7 +4012,7 @@ export interface operations {
                     "application/json": components["schemas"]["SecAggAccepted"];
                 };
             };
-            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_sharding`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4101,7 +4108,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_sharding`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4183,7 +4190,7 @@ export interface operations {
                     "application/json": components["schemas"]["ModelManifest"];
                 };
             };
-            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_sharding`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4266,7 +4273,7 @@ export interface operations {
                     "application/json": components["schemas"]["ModelManifest"];
                 };
             };
-            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_sharding`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4386,7 +4393,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_sharding`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4480,7 +4487,7 @@ export interface operations {
                     "application/json": components["schemas"]["EvaluationReport"];
                 };
             };
-            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_sharding`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4574,7 +4581,7 @@ export interface operations {
                     "application/json": components["schemas"]["ModelManifest"];
                 };
             };
-            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_sharding`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4656,7 +4663,7 @@ export interface operations {
                     "application/json": components["schemas"]["TfjsModelJson"];
                 };
             };
-            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_sharding`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4755,7 +4762,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_sharding`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4856,7 +4863,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_sharding`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4943,7 +4950,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_sharding`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -5026,7 +5033,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_sharding`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -5170,7 +5177,7 @@ export interface operations {
                     "application/json": components["schemas"]["NewAdminToken"];
                 };
             };
-            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_sharding`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -5245,7 +5252,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_sharding`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
             400: {
                 headers: {
                     [name: string]: unknown;

@@ -18,7 +18,7 @@ import { database, getAdminToken, getClientCredential, isRetiredAdminSecret } fr
 import { storedCredential, verifyCredential } from '../master/credentials.ts';
 import { sha256Hex } from '../storage/weights.ts';
 import { ApiError } from './errors.ts';
-import { aggregatorOf } from './tasks-view.ts';
+import { serverOf } from './tasks-view.ts';
 
 export type Caller = { kind: 'admin'; tokenId: string } | { kind: 'client'; clientId: string; taskId: string };
 
@@ -113,8 +113,8 @@ async function verifyToken(c: Context<AppEnv>, token: string): Promise<Caller> {
   }
   const taskId = c.req.param('taskId');
   if (taskId !== undefined) {
-    // The task's Durable Object checks it (and the client's request rate): one place for every isolate.
-    const result = await aggregatorOf(c.env, taskId).authenticate(taskId, id, secretHash);
+    // The Durable Object that serves this client checks it (and its request rate): one place for every isolate.
+    const result = await (await serverOf(c.env, taskId, id)).authenticate(taskId, id, secretHash);
     if (!result.ok) throw new ApiError(result.code, result.message, result.code === 'rate_limited' ? { 'retry-after': String(result.retryAfterSeconds) } : {});
     return { kind: 'client', clientId: id, taskId };
   }

@@ -18,6 +18,7 @@ import {
   type VersionPrivacy,
 } from '#protocol/messages.ts';
 import { SecureAggregationSchema as SecureAggregationConfig } from '../master/secagg-config.ts';
+import { CLIENTS_PER_SHARD, MAX_SHARDS } from '../master/shards.ts';
 import { PrivacyConfigSchema } from '../privacy/config.ts';
 import { DEFAULT_STRATEGY, StrategyConfigSchema } from '../strategies/config.ts';
 
@@ -163,6 +164,12 @@ export const CreateTaskSchema = z
       'Secure aggregation (SecAgg+): the aggregator learns only the sum of each round; absent: none',
     ),
     updateEncoding: UpdateEncodingSchema.default('float32'),
+    shards: z
+      .union([z.number().int().min(1).max(MAX_SHARDS), z.literal('auto')])
+      .default('auto')
+      .describe(
+        `Aggregator shards a round is spread over (1 to ${MAX_SHARDS}), each a Durable Object serving the clients hashed to it; "auto": one per ${CLIENTS_PER_SHARD} assignments of a round, and 1 for strategies that need every update, FedBuff, secure aggregation and DP (invalid_sharding if set otherwise)`,
+      ),
     maxClients: z
       .number()
       .int()
@@ -205,6 +212,7 @@ export const TaskSchema = z
     privacy: PrivacySchema.nullable().describe('The differential privacy the task runs under, as validated (null: none)'),
     secureAggregation: SecureAggregationSchema.nullable().describe('The secure aggregation the task runs, as validated (null: none)'),
     updateEncoding: UpdateEncodingSchema,
+    shards: z.number().int().min(1).describe('Aggregator shards a round is spread over (1: the master alone)'),
     privacySpent: z
       .object({
         rounds: z.number().int().describe('Versions released under DP so far'),

@@ -4,7 +4,7 @@
  * unless a test armed the point (through `runInDurableObject`).
  */
 
-export type FaultPoint = 'commit' | 'after_blob' | 'after_d1';
+export type FaultPoint = 'commit' | 'after_blob' | 'after_d1' | 'seal';
 
 export class Faults {
   private readonly armed = new Map<FaultPoint, 'once' | 'always'>();

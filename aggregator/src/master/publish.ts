@@ -38,6 +38,10 @@ export interface CloseHost {
   sum(): RunningSum;
   /** The round is over: its sum is not needed any more. */
   dropSum(): void;
+  /** The round's accepted updates (the ledger's rows; a sharded master's come from its shards). */
+  rows(round: number): LedgerRow[];
+  /** The round's rejections by code (likewise). */
+  rejections(round: number): Record<string, number>;
 }
 
 /**
@@ -60,7 +64,7 @@ export async function publish(host: CloseHost, given?: GivenAggregate): Promise<
   if (!baseObject) throw new Error(`base weights ${task.latestKey} missing from R2`);
   const base = concatTensors(decodeTensors(await baseObject.arrayBuffer()).tensors);
   const strategy = host.strategy();
-  const ledger = host.ledger.rowsOf(state.round);
+  const ledger = host.rows(state.round);
   const numExamples = given ? given.numExamples : examples(ledger);
   const store = host.store();
   const roundInput = (): RoundInput =>
@@ -168,8 +172,8 @@ export async function abandon(host: CloseHost): Promise<void> {
 /** The D1 row of the closing round: its counts, rejections by code, examples and weighted metrics. */
 function roundRow(host: CloseHost, end: Pick<NewRound, 'status' | 'resultVersion' | 'closeReason'> & { closedAt: number }): NewRound {
   const { spec, state } = host.state()!;
-  const ledger = host.ledger.rowsOf(state.round);
-  const rejectedByCode = host.ledger.rejectionsOf(state.round);
+  const ledger = host.rows(state.round);
+  const rejectedByCode = host.rejections(state.round);
   return {
     taskId: spec.taskId,
     round: state.round,
@@ -189,7 +193,7 @@ function roundRow(host: CloseHost, end: Pick<NewRound, 'status' | 'resultVersion
 }
 
 /** Drops a finished round's bulky data and prunes old ledger rows (bounded storage). */
-function clearRound(host: CloseHost, round: number): void {
+export function clearRound(host: Pick<CloseHost, 'store' | 'ledger' | 'strategy'>, round: number): void {
   host.store().clear(round);
   host.ledger.clearRound(round, host.strategy().asynchronous?.maxStaleness ?? 0, LEDGER_ROUNDS_KEPT);
   host.ledger.clearSecAgg(round);

@@ -22,13 +22,15 @@ import { type CommitHost, GroupCommit } from './group-commit.ts';
 import { Ledger } from './ledger.ts';
 import * as lifecycle from './lifecycle.ts';
 import { budgetExhausted, clientPrivacy, type PrivacySpent, privacySpent } from './privacy.ts';
-import { abandon, type CloseHost, publish } from './publish.ts';
+import { abandon, publish } from './publish.ts';
 import { TokenBuckets } from './rate-limit.ts';
 import { readBody } from './read-body.ts';
 import * as machine from './round-machine.ts';
 import { RoundStore } from './round-store.ts';
 import { clientSecAgg, type SecureAggregation, secAggCapacity } from './secagg-config.ts';
 import { openSecAgg, type Refusal, SecAggRounds } from './secagg-round.ts';
+import { type Collected, closeSharded, type ShardCalls, type ShardedHost, syncShard, viewOf } from './sharded-close.ts';
+import { SEAL_GRACE_MS, type ShardView, shardName } from './shards.ts';
 import { envNumber, type LiveRound, liveRound, retrySeconds, storedEncoding, type TaskSpec, type TaskState } from './task-spec.ts';
 import { type Admission, type Failure, fail, type SubmitResult, type UploadHost, Uploads } from './uploads.ts';
 
@@ -49,16 +51,19 @@ export class TaskAggregator extends DurableObject<Env> {
   readonly faults = new Faults();
   /** The secure random source of Poisson sampling (never Math.random). */
   private readonly uniform = new CryptoUniform();
-  private readonly host: CommitHost & UploadHost & CloseHost;
+  protected readonly host: CommitHost & UploadHost & ShardedHost;
   private readonly uploads: Uploads;
   private readonly gate: ClientGate;
   private readonly secagg: SecAggRounds;
   private readonly uploadLimits: { idleMs: number; graceMs: number; minBytesPerSecond: number };
-  private task: TaskState | null = null;
+  protected task: TaskState | null = null;
   private roundStore: RoundStore | null = null;
   private strategyInstance: Strategy | null = null;
   private acc: RunningSum | null = null;
   private accRound = -1;
+  /** A sharded master's close in progress: what the sealed shards handed in. */
+  private collected: Collected | null = null;
+  private merged: RunningSum | null = null;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -87,7 +92,7 @@ export class TaskAggregator extends DurableObject<Env> {
   }
 
   /** What the step modules see of this object: its state and storage, through one interface. */
-  private makeHost(env: Env, storage: DurableObjectStorage): CommitHost & UploadHost & CloseHost {
+  private makeHost(env: Env, storage: DurableObjectStorage): CommitHost & UploadHost & ShardedHost {
     const self = this;
     return {
       env,
@@ -103,9 +108,18 @@ export class TaskAggregator extends DurableObject<Env> {
       },
       strategy: () => this.strategy(),
       store: () => this.store(),
-      sum: () => this.sum(),
+      sum: () => this.merged ?? this.sum(),
       dropSum: () => {
         this.acc = null;
+      },
+      rows: (round) => this.collected?.rows ?? this.ledger.rowsOf(round),
+      rejections: (round) => this.collected?.rejectedByCode ?? this.ledger.rejectionsOf(round),
+      shard: (index) => this.shardStub(index),
+      setCollected: (c) => {
+        this.collected = c;
+      },
+      setMerged: (m) => {
+        this.merged = m;
       },
       keepsUpdates: () => this.strategy().keeps === 'updates',
       stateJson: () => JSON.stringify(this.task),
@@ -146,34 +160,10 @@ export class TaskAggregator extends DurableObject<Env> {
     if (task.privacy?.exhaustedAt != null) return budgetExhausted(task);
     if (lifecycle.isPaused(task)) return lifecycle.pausedAnswer(task);
     const { state, spec } = task;
-    const plan: TrainingPlan = { ...task.plan, proximalMu: task.plan.proximalMu ?? 0 }; // tasks from before FedProx lack μ
     const taskId = spec.taskId;
-    const privacy = clientPrivacy(task);
-    const encoding = spec.updateEncoding ?? 'float32';
-    const secure = spec.secureAggregation ? clientSecAgg(spec.secureAggregation, spec.rules, spec.privacy) : null;
-    const assigned = (round: number, baseVersion: number, deadlineAt: number | null): CheckInResponse => ({
-      status: 'assigned',
-      taskId,
-      round,
-      baseVersion,
-      // Under secure aggregation the masked input is due by the round deadline, not by the key phase's.
-      deadlineAt: new Date((secure ? this.task?.secagg?.trainingEndsAt : null) ?? deadlineAt ?? 0).toISOString(),
-      plan,
-      ...(privacy ? { privacy } : {}),
-      ...(secure ? { secureAggregation: secure } : {}),
-      ...(encoding !== 'float32' ? { updateEncoding: encoding } : {}),
-    });
-    // An update in this round already counts for this client (in asynchronous tasks possibly a stale
-    // one folded into this buffer): one update per client per round.
-    const submitted = this.ledger.hasUpdateIn(state.round, clientId);
-    if (this.ledger.isAssigned(state.round, clientId)) {
-      if (submitted || state.status !== 'open') {
-        const wait = state.status === 'open' && state.deadlineAt !== null ? state.deadlineAt - Date.now() : machine.CLOSING_RETRY_MS;
-        return { status: 'retry_later', taskId, retryAfterSeconds: retrySeconds(wait), reason: submitted ? 'already_submitted' : 'round_closing' };
-      }
-      return assigned(state.round, state.baseVersion, state.deadlineAt);
-    }
-    if (submitted) return { status: 'retry_later', taskId, retryAfterSeconds: retrySeconds(machine.CLOSING_RETRY_MS), reason: 'already_submitted' };
+    const assigned = (round: number, baseVersion: number, deadlineAt: number | null) => this.assignment(round, baseVersion, deadlineAt);
+    const prior = this.priorAnswer(clientId);
+    if (prior) return prior;
     const now = Date.now();
     const central = spec.privacy?.mode === 'central' ? spec.privacy : null;
     const sampled = central !== null;
@@ -204,6 +194,48 @@ export class TaskAggregator extends DurableObject<Env> {
     return assigned(next.round, next.baseVersion, this.task.state.deadlineAt);
   }
 
+  /** The assignment to `round` a checking-in client gets: the plan, and what the task asks of its update. */
+  protected assignment(round: number, baseVersion: number, deadlineAt: number | null): CheckInResponse {
+    const task = this.task!;
+    const { spec } = task;
+    const privacy = clientPrivacy(task);
+    const encoding = spec.updateEncoding ?? 'float32';
+    const secure = spec.secureAggregation ? clientSecAgg(spec.secureAggregation, spec.rules, spec.privacy) : null;
+    return {
+      status: 'assigned',
+      taskId: spec.taskId,
+      round,
+      baseVersion,
+      // Under secure aggregation the masked input is due by the round deadline, not by the key phase's.
+      deadlineAt: new Date((secure ? task.secagg?.trainingEndsAt : null) ?? deadlineAt ?? 0).toISOString(),
+      plan: { ...task.plan, proximalMu: task.plan.proximalMu ?? 0 }, // tasks from before FedProx lack μ
+      ...(privacy ? { privacy } : {}),
+      ...(secure ? { secureAggregation: secure } : {}),
+      ...(encoding !== 'float32' ? { updateEncoding: encoding } : {}),
+    };
+  }
+
+  /**
+   * The answer to a client already in the live round: its assignment again, or to come back
+   * (it submitted, or the round is closing); null for a client not in it yet.
+   */
+  protected priorAnswer(clientId: string): CheckInResponse | null {
+    const { state, spec } = this.task!;
+    const taskId = spec.taskId;
+    // An update in this round already counts for this client (in asynchronous tasks possibly a stale
+    // one folded into this buffer): one update per client per round.
+    const submitted = this.ledger.hasUpdateIn(state.round, clientId);
+    if (this.ledger.isAssigned(state.round, clientId)) {
+      if (submitted || state.status !== 'open') {
+        const wait = state.status === 'open' && state.deadlineAt !== null ? state.deadlineAt - Date.now() : machine.CLOSING_RETRY_MS;
+        return { status: 'retry_later', taskId, retryAfterSeconds: retrySeconds(wait), reason: submitted ? 'already_submitted' : 'round_closing' };
+      }
+      return this.assignment(state.round, state.baseVersion, state.deadlineAt);
+    }
+    if (submitted) return { status: 'retry_later', taskId, retryAfterSeconds: retrySeconds(machine.CLOSING_RETRY_MS), reason: 'already_submitted' };
+    return null;
+  }
+
   /**
    * A DP task's Poisson draw of this client for this round: taken once, from the secure source, and
    * kept (committed before the answer leaves), so checking in again cannot draw again.
@@ -222,14 +254,16 @@ export class TaskAggregator extends DurableObject<Env> {
     privacySpent: PrivacySpent | null;
     secureAggregation: SecureAggregation | null;
     updateEncoding: UpdateEncoding;
+    shards: number;
   }> {
     const task = this.task;
-    if (!task) return { currentRound: null, privacySpent: null, secureAggregation: null, updateEncoding: 'float32' };
+    if (!task) return { currentRound: null, privacySpent: null, secureAggregation: null, updateEncoding: 'float32', shards: 1 };
     return {
       currentRound: await this.status(),
       privacySpent: privacySpent(task),
       secureAggregation: task.spec.secureAggregation ?? null,
       updateEncoding: task.spec.updateEncoding ?? 'float32',
+      shards: task.spec.shards ?? 1,
     };
   }
 
@@ -258,6 +292,8 @@ export class TaskAggregator extends DurableObject<Env> {
   async destroy(): Promise<{ ok: true } | Failure> {
     const refusal = this.task && lifecycle.deletable(this.task);
     if (refusal) return refusal;
+    const shards = this.task?.spec.shards ?? 1;
+    if (shards > 1) await Promise.all(Array.from({ length: shards }, (_, i) => this.shardStub(i).destroy()));
     await this.ctx.storage.deleteAlarm();
     await this.ctx.storage.deleteAll();
     this.task = null;
@@ -272,6 +308,7 @@ export class TaskAggregator extends DurableObject<Env> {
     this.task = next;
     this.commits.commit();
     await this.scheduleAlarm();
+    await this.tellShards();
     return this.status();
   }
 
@@ -279,6 +316,12 @@ export class TaskAggregator extends DurableObject<Env> {
   override async alarm(): Promise<void> {
     if (!this.task || !lifecycle.deadlineRuns(this.task)) return;
     if (this.commits.size > 0) this.commits.commit(); // the round's result counts exactly what is durable
+    if ((this.task.spec.shards ?? 1) > 1) {
+      const retryAt = await closeSharded(this.host, Date.now(), envNumber(this.env.SHARD_SEAL_GRACE_SECONDS, SEAL_GRACE_MS / 1000) * 1000);
+      if (retryAt !== null) await this.ctx.storage.setAlarm(retryAt);
+      else await this.scheduleAlarm();
+      return;
+    }
     const task = this.task;
     if (task.secagg) this.secagg.advance(Date.now());
     else {
@@ -292,6 +335,51 @@ export class TaskAggregator extends DurableObject<Env> {
     if (status === 'closing') await publish(this.host, this.task.secagg ? await this.secagg.unmaskedAggregate() : undefined);
     else if (status === 'abandoned') await abandon(this.host);
     await this.scheduleAlarm();
+  }
+
+  // Client-sharded rounds (shards.ts, sharded-close.ts): what the shards ask of their master.
+
+  /** The task's shard count (1: unsharded; 0: no such task), which the Worker caches to route clients. */
+  async shardCount(): Promise<number> {
+    return this.task ? (this.task.spec.shards ?? 1) : 0;
+  }
+
+  /** What a shard needs of the task to serve its clients: the spec and the plan. */
+  async shardConfig(): Promise<{ spec: TaskState['spec']; plan: TrainingPlan } | null> {
+    return this.task ? { spec: this.task.spec, plan: this.task.plan } : null;
+  }
+
+  /** A shard's sync: its accepted count in `round`, and an ask for `want` assignment slots; the round as it stands. */
+  async shardSync(index: number, round: number, accepted: number, want: number): Promise<ShardView | Failure> {
+    const task = this.task;
+    if (!task) return fail('task_not_found', 'no such task');
+    const shards = task.spec.shards ?? 1;
+    if (!Number.isInteger(index) || index < 0 || index >= shards) return fail('invalid_request', `no shard ${index} in a task of ${shards}`);
+    const { task: next, view } = syncShard(task, index, round, accepted, want, Date.now());
+    this.task = next;
+    this.commits.commit();
+    if (next.state !== task.state) await this.scheduleAlarm();
+    return view;
+  }
+
+  /** Pushes the live round and the lifecycle to the shards (best effort: each learns at its next sync otherwise). */
+  private async tellShards(): Promise<void> {
+    const task = this.task;
+    const shards = task?.spec.shards ?? 1;
+    if (!task || shards <= 1) return;
+    const view = viewOf(task, 0);
+    await Promise.all(
+      Array.from({ length: shards }, (_, i) =>
+        this.shardStub(i)
+          .advance(view)
+          .catch(() => {}),
+      ),
+    );
+  }
+
+  private shardStub(index: number): ShardCalls & { destroy(): Promise<unknown> } {
+    const ns = this.env.SHARDS;
+    return ns.get(ns.idFromName(shardName(this.task!.spec.taskId, index))) as unknown as ShardCalls & { destroy(): Promise<unknown> };
   }
 
   // Secure aggregation's phases (secagg-round.ts); each write may end its phase, so the alarm follows.
@@ -345,12 +433,12 @@ export class TaskAggregator extends DurableObject<Env> {
     return raw ? (JSON.parse(raw) as TaskState) : null;
   }
 
-  private strategy(): Strategy {
+  protected strategy(): Strategy {
     this.strategyInstance ??= createStrategy(this.task!.spec.strategy ?? DEFAULT_STRATEGY);
     return this.strategyInstance;
   }
 
-  private store(): RoundStore {
+  protected store(): RoundStore {
     this.roundStore ??= new RoundStore(
       this.ctx.storage.sql,
       this.ledger,
@@ -361,7 +449,7 @@ export class TaskAggregator extends DurableObject<Env> {
   }
 
   /** The running sum of the current round, rebuilt from the checkpoint and stored updates when needed. */
-  private sum(): RunningSum {
+  protected sum(): RunningSum {
     const round = this.task!.state.round;
     if (this.acc && this.accRound === round) return this.acc;
     this.acc = this.store().rebuildSum(round, this.acc);
@@ -370,7 +458,7 @@ export class TaskAggregator extends DurableObject<Env> {
   }
 
   /** Sets the alarm the state machine asks for, if it is not already set to that time. */
-  private async scheduleAlarm(): Promise<void> {
+  protected async scheduleAlarm(): Promise<void> {
     if (!this.task) return;
     const at = lifecycle.deadlineRuns(this.task) ? machine.nextAlarmAt(this.task.state, Date.now()) : null;
     const current = await this.ctx.storage.getAlarm();
@@ -382,7 +470,7 @@ export class TaskAggregator extends DurableObject<Env> {
   }
 
   /** A round left closing or abandoned with no alarm (alarm storage lost) is resumed on the next call. */
-  private async recoverIfStuck(): Promise<void> {
+  protected async recoverIfStuck(): Promise<void> {
     const s = this.task?.state;
     if (s && (s.status === 'closing' || s.status === 'abandoned') && (await this.ctx.storage.getAlarm()) === null) await this.scheduleAlarm();
   }

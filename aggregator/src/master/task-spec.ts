@@ -8,9 +8,10 @@ import type { TrainingPlan } from '#protocol/messages.ts';
 import type { PrivacyConfig } from '../privacy/config.ts';
 import type { PrivacyState } from '../privacy/mechanism.ts';
 import type { StrategyConfig } from '../strategies/index.ts';
-import { MAX_RETRY_MS, type RoundRules, type RoundState } from './round-machine.ts';
+import { MAX_RETRY_MS, type RoundRules, type RoundState, type RoundStatus } from './round-machine.ts';
 import type { SecureAggregation } from './secagg-config.ts';
 import type { SecAggRoundState } from './secagg-round.ts';
+import type { EndedRound, ShardBook } from './shards.ts';
 
 export interface TensorSpec {
   name: string;
@@ -31,6 +32,8 @@ export interface TaskSpec {
   secureAggregation?: SecureAggregation;
   /** How clients encode their updates (protocol/encoding.ts); absent (older tasks): float32. */
   updateEncoding?: UpdateEncoding;
+  /** Aggregator shards a round is spread over (shards.ts); absent (older tasks): 1, the master alone. */
+  shards?: number;
 }
 
 /**
@@ -85,6 +88,24 @@ export interface TaskState {
   privacy?: PrivacyState;
   /** Secure-aggregation tasks: the live round's phase (see secagg-round.ts). */
   secagg?: SecAggRoundState;
+  /** The master of a sharded task: the slots granted to and updates reported by each shard this round. */
+  shards?: ShardBook;
+  /** The master of a sharded task: how its last finished round ended, for the shards that learn of it late. */
+  lastEnded?: EndedRound;
+  /** A shard (round-shard.ts): which one it is and what the master last told it; `state` is its part of the round. */
+  shard?: ShardPart;
+}
+
+/** What a shard keeps of its place in the task (its round counts are in `TaskState.state`). */
+export interface ShardPart {
+  index: number;
+  count: number;
+  /** Assignment slots the master granted it in the live round. */
+  granted: number;
+  /** The accepted count it last reported to the master. */
+  reported: number;
+  /** The round's status at the master when it last heard: the shard assigns only while it is open. */
+  masterStatus: RoundStatus;
 }
 
 /**

@@ -200,7 +200,8 @@ export class Uploads {
       update = { encoding: 'float32', length: update.length, data: decodeRange(update, 0, update.length) };
     const dp = spec.privacy?.mode === 'central' ? centralDpUpdate(task, valid, update.data as Float32Array) : null;
     if (dp && !dp.ok) return this.reject(state.round, dp.code, dp.message);
-    const next = machine.accept(state, spec.rules, dp !== null);
+    // A shard never closes its part of the round at a count: the master closes the round and seals it.
+    const next = machine.accept(state, spec.rules, dp !== null || task.shard !== undefined);
     // Strategy transforms (norm bounding) apply before the update is summed and stored; DP clips instead, and weighs every update 1.
     if (!dp && strategy.prepareUpdate && update.encoding === 'float32') update = { ...update, data: strategy.prepareUpdate(update.data) };
     const weight = dp ? 1 : (strategy.weightOf?.(valid.numExamples, staleness) ?? valid.numExamples);

@@ -12,7 +12,7 @@ import { access, expiryAfter, newClientId, newToken } from '../auth.ts';
 import { ApiError } from '../errors.ts';
 import { newRouter } from '../router.ts';
 import { ClientCredentialsSchema, ClientIdParam, ClientSchema, CreateClientSchema, errors, TaskIdParam, TimePageQuery } from '../schemas.ts';
-import { aggregatorOf, loadTask } from '../tasks-view.ts';
+import { loadTask, serverOf } from '../tasks-view.ts';
 
 export const clientsApp = newRouter();
 
@@ -81,7 +81,7 @@ clientsApp.openapi(
     const { taskId, clientId } = c.req.valid('param');
     const row = await revokeClient(database(c.env.DB), taskId, clientId, new Date());
     if (!row) throw await clientNotFound(c.env, taskId, clientId);
-    await aggregatorOf(c.env, taskId).forgetClient(clientId);
+    await (await serverOf(c.env, taskId, clientId)).forgetClient(clientId);
     return c.json(clientView(row), 200);
   },
 );
@@ -115,7 +115,7 @@ clientsApp.openapi(
     const row = await rotateClientToken(db, taskId, clientId, tokenHash, expiresAt, now);
     // Revoked between the read and the write: the rotation did not happen.
     if (!row) throw new ApiError('client_revoked', `client "${clientId}" is revoked; register a new client instead`);
-    await aggregatorOf(c.env, taskId).forgetClient(clientId);
+    await (await serverOf(c.env, taskId, clientId)).forgetClient(clientId);
     return c.json({ clientId, taskId, token, expiresAt: expiresAt?.toISOString() ?? null }, 200);
   },
 );

@@ -28,7 +28,7 @@ import { ApiError } from '../errors.ts';
 import { clientIdOf, type VerifiedIdentity, verifyIdToken } from '../id-tokens.ts';
 import { newRouter } from '../router.ts';
 import { ClientCredentialsSchema, errors, TaskIdParam, timestamp } from '../schemas.ts';
-import { aggregatorOf, loadTask } from '../tasks-view.ts';
+import { loadTask, serverOf } from '../tasks-view.ts';
 
 export const enrollmentApp = newRouter();
 
@@ -235,7 +235,7 @@ async function enrollUser(c: Context<AppEnv>, db: Db, taskId: string, identity: 
     if (existing.revokedAt) throw new ApiError('client_revoked', `this user's client ${clientId} is revoked`);
     const row = await rotateClientToken(db, taskId, clientId, tokenHash, expiresAt, now);
     if (!row) throw new ApiError('client_revoked', `this user's client ${clientId} is revoked`);
-    await aggregatorOf(c.env, taskId).forgetClient(clientId);
+    await (await serverOf(c.env, taskId, clientId)).forgetClient(clientId);
     return c.json({ clientId, taskId, token, expiresAt: expiresAt?.toISOString() ?? null }, 200);
   }
   const client = {

@@ -21,7 +21,7 @@ import { CACHE_IMMUTABLE, HEADERS, immutableDownload } from '../openapi.ts';
 import { byteRange } from '../ranges.ts';
 import { newRouter } from '../router.ts';
 import { EvaluationReportSchema, errors, ModelManifestSchema, PageQuery, RangeHeaders, ServerMetricsSchema, TaskIdParam, VersionParam } from '../schemas.ts';
-import { aggregatorOf, loadTask, rulesOf, tensorEntries } from '../tasks-view.ts';
+import { loadTask, rulesOf, serverOf, tensorEntries } from '../tasks-view.ts';
 
 export const modelsApp = newRouter();
 
@@ -197,7 +197,7 @@ modelsApp.openapi(
     if (body.numExamples > cap) throw new ApiError('invalid_example_count', `example count ${body.numExamples} exceeds the task's cap of ${cap}`);
     // Example counts are self-reported: only clients that took part may weigh in (README: trust model).
     const db = database(c.env.DB);
-    if (!(await hasParticipated(db, taskId, caller.clientId)) && !(await aggregatorOf(c.env, taskId).isAssignedNow(caller.clientId))) {
+    if (!(await hasParticipated(db, taskId, caller.clientId)) && !(await (await serverOf(c.env, taskId, caller.clientId)).isAssignedNow(caller.clientId))) {
       throw new ApiError(
         'not_participant',
         'only clients that took part in this task (an accepted update, or an assignment in the live round) may report evaluations',

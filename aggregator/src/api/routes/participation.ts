@@ -8,7 +8,7 @@ import { ApiError } from '../errors.ts';
 import { HEADERS } from '../openapi.ts';
 import { newRouter } from '../router.ts';
 import { CheckInSchema, errors, RoundParam, TaskIdParam, UpdateAckSchema } from '../schemas.ts';
-import { aggregatorOf } from '../tasks-view.ts';
+import { serverOf } from '../tasks-view.ts';
 
 export const participationApp = newRouter();
 
@@ -32,7 +32,8 @@ participationApp.openapi(
   }),
   async (c) => {
     const { taskId } = c.req.valid('param');
-    const result = await aggregatorOf(c.env, taskId).checkIn(clientOf(c).clientId);
+    const { clientId } = clientOf(c);
+    const result = await (await serverOf(c.env, taskId, clientId)).checkIn(clientId);
     if ('code' in result) throw refusal(result);
     if (result.status === 'retry_later') c.header('retry-after', String(result.retryAfterSeconds));
     return c.json(result, 200);
@@ -72,7 +73,7 @@ participationApp.openapi(
     const { taskId, round } = c.req.valid('param');
     const client = clientOf(c);
     const declared = octetStream(c, 'an update is sent as application/octet-stream (a safetensors message)');
-    const stub = aggregatorOf(c.env, taskId);
+    const stub = await serverOf(c.env, taskId, client.clientId);
     // Admitted first, body unread: the task's aggregator checks the assignment and waits for room
     // in its upload budget while TCP holds the client back. Then the body streams straight into
     // it (no copy at the edge, none for the RPC).

@@ -8,7 +8,9 @@ import { modelVersions, tasks } from '../../db/schema.ts';
 import { database, listTasks } from '../../db/store.ts';
 import { firstNonFinite } from '../../kernels/running-sum.ts';
 import { accumulateWasm } from '../../kernels/wasm-worker.ts';
+import { assignmentCapacity } from '../../master/round-machine.ts';
 import { secAggMisfit } from '../../master/secagg-config.ts';
+import { autoShards, shardingMisfit } from '../../master/shards.ts';
 import { maxUpdateBytes, type TaskSpec } from '../../master/task-spec.ts';
 import { firstWeightDifference, topologyWeights } from '../../model/topology.ts';
 import { strategyMisfit } from '../../privacy/config.ts';
@@ -122,6 +124,16 @@ function checkTaskDefinition(body: z.infer<typeof CreateTaskSchema>): { spec: Ta
   }
   const misfit = strategy.checkRules?.(rules);
   if (misfit) throw new ApiError('invalid_strategy', misfit);
+  const needs = {
+    keepsUpdates: strategy.keeps === 'updates',
+    asynchronous: strategy.asynchronous !== undefined,
+    secureAggregation: !!secureAggregation,
+    privacy: !!privacy,
+  };
+  const oneObject = needs.keepsUpdates || needs.asynchronous || needs.secureAggregation || needs.privacy;
+  const shards = body.shards === 'auto' ? (oneObject ? 1 : autoShards(assignmentCapacity(rules))) : body.shards;
+  const shardMisfit = shardingMisfit(shards, needs, rules);
+  if (shardMisfit) throw new ApiError('invalid_sharding', shardMisfit);
 
   const topologyJson = JSON.stringify(body.modelTopology);
   if (topologyJson.length > MAX_TOPOLOGY_BYTES)
@@ -168,6 +180,7 @@ function checkTaskDefinition(body: z.infer<typeof CreateTaskSchema>): { spec: Ta
       ...(privacy ? { privacy } : {}),
       ...(secureAggregation ? { secureAggregation } : {}),
       updateEncoding,
+      shards,
     },
     plan,
     flat,
@@ -228,6 +241,7 @@ export async function taskView(env: Env, taskId: string) {
     privacySpent: overview.privacySpent,
     secureAggregation: overview.secureAggregation,
     updateEncoding: overview.updateEncoding,
+    shards: overview.shards,
     maxUpdateBytes: maxUpdateBytes({ numParams: row.numParams, tensors }),
     maxClients: row.maxClients,
     currentRound: overview.currentRound,
