@@ -15,13 +15,15 @@ import type { ClientAuth } from './credentials.ts';
 import * as lifecycle from './lifecycle.ts';
 import { clearRound } from './publish.ts';
 import * as machine from './round-machine.ts';
-import { REPORT_MS, type SealResult, type ShardView, shardOf, slotBlock } from './shards.ts';
+import { REPORT_MS, type SealResult, type ShardView, shardOf } from './shards.ts';
 import { TaskAggregator } from './task-aggregator.ts';
 import { retrySeconds, type TaskState } from './task-spec.ts';
 import { type Failure, fail, type SubmitResult } from './uploads.ts';
 
 /** An idle shard asks the master for the round at most this often (ms), e.g. while it is being closed. */
 const SYNC_IDLE_MS = 1_000;
+/** A client a shard has no slot for comes back after this long (ms): slots unused elsewhere return within a report interval. */
+const FULL_RETRY_MS = 1_000;
 
 export class RoundShard extends TaskAggregator {
   private syncing: Promise<void> | null = null;
@@ -53,16 +55,17 @@ export class RoundShard extends TaskAggregator {
 
   override async checkIn(clientId: string): Promise<CheckInResponse | Failure> {
     if (!this.task?.shard) return fail('task_not_found', 'no such task');
-    if (this.stale()) await this.sync(0);
+    if (this.stale()) await this.sync(false);
     let answer = this.tryAssign(clientId);
     if (answer === 'no_slots') {
-      await this.sync(slotBlock(machine.assignmentCapacity(this.task.spec.rules), this.task.shard.count));
+      await this.sync(true);
       answer = this.tryAssign(clientId);
     }
     if (answer !== 'no_slots') return answer;
-    // Every slot of the round is given out (some shard's clients may still drop out: then the round ends at its deadline).
+    // Every slot of the round is out, on this shard or others; theirs unused come back at their next
+    // report, so the client is asked back soon (unless the deadline is nearer).
     const { state, spec } = this.task;
-    const wait = state.deadlineAt === null ? machine.MAX_RETRY_MS : state.deadlineAt - Date.now();
+    const wait = Math.min(FULL_RETRY_MS, state.deadlineAt === null ? FULL_RETRY_MS : state.deadlineAt - Date.now());
     return { status: 'retry_later', taskId: spec.taskId, retryAfterSeconds: retrySeconds(Math.max(1_000, wait)), reason: 'round_full' };
   }
 
@@ -103,7 +106,7 @@ export class RoundShard extends TaskAggregator {
   private async reportSoon(): Promise<void> {
     const wait = this.lastSyncAt + REPORT_MS - Date.now();
     if (wait <= 0 && !this.syncing) {
-      this.sync(0).catch(() => this.ctx.storage.setAlarm(Date.now() + REPORT_MS));
+      this.sync(false).catch(() => this.ctx.storage.setAlarm(Date.now() + REPORT_MS));
       return;
     }
     if ((await this.ctx.storage.getAlarm()) === null) await this.ctx.storage.setAlarm(Date.now() + Math.max(wait, 10));
@@ -112,29 +115,39 @@ export class RoundShard extends TaskAggregator {
   /** The alarm sends a report the throttle held back (retried by the runtime if the master cannot be reached). */
   override async alarm(): Promise<void> {
     const task = this.task;
-    if (task?.shard && task.state.status === 'open' && task.state.accepted > task.shard.reported) await this.sync(0);
+    if (task?.shard && task.state.status === 'open' && task.state.accepted > task.shard.reported) await this.sync(false);
   }
 
   /** No deadline of its own: the master's alarm closes the round. */
   protected override async recoverIfStuck(): Promise<void> {}
 
   /** One sync at a time; a caller that wanted slots and finds some after the one in flight does not ask again. */
-  private async sync(want: number): Promise<void> {
+  private async sync(wantsSlots: boolean): Promise<void> {
     while (this.syncing) await this.syncing;
-    if (want > 0 && this.task!.state.assigned < this.task!.shard!.granted) return;
-    this.syncing = this.syncOnce(want).finally(() => {
+    if (wantsSlots && this.task!.state.assigned < this.task!.shard!.granted) return;
+    this.syncing = this.syncOnce(wantsSlots).finally(() => {
       this.syncing = null;
     });
     await this.syncing;
   }
 
-  private async syncOnce(want: number): Promise<void> {
+  /**
+   * One exchange with the master. The slots not used yet go back with it, given up here before the
+   * await (no check-in can take them meanwhile), so the master can hand them to a shard that has
+   * clients; the shard then holds its assignments plus the block it is granted.
+   */
+  private async syncOnce(wantsSlots: boolean): Promise<void> {
     const task = this.task!;
-    const { round, accepted } = task.state;
-    const view = await this.master(task.spec.taskId).shardSync(task.shard!.index, round, accepted, want);
+    const { round, accepted, assigned } = task.state;
+    const part = task.shard!;
+    if (part.granted > assigned) {
+      this.task = { ...task, shard: { ...part, granted: assigned } };
+      this.commits.commit();
+    }
+    const view = await this.master(task.spec.taskId).shardSync(part.index, { round, accepted, holding: assigned, wantsSlots });
     this.lastSyncAt = Date.now();
-    if ('code' in view) throw new Error(`master refused shard ${task.shard!.index}: ${view.code} ${view.message}`);
-    this.apply(view, task.state.round === round ? accepted : 0);
+    if ('code' in view) throw new Error(`master refused shard ${part.index}: ${view.code} ${view.message}`);
+    this.apply(view, round === view.round ? accepted : 0);
   }
 
   /**

@@ -36,14 +36,24 @@ export interface Collected {
   rejectedByCode: Record<string, number>;
 }
 
-/** The master's answer to one shard's sync: the round, and the slots it gets. `changed`: the task state must be committed. */
-export function syncShard(task: TaskState, index: number, round: number, accepted: number, want: number, now: number): { task: TaskState; view: ShardView } {
+/** What a shard sends at a sync: its accepted count in `round`, the slots it keeps (its assignments), whether it wants more. */
+export interface ShardSync {
+  round: number;
+  accepted: number;
+  holding: number;
+  wantsSlots: boolean;
+}
+
+/** The master's answer to one shard's sync: the round, and the slots it gets. */
+export function syncShard(task: TaskState, index: number, sync: ShardSync, now: number): { task: TaskState; view: ShardView } {
   const { spec } = task;
   let { state } = task;
   const book0 = bookFor(task.shards, state.round, spec.shards ?? 1);
   const assigning = state.status === 'open' && !isStopped(task) && !isPaused(task);
-  const { book, granted } = syncBook(book0, index, round, accepted, assigning ? want : 0, machine.assignmentCapacity(spec.rules));
-  if (granted > 0) state = { ...state, assigned: state.assigned + granted, deadlineAt: state.deadlineAt ?? now + spec.rules.deadlineSeconds * 1000 };
+  const { book, granted } = syncBook(book0, index, { ...sync, wantsSlots: sync.wantsSlots && assigning }, machine.assignmentCapacity(spec.rules));
+  // While the round runs, the master's `assigned` is the slots out on the shards; the close counts the shards' own.
+  if (state.status === 'open') state = { ...state, assigned: total(book.granted) };
+  if (granted > 0) state = { ...state, deadlineAt: state.deadlineAt ?? now + spec.rules.deadlineSeconds * 1000 };
   if (state.status === 'open') {
     // The master knows the round's count only from the reports: it closes at the goal they add up to.
     const reported = total(book.accepted);

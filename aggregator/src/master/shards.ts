@@ -51,9 +51,14 @@ export function autoShards(capacity: number): number {
   return Math.max(1, Math.min(MAX_SHARDS, Math.ceil(capacity / CLIENTS_PER_SHARD)));
 }
 
-/** Assignment slots a shard asks for at a time: a quarter of its even share, so an unlucky shard can still borrow. */
-export function slotBlock(capacity: number, shards: number): number {
-  return Math.max(1, Math.ceil(capacity / (4 * shards)));
+/**
+ * Assignment slots a shard gets at a time: a quarter of its even share, and never more than half
+ * an even share of what is left, so the last slots go out a few at a time to the shards that
+ * still have clients. A shard gives back the slots it has not used at each report, so none stay
+ * stranded on a shard whose clients stopped coming (only those of clients assigned but gone).
+ */
+export function slotBlock(capacity: number, shards: number, left = capacity): number {
+  return Math.max(1, Math.min(Math.ceil(capacity / (4 * shards)), Math.ceil(left / (2 * shards))));
 }
 
 /** The round as the master tells a shard at each sync. */
@@ -110,20 +115,23 @@ export function total(xs: readonly number[]): number {
 
 /**
  * One sync of shard `index`: its report (accepted updates in `round`, counted only for the live
- * round and never downwards, as reports may arrive out of order) and its ask for `want` slots, of
- * which it gets what is left of the round's capacity.
+ * round and never downwards, as reports may arrive out of order), the slots it holds (its
+ * assignments: it gives back those it has not used; an absolute count, so a sync whose answer was
+ * lost is set right by the next), and whether it wants more: a block of what is left.
  */
 export function syncBook(
   book: ShardBook,
   index: number,
-  round: number,
-  accepted: number,
-  want: number,
+  sync: { round: number; accepted: number; holding: number; wantsSlots: boolean },
   capacity: number,
 ): { book: ShardBook; granted: number } {
   const next: ShardBook = { ...book, granted: [...book.granted], accepted: [...book.accepted] };
-  if (round === book.round) next.accepted[index] = Math.max(next.accepted[index] ?? 0, accepted);
-  const granted = Math.max(0, Math.min(want, capacity - total(next.granted)));
+  if (sync.round === book.round) {
+    next.accepted[index] = Math.max(next.accepted[index] ?? 0, sync.accepted);
+    next.granted[index] = sync.holding;
+  }
+  const left = capacity - total(next.granted);
+  const granted = sync.wantsSlots && left > 0 ? Math.min(left, slotBlock(capacity, next.granted.length, left)) : 0;
   next.granted[index] = (next.granted[index] ?? 0) + granted;
   return { book: next, granted };
 }

@@ -29,7 +29,7 @@ import * as machine from './round-machine.ts';
 import { RoundStore } from './round-store.ts';
 import { clientSecAgg, type SecureAggregation, secAggCapacity } from './secagg-config.ts';
 import { openSecAgg, type Refusal, SecAggRounds } from './secagg-round.ts';
-import { type Collected, closeSharded, type ShardCalls, type ShardedHost, syncShard, viewOf } from './sharded-close.ts';
+import { type Collected, closeSharded, type ShardCalls, type ShardedHost, type ShardSync, syncShard, viewOf } from './sharded-close.ts';
 import { SEAL_GRACE_MS, type ShardView, shardName } from './shards.ts';
 import { envNumber, type LiveRound, liveRound, retrySeconds, storedEncoding, type TaskSpec, type TaskState } from './task-spec.ts';
 import { type Admission, type Failure, fail, type SubmitResult, type UploadHost, Uploads } from './uploads.ts';
@@ -349,13 +349,13 @@ export class TaskAggregator extends DurableObject<Env> {
     return this.task ? { spec: this.task.spec, plan: this.task.plan } : null;
   }
 
-  /** A shard's sync: its accepted count in `round`, and an ask for `want` assignment slots; the round as it stands. */
-  async shardSync(index: number, round: number, accepted: number, want: number): Promise<ShardView | Failure> {
+  /** A shard's sync: its accepted count, the slots it gives back, whether it wants more; the round as it stands. */
+  async shardSync(index: number, sync: ShardSync): Promise<ShardView | Failure> {
     const task = this.task;
     if (!task) return fail('task_not_found', 'no such task');
     const shards = task.spec.shards ?? 1;
     if (!Number.isInteger(index) || index < 0 || index >= shards) return fail('invalid_request', `no shard ${index} in a task of ${shards}`);
-    const { task: next, view } = syncShard(task, index, round, accepted, want, Date.now());
+    const { task: next, view } = syncShard(task, index, sync, Date.now());
     this.task = next;
     this.commits.commit();
     if (next.state !== task.state) await this.scheduleAlarm();
