@@ -226,8 +226,32 @@ export type NewRound = typeof rounds.$inferInsert;
 export type NewVersion = typeof modelVersions.$inferInsert;
 export type NewParticipant = typeof roundParticipants.$inferInsert;
 
-/** D1 allows 100 bound parameters per statement; participants have 6 columns. */
-const PARTICIPANTS_PER_INSERT = 16;
+/**
+ * Bytes of participants' JSON per insert statement. D1 allows 100 bound parameters per statement
+ * and about 1,000 statements per invocation, and a value of up to 2 MB: the rows go in as one JSON
+ * array parameter read by `json_each`, so 100,000 participants take a few dozen statements
+ * (16-row inserts took 6,250).
+ */
+const PARTICIPANT_JSON_BYTES = 512 * 1024;
+
+/** The participants as JSON arrays of `{c, n, m, a}` (client, examples, metrics as JSON text, accepted at ms), each under PARTICIPANT_JSON_BYTES. */
+export function participantChunks(participants: readonly NewParticipant[]): string[] {
+  const chunks: string[] = [];
+  let current: string[] = [];
+  let bytes = 2;
+  for (const p of participants) {
+    const row = JSON.stringify({ c: p.clientId, n: p.numExamples, m: p.metrics == null ? null : JSON.stringify(p.metrics), a: p.acceptedAt.getTime() });
+    if (current.length > 0 && bytes + row.length + 1 > PARTICIPANT_JSON_BYTES) {
+      chunks.push(`[${current.join(',')}]`);
+      current = [];
+      bytes = 2;
+    }
+    current.push(row);
+    bytes += row.length + 1;
+  }
+  if (current.length > 0) chunks.push(`[${current.join(',')}]`);
+  return chunks;
+}
 
 /**
  * Records a finished round in one D1 batch (one transaction): its row, its participants and, for
@@ -248,11 +272,15 @@ export async function recordRound(db: Db, round: NewRound, participants: NewPart
     );
   }
   statements.push(db.insert(rounds).values(round).onConflictDoNothing());
-  for (let i = 0; i < participants.length; i += PARTICIPANTS_PER_INSERT) {
+  for (const rows of participantChunks(participants)) {
     statements.push(
       db
         .insert(roundParticipants)
-        .values(participants.slice(i, i + PARTICIPANTS_PER_INSERT))
+        // The table's columns in order: task_id, round, client_id, num_examples, metrics, accepted_at.
+        // `WHERE true`: SQLite would read ON CONFLICT after a bare FROM as a join's ON (its documented parsing ambiguity).
+        .select(
+          sql`SELECT ${round.taskId}, ${round.round}, json_extract(j.value, '$.c'), json_extract(j.value, '$.n'), json_extract(j.value, '$.m'), json_extract(j.value, '$.a') FROM json_each(${rows}) AS j WHERE true`,
+        )
         .onConflictDoNothing(),
     );
   }
