@@ -115,6 +115,8 @@ export interface Task extends TaskSummary {
   secureAggregation: (Required<Omit<SecureAggregationOptions, 'neighbours' | 'threshold'>> & Pick<SecureAggregationOptions, 'neighbours' | 'threshold'>) | null;
   /** How clients encode their updates (model versions stay float32). */
   updateEncoding: UpdateEncoding;
+  /** Aggregator shards a round is spread over (1: the master alone). */
+  shards: number;
   maxUpdateBytes: number;
   maxClients: number;
   currentRound: LiveRound | null;

@@ -62,6 +62,8 @@ export interface CreateTaskOptions {
   updateEncoding?: UpdateEncoding;
   /** At most this many clients, registered or enrolled [10,000]: bounds self-enrollment. */
   maxClients?: number;
+  /** Aggregator shards a round is spread over, 1–64, or 'auto' (default: one per 1,000 assignments of a round; 1 where one object must see the round). */
+  shards?: number | 'auto';
 }
 
 export interface CreatedTask {
@@ -168,6 +170,7 @@ export class FedgeAdmin {
         ...(options.secureAggregation ? { secureAggregation: options.secureAggregation } : {}),
         ...(options.updateEncoding ? { updateEncoding: options.updateEncoding } : {}),
         ...(options.maxClients === undefined ? {} : { maxClients: options.maxClients }),
+        ...(options.shards === undefined ? {} : { shards: options.shards }),
       },
       retry: false,
     });

@@ -320,6 +320,19 @@ describe('a differentially private task from the command line', () => {
   });
 });
 
+describe('scale-out options from the command line', () => {
+  it('creates a sharded, compressed task (--shards, --encoding), and passes invalid_sharding on', async () => {
+    const created = await json(['tasks', 'create', '--model', modelDir, '--name', 's', '--clients-per-round', '8', '--shards', '2', '--encoding', 'int8']);
+    expect(await json(['tasks', 'show', created.id as string])).toMatchObject({ shards: 2, updateEncoding: 'int8' });
+    const usage = await fedge(['tasks', 'create', '--model', modelDir, '--name', 'x', '--shards', 'two']);
+    expect(usage).toMatchObject({ code: EXIT.usage });
+    expect(usage.stderr).toMatch(/\[invalid_argument\]: --shards must be a positive integer or auto/);
+    const refused = await fedge(['tasks', 'create', '--model', modelDir, '--name', 'x', '--strategy', 'median', '--shards', '2']);
+    expect(refused.code).toBe(EXIT.refused);
+    expect(refused.stderr).toMatch(/^fedge: error \[invalid_sharding\] \(HTTP 400\).*shards must be 1/);
+  });
+});
+
 describe('errors: a stable code on stderr and an exit code that says what went wrong', () => {
   it('usage: unknown command, bad option values', async () => {
     const unknown = await fedge(['tasks', 'frobnicate']);

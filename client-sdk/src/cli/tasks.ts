@@ -25,6 +25,8 @@ interface CreateFlags {
   strategy?: string;
   sp: string[];
   privacy?: string;
+  encoding?: string;
+  shards?: string;
 }
 
 export function registerTaskCommands(program: Command, ctx: Context): void {
@@ -47,6 +49,8 @@ export function registerTaskCommands(program: Command, ctx: Context): void {
     .option('--optimizer <name>', 'sgd | adam (default: the training config, else sgd)')
     .option('--strategy <name>', 'fedavg | fedprox | fedavgm | fedadam | fedyogi | fedadagrad | median | trimmedmean | krum | fedbuff (default fedavg)')
     .option('--sp <key=value>', 'a strategy parameter, repeatable (e.g. --sp serverLearningRate=0.01)', (v: string, all: string[]) => [...all, v], [])
+    .option('--encoding <name>', 'how clients encode their updates: float32 | float16 | int8 [float32]')
+    .option('--shards <n>', 'aggregator shards a round is spread over: 1-64, or auto [auto: one per 1,000 assignments]')
     .option(
       '--privacy <json>',
       'differential privacy, as JSON (README "Differential privacy"), e.g. \'{"mode":"central","noiseMultiplier":1.1,"clipNorm":0.5,"samplingRate":0.1,"epsilonBudget":8}\'',
@@ -179,6 +183,16 @@ function createOptions(f: CreateFlags): CreateTaskOptions {
   else if (f.sp.length) throw new CliError('invalid_argument', '--sp needs --strategy');
   if (f.maxClients !== undefined) options.maxClients = f.maxClients;
   if (f.privacy !== undefined) options.privacy = privacyOption(f.privacy);
+  if (f.encoding !== undefined) {
+    if (f.encoding !== 'float32' && f.encoding !== 'float16' && f.encoding !== 'int8')
+      throw new CliError('invalid_argument', '--encoding must be float32, float16 or int8');
+    options.updateEncoding = f.encoding;
+  }
+  if (f.shards !== undefined) {
+    const n = Number(f.shards);
+    if (f.shards !== 'auto' && !(Number.isInteger(n) && n >= 1)) throw new CliError('invalid_argument', '--shards must be a positive integer or auto');
+    options.shards = f.shards === 'auto' ? 'auto' : n;
+  }
   return options;
 }
 
