@@ -1025,7 +1025,7 @@ export interface components {
             secureAggregation?: components["schemas"]["SecureAggregation"] & unknown;
             updateEncoding?: components["schemas"]["UpdateEncoding"];
             /**
-             * @description Aggregator shards a round is spread over (1 to 64), each a Durable Object serving the clients hashed to it; "auto": one per 1000 assignments of a round, and 1 for strategies that need every update, FedBuff, secure aggregation and DP (invalid_sharding if set otherwise)
+             * @description Aggregator shards a round is spread over (1 to 64), each a Durable Object serving the clients hashed to it; "auto": one per 1000 assignments of a round, and 1 for strategies that need every update, FedBuff and secure aggregation (invalid_sharding if set otherwise)
              * @default auto
              */
             shards: number | "auto";

@@ -5,6 +5,7 @@
  */
 import { env, evictDurableObject, runDurableObjectAlarm, runInDurableObject } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
+import { clipToNorm } from '#protocol/dp.ts';
 import { encodeTensors } from '#protocol/safetensors.ts';
 import type { RoundShard } from '../../aggregator/src/master/round-shard.ts';
 import { shardName, shardOf } from '../../aggregator/src/master/shards.ts';
@@ -235,17 +236,57 @@ describe('client-sharded rounds', { timeout: 30_000 }, () => {
   });
 });
 
+describe('differential privacy in a sharded round', () => {
+  it('samples and clips on the shards, noises the merged sum once on the master, and records the release', async () => {
+    const z = 0.5;
+    const S = 1;
+    const privacy = { mode: 'central', noiseMultiplier: z, clipNorm: S, samplingRate: 1, delta: 1e-5 };
+    const { id, task } = await createTask({ clientsPerRound: 4, minClients: 1, deadlineSeconds: 1 }, initialWeights(), { shards: 2, privacy });
+    expect(task.shards).toBe(2);
+    const groups = await clientsPerShard(id, 2, 2);
+    const deltas = [randomDelta(1, 5), randomDelta(2, 5), randomDelta(3, 0.01), randomDelta(4, 0.01)]; // two far above S
+    for (const [i, c] of groups.flat().entries()) {
+      expect((await checkIn(id, c)).body).toMatchObject({ status: 'assigned', round: 1 });
+      expect((await submit(id, c, 1, encodeUpdate(deltas[i]!, { baseVersion: 0, numExamples: 10 + i }))).status).toBe(200);
+    }
+    // No goal under sampling: the round runs to its deadline.
+    expect((await stubOf(id).status())?.status).toBe('open');
+    await sleep(1_100);
+    await untilEnded(id, 2);
+
+    const w = await downloadWeights(id, 1);
+    const clipped = deltas.map((d) => {
+      const c = d.slice();
+      clipToNorm(c, S);
+      return c;
+    });
+    const sigma = (z * S) / 4; // noise on the mean: z·S / m
+    let sq = 0;
+    for (let i = 0; i < 15; i++) {
+      const noise = w[i]! - (initialWeights()[i]! + clipped.reduce((a, c) => a + c[i]!, 0) / 4);
+      expect(Math.abs(noise)).toBeLessThan(6 * sigma);
+      sq += noise * noise;
+    }
+    // Noised once, at its scale: Σ noise² / σ² is χ² with 15 degrees of freedom (99.998% within [1.5, 50]).
+    expect(sq / sigma ** 2).toBeGreaterThan(1.5);
+    expect(sq / sigma ** 2).toBeLessThan(50);
+    const manifest = await (await api(`/tasks/${id}/models/1`, { headers: ADMIN })).json<any>();
+    expect(manifest).toMatchObject({ participants: 4, metrics: null, privacy: { mode: 'central', rounds: 1, noiseMultiplier: z, clipNorm: S } });
+    const after = await (await api(`/tasks/${id}`, { headers: ADMIN })).json<any>();
+    expect(after.privacySpent).toMatchObject({ rounds: 1, exhausted: false });
+  });
+});
+
 describe('the shards setting', () => {
   it('is chosen from the round size, and refused with invalid_sharding where one object must see the round', async () => {
     expect((await createTask({ clientsPerRound: 3 })).task.shards).toBe(1);
     expect((await createTask({ clientsPerRound: 2_500, minClients: 1 })).task.shards).toBe(3);
-    const dp = { privacy: { mode: 'local', noiseMultiplier: 1, clipNorm: 1 } };
-    expect((await createTask({ clientsPerRound: 2_500, minClients: 1 }, initialWeights(), dp)).task.shards).toBe(1);
+    const secure = { secureAggregation: {} };
+    expect((await createTask({ clientsPerRound: 2_500, minClients: 1000 }, initialWeights(), secure)).task.shards).toBe(1);
     const refusals: [Record<string, unknown>, RegExp][] = [
       [{ shards: 2, strategy: { name: 'median' } }, /every stored update/],
       [{ shards: 2, strategy: { name: 'fedbuff', bufferSize: 4 } }, /FedBuff/],
       [{ shards: 2, secureAggregation: {} }, /secure aggregation/],
-      [{ shards: 2, privacy: { mode: 'local', noiseMultiplier: 1, clipNorm: 1 } }, /differential privacy/],
       [{ shards: 40 }, /exceeds the round's assignments/],
     ];
     for (const [extra, message] of refusals) {

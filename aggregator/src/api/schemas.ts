@@ -168,7 +168,7 @@ export const CreateTaskSchema = z
       .union([z.number().int().min(1).max(MAX_SHARDS), z.literal('auto')])
       .default('auto')
       .describe(
-        `Aggregator shards a round is spread over (1 to ${MAX_SHARDS}), each a Durable Object serving the clients hashed to it; "auto": one per ${CLIENTS_PER_SHARD} assignments of a round, and 1 for strategies that need every update, FedBuff, secure aggregation and DP (invalid_sharding if set otherwise)`,
+        `Aggregator shards a round is spread over (1 to ${MAX_SHARDS}), each a Durable Object serving the clients hashed to it; "auto": one per ${CLIENTS_PER_SHARD} assignments of a round, and 1 for strategies that need every update, FedBuff and secure aggregation (invalid_sharding if set otherwise)`,
       ),
     maxClients: z
       .number()

@@ -42,6 +42,8 @@ export interface CloseHost {
   rows(round: number): LedgerRow[];
   /** The round's rejections by code (likewise). */
   rejections(round: number): Record<string, number>;
+  /** Central DP with adaptive clipping: the round's updates within the clip norm before clipping (likewise). */
+  unclippedIn(round: number): number;
 }
 
 /**
@@ -83,7 +85,7 @@ export async function publish(host: CloseHost, given?: GivenAggregate): Promise<
   const clipped = () => (given ? ('clippedSum' in given ? given.clippedSum : null) : strategy.keeps === 'sum' ? host.sum() : null);
   const dp =
     task.spec.privacy && task.privacy
-      ? privateClose(task, clipped(), given ? 0 : host.ledger.unclippedIn(state.round), closeSeed(host.ledger, host.commits, state.round), Date.now())
+      ? privateClose(task, clipped(), given ? 0 : host.unclippedIn(state.round), closeSeed(host.ledger, host.commits, state.round), Date.now())
       : null;
   const mean = (given && 'meanDelta' in given ? given.meanDelta : null) ?? dp?.meanDelta;
   const { next, state: strategyState } = mean

@@ -13,6 +13,7 @@
 import type { CheckInResponse } from '#protocol/messages.ts';
 import type { ClientAuth } from './credentials.ts';
 import * as lifecycle from './lifecycle.ts';
+import { budgetExhausted } from './privacy.ts';
 import { clearRound } from './publish.ts';
 import * as machine from './round-machine.ts';
 import { REPORT_MS, type SealResult, type ShardView, shardOf } from './shards.ts';
@@ -75,12 +76,26 @@ export class RoundShard extends TaskAggregator {
     const { state, spec } = task;
     const part = task.shard!;
     if (lifecycle.isStopped(task)) return lifecycle.stoppedFailure();
+    if (task.privacy?.exhaustedAt != null) return budgetExhausted(task);
     const prior = this.priorAnswer(clientId);
     if (prior) return prior;
     if (lifecycle.isPaused(task)) return lifecycle.pausedAnswer(task);
     const now = Date.now();
     if (state.status !== 'open' || part.masterStatus !== 'open' || (state.deadlineAt !== null && now >= state.deadlineAt))
       return { status: 'retry_later', taskId: spec.taskId, retryAfterSeconds: retrySeconds(machine.CLOSING_RETRY_MS), reason: 'round_closing' };
+    const central = spec.privacy?.mode === 'central' ? spec.privacy : null;
+    if (central) {
+      // Poisson sampling, drawn here once per client and round. The round's deadline clock starts at
+      // its first draw anywhere: until the master has one, the shard asks it (a sync for slots starts it).
+      if (state.deadlineAt === null) return 'no_slots';
+      if (!this.drawSample(state.round, clientId, central.samplingRate))
+        return {
+          status: 'retry_later',
+          taskId: spec.taskId,
+          retryAfterSeconds: retrySeconds(state.deadlineAt - now + machine.CLOSING_RETRY_MS),
+          reason: 'not_sampled',
+        };
+    }
     if (state.assigned >= part.granted) return 'no_slots';
     const next = { ...state, assigned: state.assigned + 1 };
     this.task = { ...task, state: next };
@@ -173,7 +188,14 @@ export class RoundShard extends TaskAggregator {
       state = { ...state, deadlineAt: view.deadlineAt };
       part = { ...part, granted: part.granted + view.granted, reported: Math.max(part.reported, reported), masterStatus: view.status };
     }
-    const next: TaskState = { ...task, state, shard: part, pausedAt: view.pausedAt, stoppedAt: view.stoppedAt };
+    const next: TaskState = {
+      ...task,
+      state,
+      shard: part,
+      pausedAt: view.pausedAt,
+      stoppedAt: view.stoppedAt,
+      ...(view.privacy ? { privacy: view.privacy } : {}),
+    };
     this.task = next;
     this.commits.commit(() => {
       if (drop !== null) clearRound(this.host, drop);
@@ -190,7 +212,7 @@ export class RoundShard extends TaskAggregator {
    * durable, and the counts, ledger rows and rejections go to the master. Idempotent.
    */
   async seal(round: number): Promise<SealResult> {
-    const empty: SealResult = { round, assigned: 0, accepted: 0, totalWeight: 0, count: 0, rows: [], rejectedByCode: {} };
+    const empty: SealResult = { round, assigned: 0, accepted: 0, totalWeight: 0, count: 0, rows: [], rejectedByCode: {}, unclipped: 0 };
     this.faults.hit('seal');
     const task = this.task;
     if (!task?.shard) return empty; // no client ever came to this shard
@@ -215,6 +237,7 @@ export class RoundShard extends TaskAggregator {
       count: sum.count,
       rows: this.ledger.rowsOf(round),
       rejectedByCode: this.ledger.rejectionsOf(round),
+      unclipped: this.ledger.unclippedIn(round),
     };
   }
 
@@ -255,5 +278,6 @@ function viewOfRound(task: TaskState, round: number): ShardView {
     stoppedAt: stoppedAt ?? null,
     granted: 0,
     ended: null,
+    privacy: task.privacy ?? null,
   };
 }

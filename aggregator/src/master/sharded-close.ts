@@ -34,6 +34,7 @@ export interface ShardedHost extends CloseHost {
 export interface Collected {
   rows: LedgerRow[];
   rejectedByCode: Record<string, number>;
+  unclipped: number;
 }
 
 /** What a shard sends at a sync: its accepted count in `round`, the slots it keeps (its assignments), whether it wants more. */
@@ -50,7 +51,8 @@ export function syncShard(task: TaskState, index: number, sync: ShardSync, now: 
   let { state } = task;
   const book0 = bookFor(task.shards, state.round, spec.shards ?? 1);
   const assigning = state.status === 'open' && !isStopped(task) && !isPaused(task);
-  const { book, granted } = syncBook(book0, index, { ...sync, wantsSlots: sync.wantsSlots && assigning }, machine.assignmentCapacity(spec.rules));
+  const sampled = spec.privacy?.mode === 'central';
+  const { book, granted } = syncBook(book0, index, { ...sync, wantsSlots: sync.wantsSlots && assigning }, machine.assignmentCapacity(spec.rules), !sampled);
   // While the round runs, the master's `assigned` is the slots out on the shards; the close counts the shards' own.
   if (state.status === 'open') state = { ...state, assigned: total(book.granted) };
   if (granted > 0) state = { ...state, deadlineAt: state.deadlineAt ?? now + spec.rules.deadlineSeconds * 1000 };
@@ -58,7 +60,8 @@ export function syncShard(task: TaskState, index: number, sync: ShardSync, now: 
     // The master knows the round's count only from the reports: it closes at the goal they add up to.
     const reported = total(book.accepted);
     state = { ...state, accepted: reported };
-    if (reported >= spec.rules.clientsPerRound) state = { ...state, status: 'closing', closeReason: 'goal_reached' };
+    // Under central DP the round takes every sampled client's update until its deadline (as unsharded).
+    if (!sampled && reported >= spec.rules.clientsPerRound) state = { ...state, status: 'closing', closeReason: 'goal_reached' };
   }
   const next = { ...task, state, shards: book };
   return { task: next, view: viewOf(next, granted) };
@@ -67,7 +70,8 @@ export function syncShard(task: TaskState, index: number, sync: ShardSync, now: 
 export function viewOf(task: TaskState, granted: number): ShardView {
   const { round, status, baseVersion, openedAt, deadlineAt } = task.state;
   const ended = task.lastEnded ?? null;
-  return { round, status, baseVersion, openedAt, deadlineAt, pausedAt: task.pausedAt ?? null, stoppedAt: task.stoppedAt ?? null, granted, ended };
+  const privacy = task.privacy ?? null;
+  return { round, status, baseVersion, openedAt, deadlineAt, pausedAt: task.pausedAt ?? null, stoppedAt: task.stoppedAt ?? null, granted, ended, privacy };
 }
 
 /**
@@ -117,7 +121,7 @@ export async function closeSharded(host: ShardedHost, now: number, graceMs: numb
   for (const { seal } of sealed) for (const [code, n] of Object.entries(seal.rejectedByCode)) rejectedByCode[code] = (rejectedByCode[code] ?? 0) + n;
   const lost = total(missing.map((i) => book.accepted[i] ?? 0));
   if (missing.length > 0) rejectedByCode.shard_unreachable = lost;
-  host.setCollected({ rows: sealed.flatMap(({ seal }) => seal.rows), rejectedByCode });
+  host.setCollected({ rows: sealed.flatMap(({ seal }) => seal.rows), rejectedByCode, unclipped: total(sealed.map(({ seal }) => seal.unclipped)) });
   const accepted = total(sealed.map(({ seal }) => seal.accepted));
   const assigned = total(sealed.map(({ seal }) => seal.assigned));
   const current = host.state()!;

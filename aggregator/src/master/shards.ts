@@ -10,6 +10,7 @@
  * most once per `REPORT_MS`; the master closes the round at the goal or the deadline, seals every
  * shard, merges their partial sums in shard order and publishes. See docs/scale.md.
  */
+import type { PrivacyState } from '../privacy/mechanism.ts';
 import type { RoundRules, RoundStatus } from './round-machine.ts';
 
 /** A finished round of a sharded task, as the shards learn it: whether it was abandoned, and which shards it closed without. */
@@ -75,6 +76,8 @@ export interface ShardView {
   granted: number;
   /** How the master's last finished round ended. */
   ended: EndedRound | null;
+  /** DP tasks: the releases so far and this round's clip norm (the master's privacy state), which the shard's clients and checks follow. */
+  privacy: PrivacyState | null;
 }
 
 /** What a sealed shard hands the master for the close: its counts, ledger rows and the size of its partial sum. */
@@ -87,6 +90,8 @@ export interface SealResult {
   /** Its ledger rows of the round (ledger.ts' LedgerRow; spelt out so this module stays free of worker types). */
   rows: { client_id: string; num_examples: number; metrics: string | null; accepted_at: number }[];
   rejectedByCode: Record<string, number>;
+  /** Central DP with adaptive clipping: its updates that were within the clip norm before clipping. */
+  unclipped: number;
 }
 
 /** The master's book of the live round's shards. */
@@ -124,22 +129,24 @@ export function syncBook(
   index: number,
   sync: { round: number; accepted: number; holding: number; wantsSlots: boolean },
   capacity: number,
+  capped = true,
 ): { book: ShardBook; granted: number } {
   const next: ShardBook = { ...book, granted: [...book.granted], accepted: [...book.accepted] };
   if (sync.round === book.round) {
     next.accepted[index] = Math.max(next.accepted[index] ?? 0, sync.accepted);
     next.granted[index] = sync.holding;
   }
-  const left = capacity - total(next.granted);
+  // Uncapped (DP's Poisson sampling: every drawn client joins), blocks only bound how often a shard asks.
+  const left = capped ? capacity - total(next.granted) : capacity;
   const granted = sync.wantsSlots && left > 0 ? Math.min(left, slotBlock(capacity, next.granted.length, left)) : 0;
   next.granted[index] = (next.granted[index] ?? 0) + granted;
   return { book: next, granted };
 }
 
-/** Why `shards` does not fit the task, or null: robust strategies and FedBuff need every update in one object, secure aggregation and DP their one close. */
+/** Why `shards` does not fit the task, or null: robust strategies and FedBuff need every update in one object, secure aggregation its one unmasking. */
 export function shardingMisfit(
   shards: number,
-  task: { keepsUpdates: boolean; asynchronous: boolean; secureAggregation: boolean; privacy: boolean },
+  task: { keepsUpdates: boolean; asynchronous: boolean; secureAggregation: boolean },
   rules: RoundRules,
 ): string | null {
   if (!Number.isInteger(shards) || shards < 1 || shards > MAX_SHARDS) return `shards must be an integer from 1 to ${MAX_SHARDS}, or "auto"`;
@@ -148,7 +155,6 @@ export function shardingMisfit(
     return `this strategy reads every stored update of a round (median, trimmed mean, Krum): it runs on one object, so shards must be 1, not ${shards}`;
   if (task.asynchronous) return `FedBuff keeps one buffer of updates: shards must be 1, not ${shards}`;
   if (task.secureAggregation) return `secure aggregation unmasks one sum in one object: shards must be 1, not ${shards}`;
-  if (task.privacy) return `differential privacy accounts for one round in one object: shards must be 1, not ${shards} (sharded DP rounds are not built yet)`;
   if (shards > Math.ceil(rules.clientsPerRound * rules.overSelection))
     return `shards (${shards}) exceeds the round's assignments (${Math.ceil(rules.clientsPerRound * rules.overSelection)}): some shard would never serve a client`;
   return null;

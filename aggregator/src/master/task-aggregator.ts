@@ -114,6 +114,7 @@ export class TaskAggregator extends DurableObject<Env> {
       },
       rows: (round) => this.collected?.rows ?? this.ledger.rowsOf(round),
       rejections: (round) => this.collected?.rejectedByCode ?? this.ledger.rejectionsOf(round),
+      unclippedIn: (round) => this.collected?.unclipped ?? this.ledger.unclippedIn(round),
       shard: (index) => this.shardStub(index),
       setCollected: (c) => {
         this.collected = c;
@@ -240,7 +241,7 @@ export class TaskAggregator extends DurableObject<Env> {
    * A DP task's Poisson draw of this client for this round: taken once, from the secure source, and
    * kept (committed before the answer leaves), so checking in again cannot draw again.
    */
-  private drawSample(round: number, clientId: string, rate: number): boolean {
+  protected drawSample(round: number, clientId: string, rate: number): boolean {
     const prior = this.ledger.sampling(round, clientId);
     if (prior !== undefined) return prior;
     const selected = this.uniform.next() < rate;

@@ -128,9 +128,8 @@ function checkTaskDefinition(body: z.infer<typeof CreateTaskSchema>): { spec: Ta
     keepsUpdates: strategy.keeps === 'updates',
     asynchronous: strategy.asynchronous !== undefined,
     secureAggregation: !!secureAggregation,
-    privacy: !!privacy,
   };
-  const oneObject = needs.keepsUpdates || needs.asynchronous || needs.secureAggregation || needs.privacy;
+  const oneObject = needs.keepsUpdates || needs.asynchronous || needs.secureAggregation;
   const shards = body.shards === 'auto' ? (oneObject ? 1 : autoShards(assignmentCapacity(rules))) : body.shards;
   const shardMisfit = shardingMisfit(shards, needs, rules);
   if (shardMisfit) throw new ApiError('invalid_sharding', shardMisfit);
