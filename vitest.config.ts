@@ -9,6 +9,9 @@ import { defineConfig } from 'vitest/config';
  */
 export default defineConfig({
   test: {
+    // Two files at a time (vitest's default on 2 cores is 1): most files wait on wrangler dev or
+    // workerd, so the suite takes about half as long.
+    maxWorkers: 2,
     projects: [
       {
         plugins: [
