@@ -17,7 +17,7 @@
  * and time inside workerd itself. Clients retry what is safe (429 with Retry-After, 503,
  * connection resets) with the same bytes: the ledger makes that idempotent.
  */
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -27,6 +27,7 @@ import { concatTensors, decodeTensors, encodeRawTensors, encodeTensors, splitFla
 import { findFreePort, startLocalServer } from '../../aggregator/scripts/lib/local-server.mjs';
 import { rng } from '../shared/random.ts';
 import { denseTopology } from '../shared/topology.ts';
+import { workerdRss } from './workerd-rss.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -71,28 +72,6 @@ function seeded(seed: number, n: number, scale: number): Float32Array {
   const out = new Float32Array(n);
   for (let i = 0; i < n; i++) out[i] = (next() * 2 - 1) * scale;
   return out;
-}
-
-/**
- * RSS and anonymous RSS (heap, not cached file pages) of the workerd processes in wrangler's
- * process group `pgid` (not other aggregators running on the machine).
- */
-function workerdRss(pgid: number): { rss: number; anon: number } {
-  const total = { rss: 0, anon: 0 };
-  for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
-    try {
-      if (!readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('workerd')) continue;
-      // /proc/<pid>/stat: "pid (comm) state ppid pgrp ..."; comm may hold spaces, so split after ')'
-      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[2]) !== pgid) continue;
-      const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-      total.rss += Number(status.match(/VmRSS:\s+(\d+) kB/)?.[1] ?? 0) * 1024;
-      total.anon += Number(status.match(/RssAnon:\s+(\d+) kB/)?.[1] ?? 0) * 1024;
-    } catch {
-      /* process ended */
-    }
-  }
-  return total;
 }
 
 const stateDir = mkdtempSync(join(tmpdir(), 'fedge-bench-'));

@@ -14,7 +14,7 @@
  * load generator: S > 1 cannot show Cloudflare's parallelism, only what sharding costs and that a
  * 10,000-client round goes through (docs/scale.md models the rest).
  */
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -23,6 +23,7 @@ import { concatTensors, decodeTensors, encodeTensors, splitFlat } from '#protoco
 import { findFreePort, startLocalServer } from '../../aggregator/scripts/lib/local-server.mjs';
 import { rng } from '../shared/random.ts';
 import { denseTopology } from '../shared/topology.ts';
+import { workerdRss } from './workerd-rss.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -50,22 +51,6 @@ const tensors = [
 function seeded(seed: number, n: number, scale: number): Float32Array {
   const next = rng(seed);
   return Float32Array.from({ length: n }, () => (next() * 2 - 1) * scale);
-}
-
-/** RSS of the workerd processes in wrangler's process group `pgid`. */
-function workerdRss(pgid: number): number {
-  let total = 0;
-  for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
-    try {
-      if (!readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('workerd')) continue;
-      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[2]) !== pgid) continue;
-      total += Number(readFileSync(`/proc/${pid}/status`, 'utf8').match(/VmRSS:\s+(\d+) kB/)?.[1] ?? 0) * 1024;
-    } catch {
-      /* process ended */
-    }
-  }
-  return total;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -137,9 +122,9 @@ async function run(shards: number): Promise<Record<string, unknown>> {
     const checkInMs: number[] = [];
     const stats = { roundFull: 0 };
     const ackMs: number[] = [];
-    let peakRss = workerdRss(server.pid);
+    let peakRss = workerdRss(server.pid).rss;
     const sampler = setInterval(() => {
-      peakRss = Math.max(peakRss, workerdRss(server.pid));
+      peakRss = Math.max(peakRss, workerdRss(server.pid).rss);
     }, 50);
     const t0 = performance.now();
     let lastAck = 0;

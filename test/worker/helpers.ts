@@ -1,5 +1,7 @@
 /** @module Helpers for the in-runtime tests: a tiny model, tasks, clients, updates, all over real HTTP routes. */
 import { env, SELF } from 'cloudflare:test';
+import { expect } from 'vitest';
+import { clipToNorm } from '#protocol/dp.ts';
 import { UPDATE_META } from '#protocol/messages.ts';
 import { concatTensors, decodeTensors, encodeTensors, splitFlat, type WireTensor } from '#protocol/safetensors.ts';
 import { rng } from '../shared/random.ts';
@@ -132,4 +134,30 @@ export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   let m = 0;
   for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
   return m;
+}
+
+/** base + the mean of the updates clipped to norm S (what central DP publishes before its noise), in float64. */
+export function clippedMean(base: Float32Array, deltas: Float32Array[], S: number, m: number): Float64Array {
+  const clipped = deltas.map((d) => {
+    const c = d.slice();
+    clipToNorm(c, S);
+    return c;
+  });
+  return Float64Array.from(base, (b, i) => b + clipped.reduce((a, c) => a + c[i]!, 0) / m);
+}
+
+/**
+ * Asserts that `published` − `expected` is Gaussian noise of scale `sigma` on the NUM_PARAMS
+ * coordinates: each within 6σ, and Σ noise² / σ² (χ² with 15 degrees of freedom) within [1.5, 50]
+ * (99.998%), so the noise is there, once, at its scale.
+ */
+export function expectNoise(published: Float32Array, expected: Float64Array, sigma: number): void {
+  let sq = 0;
+  for (let i = 0; i < NUM_PARAMS; i++) {
+    const noise = published[i]! - expected[i]!;
+    expect(Math.abs(noise)).toBeLessThan(6 * sigma);
+    sq += noise * noise;
+  }
+  expect(sq / sigma ** 2).toBeGreaterThan(1.5);
+  expect(sq / sigma ** 2).toBeLessThan(50);
 }

@@ -12,8 +12,10 @@ import {
   base64,
   type Client,
   checkIn,
+  clippedMean,
   downloadWeights,
   encodeUpdate,
+  expectNoise,
   initialWeights,
   NUM_PARAMS,
   randomDelta,
@@ -135,22 +137,7 @@ describe('central DP-FedAvg', () => {
 
     const w = await downloadWeights(task.id, 1);
     const base = initialWeights();
-    const clipped = deltas.map((d) => {
-      const c = d.slice();
-      clipToNorm(c, S);
-      return c;
-    });
-    const sigma = (z * S) / 3; // noise on the mean: z·S / m
-    let sq = 0;
-    for (let i = 0; i < NUM_PARAMS; i++) {
-      const expected = base[i]! + (clipped[0]![i]! + clipped[1]![i]! + clipped[2]![i]!) / 3;
-      const noise = w[i]! - expected;
-      expect(Math.abs(noise)).toBeLessThan(6 * sigma);
-      sq += noise * noise;
-    }
-    // The noise is there, at its scale: Σ noise² / σ² is χ² with 15 degrees of freedom (99.998% within [1.5, 50]).
-    expect(sq / sigma ** 2).toBeGreaterThan(1.5);
-    expect(sq / sigma ** 2).toBeLessThan(50);
+    expectNoise(w, clippedMean(base, deltas, S, 3), (z * S) / 3); // noise on the mean: z·S / m
     // The unclipped example-weighted mean is far away: the server did clip, with equal weights.
     const raw = Float64Array.from(base, (b, i) => b + (10 * deltas[0]![i]! + 11 * deltas[1]![i]! + 12 * deltas[2]![i]!) / 33);
     expect(Math.max(...Array.from(w, (x, i) => Math.abs(x - raw[i]!)))).toBeGreaterThan(0.5);

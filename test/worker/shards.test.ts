@@ -5,7 +5,6 @@
  */
 import { env, evictDurableObject, runDurableObjectAlarm, runInDurableObject } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
-import { clipToNorm } from '#protocol/dp.ts';
 import { encodeTensors } from '#protocol/safetensors.ts';
 import type { RoundShard } from '../../aggregator/src/master/round-shard.ts';
 import { shardName, shardOf } from '../../aggregator/src/master/shards.ts';
@@ -17,9 +16,11 @@ import {
   base64,
   type Client,
   checkIn,
+  clippedMean,
   createTask,
   downloadWeights,
   encodeUpdate,
+  expectNoise,
   fedavgReference,
   initialWeights,
   maxAbsDiff,
@@ -255,21 +256,7 @@ describe('differential privacy in a sharded round', () => {
     await untilEnded(id, 2);
 
     const w = await downloadWeights(id, 1);
-    const clipped = deltas.map((d) => {
-      const c = d.slice();
-      clipToNorm(c, S);
-      return c;
-    });
-    const sigma = (z * S) / 4; // noise on the mean: z·S / m
-    let sq = 0;
-    for (let i = 0; i < 15; i++) {
-      const noise = w[i]! - (initialWeights()[i]! + clipped.reduce((a, c) => a + c[i]!, 0) / 4);
-      expect(Math.abs(noise)).toBeLessThan(6 * sigma);
-      sq += noise * noise;
-    }
-    // Noised once, at its scale: Σ noise² / σ² is χ² with 15 degrees of freedom (99.998% within [1.5, 50]).
-    expect(sq / sigma ** 2).toBeGreaterThan(1.5);
-    expect(sq / sigma ** 2).toBeLessThan(50);
+    expectNoise(w, clippedMean(initialWeights(), deltas, S, 4), (z * S) / 4); // noised once, on the mean: z·S / m
     const manifest = await (await api(`/tasks/${id}/models/1`, { headers: ADMIN })).json<any>();
     expect(manifest).toMatchObject({ participants: 4, metrics: null, privacy: { mode: 'central', rounds: 1, noiseMultiplier: z, clipNorm: S } });
     const after = await (await api(`/tasks/${id}`, { headers: ADMIN })).json<any>();

@@ -16,6 +16,7 @@ import * as lifecycle from './lifecycle.ts';
 import { budgetExhausted } from './privacy.ts';
 import { clearRound } from './publish.ts';
 import * as machine from './round-machine.ts';
+import { viewOf } from './sharded-close.ts';
 import { REPORT_MS, type SealResult, type ShardView, shardOf } from './shards.ts';
 import { TaskAggregator } from './task-aggregator.ts';
 import { retrySeconds, type TaskState } from './task-spec.ts';
@@ -41,7 +42,6 @@ export class RoundShard extends TaskAggregator {
   private async attach(taskId: string, clientId: string): Promise<void> {
     const config = await this.master(taskId).shardConfig();
     if (!config || this.task) return;
-    const count = config.spec.shards ?? 1;
     this.task = {
       spec: config.spec,
       plan: config.plan,
@@ -49,7 +49,7 @@ export class RoundShard extends TaskAggregator {
       state: { ...machine.openRound(0, 0, Date.now()), status: 'closed' },
       latestVersion: 0,
       latestKey: '',
-      shard: { index: shardOf(clientId, count), count, granted: 0, reported: 0, masterStatus: 'closed' },
+      shard: { index: shardOf(clientId, config.spec.shards ?? 1), granted: 0, reported: 0, masterStatus: 'closed' },
     };
     this.commits.commit();
   }
@@ -64,10 +64,8 @@ export class RoundShard extends TaskAggregator {
     }
     if (answer !== 'no_slots') return answer;
     // Every slot of the round is out, on this shard or others; theirs unused come back at their next
-    // report, so the client is asked back soon (unless the deadline is nearer).
-    const { state, spec } = this.task;
-    const wait = Math.min(FULL_RETRY_MS, state.deadlineAt === null ? FULL_RETRY_MS : state.deadlineAt - Date.now());
-    return { status: 'retry_later', taskId: spec.taskId, retryAfterSeconds: retrySeconds(Math.max(1_000, wait)), reason: 'round_full' };
+    // report, so the client is asked back soon.
+    return { status: 'retry_later', taskId: this.task.spec.taskId, retryAfterSeconds: retrySeconds(FULL_RETRY_MS), reason: 'round_full' };
   }
 
   /** The check-in answer from what this shard knows now (no await), or `no_slots` when it must ask the master for more. */
@@ -219,7 +217,7 @@ export class RoundShard extends TaskAggregator {
     if (this.commits.size > 0) this.commits.commit();
     if (task.state.round < round) {
       // This shard never heard of the round, so it holds nothing of it; it must not open it later.
-      this.apply(viewOfRound(task, round), 0);
+      this.apply(viewOf({ ...task, state: { ...task.state, round, status: 'closing', openedAt: Date.now(), deadlineAt: null } }, 0), 0);
       return empty;
     }
     if (task.state.round > round) throw new Error(`shard ${task.shard.index} is at round ${task.state.round}; round ${round} is over`);
@@ -264,20 +262,4 @@ export class RoundShard extends TaskAggregator {
   private master(taskId: string) {
     return this.env.AGGREGATOR.get(this.env.AGGREGATOR.idFromName(taskId));
   }
-}
-
-function viewOfRound(task: TaskState, round: number): ShardView {
-  const { pausedAt, stoppedAt } = task;
-  return {
-    round,
-    status: 'closing',
-    baseVersion: task.state.baseVersion,
-    openedAt: Date.now(),
-    deadlineAt: null,
-    pausedAt: pausedAt ?? null,
-    stoppedAt: stoppedAt ?? null,
-    granted: 0,
-    ended: null,
-    privacy: task.privacy ?? null,
-  };
 }

@@ -53,13 +53,12 @@ export function syncShard(task: TaskState, index: number, sync: ShardSync, now: 
   const assigning = state.status === 'open' && !isStopped(task) && !isPaused(task);
   const sampled = spec.privacy?.mode === 'central';
   const { book, granted } = syncBook(book0, index, { ...sync, wantsSlots: sync.wantsSlots && assigning }, machine.assignmentCapacity(spec.rules), !sampled);
-  // While the round runs, the master's `assigned` is the slots out on the shards; the close counts the shards' own.
-  if (state.status === 'open') state = { ...state, assigned: total(book.granted) };
   if (granted > 0) state = { ...state, deadlineAt: state.deadlineAt ?? now + spec.rules.deadlineSeconds * 1000 };
   if (state.status === 'open') {
-    // The master knows the round's count only from the reports: it closes at the goal they add up to.
+    // While the round runs, the master's `assigned` is the slots out on the shards (the close counts
+    // the shards' own), and it knows the round's count only from the reports: it closes at the goal they add up to.
     const reported = total(book.accepted);
-    state = { ...state, accepted: reported };
+    state = { ...state, assigned: total(book.granted), accepted: reported };
     // Under central DP the round takes every sampled client's update until its deadline (as unsharded).
     if (!sampled && reported >= spec.rules.clientsPerRound) state = { ...state, status: 'closing', closeReason: 'goal_reached' };
   }
@@ -103,13 +102,11 @@ export async function closeSharded(host: ShardedHost, now: number, graceMs: numb
     host.setState(task);
     host.commits.commit();
   }
-  const seals = await Promise.all(
-    Array.from({ length: shards }, (_, i) =>
-      host
-        .shard(i)
-        .seal(round)
-        .catch(() => null),
-    ),
+  const seals = await eachShard(shards, (i) =>
+    host
+      .shard(i)
+      .seal(round)
+      .catch(() => null),
   );
   const missing = seals.flatMap((s, i) => (s === null ? [i] : []));
   if (missing.length > 0 && now < book.sealingSince! + graceMs) return Math.min(now + 1_000, book.sealingSince! + graceMs);
@@ -160,19 +157,27 @@ async function mergeShards(host: ShardedHost, sealed: { index: number; seal: Sea
   return merged;
 }
 
-/** Tells every shard the round moved on (best effort: a shard that misses it learns at its next sync). */
+/** Records how the round ended and tells every shard the next one. */
 async function advanceShards(host: ShardedHost, abandoned: boolean, missing: number[]): Promise<void> {
   const task = host.state()!;
-  const ended = { round: task.state.round - 1, abandoned, missing };
-  host.setState({ ...task, lastEnded: ended });
+  host.setState({ ...task, lastEnded: { round: task.state.round - 1, abandoned, missing } });
   host.commits.commit();
-  const view = viewOf(host.state()!, 0);
-  await Promise.all(
-    Array.from({ length: task.spec.shards ?? 1 }, (_, i) =>
-      host
-        .shard(i)
-        .advance(view)
-        .catch(() => {}),
-    ),
+  await tellShards(host);
+}
+
+/** Pushes the live round and the lifecycle to every shard (best effort: a shard that misses it learns at its next sync). */
+export async function tellShards(host: Pick<ShardedHost, 'state' | 'shard'>): Promise<void> {
+  const task = host.state()!;
+  const view = viewOf(task, 0);
+  await eachShard(task.spec.shards ?? 1, (i) =>
+    host
+      .shard(i)
+      .advance(view)
+      .catch(() => {}),
   );
+}
+
+/** `call` for every shard index of a task with `shards` shards, in parallel, its answers in shard order. */
+export function eachShard<T>(shards: number, call: (index: number) => Promise<T>): Promise<T[]> {
+  return Promise.all(Array.from({ length: shards }, (_, i) => call(i)));
 }

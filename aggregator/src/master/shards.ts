@@ -11,7 +11,7 @@
  * shard, merges their partial sums in shard order and publishes. See docs/scale.md.
  */
 import type { PrivacyState } from '../privacy/mechanism.ts';
-import type { RoundRules, RoundStatus } from './round-machine.ts';
+import { assignmentCapacity, type RoundRules, type RoundStatus } from './round-machine.ts';
 
 /** A finished round of a sharded task, as the shards learn it: whether it was abandoned, and which shards it closed without. */
 export interface EndedRound {
@@ -155,7 +155,7 @@ export function shardingMisfit(
     return `this strategy reads every stored update of a round (median, trimmed mean, Krum): it runs on one object, so shards must be 1, not ${shards}`;
   if (task.asynchronous) return `FedBuff keeps one buffer of updates: shards must be 1, not ${shards}`;
   if (task.secureAggregation) return `secure aggregation unmasks one sum in one object: shards must be 1, not ${shards}`;
-  if (shards > Math.ceil(rules.clientsPerRound * rules.overSelection))
-    return `shards (${shards}) exceeds the round's assignments (${Math.ceil(rules.clientsPerRound * rules.overSelection)}): some shard would never serve a client`;
+  const capacity = assignmentCapacity(rules);
+  if (shards > capacity) return `shards (${shards}) exceeds the round's assignments (${capacity}): some shard would never serve a client`;
   return null;
 }

@@ -29,7 +29,7 @@ import * as machine from './round-machine.ts';
 import { RoundStore } from './round-store.ts';
 import { clientSecAgg, type SecureAggregation, secAggCapacity } from './secagg-config.ts';
 import { openSecAgg, type Refusal, SecAggRounds } from './secagg-round.ts';
-import { type Collected, closeSharded, type ShardCalls, type ShardedHost, type ShardSync, syncShard, viewOf } from './sharded-close.ts';
+import { type Collected, closeSharded, eachShard, type ShardCalls, type ShardedHost, type ShardSync, syncShard, tellShards } from './sharded-close.ts';
 import { SEAL_GRACE_MS, type ShardView, shardName } from './shards.ts';
 import { envNumber, type LiveRound, liveRound, retrySeconds, storedEncoding, type TaskSpec, type TaskState } from './task-spec.ts';
 import { type Admission, type Failure, fail, type SubmitResult, type UploadHost, Uploads } from './uploads.ts';
@@ -162,7 +162,6 @@ export class TaskAggregator extends DurableObject<Env> {
     if (lifecycle.isPaused(task)) return lifecycle.pausedAnswer(task);
     const { state, spec } = task;
     const taskId = spec.taskId;
-    const assigned = (round: number, baseVersion: number, deadlineAt: number | null) => this.assignment(round, baseVersion, deadlineAt);
     const prior = this.priorAnswer(clientId);
     if (prior) return prior;
     const now = Date.now();
@@ -192,7 +191,7 @@ export class TaskAggregator extends DurableObject<Env> {
     if (task.secagg) this.secagg.assigned(now);
     this.commits.commit(() => this.ledger.assign(next.round, clientId, now));
     if (state.deadlineAt === null) await this.scheduleAlarm();
-    return assigned(next.round, next.baseVersion, this.task.state.deadlineAt);
+    return this.assignment(next.round, next.baseVersion, this.task.state.deadlineAt);
   }
 
   /** The assignment to `round` a checking-in client gets: the plan, and what the task asks of its update. */
@@ -294,7 +293,7 @@ export class TaskAggregator extends DurableObject<Env> {
     const refusal = this.task && lifecycle.deletable(this.task);
     if (refusal) return refusal;
     const shards = this.task?.spec.shards ?? 1;
-    if (shards > 1) await Promise.all(Array.from({ length: shards }, (_, i) => this.shardStub(i).destroy()));
+    if (shards > 1) await eachShard(shards, (i) => this.shardStub(i).destroy());
     await this.ctx.storage.deleteAlarm();
     await this.ctx.storage.deleteAll();
     this.task = null;
@@ -309,7 +308,7 @@ export class TaskAggregator extends DurableObject<Env> {
     this.task = next;
     this.commits.commit();
     await this.scheduleAlarm();
-    await this.tellShards();
+    if ((next.spec.shards ?? 1) > 1) await tellShards(this.host);
     return this.status();
   }
 
@@ -361,21 +360,6 @@ export class TaskAggregator extends DurableObject<Env> {
     this.commits.commit();
     if (next.state !== task.state) await this.scheduleAlarm();
     return view;
-  }
-
-  /** Pushes the live round and the lifecycle to the shards (best effort: each learns at its next sync otherwise). */
-  private async tellShards(): Promise<void> {
-    const task = this.task;
-    const shards = task?.spec.shards ?? 1;
-    if (!task || shards <= 1) return;
-    const view = viewOf(task, 0);
-    await Promise.all(
-      Array.from({ length: shards }, (_, i) =>
-        this.shardStub(i)
-          .advance(view)
-          .catch(() => {}),
-      ),
-    );
   }
 
   private shardStub(index: number): ShardCalls & { destroy(): Promise<unknown> } {

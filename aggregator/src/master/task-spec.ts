@@ -99,7 +99,6 @@ export interface TaskState {
 /** What a shard keeps of its place in the task (its round counts are in `TaskState.state`). */
 export interface ShardPart {
   index: number;
-  count: number;
   /** Assignment slots the master granted it in the live round. */
   granted: number;
   /** The accepted count it last reported to the master. */
