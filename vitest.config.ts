@@ -25,6 +25,10 @@ export default defineConfig({
                 UPLOAD_IDLE_SECONDS: '1',
                 // A sharded round waits 1 s (30 s by default) for a shard that cannot be sealed.
                 SHARD_SEAL_GRACE_SECONDS: '1',
+                // Models above 2M parameters are split into ranges of 1,376,256 (5.25 MiB parts, R2's
+                // smallest are 5 MiB): a 3M-parameter model has three ranges (4M and 2,097,152 by default).
+                RANGED_ABOVE_PARAMS: '2000000',
+                RANGE_PARAMS: '1376256',
                 TEST_MIGRATIONS: await readD1Migrations('./migrations'),
               },
             },

@@ -3,6 +3,7 @@
  */
 import { createApp } from './api/app.ts';
 
+export { RangeAggregator } from './master/range-aggregator.ts';
 export { RoundShard } from './master/round-shard.ts';
 export { TaskAggregator } from './master/task-aggregator.ts';
 

@@ -1,6 +1,7 @@
 /**
  * @module What the operator's calls return (FedgeAdmin): task summaries, enrollment keys and identity providers.
  */
+import type { ChunkedUpload } from './protocol/chunked.ts';
 import type { UpdateEncoding } from './protocol/encoding.ts';
 import type { TensorManifestEntry, TrainingPlan } from './protocol/messages.ts';
 
@@ -117,6 +118,8 @@ export interface Task extends TaskSummary {
   updateEncoding: UpdateEncoding;
   /** Aggregator shards a round is spread over (1: the master alone). */
   shards: number;
+  /** A model split into parameter ranges: how its updates go in chunks (the SDK does it by itself); null: whole. */
+  chunked: ChunkedUpload | null;
   maxUpdateBytes: number;
   maxClients: number;
   currentRound: LiveRound | null;

@@ -5,11 +5,13 @@
  * Each step is usable on its own; `participate()` does a whole round in one call.
  */
 import type * as tf from '@tensorflow/tfjs';
+import { ChunkedUploads } from './chunked-upload.ts';
 import { type EnrolledCredentials, type EnrollOptions, requestEnrollment } from './enroll.ts';
 import { FedgeError, LateUpdateError, RoundAbandonedError } from './errors.ts';
 import { Http, type Logger, sleep } from './internal/http.ts';
 import { versionLoadHandler } from './io.ts';
 import { privatizeUpdate, type UpdatePrivacy } from './privacy.ts';
+import type { ChunkedUpload } from './protocol/chunked.ts';
 import { encodeUpdate, type UpdateEncoding } from './protocol/encoding.ts';
 import type { CheckInResponse, ClientPrivacy, ModelManifest, TensorManifestEntry, TrainingPlan, UpdateAck } from './protocol/messages.ts';
 import { UPDATE_META } from './protocol/messages.ts';
@@ -100,6 +102,11 @@ export interface SubmitArgs {
    * `round` was told, else float32.
    */
   encoding?: UpdateEncoding | undefined;
+  /**
+   * For a model split into parameter ranges (the assignment's `chunked`): send Δ in these chunks,
+   * then commit it. Default: what this client's check-in for `round` was told, else one request.
+   */
+  chunked?: ChunkedUpload | undefined;
   signal?: AbortSignal | undefined;
 }
 
@@ -162,6 +169,9 @@ export class FedgeClient {
   /** What DP tasks asked of each assigned round's update (recent rounds only). */
   private readonly roundPrivacy = new Map<number, ClientPrivacy>();
   private readonly roundEncoding = new Map<number, UpdateEncoding>();
+  private readonly roundChunked = new Map<number, ChunkedUpload>();
+  /** Chunked updates under way (models split into parameter ranges): what each round's server already holds. */
+  private readonly chunks: ChunkedUploads;
 
   constructor(options: FedgeClientOptions) {
     if (!options.baseUrl || !options.taskId || !options.token) throw new FedgeError('invalid_options', 'FedgeClient needs baseUrl, taskId and token');
@@ -177,6 +187,7 @@ export class FedgeClient {
       logger: options.logger,
       onTraffic: options.onTraffic,
     });
+    this.chunks = new ChunkedUploads(this.http, this.base);
   }
 
   /**
@@ -236,6 +247,10 @@ export class FedgeClient {
     if (r.status === 'assigned' && r.updateEncoding) {
       this.roundEncoding.set(r.round, r.updateEncoding);
       for (const round of this.roundEncoding.keys()) if (round < r.round - 8) this.roundEncoding.delete(round);
+    }
+    if (r.status === 'assigned' && r.chunked) {
+      this.roundChunked.set(r.round, r.chunked);
+      for (const round of this.roundChunked.keys()) if (round < r.round - 8) this.roundChunked.delete(round);
     }
     return r;
   }
@@ -382,6 +397,13 @@ export class FedgeClient {
 
   /** `submitUpdate`, with what a DP task's clipping and noise did to the update. */
   private async submitPrivately(args: SubmitArgs): Promise<{ ack: UpdateAck; privacy: UpdatePrivacy | null }> {
+    const chunked = args.chunked ?? this.roundChunked.get(args.round);
+    if (chunked) {
+      // Large models take no DP (the task could not be created with it): Δ goes as it is, in chunks.
+      const encoding = args.encoding ?? this.roundEncoding.get(args.round) ?? 'float32';
+      const ack = await this.chunks.submit({ ...args, encoding, layout: chunked });
+      return { ack, privacy: null };
+    }
     const { manifest } = await this.getWeights(args.baseVersion, args.signal ? { signal: args.signal } : {});
     const metadata: Record<string, string> = { [UPDATE_META.baseVersion]: String(args.baseVersion), [UPDATE_META.numExamples]: String(args.numExamples) };
     const dp = args.privacy ?? this.roundPrivacy.get(args.round);

@@ -17,7 +17,15 @@ declare module 'vitest' {
 
 export default async function setup(project: TestProject) {
   const stateDir = mkdtempSync(join(tmpdir(), 'fedge-node-tests-'));
-  const server = await startLocalServer({ port: await findFreePort(), stateDir, adminToken: 'node-tests-admin', onOutput: () => {} });
+  // Models above 2M parameters are split into ranges of 1,376,256 here (4M and 2,097,152 by
+  // default), so the SDK's chunked uploads are tested on a model tfjs trains in a second.
+  const server = await startLocalServer({
+    port: await findFreePort(),
+    stateDir,
+    adminToken: 'node-tests-admin',
+    onOutput: () => {},
+    extraArgs: ['--var', 'RANGED_ABOVE_PARAMS:2000000', '--var', 'RANGE_PARAMS:1376256'],
+  });
   project.provide('fedgeUrl', server.url);
   project.provide('fedgeAdminToken', server.adminToken);
   return async () => {

@@ -278,6 +278,47 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/tasks/{taskId}/rounds/{round}/update/chunks/{index}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /**
+         * Send one chunk of a chunked update (models split into parameter ranges; idempotent: a retry with the same bytes answers the same)
+         * @description For tasks whose assignment has `chunked` = {chunkParams, chunks}: chunk k is parameters [k·chunkParams, min((k+1)·chunkParams, numParams)) of the flat update Δ (the model’s tensors end to end, in the task’s order).
+         *
+         *     - **Body**: one safetensors message (`application/octet-stream`) holding one tensor `delta` of the chunk’s length in the task’s `updateEncoding` (`F32`, `F16`, or `I8` plus the `F32` tensor `#scales`, one scale per 256 parameters of the chunk).
+         *     - **`__metadata__`**: `fedge.base_version` (the assignment’s `baseVersion`) and `fedge.chunk` (k).
+         *     - Chunks may be sent in any order and in parallel; a chunk already stored with the same bytes answers `replayed: true`, with other bytes `duplicate_conflict`. Then commit the update (`POST …/update/commit`).
+         */
+        put: operations["submitChunk"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/tasks/{taskId}/rounds/{round}/update/commit": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Commit a chunked update once every chunk is stored: its acceptance (idempotent: a retry returns the same ack) */
+        post: operations["commitChunkedUpdate"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/tasks/{taskId}/rounds/{round}/secagg/keys": {
         parameters: {
             query?: never;
@@ -684,6 +725,7 @@ export interface components {
             updateEncoding: components["schemas"]["UpdateEncoding"];
             /** @description Aggregator shards a round is spread over (1: the master alone) */
             shards: number;
+            chunked: components["schemas"]["ChunkedUpload"];
             /** @description What the task has spent of its privacy (null: no DP) */
             privacySpent: {
                 /** @description Versions released under DP so far */
@@ -909,6 +951,13 @@ export interface components {
          * @enum {string}
          */
         UpdateEncoding: "float32" | "float16" | "int8";
+        /** @description A model split into parameter ranges: how its updates are sent in chunks (null: whole) */
+        ChunkedUpload: {
+            /** @description Parameters per chunk (the last chunk holds the rest) */
+            chunkParams: number;
+            /** @description Chunks of one update */
+            chunks: number;
+        } | null;
         LiveRound: {
             round: number;
             /** @enum {string} */
@@ -1096,7 +1145,7 @@ export interface components {
                  * @description Stable error code (README: error codes)
                  * @enum {string}
                  */
-                code: "not_assigned" | "round_closed" | "round_abandoned" | "base_version_mismatch" | "stale_update" | "task_stopped" | "task_not_stopped" | "privacy_budget_exhausted" | "client_revoked" | "enrollment_limit_reached" | "secure_aggregation_required" | "secagg_not_enabled" | "secagg_wrong_round" | "secagg_out_of_phase" | "secagg_conflict" | "duplicate_conflict";
+                code: "not_assigned" | "round_closed" | "round_abandoned" | "base_version_mismatch" | "stale_update" | "task_stopped" | "task_not_stopped" | "privacy_budget_exhausted" | "client_revoked" | "enrollment_limit_reached" | "secure_aggregation_required" | "chunked_upload_required" | "update_incomplete" | "secagg_not_enabled" | "secagg_wrong_round" | "secagg_out_of_phase" | "secagg_conflict" | "duplicate_conflict";
                 /** @description For people: what failed and why */
                 message: string;
             };
@@ -1273,6 +1322,7 @@ export interface components {
             privacy?: components["schemas"]["ClientPrivacy"];
             secureAggregation?: components["schemas"]["ClientSecAgg"];
             updateEncoding?: components["schemas"]["UpdateEncoding"] & unknown;
+            chunked?: components["schemas"]["ChunkedUpload"] & unknown;
         } | {
             /** @enum {string} */
             status: "retry_later";
@@ -1341,6 +1391,23 @@ export interface components {
                 /** @description For people: what failed and why */
                 message: string;
             };
+        };
+        ChunkAck: {
+            round: number;
+            index: number;
+            /** @description SHA-256 (hex) of the stored chunk: the commit names it */
+            bodySha256: string;
+            /** @description This chunk had already been stored with these bytes */
+            replayed: boolean;
+        };
+        ChunkCommit: {
+            baseVersion: number;
+            numExamples: number;
+            metrics?: {
+                [key: string]: number;
+            };
+            /** @description Each chunk's SHA-256 (hex, as its ack said), in chunk order */
+            chunks: string[];
         };
         SecAggAccepted: {
             /** @enum {string} */
@@ -1940,7 +2007,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error404"];
                 };
             };
-            /** @description Error: `not_assigned`, `round_closed`, `round_abandoned`, `base_version_mismatch`, `stale_update`, `task_stopped`, `task_not_stopped`, `privacy_budget_exhausted`, `client_revoked`, `enrollment_limit_reached`, `secure_aggregation_required`, `secagg_not_enabled`, `secagg_wrong_round`, `secagg_out_of_phase`, `secagg_conflict`, `duplicate_conflict` */
+            /** @description Error: `not_assigned`, `round_closed`, `round_abandoned`, `base_version_mismatch`, `stale_update`, `task_stopped`, `task_not_stopped`, `privacy_budget_exhausted`, `client_revoked`, `enrollment_limit_reached`, `secure_aggregation_required`, `chunked_upload_required`, `update_incomplete`, `secagg_not_enabled`, `secagg_wrong_round`, `secagg_out_of_phase`, `secagg_conflict`, `duplicate_conflict` */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -2029,7 +2096,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error404"];
                 };
             };
-            /** @description Error: `not_assigned`, `round_closed`, `round_abandoned`, `base_version_mismatch`, `stale_update`, `task_stopped`, `task_not_stopped`, `privacy_budget_exhausted`, `client_revoked`, `enrollment_limit_reached`, `secure_aggregation_required`, `secagg_not_enabled`, `secagg_wrong_round`, `secagg_out_of_phase`, `secagg_conflict`, `duplicate_conflict` */
+            /** @description Error: `not_assigned`, `round_closed`, `round_abandoned`, `base_version_mismatch`, `stale_update`, `task_stopped`, `task_not_stopped`, `privacy_budget_exhausted`, `client_revoked`, `enrollment_limit_reached`, `secure_aggregation_required`, `chunked_upload_required`, `update_incomplete`, `secagg_not_enabled`, `secagg_wrong_round`, `secagg_out_of_phase`, `secagg_conflict`, `duplicate_conflict` */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -2118,7 +2185,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error404"];
                 };
             };
-            /** @description Error: `not_assigned`, `round_closed`, `round_abandoned`, `base_version_mismatch`, `stale_update`, `task_stopped`, `task_not_stopped`, `privacy_budget_exhausted`, `client_revoked`, `enrollment_limit_reached`, `secure_aggregation_required`, `secagg_not_enabled`, `secagg_wrong_round`, `secagg_out_of_phase`, `secagg_conflict`, `duplicate_conflict` */
+            /** @description Error: `not_assigned`, `round_closed`, `round_abandoned`, `base_version_mismatch`, `stale_update`, `task_stopped`, `task_not_stopped`, `privacy_budget_exhausted`, `client_revoked`, `enrollment_limit_reached`, `secure_aggregation_required`, `chunked_upload_required`, `update_incomplete`, `secagg_not_enabled`, `secagg_wrong_round`, `secagg_out_of_phase`, `secagg_conflict`, `duplicate_conflict` */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -2207,7 +2274,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error404"];
                 };
             };
-            /** @description Error: `not_assigned`, `round_closed`, `round_abandoned`, `base_version_mismatch`, `stale_update`, `task_stopped`, `task_not_stopped`, `privacy_budget_exhausted`, `client_revoked`, `enrollment_limit_reached`, `secure_aggregation_required`, `secagg_not_enabled`, `secagg_wrong_round`, `secagg_out_of_phase`, `secagg_conflict`, `duplicate_conflict` */
+            /** @description Error: `not_assigned`, `round_closed`, `round_abandoned`, `base_version_mismatch`, `stale_update`, `task_stopped`, `task_not_stopped`, `privacy_budget_exhausted`, `client_revoked`, `enrollment_limit_reached`, `secure_aggregation_required`, `chunked_upload_required`, `update_incomplete`, `secagg_not_enabled`, `secagg_wrong_round`, `secagg_out_of_phase`, `secagg_conflict`, `duplicate_conflict` */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -2549,7 +2616,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error404"];
                 };
             };
-            /** @description Error: `not_assigned`, `round_closed`, `round_abandoned`, `base_version_mismatch`, `stale_update`, `task_stopped`, `task_not_stopped`, `privacy_budget_exhausted`, `client_revoked`, `enrollment_limit_reached`, `secure_aggregation_required`, `secagg_not_enabled`, `secagg_wrong_round`, `secagg_out_of_phase`, `secagg_conflict`, `duplicate_conflict` */
+            /** @description Error: `not_assigned`, `round_closed`, `round_abandoned`, `base_version_mismatch`, `stale_update`, `task_stopped`, `task_not_stopped`, `privacy_budget_exhausted`, `client_revoked`, `enrollment_limit_reached`, `secure_aggregation_required`, `chunked_upload_required`, `update_incomplete`, `secagg_not_enabled`, `secagg_wrong_round`, `secagg_out_of_phase`, `secagg_conflict`, `duplicate_conflict` */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -2889,7 +2956,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error404"];
                 };
             };
-            /** @description Error: `not_assigned`, `round_closed`, `round_abandoned`, `base_version_mismatch`, `stale_update`, `task_stopped`, `task_not_stopped`, `privacy_budget_exhausted`, `client_revoked`, `enrollment_limit_reached`, `secure_aggregation_required`, `secagg_not_enabled`, `secagg_wrong_round`, `secagg_out_of_phase`, `secagg_conflict`, `duplicate_conflict` */
+            /** @description Error: `not_assigned`, `round_closed`, `round_abandoned`, `base_version_mismatch`, `stale_update`, `task_stopped`, `task_not_stopped`, `privacy_budget_exhausted`, `client_revoked`, `enrollment_limit_reached`, `secure_aggregation_required`, `chunked_upload_required`, `update_incomplete`, `secagg_not_enabled`, `secagg_wrong_round`, `secagg_out_of_phase`, `secagg_conflict`, `duplicate_conflict` */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -3236,7 +3303,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error404"];
                 };
             };
-            /** @description Error: `not_assigned`, `round_closed`, `round_abandoned`, `base_version_mismatch`, `stale_update`, `task_stopped`, `task_not_stopped`, `privacy_budget_exhausted`, `client_revoked`, `enrollment_limit_reached`, `secure_aggregation_required`, `secagg_not_enabled`, `secagg_wrong_round`, `secagg_out_of_phase`, `secagg_conflict`, `duplicate_conflict` */
+            /** @description Error: `not_assigned`, `round_closed`, `round_abandoned`, `base_version_mismatch`, `stale_update`, `task_stopped`, `task_not_stopped`, `privacy_budget_exhausted`, `client_revoked`, `enrollment_limit_reached`, `secure_aggregation_required`, `chunked_upload_required`, `update_incomplete`, `secagg_not_enabled`, `secagg_wrong_round`, `secagg_out_of_phase`, `secagg_conflict`, `duplicate_conflict` */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -3341,7 +3408,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error408"];
                 };
             };
-            /** @description Error: `not_assigned`, `round_closed`, `round_abandoned`, `base_version_mismatch`, `stale_update`, `task_stopped`, `task_not_stopped`, `privacy_budget_exhausted`, `client_revoked`, `enrollment_limit_reached`, `secure_aggregation_required`, `secagg_not_enabled`, `secagg_wrong_round`, `secagg_out_of_phase`, `secagg_conflict`, `duplicate_conflict` */
+            /** @description Error: `not_assigned`, `round_closed`, `round_abandoned`, `base_version_mismatch`, `stale_update`, `task_stopped`, `task_not_stopped`, `privacy_budget_exhausted`, `client_revoked`, `enrollment_limit_reached`, `secure_aggregation_required`, `chunked_upload_required`, `update_incomplete`, `secagg_not_enabled`, `secagg_wrong_round`, `secagg_out_of_phase`, `secagg_conflict`, `duplicate_conflict` */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -3366,6 +3433,242 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Error415"];
+                };
+            };
+            /** @description Error: `tensor_mismatch`, `non_finite`, `invalid_example_count`, `update_norm_exceeded`, `invalid_metadata` */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error422"];
+                };
+            };
+            /** @description Error: `overloaded`, `upload_in_progress`, `rate_limited` */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error429"];
+                };
+            };
+            /** @description Error: `internal_error` */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error500"];
+                };
+            };
+        };
+    };
+    submitChunk: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                taskId: string;
+                round: number;
+                index: number;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/octet-stream": Blob;
+            };
+        };
+        responses: {
+            /** @description Stored (durably) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ChunkAck"];
+                };
+            };
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_sharding`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error400"];
+                };
+            };
+            /** @description Error: `unauthorized`, `token_expired`, `token_revoked`, `enrollment_key_invalid`, `enrollment_key_revoked`, `enrollment_key_expired`, `id_token_invalid`, `id_token_unsigned`, `id_token_expired`, `id_token_wrong_issuer`, `id_token_wrong_audience`, `id_token_bad_signature` */
+            401: {
+                headers: {
+                    /** @description Bearer, with the reason (RFC 6750): `error="invalid_token"` for a wrong, expired or revoked token */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error401"];
+                };
+            };
+            /** @description Error: `forbidden`, `secagg_unknown_client`, `not_participant` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error403"];
+                };
+            };
+            /** @description Error: `not_found`, `task_not_found`, `client_not_found`, `round_not_found`, `version_not_found` */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error404"];
+                };
+            };
+            /** @description Error: `upload_timeout` */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error408"];
+                };
+            };
+            /** @description Error: `not_assigned`, `round_closed`, `round_abandoned`, `base_version_mismatch`, `stale_update`, `task_stopped`, `task_not_stopped`, `privacy_budget_exhausted`, `client_revoked`, `enrollment_limit_reached`, `secure_aggregation_required`, `chunked_upload_required`, `update_incomplete`, `secagg_not_enabled`, `secagg_wrong_round`, `secagg_out_of_phase`, `secagg_conflict`, `duplicate_conflict` */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error409"];
+                };
+            };
+            /** @description Error: `payload_too_large` */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error413"];
+                };
+            };
+            /** @description Error: `unsupported_media_type` */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error415"];
+                };
+            };
+            /** @description Error: `tensor_mismatch`, `non_finite`, `invalid_example_count`, `update_norm_exceeded`, `invalid_metadata` */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error422"];
+                };
+            };
+            /** @description Error: `overloaded`, `upload_in_progress`, `rate_limited` */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error429"];
+                };
+            };
+            /** @description Error: `internal_error` */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error500"];
+                };
+            };
+        };
+    };
+    commitChunkedUpdate: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                taskId: string;
+                round: number;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ChunkCommit"];
+            };
+        };
+        responses: {
+            /** @description Accepted (durably); `fedge-replayed: true` when this is a retry of an accepted update */
+            200: {
+                headers: {
+                    /** @description `true` when this answers a retry of an update already accepted: the same ack, counted once */
+                    "fedge-replayed"?: "true";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UpdateAck"];
+                };
+            };
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_sharding`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error400"];
+                };
+            };
+            /** @description Error: `unauthorized`, `token_expired`, `token_revoked`, `enrollment_key_invalid`, `enrollment_key_revoked`, `enrollment_key_expired`, `id_token_invalid`, `id_token_unsigned`, `id_token_expired`, `id_token_wrong_issuer`, `id_token_wrong_audience`, `id_token_bad_signature` */
+            401: {
+                headers: {
+                    /** @description Bearer, with the reason (RFC 6750): `error="invalid_token"` for a wrong, expired or revoked token */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error401"];
+                };
+            };
+            /** @description Error: `forbidden`, `secagg_unknown_client`, `not_participant` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error403"];
+                };
+            };
+            /** @description Error: `not_found`, `task_not_found`, `client_not_found`, `round_not_found`, `version_not_found` */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error404"];
+                };
+            };
+            /** @description Error: `not_assigned`, `round_closed`, `round_abandoned`, `base_version_mismatch`, `stale_update`, `task_stopped`, `task_not_stopped`, `privacy_budget_exhausted`, `client_revoked`, `enrollment_limit_reached`, `secure_aggregation_required`, `chunked_upload_required`, `update_incomplete`, `secagg_not_enabled`, `secagg_wrong_round`, `secagg_out_of_phase`, `secagg_conflict`, `duplicate_conflict` */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error409"];
                 };
             };
             /** @description Error: `tensor_mismatch`, `non_finite`, `invalid_example_count`, `update_norm_exceeded`, `invalid_metadata` */
@@ -3462,7 +3765,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error404"];
                 };
             };
-            /** @description Error: `not_assigned`, `round_closed`, `round_abandoned`, `base_version_mismatch`, `stale_update`, `task_stopped`, `task_not_stopped`, `privacy_budget_exhausted`, `client_revoked`, `enrollment_limit_reached`, `secure_aggregation_required`, `secagg_not_enabled`, `secagg_wrong_round`, `secagg_out_of_phase`, `secagg_conflict`, `duplicate_conflict` */
+            /** @description Error: `not_assigned`, `round_closed`, `round_abandoned`, `base_version_mismatch`, `stale_update`, `task_stopped`, `task_not_stopped`, `privacy_budget_exhausted`, `client_revoked`, `enrollment_limit_reached`, `secure_aggregation_required`, `chunked_upload_required`, `update_incomplete`, `secagg_not_enabled`, `secagg_wrong_round`, `secagg_out_of_phase`, `secagg_conflict`, `duplicate_conflict` */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -3555,7 +3858,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error404"];
                 };
             };
-            /** @description Error: `not_assigned`, `round_closed`, `round_abandoned`, `base_version_mismatch`, `stale_update`, `task_stopped`, `task_not_stopped`, `privacy_budget_exhausted`, `client_revoked`, `enrollment_limit_reached`, `secure_aggregation_required`, `secagg_not_enabled`, `secagg_wrong_round`, `secagg_out_of_phase`, `secagg_conflict`, `duplicate_conflict` */
+            /** @description Error: `not_assigned`, `round_closed`, `round_abandoned`, `base_version_mismatch`, `stale_update`, `task_stopped`, `task_not_stopped`, `privacy_budget_exhausted`, `client_revoked`, `enrollment_limit_reached`, `secure_aggregation_required`, `chunked_upload_required`, `update_incomplete`, `secagg_not_enabled`, `secagg_wrong_round`, `secagg_out_of_phase`, `secagg_conflict`, `duplicate_conflict` */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -3649,7 +3952,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error404"];
                 };
             };
-            /** @description Error: `not_assigned`, `round_closed`, `round_abandoned`, `base_version_mismatch`, `stale_update`, `task_stopped`, `task_not_stopped`, `privacy_budget_exhausted`, `client_revoked`, `enrollment_limit_reached`, `secure_aggregation_required`, `secagg_not_enabled`, `secagg_wrong_round`, `secagg_out_of_phase`, `secagg_conflict`, `duplicate_conflict` */
+            /** @description Error: `not_assigned`, `round_closed`, `round_abandoned`, `base_version_mismatch`, `stale_update`, `task_stopped`, `task_not_stopped`, `privacy_budget_exhausted`, `client_revoked`, `enrollment_limit_reached`, `secure_aggregation_required`, `chunked_upload_required`, `update_incomplete`, `secagg_not_enabled`, `secagg_wrong_round`, `secagg_out_of_phase`, `secagg_conflict`, `duplicate_conflict` */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -3742,7 +4045,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error404"];
                 };
             };
-            /** @description Error: `not_assigned`, `round_closed`, `round_abandoned`, `base_version_mismatch`, `stale_update`, `task_stopped`, `task_not_stopped`, `privacy_budget_exhausted`, `client_revoked`, `enrollment_limit_reached`, `secure_aggregation_required`, `secagg_not_enabled`, `secagg_wrong_round`, `secagg_out_of_phase`, `secagg_conflict`, `duplicate_conflict` */
+            /** @description Error: `not_assigned`, `round_closed`, `round_abandoned`, `base_version_mismatch`, `stale_update`, `task_stopped`, `task_not_stopped`, `privacy_budget_exhausted`, `client_revoked`, `enrollment_limit_reached`, `secure_aggregation_required`, `chunked_upload_required`, `update_incomplete`, `secagg_not_enabled`, `secagg_wrong_round`, `secagg_out_of_phase`, `secagg_conflict`, `duplicate_conflict` */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -3845,7 +4148,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error408"];
                 };
             };
-            /** @description Error: `not_assigned`, `round_closed`, `round_abandoned`, `base_version_mismatch`, `stale_update`, `task_stopped`, `task_not_stopped`, `privacy_budget_exhausted`, `client_revoked`, `enrollment_limit_reached`, `secure_aggregation_required`, `secagg_not_enabled`, `secagg_wrong_round`, `secagg_out_of_phase`, `secagg_conflict`, `duplicate_conflict` */
+            /** @description Error: `not_assigned`, `round_closed`, `round_abandoned`, `base_version_mismatch`, `stale_update`, `task_stopped`, `task_not_stopped`, `privacy_budget_exhausted`, `client_revoked`, `enrollment_limit_reached`, `secure_aggregation_required`, `chunked_upload_required`, `update_incomplete`, `secagg_not_enabled`, `secagg_wrong_round`, `secagg_out_of_phase`, `secagg_conflict`, `duplicate_conflict` */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -3956,7 +4259,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error404"];
                 };
             };
-            /** @description Error: `not_assigned`, `round_closed`, `round_abandoned`, `base_version_mismatch`, `stale_update`, `task_stopped`, `task_not_stopped`, `privacy_budget_exhausted`, `client_revoked`, `enrollment_limit_reached`, `secure_aggregation_required`, `secagg_not_enabled`, `secagg_wrong_round`, `secagg_out_of_phase`, `secagg_conflict`, `duplicate_conflict` */
+            /** @description Error: `not_assigned`, `round_closed`, `round_abandoned`, `base_version_mismatch`, `stale_update`, `task_stopped`, `task_not_stopped`, `privacy_budget_exhausted`, `client_revoked`, `enrollment_limit_reached`, `secure_aggregation_required`, `chunked_upload_required`, `update_incomplete`, `secagg_not_enabled`, `secagg_wrong_round`, `secagg_out_of_phase`, `secagg_conflict`, `duplicate_conflict` */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -4050,7 +4353,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error404"];
                 };
             };
-            /** @description Error: `not_assigned`, `round_closed`, `round_abandoned`, `base_version_mismatch`, `stale_update`, `task_stopped`, `task_not_stopped`, `privacy_budget_exhausted`, `client_revoked`, `enrollment_limit_reached`, `secure_aggregation_required`, `secagg_not_enabled`, `secagg_wrong_round`, `secagg_out_of_phase`, `secagg_conflict`, `duplicate_conflict` */
+            /** @description Error: `not_assigned`, `round_closed`, `round_abandoned`, `base_version_mismatch`, `stale_update`, `task_stopped`, `task_not_stopped`, `privacy_budget_exhausted`, `client_revoked`, `enrollment_limit_reached`, `secure_aggregation_required`, `chunked_upload_required`, `update_incomplete`, `secagg_not_enabled`, `secagg_wrong_round`, `secagg_out_of_phase`, `secagg_conflict`, `duplicate_conflict` */
             409: {
                 headers: {
                     [name: string]: unknown;

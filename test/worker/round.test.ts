@@ -88,6 +88,8 @@ describe('OpenAPI document', () => {
         '/v1/tasks/{taskId}/rounds',
         '/v1/tasks/{taskId}/rounds/{round}',
         '/v1/tasks/{taskId}/rounds/{round}/update',
+        '/v1/tasks/{taskId}/rounds/{round}/update/chunks/{index}',
+        '/v1/tasks/{taskId}/rounds/{round}/update/commit',
         ...['keys', 'roster', 'shares', 'inbox', 'masked', 'unmask', 'reveal'].map((p) => `/v1/tasks/{taskId}/rounds/{round}/secagg/${p}`),
         '/v1/tasks/{taskId}/enrollment-keys',
         '/v1/tasks/{taskId}/enrollment-keys/{keyId}/revoke',

@@ -3,6 +3,7 @@
  */
 
 import { z } from '@hono/zod-openapi';
+import type { ChunkAck, ChunkCommit } from '#protocol/chunked.ts';
 import { ERROR_STATUS, type ErrorCode } from '#protocol/codes.ts';
 import { UPDATE_ENCODINGS } from '#protocol/encoding.ts';
 import {
@@ -151,6 +152,13 @@ export const UpdateEncodingSchema = z
   )
   .openapi('UpdateEncoding');
 
+export const ChunkedUploadSchema = z
+  .object({
+    chunkParams: z.number().int().describe('Parameters per chunk (the last chunk holds the rest)'),
+    chunks: z.number().int().describe('Chunks of one update'),
+  })
+  .openapi('ChunkedUpload');
+
 export const CreateTaskSchema = z
   .object({
     name: z.string().min(1).max(200),
@@ -213,6 +221,7 @@ export const TaskSchema = z
     secureAggregation: SecureAggregationSchema.nullable().describe('The secure aggregation the task runs, as validated (null: none)'),
     updateEncoding: UpdateEncodingSchema,
     shards: z.number().int().min(1).describe('Aggregator shards a round is spread over (1: the master alone)'),
+    chunked: ChunkedUploadSchema.nullable().describe('A model split into parameter ranges: how its updates are sent in chunks (null: whole)'),
     privacySpent: z
       .object({
         rounds: z.number().int().describe('Versions released under DP so far'),
@@ -350,6 +359,9 @@ export const CheckInSchema = z
       privacy: ClientPrivacySchema.optional(),
       secureAggregation: ClientSecAggSchema.optional().describe('Present when the task runs secure aggregation: run its four phases instead of `PUT …/update`'),
       updateEncoding: UpdateEncodingSchema.optional().describe('Present when the task takes compressed updates: encode Δ this way (absent: float32)'),
+      chunked: ChunkedUploadSchema.optional().describe(
+        'Present for models split into parameter ranges: send the update in these chunks (`PUT …/update/chunks/{k}`), then commit it (`POST …/update/commit`)',
+      ),
     }),
     z.object({
       status: z.literal('retry_later'),
@@ -410,6 +422,36 @@ export const UpdateAckSchema = z
     acceptedAt: timestamp,
   })
   .openapi('UpdateAck');
+
+export const ChunkAckSchema = z
+  .object({
+    round: z.number().int(),
+    index: z.number().int(),
+    bodySha256: z.string().describe('SHA-256 (hex) of the stored chunk: the commit names it'),
+    replayed: z.boolean().describe('This chunk had already been stored with these bytes'),
+  })
+  .openapi('ChunkAck');
+
+export const ChunkCommitSchema = z
+  .strictObject({
+    baseVersion: z.number().int().min(0),
+    numExamples: z.number().int().min(1),
+    metrics: MetricsSchema.optional(),
+    chunks: z
+      .array(z.string().regex(/^[0-9a-f]{64}$/))
+      .min(1)
+      .max(65_536)
+      .describe("Each chunk's SHA-256 (hex, as its ack said), in chunk order"),
+  })
+  .openapi('ChunkCommit');
+
+export const ChunkParam = RoundParam.extend({
+  index: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .openapi({ param: { name: 'index', in: 'path', required: true }, type: 'integer', example: 0 }),
+});
 
 export const RoundSchema = z
   .object({
@@ -492,6 +534,8 @@ export type WireTypesMatchTheirSchemas = [
   Expect<Same<z.output<typeof TrainingPlanSchema>, TrainingPlan>>,
   Expect<Same<z.output<typeof CheckInSchema>, CheckInResponse>>,
   Expect<Same<z.output<typeof UpdateAckSchema>, UpdateAck>>,
+  Expect<Same<z.output<typeof ChunkAckSchema>, ChunkAck>>,
+  Expect<Same<z.output<typeof ChunkCommitSchema>, ChunkCommit>>,
   Expect<Same<z.output<typeof TensorEntrySchema>, TensorManifestEntry>>,
   Expect<Same<z.output<typeof ModelManifestSchema>, ModelManifest>>,
   Expect<Same<z.output<typeof VersionPrivacySchema>, VersionPrivacy>>,

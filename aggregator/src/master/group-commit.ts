@@ -32,8 +32,8 @@ export interface PendingAccept {
   metrics: Record<string, number> | null;
   /** DP tasks: whether the update was within the clip norm before clipping; null otherwise. */
   unclipped: boolean | null;
-  /** The update as it joined the sum (float32, or the task's compressed encoding). */
-  update: EncodedView;
+  /** The update as it joined the sum (float32, or the task's compressed encoding); null for a chunked update, whose chunks the range objects hold. */
+  update: EncodedView | null;
   durable: Promise<void>;
   resolve: () => void;
   reject: (e: unknown) => void;
@@ -146,13 +146,15 @@ export class GroupCommit {
       });
     }
     const round = batch[0]!.generation;
+    // A ranged task's chunks are stored by its range objects: the ledger rows are all it keeps here.
+    if (batch.some((p) => p.update === null)) return;
     const store = this.host.store();
     // Update-based strategies need every update at the close: store them all, never a sum.
     if (this.host.keepsUpdates()) {
-      for (const p of batch) store.storeUpdate(round, p.ack.seq, p.update);
+      for (const p of batch) store.storeUpdate(round, p.ack.seq, p.update!);
       return;
     }
-    if (batch.length === 1 && store.storedUpdates(round) + 1 < CHECKPOINT_EVERY) store.storeUpdate(round, batch[0]!.ack.seq, batch[0]!.update);
+    if (batch.length === 1 && store.storedUpdates(round) + 1 < CHECKPOINT_EVERY) store.storeUpdate(round, batch[0]!.ack.seq, batch[0]!.update!);
     else store.writeCheckpoint(round, batch[batch.length - 1]!.ack.seq, this.host.sum());
   }
 

@@ -190,6 +190,13 @@ export class Ledger {
     return this.sql.exec<LedgerRow>(`SELECT client_id, num_examples, metrics, accepted_at FROM ledger WHERE round = ? ORDER BY seq`, round).toArray();
   }
 
+  /** The round's clients with their weights in the sum, in acceptance order. */
+  weightsOf(round: number): { client_id: string; weight: number }[] {
+    return this.sql
+      .exec<{ client_id: string; weight: number }>(`SELECT client_id, coalesce(weight, num_examples) AS weight FROM ledger WHERE round = ? ORDER BY seq`, round)
+      .toArray();
+  }
+
   /** The round's updates accepted after `afterSeq`, with their weights in the sum, in acceptance order. */
   after(round: number, afterSeq: number): { seq: number; num_examples: number; weight: number | null }[] {
     return this.sql

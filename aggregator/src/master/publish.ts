@@ -10,8 +10,8 @@
 import { concatTensors, decodeTensors } from '#protocol/safetensors.ts';
 import { database, type NewParticipant, type NewRound, recordRound } from '../db/store.ts';
 import type { RunningSum } from '../kernels/running-sum.ts';
-import { putWeights } from '../storage/weights.ts';
-import type { RoundInput, Strategy } from '../strategies/index.ts';
+import { putWeights, type StoredBlob } from '../storage/weights.ts';
+import type { RoundInput, Strategy, StrategyState } from '../strategies/index.ts';
 import type { Faults } from './faults.ts';
 import type { GroupCommit } from './group-commit.ts';
 import type { Ledger, LedgerRow } from './ledger.ts';
@@ -94,7 +94,32 @@ export async function publish(host: CloseHost, given?: GivenAggregate): Promise<
 
   const blob = await putWeights(host.env.MODELS, spec.taskId, version, spec.tensors, next);
   host.faults.hit('after_blob');
+  await record(host, { blob, numExamples, privacy: dp, strategyState });
+}
 
+/** A new version's blob, stored; what the close records with it. */
+export interface Published {
+  blob: StoredBlob;
+  numExamples: number;
+  /** DP tasks: the privacy step's record and the next privacy state. */
+  privacy: ReturnType<typeof privateClose> | null;
+  /** The server optimizer's state that goes with the version (null: none, or kept elsewhere). */
+  strategyState: StrategyState | null;
+}
+
+/**
+ * Records a published version: one D1 batch (version row, round row, participants, the task's
+ * current version), then the transaction that opens the next round on it. Idempotent like publish.
+ */
+export async function record(host: CloseHost, published: Published): Promise<void> {
+  const { blob, numExamples, strategyState } = published;
+  const dp = published.privacy;
+  const task = host.state()!;
+  const { spec, state } = task;
+  const version = task.latestVersion + 1;
+  const strategy = host.strategy();
+  const store = host.store();
+  const ledger = host.rows(state.round);
   const now = Date.now();
   const metrics = weightedMetrics(ledger);
   const participants: NewParticipant[] = ledger.map((r) => ({

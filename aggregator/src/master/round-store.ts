@@ -144,7 +144,7 @@ function chunkBytes(encoding: UpdateEncoding, n: number): number {
 }
 
 /** Parameters [start, end) of an update as one stored chunk (int8: the chunk's scales, then its values). */
-function encodedChunk(u: EncodedView, start: number, end: number): ArrayBuffer {
+export function encodedChunk(u: EncodedView, start: number, end: number): ArrayBuffer {
   if (u.encoding !== 'int8') return u.data.slice(start, end).buffer as ArrayBuffer;
   const scales = u.scales.subarray(start / INT8_BLOCK, Math.ceil(end / INT8_BLOCK));
   const out = new Uint8Array(chunkBytes('int8', end - start));
@@ -161,14 +161,15 @@ function chunkView(encoding: UpdateEncoding, data: ArrayBuffer, n: number): Enco
   return { encoding, length: n, scales: new Float32Array(data, 0, blocks), data: new Int8Array(data, blocks * 4, n) };
 }
 
-function emptyUpdate(encoding: UpdateEncoding, n: number): EncodedView {
+/** An update of `n` parameters to read stored chunks into. */
+export function emptyUpdate(encoding: UpdateEncoding, n: number): EncodedView {
   if (encoding === 'float32') return { encoding, length: n, data: new Float32Array(n) };
   if (encoding === 'float16') return { encoding, length: n, data: new Uint16Array(n) };
   return { encoding, length: n, data: new Int8Array(n), scales: new Float32Array(Math.ceil(n / INT8_BLOCK)) };
 }
 
 /** Fills `into` from a stored update's chunks, in index order; each must be the size its place needs. */
-function readUpdate(rows: Iterable<{ data: ArrayBuffer }>, into: EncodedView, what: string): void {
+export function readUpdate(rows: Iterable<{ data: ArrayBuffer }>, into: EncodedView, what: string): void {
   let start = 0;
   for (const { data } of rows) {
     const end = Math.min(start + UPDATE_CHUNK_FLOATS, into.length);

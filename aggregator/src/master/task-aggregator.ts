@@ -9,6 +9,7 @@
  */
 
 import { DurableObject } from 'cloudflare:workers';
+import type { ChunkCommit } from '#protocol/chunked.ts';
 import { CryptoUniform } from '#protocol/dp.ts';
 import type { UpdateEncoding } from '#protocol/encoding.ts';
 import type { CheckInResponse, TrainingPlan } from '#protocol/messages.ts';
@@ -23,6 +24,9 @@ import { Ledger } from './ledger.ts';
 import * as lifecycle from './lifecycle.ts';
 import { budgetExhausted, clientPrivacy, type PrivacySpent, privacySpent } from './privacy.ts';
 import { abandon, publish } from './publish.ts';
+import type { ChunkPlace } from './range-aggregator.ts';
+import { closeRanged, type RangedHost } from './ranged-close.ts';
+import { chunkedUpload, type RangeLayout, rangeName } from './ranges.ts';
 import { TokenBuckets } from './rate-limit.ts';
 import { readBody } from './read-body.ts';
 import * as machine from './round-machine.ts';
@@ -51,7 +55,7 @@ export class TaskAggregator extends DurableObject<Env> {
   readonly faults = new Faults();
   /** The secure random source of Poisson sampling (never Math.random). */
   private readonly uniform = new CryptoUniform();
-  protected readonly host: CommitHost & UploadHost & ShardedHost;
+  protected readonly host: CommitHost & UploadHost & ShardedHost & RangedHost;
   private readonly uploads: Uploads;
   private readonly gate: ClientGate;
   private readonly secagg: SecAggRounds;
@@ -92,7 +96,7 @@ export class TaskAggregator extends DurableObject<Env> {
   }
 
   /** What the step modules see of this object: its state and storage, through one interface. */
-  private makeHost(env: Env, storage: DurableObjectStorage): CommitHost & UploadHost & ShardedHost {
+  private makeHost(env: Env, storage: DurableObjectStorage): CommitHost & UploadHost & ShardedHost & RangedHost {
     const self = this;
     return {
       env,
@@ -116,6 +120,7 @@ export class TaskAggregator extends DurableObject<Env> {
       rejections: (round) => this.collected?.rejectedByCode ?? this.ledger.rejectionsOf(round),
       unclippedIn: (round) => this.collected?.unclipped ?? this.ledger.unclippedIn(round),
       shard: (index) => this.shardStub(index),
+      range: (index) => this.rangeStub(index),
       setCollected: (c) => {
         this.collected = c;
       },
@@ -212,6 +217,7 @@ export class TaskAggregator extends DurableObject<Env> {
       ...(privacy ? { privacy } : {}),
       ...(secure ? { secureAggregation: secure } : {}),
       ...(encoding !== 'float32' ? { updateEncoding: encoding } : {}),
+      ...(spec.ranges ? { chunked: chunkedUpload(spec.ranges) } : {}),
     };
   }
 
@@ -255,15 +261,17 @@ export class TaskAggregator extends DurableObject<Env> {
     secureAggregation: SecureAggregation | null;
     updateEncoding: UpdateEncoding;
     shards: number;
+    ranges: RangeLayout | null;
   }> {
     const task = this.task;
-    if (!task) return { currentRound: null, privacySpent: null, secureAggregation: null, updateEncoding: 'float32', shards: 1 };
+    if (!task) return { currentRound: null, privacySpent: null, secureAggregation: null, updateEncoding: 'float32', shards: 1, ranges: null };
     return {
       currentRound: await this.status(),
       privacySpent: privacySpent(task),
       secureAggregation: task.spec.secureAggregation ?? null,
       updateEncoding: task.spec.updateEncoding ?? 'float32',
       shards: task.spec.shards ?? 1,
+      ranges: task.spec.ranges ?? null,
     };
   }
 
@@ -275,6 +283,18 @@ export class TaskAggregator extends DurableObject<Env> {
   /** Takes the body of an admitted upload; acknowledged once durable. */
   async submit(ticket: string, clientId: string, round: number, stream: ReadableStream<Uint8Array>, declaredLength: number | null): Promise<SubmitResult> {
     const { closing, ...result } = await this.uploads.receive(ticket, clientId, round, stream, declaredLength);
+    if (closing) await this.scheduleAlarm();
+    return result as SubmitResult;
+  }
+
+  /** Admits one chunk of a chunked update (ranged tasks): where it goes, or the refusal. */
+  async admitChunk(clientId: string, round: number, index: number): Promise<{ ok: true; place: ChunkPlace } | Failure> {
+    return this.uploads.admitChunk(clientId, round, index);
+  }
+
+  /** Commits a chunked update once its range objects hold every chunk; acknowledged once durable. */
+  async commitChunked(clientId: string, round: number, commit: ChunkCommit): Promise<SubmitResult> {
+    const { closing, ...result } = await this.uploads.commitChunked(clientId, round, commit, (k) => this.rangeStub(k).chunkOf(round, clientId));
     if (closing) await this.scheduleAlarm();
     return result as SubmitResult;
   }
@@ -294,6 +314,8 @@ export class TaskAggregator extends DurableObject<Env> {
     if (refusal) return refusal;
     const shards = this.task?.spec.shards ?? 1;
     if (shards > 1) await eachShard(shards, (i) => this.shardStub(i).destroy());
+    const ranges = this.task?.spec.ranges?.count ?? 0;
+    if (ranges > 0) await eachShard(ranges, (i) => this.rangeStub(i).destroy());
     await this.ctx.storage.deleteAlarm();
     await this.ctx.storage.deleteAll();
     this.task = null;
@@ -320,6 +342,11 @@ export class TaskAggregator extends DurableObject<Env> {
       const retryAt = await closeSharded(this.host, Date.now(), envNumber(this.env.SHARD_SEAL_GRACE_SECONDS, SEAL_GRACE_MS / 1000) * 1000);
       if (retryAt !== null) await this.ctx.storage.setAlarm(retryAt);
       else await this.scheduleAlarm();
+      return;
+    }
+    if (this.task.spec.ranges) {
+      await closeRanged(this.host, Date.now());
+      await this.scheduleAlarm();
       return;
     }
     const task = this.task;
@@ -360,6 +387,10 @@ export class TaskAggregator extends DurableObject<Env> {
     this.commits.commit();
     if (next.state !== task.state) await this.scheduleAlarm();
     return view;
+  }
+
+  private rangeStub(index: number) {
+    return this.env.RANGES.get(this.env.RANGES.idFromName(rangeName(this.task!.spec.taskId, index)));
   }
 
   private shardStub(index: number): ShardCalls & { destroy(): Promise<unknown> } {

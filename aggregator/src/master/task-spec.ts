@@ -8,6 +8,7 @@ import type { TrainingPlan } from '#protocol/messages.ts';
 import type { PrivacyConfig } from '../privacy/config.ts';
 import type { PrivacyState } from '../privacy/mechanism.ts';
 import type { StrategyConfig } from '../strategies/index.ts';
+import type { RangeLayout } from './ranges.ts';
 import { MAX_RETRY_MS, type RoundRules, type RoundState, type RoundStatus } from './round-machine.ts';
 import type { SecureAggregation } from './secagg-config.ts';
 import type { SecAggRoundState } from './secagg-round.ts';
@@ -34,6 +35,8 @@ export interface TaskSpec {
   updateEncoding?: UpdateEncoding;
   /** Aggregator shards a round is spread over (shards.ts); absent (older tasks): 1, the master alone. */
   shards?: number;
+  /** A model too large for one object: its parameter ranges, each aggregated by its own object (ranges.ts); absent: none. */
+  ranges?: RangeLayout;
 }
 
 /**
@@ -94,6 +97,8 @@ export interface TaskState {
   lastEnded?: EndedRound;
   /** A shard (round-shard.ts): which one it is and what the master last told it; `state` is its part of the round. */
   shard?: ShardPart;
+  /** A ranged task's close in progress: the multipart upload that assembles the version (ranged-close.ts). */
+  publishing?: { version: number; uploadId: string };
 }
 
 /** What a shard keeps of its place in the task (its round counts are in `TaskState.state`). */

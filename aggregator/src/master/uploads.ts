@@ -9,6 +9,7 @@
  * the edge, held back by TCP. The ticket must be used within the idle limit, or its room and the
  * client's slot are given back. The body is then read under its cap and time limits.
  */
+import type { ChunkCommit } from '#protocol/chunked.ts';
 import type { ErrorCode } from '#protocol/codes.ts';
 import { clipToNorm, l2Norm } from '#protocol/dp.ts';
 import { decodeRange } from '#protocol/encoding.ts';
@@ -22,6 +23,8 @@ import type { Strategy } from '../strategies/index.ts';
 import { ByteBudget } from './admission.ts';
 import type { GroupCommit } from './group-commit.ts';
 import type { Ledger } from './ledger.ts';
+import type { ChunkPlace } from './range-aggregator.ts';
+import { rangeBounds } from './ranges.ts';
 import { type BodyLimits, readBody } from './read-body.ts';
 import * as machine from './round-machine.ts';
 import { maxUpdateBytes, storedEncoding, type TaskState } from './task-spec.ts';
@@ -83,6 +86,11 @@ export class Uploads {
       return fail(
         'secure_aggregation_required',
         'this task runs secure aggregation: a plaintext update is refused; send a masked input (PUT …/secagg/masked) in the round’s mask phase',
+      );
+    if (task.spec.ranges)
+      return fail(
+        'chunked_upload_required',
+        `this task's model (${task.spec.numParams} parameters) takes updates in ${task.spec.ranges.count} chunks (PUT …/update/chunks/{k}, then POST …/update/commit), not whole`,
       );
     await this.host.recoverIfStuck();
     const cap = maxUpdateBytes(task.spec);
@@ -184,15 +192,7 @@ export class Uploads {
     const valid = validateUpdate(body, spec, state.baseVersion - staleness, (d) => firstNonFinite(d, accumulateWasm));
     if (!valid.ok) return this.reject(state.round, valid.code, valid.message);
 
-    const ack: UpdateAck = {
-      taskId: spec.taskId,
-      round,
-      clientId,
-      seq: state.accepted + 1,
-      numExamples: valid.numExamples,
-      bodySha256,
-      acceptedAt: new Date().toISOString(),
-    };
+    const ack = newAck(spec.taskId, state.accepted + 1, { round, clientId, numExamples: valid.numExamples, bodySha256 });
     // A compressed update is summed and stored as it came, unless its values must change first
     // (DP's clipping, norm bounding): then it is decoded to float32 here.
     let update = valid.update;
@@ -212,6 +212,86 @@ export class Uploads {
     const metrics = dp ? null : valid.metrics;
     const durable = this.host.commits.add({ ack, generation: state.round, weight, metrics, update, unclipped: dp?.unclipped ?? null });
     return { durable, ack, closing: next.status === 'closing' };
+  }
+
+  /** Admits one chunk of a chunked update (ranges.ts): its place, which the range object stores it by, or the refusal. */
+  async admitChunk(clientId: string, round: number, index: number): Promise<{ ok: true; place: ChunkPlace } | Failure> {
+    const task = this.host.state();
+    if (!task) return fail('task_not_found', 'no such task');
+    const layout = task.spec.ranges;
+    if (!layout) return fail('invalid_request', 'this task takes each update whole (PUT …/update), not in chunks');
+    if (!Number.isInteger(index) || index < 0 || index >= layout.count)
+      return fail('invalid_request', `no chunk ${index}: this task's updates have ${layout.count} chunks, 0 to ${layout.count - 1}`);
+    await this.host.recoverIfStuck();
+    const before = this.decide(clientId, round, null);
+    if (before.kind === 'past_round') return this.pastRound(round);
+    if (before.kind === 'refuse') return before.result;
+    const { start, end } = rangeBounds(layout, task.spec.numParams, index);
+    const place = { round, clientId, index, baseVersion: task.state.baseVersion, encoding: task.spec.updateEncoding ?? 'float32', length: end - start };
+    return { ok: true, place };
+  }
+
+  /**
+   * Accepts a chunked update once every chunk is stored (`chunkOf(k)`: the SHA-256 range k holds for
+   * this client, or null): the commit is the update's acceptance, exactly once, acknowledged once
+   * durable, as a whole update's. Its identity (the ack's `bodySha256`) is the hash of the commit.
+   */
+  async commitChunked(
+    clientId: string,
+    round: number,
+    commit: ChunkCommit,
+    chunkOf: (index: number) => Promise<string | null>,
+  ): Promise<SubmitResult & { closing?: boolean }> {
+    const task = this.host.state();
+    if (!task) return fail('task_not_found', 'no such task');
+    const layout = task.spec.ranges;
+    if (!layout) return fail('invalid_request', 'this task takes each update whole (PUT …/update), not in chunks');
+    await this.host.recoverIfStuck();
+    const before = this.decide(clientId, round, null);
+    if (before.kind === 'past_round') return this.pastRound(round);
+    if (before.kind === 'refuse') return before.result;
+    const { rules } = task.spec;
+    if (commit.chunks.length !== layout.count)
+      return this.reject(round, 'invalid_request', `the commit names ${commit.chunks.length} chunks; this task's updates have ${layout.count}`);
+    if (commit.baseVersion !== task.state.baseVersion)
+      return this.reject(
+        round,
+        'base_version_mismatch',
+        `update was trained on version ${commit.baseVersion}; this round's base version is ${task.state.baseVersion}`,
+      );
+    if (commit.numExamples > rules.maxExamplesPerClient)
+      return this.reject(round, 'invalid_example_count', `example count ${commit.numExamples} exceeds the task's cap of ${rules.maxExamplesPerClient}`);
+    const stored = await Promise.all(commit.chunks.map((_, k) => chunkOf(k)));
+    const missing = stored.flatMap((h, k) => (h === null ? [k] : []));
+    if (missing.length > 0)
+      return fail(
+        'update_incomplete',
+        `chunk${missing.length > 1 ? 's' : ''} ${missing.join(', ')} of this update ${missing.length > 1 ? 'were' : 'was'} not received: send them, then commit again`,
+      );
+    const differs = stored.findIndex((h, k) => h !== commit.chunks[k]);
+    if (differs >= 0)
+      return this.reject(round, 'duplicate_conflict', `chunk ${differs} was stored with SHA-256 ${stored[differs]}, not ${commit.chunks[differs]}`);
+    const canonical = { baseVersion: commit.baseVersion, numExamples: commit.numExamples, metrics: commit.metrics ?? null, chunks: commit.chunks };
+    const bodySha256 = await sha256Hex(new TextEncoder().encode(JSON.stringify(canonical)));
+    // No await from here to the commit (as in ingest): the state read here is current.
+    const decision = this.decide(clientId, round, bodySha256);
+    if (decision.kind === 'read_body') throw new Error('decide() asked for the body it was given');
+    if (decision.kind === 'refuse') return decision.result;
+    if (decision.kind === 'past_round') return this.pastRound(round);
+    if (decision.kind === 'replay') {
+      if (decision.durable) await decision.durable;
+      return { ok: true, ack: decision.ack, replay: true };
+    }
+    const current = this.host.state()!;
+    const { state, spec } = current;
+    const ack = newAck(spec.taskId, state.accepted + 1, { round, clientId, numExamples: commit.numExamples, bodySha256 });
+    const next = machine.accept(state, spec.rules, false);
+    const weight = this.host.strategy().weightOf?.(commit.numExamples, 0) ?? commit.numExamples;
+    this.host.setState({ ...current, state: next });
+    const durable = this.host.commits.add({ ack, generation: state.round, weight, metrics: commit.metrics ?? null, update: null, unclipped: null });
+    this.host.commits.flushIfAlone();
+    await durable;
+    return { ok: true, ack, replay: false, closing: next.status === 'closing' };
   }
 
   /**
@@ -292,6 +372,11 @@ function centralDpUpdate(task: TaskState, valid: ValidUpdate, delta: Float32Arra
       `this task's adaptive clipping needs metadata "${UPDATE_META.unclipped}": 1 if the norm was ≤ ${clipNorm} before clipping, else 0`,
     );
   return { ok: true, unclipped: valid.unclipped };
+}
+
+/** The acknowledgement of the round's `seq`-th accepted update, accepted now. */
+function newAck(taskId: string, seq: number, u: Pick<UpdateAck, 'round' | 'clientId' | 'numExamples' | 'bodySha256'>): UpdateAck {
+  return { taskId, round: u.round, clientId: u.clientId, seq, numExamples: u.numExamples, bodySha256: u.bodySha256, acceptedAt: new Date().toISOString() };
 }
 
 function refused(result: Failure): Decision {

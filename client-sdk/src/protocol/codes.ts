@@ -20,7 +20,7 @@ export const ERROR_STATUS = {
   invalid_privacy: 400,
   /** Task creation: secure aggregation does not fit the strategy, the privacy setting or the round rules, or n · clipRange leaves too few bits below the modulus (the message says why). */
   invalid_secure_aggregation: 400,
-  /** Task creation: `shards` is out of range, or more than 1 for a task that needs one object (a strategy that reads every update, FedBuff, secure aggregation); the message says why. */
+  /** Task creation: `shards` is out of range, or more than 1 for a task that needs one object (a strategy that reads every update, FedBuff, secure aggregation); or a model split into parameter ranges with something that needs whole updates in one object; the message says why. */
   invalid_sharding: 400,
   /** A secure-aggregation message (keys, shares, masked input, reveal) that is malformed: bad base64, a key of the wrong length, shares for clients that are not the sender's neighbours, a masked input of the wrong size. */
   invalid_secagg_message: 400,
@@ -90,6 +90,10 @@ export const ERROR_STATUS = {
   enrollment_limit_reached: 409,
   /** A plaintext update (`PUT …/update`) on a task that runs secure aggregation: only masked inputs are taken. */
   secure_aggregation_required: 409,
+  /** A whole update (`PUT …/update`) on a task whose model is split into parameter ranges: send it in chunks (`PUT …/update/chunks/{k}`), then commit it (`POST …/update/commit`). */
+  chunked_upload_required: 409,
+  /** The commit of a chunked update names chunks that were not received (the message lists them): send them, then commit again. */
+  update_incomplete: 409,
   /** A secure-aggregation message on a task that does not run secure aggregation. */
   secagg_not_enabled: 409,
   /** A secure-aggregation message for a round that is not the live one (over, or not begun). */

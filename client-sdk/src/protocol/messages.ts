@@ -3,6 +3,7 @@
  * shared by the aggregator (which validates them with zod) and the client SDK.
  */
 
+import type { ChunkedUpload } from './chunked.ts';
 import type { UpdateEncoding } from './encoding.ts';
 
 /** `__metadata__` keys of an update message (all values are strings, as safetensors requires). */
@@ -15,6 +16,8 @@ export const UPDATE_META = {
   metrics: 'fedge.metrics',
   /** DP tasks with adaptive clipping and client-side clipping: `1` if the update's norm was ≤ the round's clip norm before clipping, else `0`. */
   unclipped: 'fedge.unclipped',
+  /** A chunk of a chunked update (chunked.ts): its index, from 0 (decimal). */
+  chunk: 'fedge.chunk',
 } as const;
 
 /**
@@ -147,6 +150,8 @@ export type CheckInResponse =
       secureAggregation?: ClientSecAgg | undefined;
       /** Present when the task takes compressed updates (float16, int8): encode Δ this way. Absent: float32. */
       updateEncoding?: UpdateEncoding | undefined;
+      /** Present for models too large for one request (chunked.ts): send the update in these chunks, then commit it. */
+      chunked?: ChunkedUpload | undefined;
     }
   | {
       status: 'retry_later';

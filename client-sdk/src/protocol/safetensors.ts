@@ -112,6 +112,39 @@ export function encodeTensors(tensors: readonly WireTensor[], metadata?: Record<
  * const bytes = encodeRawTensors([{ name: 'w', dtype: 'I8', shape: [4], bytes: Uint8Array.of(1, 2, 3, 4) }]);
  */
 export function encodeRawTensors(tensors: readonly RawTensor[], metadata?: Record<string, string>): Uint8Array<ArrayBuffer> {
+  const header = encodeHeader(tensors, metadata, (t) => {
+    const size = elementCount(t.shape) * BYTES_PER_ELEMENT[t.dtype];
+    if (size !== t.bytes.length) {
+      throw new WireFormatError(
+        'tensor_mismatch',
+        `tensor "${t.name}": shape [${t.shape.join(',')}] needs ${size / BYTES_PER_ELEMENT[t.dtype]} values, got ${t.bytes.length / BYTES_PER_ELEMENT[t.dtype]}`,
+      );
+    }
+  });
+  const dataBytes = tensors.reduce((a, t) => a + t.bytes.length, 0);
+  const out = new Uint8Array(header.length + dataBytes);
+  out.set(header);
+  let pos = header.length;
+  for (const t of tensors) {
+    out.set(t.bytes, pos);
+    pos += t.bytes.length;
+  }
+  return out;
+}
+
+/**
+ * The first bytes of a safetensors message of these tensors (in this order), up to where their
+ * data starts: the 8-byte length and the JSON header padded with spaces to an 8-byte boundary.
+ * For a file whose data is written elsewhere (a large model version assembled in parts).
+ *
+ * @example
+ * const head = encodeHeader([{ name: 'w', dtype: 'F32', shape: [1_000_000] }]); // then 4,000,000 data bytes
+ */
+export function encodeHeader(
+  tensors: readonly Pick<RawTensor, 'name' | 'dtype' | 'shape'>[],
+  metadata?: Record<string, string>,
+  check?: (t: RawTensor) => void,
+): Uint8Array<ArrayBuffer> {
   // Prototype-free: a tensor named `constructor` or `__proto__` is an own key like any other.
   const header: Record<string, unknown> = Object.create(null);
   if (metadata && Object.keys(metadata).length > 0) header.__metadata__ = Object.assign(Object.create(null), metadata);
@@ -119,30 +152,19 @@ export function encodeRawTensors(tensors: readonly RawTensor[], metadata?: Recor
   for (const t of tensors) {
     if (t.name === '__metadata__' || Object.hasOwn(header, t.name))
       throw new WireFormatError('tensor_mismatch', `duplicate or reserved tensor name "${t.name}"`);
-    const count = elementCount(t.shape);
-    const size = count * BYTES_PER_ELEMENT[t.dtype];
-    if (size !== t.bytes.length) {
-      throw new WireFormatError(
-        'tensor_mismatch',
-        `tensor "${t.name}": shape [${t.shape.join(',')}] needs ${count} values, got ${t.bytes.length / BYTES_PER_ELEMENT[t.dtype]}`,
-      );
-    }
+    check?.(t as RawTensor);
+    const size = elementCount(t.shape) * BYTES_PER_ELEMENT[t.dtype];
     header[t.name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + size] };
     offset += size;
   }
   const json = utf8Encoder().encode(JSON.stringify(header));
   const padded = Math.ceil((8 + json.length) / HEADER_ALIGN) * HEADER_ALIGN - 8;
-  const out = new Uint8Array(8 + padded + offset);
+  const out = new Uint8Array(8 + padded);
   const view = new DataView(out.buffer);
   view.setUint32(0, padded, true);
   view.setUint32(4, 0, true);
   out.set(json, 8);
   out.fill(0x20, 8 + json.length, 8 + padded);
-  let pos = 8 + padded;
-  for (const t of tensors) {
-    out.set(t.bytes, pos);
-    pos += t.bytes.length;
-  }
   return out;
 }
 

@@ -3,12 +3,13 @@
  */
 import { createRoute, z } from '@hono/zod-openapi';
 import type { ErrorCode } from '#protocol/codes.ts';
+import { rangeName } from '../../master/ranges.ts';
 import { access, clientOf } from '../auth.ts';
 import { ApiError } from '../errors.ts';
 import { HEADERS } from '../openapi.ts';
 import { newRouter } from '../router.ts';
-import { CheckInSchema, errors, RoundParam, TaskIdParam, UpdateAckSchema } from '../schemas.ts';
-import { serverOf } from '../tasks-view.ts';
+import { CheckInSchema, ChunkAckSchema, ChunkCommitSchema, ChunkParam, errors, RoundParam, TaskIdParam, UpdateAckSchema } from '../schemas.ts';
+import { aggregatorOf, serverOf } from '../tasks-view.ts';
 
 export const participationApp = newRouter();
 
@@ -84,6 +85,71 @@ participationApp.openapi(
       throw refusal(admitted);
     }
     const result = await stub.submit(admitted.ticket, client.clientId, round, c.req.raw.body ?? new Blob([]).stream(), declared);
+    if (!result.ok) throw refusal(result);
+    if (result.replay) c.header('fedge-replayed', 'true');
+    return c.json(result.ack, 200);
+  },
+);
+
+participationApp.openapi(
+  createRoute({
+    method: 'put',
+    path: '/tasks/{taskId}/rounds/{round}/update/chunks/{index}',
+    operationId: 'submitChunk',
+    tags: ['participation'],
+    summary: 'Send one chunk of a chunked update (models split into parameter ranges; idempotent: a retry with the same bytes answers the same)',
+    description: [
+      'For tasks whose assignment has `chunked` = {chunkParams, chunks}: chunk k is parameters [k·chunkParams, min((k+1)·chunkParams, numParams)) of the flat update Δ (the model’s tensors end to end, in the task’s order).',
+      '',
+      '- **Body**: one safetensors message (`application/octet-stream`) holding one tensor `delta` of the chunk’s length in the task’s `updateEncoding` (`F32`, `F16`, or `I8` plus the `F32` tensor `#scales`, one scale per 256 parameters of the chunk).',
+      '- **`__metadata__`**: `fedge.base_version` (the assignment’s `baseVersion`) and `fedge.chunk` (k).',
+      '- Chunks may be sent in any order and in parallel; a chunk already stored with the same bytes answers `replayed: true`, with other bytes `duplicate_conflict`. Then commit the update (`POST …/update/commit`).',
+    ].join('\n'),
+    ...access.client,
+    request: { params: ChunkParam, body: { required: true, content: { 'application/octet-stream': { schema: z.string().openapi({ format: 'binary' }) } } } },
+    responses: {
+      200: { description: 'Stored (durably)', content: { 'application/json': { schema: ChunkAckSchema } } },
+      ...errors(400, 401, 403, 404, 408, 409, 413, 415, 422, 429),
+    },
+  }),
+  async (c) => {
+    const { taskId, round, index } = c.req.valid('param');
+    const { clientId } = clientOf(c);
+    const declared = octetStream(c, 'a chunk is sent as application/octet-stream (a safetensors message)');
+    const admitted = await aggregatorOf(c.env, taskId).admitChunk(clientId, round, index);
+    if (!admitted.ok) {
+      await c.req.raw.body?.cancel().catch(() => {});
+      throw refusal(admitted);
+    }
+    const range = c.env.RANGES.get(c.env.RANGES.idFromName(rangeName(taskId, index)));
+    const result = await range.putChunk(admitted.place, c.req.raw.body ?? new Blob([]).stream(), declared);
+    if ('code' in result) throw refusal(result);
+    return c.json(result, 200);
+  },
+);
+
+participationApp.openapi(
+  createRoute({
+    method: 'post',
+    path: '/tasks/{taskId}/rounds/{round}/update/commit',
+    operationId: 'commitChunkedUpdate',
+    tags: ['participation'],
+    summary: 'Commit a chunked update once every chunk is stored: its acceptance (idempotent: a retry returns the same ack)',
+    ...access.client,
+    request: { params: RoundParam, body: { required: true, content: { 'application/json': { schema: ChunkCommitSchema } } } },
+    responses: {
+      200: {
+        description: 'Accepted (durably); `fedge-replayed: true` when this is a retry of an accepted update',
+        headers: HEADERS.replayed,
+        content: { 'application/json': { schema: UpdateAckSchema } },
+      },
+      ...errors(400, 401, 403, 404, 409, 422, 429),
+    },
+  }),
+  async (c) => {
+    const { taskId, round } = c.req.valid('param');
+    const { clientId } = clientOf(c);
+    const result = await aggregatorOf(c.env, taskId).commitChunked(clientId, round, c.req.valid('json'));
     if (!result.ok) throw refusal(result);
     if (result.replay) c.header('fedge-replayed', 'true');
     return c.json(result.ack, 200);

@@ -8,10 +8,11 @@ import { modelVersions, tasks } from '../../db/schema.ts';
 import { database, listTasks } from '../../db/store.ts';
 import { firstNonFinite } from '../../kernels/running-sum.ts';
 import { accumulateWasm } from '../../kernels/wasm-worker.ts';
+import { chunkedUpload, MAX_RANGED_PARAMS, RANGED_ABOVE_PARAMS, rangedMisfit, rangeLayout, rangeParams } from '../../master/ranges.ts';
 import { assignmentCapacity } from '../../master/round-machine.ts';
 import { secAggMisfit } from '../../master/secagg-config.ts';
 import { autoShards, shardingMisfit } from '../../master/shards.ts';
-import { maxUpdateBytes, type TaskSpec } from '../../master/task-spec.ts';
+import { envNumber, maxUpdateBytes, type TaskSpec } from '../../master/task-spec.ts';
 import { firstWeightDifference, topologyWeights } from '../../model/topology.ts';
 import { strategyMisfit } from '../../privacy/config.ts';
 import { configMisfit } from '../../privacy/mechanism.ts';
@@ -23,8 +24,6 @@ import { newRouter } from '../router.ts';
 import { CreateTaskSchema, errors, TaskIdParam, TaskSchema, TaskSummarySchema, TimePageQuery } from '../schemas.ts';
 import { aggregatorOf, loadTask, planOf, rulesOf, tensorEntries } from '../tasks-view.ts';
 
-/** One Durable Object holds the task's float64 running sum in memory (8 bytes per parameter, 128 MB isolates). */
-export const MAX_PARAMS = 4_000_000;
 const MAX_TOPOLOGY_BYTES = 512 * 1024;
 
 export const tasksApp = newRouter();
@@ -43,7 +42,7 @@ tasksApp.openapi(
   async (c) => {
     const body = c.req.valid('json');
     // Everything is checked before anything is stored: a refused task leaves nothing behind.
-    const { spec, plan, flat } = checkTaskDefinition(body);
+    const { spec, plan, flat } = checkTaskDefinition(body, sizeLimits(c.env));
     const id = spec.taskId;
     const now = new Date();
     const blob = await putWeights(c.env.MODELS, id, 0, spec.tensors, flat);
@@ -89,11 +88,20 @@ tasksApp.openapi(
   },
 );
 
+/** Where models are split into parameter ranges, and how (the `RANGED_ABOVE_PARAMS` and `RANGE_PARAMS` settings). */
+function sizeLimits(env: Env): { rangedAbove: number; rangeParams: number } {
+  return { rangedAbove: envNumber(env.RANGED_ABOVE_PARAMS, RANGED_ABOVE_PARAMS), rangeParams: rangeParams(env.RANGE_PARAMS) };
+}
+
 /**
  * Validates a task definition without I/O: round rules against the strategy, the initial weights
- * (decodable, named, finite, at most MAX_PARAMS), and the topology against the weights.
+ * (decodable, named, finite, at most MAX_RANGED_PARAMS; split into ranges above `rangedAbove`),
+ * and the topology against the weights.
  */
-function checkTaskDefinition(body: z.infer<typeof CreateTaskSchema>): { spec: TaskSpec; plan: TrainingPlan; flat: Float32Array } {
+function checkTaskDefinition(
+  body: z.infer<typeof CreateTaskSchema>,
+  limits: { rangedAbove: number; rangeParams: number },
+): { spec: TaskSpec; plan: TrainingPlan; flat: Float32Array } {
   const strategy = createStrategy(body.strategy);
   // Stored as the strategy states itself: its name and every parameter, defaults included.
   const config = StrategyConfigSchema.parse({ name: strategy.name, ...strategy.params });
@@ -157,7 +165,19 @@ function checkTaskDefinition(body: z.infer<typeof CreateTaskSchema>): { spec: Ta
   }
   const tensors = decoded.tensors.map((t) => ({ name: t.name, shape: t.shape }));
   const numParams = decoded.tensors.reduce((a, t) => a + t.data.length, 0);
-  if (numParams > MAX_PARAMS) throw new ApiError('payload_too_large', `the model has ${numParams} parameters; one aggregator holds at most ${MAX_PARAMS}`);
+  if (numParams > MAX_RANGED_PARAMS)
+    throw new ApiError('payload_too_large', `the model has ${numParams} parameters; a task holds at most ${MAX_RANGED_PARAMS}`);
+  const ranges = rangeLayout(numParams, limits.rangedAbove, limits.rangeParams);
+  if (ranges) {
+    const rangedWhy = rangedMisfit({
+      numParams,
+      ...needs,
+      changesUpdates: strategy.prepareUpdate !== undefined,
+      privacy: privacy !== undefined,
+      shards: body.shards === 'auto' ? 1 : shards,
+    });
+    if (rangedWhy) throw new ApiError('invalid_sharding', rangedWhy);
+  }
   const flat = concatTensors(decoded.tensors);
   const bad = firstNonFinite(flat, accumulateWasm);
   if (bad >= 0) throw new ApiError('non_finite', `initialWeights has a non-finite value at flat index ${bad}`);
@@ -179,7 +199,9 @@ function checkTaskDefinition(body: z.infer<typeof CreateTaskSchema>): { spec: Ta
       ...(privacy ? { privacy } : {}),
       ...(secureAggregation ? { secureAggregation } : {}),
       updateEncoding,
-      shards,
+      // A ranged task's clients are served by the master alone (its ranges hold the chunks).
+      shards: ranges ? 1 : shards,
+      ...(ranges ? { ranges } : {}),
     },
     plan,
     flat,
@@ -241,6 +263,7 @@ export async function taskView(env: Env, taskId: string) {
     secureAggregation: overview.secureAggregation,
     updateEncoding: overview.updateEncoding,
     shards: overview.shards,
+    chunked: overview.ranges ? chunkedUpload(overview.ranges) : null,
     maxUpdateBytes: maxUpdateBytes({ numParams: row.numParams, tensors }),
     maxClients: row.maxClients,
     currentRound: overview.currentRound,

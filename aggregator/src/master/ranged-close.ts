@@ -1,0 +1,151 @@
+/**
+ * @module The close of a ranged task's round (ranges.ts), at the master: the deadline, then every
+ * range object sums its accepted chunks and steps the strategy on its slice; they write the new
+ * version's parts into one R2 multipart upload (the master writes only the header, inside part 1,
+ * and the short last part); the master completes it, hashes the file as a stream, and records the
+ * version as an unsharded close does.
+ *
+ * Idempotent like `publish`: the upload's id is kept with the task state, a range's output is
+ * computed once per version, a part written again replaces itself, and a version already assembled
+ * (the object exists) is only hashed and recorded.
+ */
+import { MODEL_META } from '#protocol/messages.ts';
+import { DEFAULT_STRATEGY } from '../strategies/index.ts';
+import { abandon, type CloseHost, record } from './publish.ts';
+import type { PartJob, RangeClose } from './range-aggregator.ts';
+import { rangeBounds, rangedKey, versionHeader } from './ranges.ts';
+import * as machine from './round-machine.ts';
+
+/** Range objects working on one close at a time: on Cloudflare each runs on its own thread; on one machine this bounds the memory. */
+export const CLOSE_PARALLEL = 8;
+
+/** What the master calls on a range object (RangeAggregator's RPC methods). */
+export interface RangeCalls {
+  compute(job: RangeClose): Promise<{ carry: Uint8Array }>;
+  writePart(args: PartJob): Promise<R2UploadedPart>;
+  advance(round: number, version: number | null): Promise<void>;
+}
+
+export interface RangedHost extends CloseHost {
+  range(index: number): RangeCalls;
+}
+
+/** The alarm of a ranged master: applies the deadline, then publishes or abandons a round that ended. */
+export async function closeRanged(host: RangedHost, now: number): Promise<void> {
+  let task = host.state()!;
+  const deadline = machine.applyDeadline(task.state, task.spec.rules, now);
+  if (deadline !== task.state) {
+    host.setState({ ...task, state: deadline });
+    host.commits.commit();
+    task = host.state()!;
+  }
+  const { round, status } = task.state;
+  if (status === 'abandoned') {
+    await abandon(host);
+    await tellRanges(host, round, null);
+    return;
+  }
+  if (status !== 'closing') return;
+  const { spec } = task;
+  const layout = spec.ranges!;
+  const bucket = host.env.MODELS;
+  const version = task.latestVersion + 1;
+  const key = rangedKey(spec.taskId, version);
+  const head = versionHeader(spec.tensors, { [MODEL_META.task]: spec.taskId, [MODEL_META.version]: String(version) });
+  const partBytes = layout.params * 4;
+  if (head.length >= partBytes) throw new Error(`the version header (${head.length} bytes) does not fit in one part (${partBytes})`);
+  const rows = host.rows(round);
+  const numExamples = rows.reduce((a, r) => a + r.num_examples, 0);
+
+  if ((await bucket.head(key)) === null) {
+    let uploadId = task.publishing?.version === version ? task.publishing.uploadId : null;
+    if (uploadId === null) {
+      uploadId = (await bucket.createMultipartUpload(key, { httpMetadata: { contentType: 'application/octet-stream' } })).uploadId;
+      host.setState({ ...host.state()!, publishing: { version, uploadId } });
+      host.commits.commit();
+    }
+    const clients = host.ledger.weightsOf(round).map((r) => ({ clientId: r.client_id, weight: r.weight }));
+    const baseOffset = await dataOffset(bucket, task.latestKey);
+    const lengths = Array.from({ length: layout.count }, (_, k) => {
+      const { start, end } = rangeBounds(layout, spec.numParams, k);
+      return { start, length: end - start };
+    });
+    const carries = await eachLimited(layout.count, CLOSE_PARALLEL, (k) =>
+      host.range(k).compute({
+        round,
+        version,
+        clients,
+        numExamples,
+        encoding: spec.updateEncoding ?? 'float32',
+        strategy: spec.strategy ?? DEFAULT_STRATEGY,
+        base: { key: task.latestKey, offset: baseOffset + lengths[k]!.start * 4 },
+        length: lengths[k]!.length,
+        partBytes,
+        headBytes: head.length,
+      }),
+    );
+    const parts = await eachLimited(layout.count, CLOSE_PARALLEL, (k) =>
+      host.range(k).writePart({
+        version,
+        length: lengths[k]!.length,
+        key,
+        uploadId: uploadId!,
+        partNumber: k + 1,
+        prefix: k === 0 ? head : carries[k - 1]!.carry,
+        partBytes,
+        headBytes: head.length,
+      }),
+    );
+    const upload = bucket.resumeMultipartUpload(key, uploadId);
+    const last = carries[layout.count - 1]!.carry;
+    if (last.length > 0) parts.push(await upload.uploadPart(layout.count + 1, last));
+    await upload.complete(parts);
+  }
+  const blob = await hashObject(bucket, key);
+  host.faults.hit('after_blob');
+  await record(host, { blob, numExamples, privacy: null, strategyState: null });
+  await tellRanges(host, round, version);
+}
+
+/** Where the float32 data of a stored version starts: after its 8-byte length and header. */
+async function dataOffset(bucket: R2Bucket, key: string): Promise<number> {
+  const head = await bucket.get(key, { range: { offset: 0, length: 8 } });
+  if (!head) throw new Error(`base weights ${key} missing from R2`);
+  const view = new DataView(await head.arrayBuffer());
+  return 8 + Number(view.getBigUint64(0, true));
+}
+
+/** The SHA-256 of a stored object, read as a stream (nothing holds the whole file). */
+async function hashObject(bucket: R2Bucket, key: string): Promise<{ key: string; contentHash: string; byteLength: number }> {
+  const object = await bucket.get(key);
+  if (!object) throw new Error(`assembled version ${key} missing from R2`);
+  const digest = new crypto.DigestStream('SHA-256');
+  await object.body.pipeTo(digest);
+  const contentHash = [...new Uint8Array(await digest.digest)].map((b) => b.toString(16).padStart(2, '0')).join('');
+  return { key, contentHash, byteLength: object.size };
+}
+
+/** Tells every range object the round is over (best effort: one that misses it drops the chunks when the next round's come). */
+async function tellRanges(host: RangedHost, round: number, version: number | null): Promise<void> {
+  const count = host.state()!.spec.ranges!.count;
+  await eachLimited(count, count, (k) =>
+    host
+      .range(k)
+      .advance(round, version)
+      .catch(() => {}),
+  );
+}
+
+/** `call` for 0 … n−1, at most `limit` at a time, its answers in index order. */
+export async function eachLimited<T>(n: number, limit: number, call: (index: number) => Promise<T>): Promise<T[]> {
+  const out = new Array<T>(n);
+  let next = 0;
+  const worker = async () => {
+    while (next < n) {
+      const i = next++;
+      out[i] = await call(i);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, n) }, worker));
+  return out;
+}

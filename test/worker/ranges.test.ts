@@ -1,0 +1,220 @@
+/**
+ * Parameter-range shards on the real runtime: a 3,003,000-parameter model (above the tests'
+ * RANGED_ABOVE_PARAMS of 2M) split into three ranges of 1,376,256 (vitest.config.ts), each a
+ * RangeAggregator object; clients send their updates in chunks and commit them at the master; the
+ * version is assembled in R2 by a multipart upload (miniflare enforces R2's part rules: 5 MiB, one
+ * size but the last).
+ */
+import { env, evictDurableObject, runDurableObjectAlarm } from 'cloudflare:test';
+import { describe, expect, it } from 'vitest';
+import { encodeChunk } from '#protocol/chunked.ts';
+import { concatTensors, decodeTensors, encodeTensors, splitFlat } from '#protocol/safetensors.ts';
+import { createRunningSum } from '../../aggregator/src/kernels/running-sum.ts';
+import { rangedKey, rangeName } from '../../aggregator/src/master/ranges.ts';
+import { rng } from '../shared/random.ts';
+import { denseTopology } from '../shared/topology.ts';
+import { ADMIN, adminJson, api, base64, type Client, checkIn, maxAbsDiff, registerClient, stubOf, submit } from './helpers.ts';
+
+const INPUTS = 1000;
+const UNITS = 3000;
+const TENSORS = [
+  { name: 'big/kernel', shape: [INPUTS, UNITS] },
+  { name: 'big/bias', shape: [UNITS] },
+];
+const P = INPUTS * UNITS + UNITS; // 3,003,000
+const R = 1_376_256;
+
+function base(): Float32Array {
+  const next = rng(7);
+  return Float32Array.from({ length: P }, () => next() - 0.5);
+}
+
+function delta(seed: number): Float32Array {
+  const next = rng(seed);
+  return Float32Array.from({ length: P }, () => (next() * 2 - 1) * 0.01);
+}
+
+async function rangedTask(extra: Record<string, unknown> = {}, rounds: Record<string, unknown> = {}) {
+  return adminJson('/tasks', 'POST', {
+    name: 'large',
+    modelTopology: denseTopology(INPUTS, [{ name: 'big', units: UNITS }]),
+    initialWeights: base64(encodeTensors(splitFlat(TENSORS, base()))),
+    rounds: { clientsPerRound: 3, overSelection: 1, deadlineSeconds: 600, ...rounds },
+    plan: { epochs: 1, batchSize: 8, learningRate: 0.1 },
+    ...extra,
+  });
+}
+
+function sendChunk(taskId: string, c: Client, round: number, index: number, body: BodyInit) {
+  return api(`/tasks/${taskId}/rounds/${round}/update/chunks/${index}`, {
+    method: 'PUT',
+    headers: { ...c.auth, 'content-type': 'application/octet-stream' },
+    body,
+  });
+}
+
+function commit(taskId: string, c: Client, round: number, body: unknown) {
+  return api(`/tasks/${taskId}/rounds/${round}/update/commit`, {
+    method: 'POST',
+    headers: { ...c.auth, 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  });
+}
+
+function chunksOf(d: Float32Array, baseVersion: number): Uint8Array[] {
+  return [0, 1, 2].map((k) => encodeChunk(d.subarray(k * R, Math.min(P, (k + 1) * R)), 'float32', { baseVersion, index: k }));
+}
+
+function rangeStub(taskId: string, k: number) {
+  return env.RANGES.get(env.RANGES.idFromName(rangeName(taskId, k)));
+}
+
+describe('a model split into parameter ranges', { timeout: 120_000 }, () => {
+  it('takes chunked updates exactly once and publishes the FedAvg of them, assembled in R2 in parts, equal to one object’s', async () => {
+    const created = await rangedTask({}, { overSelection: 2 });
+    const task = await created.json<any>();
+    expect(created.status).toBe(201);
+    expect(task).toMatchObject({ numParams: P, shards: 1, chunked: { chunkParams: R, chunks: 3 } });
+    const clients = [await registerClient(task.id), await registerClient(task.id), await registerClient(task.id)];
+    const deltas = [delta(1), delta(2), delta(3)];
+    const n = [10, 20, 30];
+    const hashes: string[][] = [];
+    for (const [i, c] of clients.entries()) {
+      const ci = await checkIn(task.id, c);
+      expect(ci.body).toMatchObject({ status: 'assigned', round: 1, baseVersion: 0, chunked: { chunkParams: R, chunks: 3 } });
+      const acks = [];
+      // Out of order: the chunks are independent.
+      for (const k of [2, 0, 1]) {
+        const res = await sendChunk(task.id, c, 1, k, chunksOf(deltas[i]!, 0)[k]!);
+        const ack = await res.json<any>();
+        expect(res.status, JSON.stringify(ack)).toBe(200);
+        expect(ack).toMatchObject({ round: 1, index: k, replayed: false });
+        acks[k] = ack.bodySha256;
+      }
+      hashes.push(acks);
+    }
+    const [a, b, c] = clients as [Client, Client, Client];
+
+    // A chunk sent again with its bytes is counted once; with other bytes it is refused.
+    const again = await sendChunk(task.id, a, 1, 1, chunksOf(deltas[0]!, 0)[1]!);
+    expect(again.status).toBe(200);
+    expect(await again.json<any>()).toMatchObject({ index: 1, replayed: true, bodySha256: hashes[0]![1] });
+    const other = await sendChunk(task.id, a, 1, 1, chunksOf(deltas[1]!, 0)[1]!);
+    expect(other.status).toBe(409);
+    expect((await other.json<any>()).error.code).toBe('duplicate_conflict');
+    // A chunk of the wrong length, index or base, one past the last, a NaN; a whole update.
+    const stranger = await registerClient(task.id);
+    await checkIn(task.id, stranger);
+    const refusals: [number, Uint8Array, string][] = [
+      [0, encodeChunk(new Float32Array(10), 'float32', { baseVersion: 0, index: 0 }), 'tensor_mismatch'],
+      [0, chunksOf(deltas[1]!, 0)[1]!, 'invalid_metadata'],
+      [0, chunksOf(deltas[1]!, 1)[0]!, 'base_version_mismatch'],
+      [3, chunksOf(deltas[1]!, 0)[0]!, 'invalid_request'],
+      [2, encodeChunk(new Float32Array(P - 2 * R).fill(Number.NaN), 'float32', { baseVersion: 0, index: 2 }), 'non_finite'],
+    ];
+    for (const [k, body, code] of refusals) {
+      const res = await sendChunk(task.id, stranger, 1, k, body);
+      expect((await res.json<any>()).error.code).toBe(code);
+    }
+    for (const k of [0, 1, 2]) expect(await rangeStub(task.id, k).chunkOf(1, stranger.clientId)).toBeNull();
+    const whole = await submit(task.id, b, 1, new Uint8Array(16));
+    expect(whole.status).toBe(409);
+    expect(whole.body.error.code).toBe('chunked_upload_required');
+
+    // Evicted range objects lose nothing they acknowledged.
+    for (const k of [0, 1, 2]) await evictDurableObject(rangeStub(task.id, k));
+    for (const k of [0, 1, 2]) expect(await rangeStub(task.id, k).chunkOf(1, a.clientId)).toBe(hashes[0]![k]);
+
+    const commitOf = (i: number) => ({ baseVersion: 0, numExamples: n[i], metrics: { loss: i }, chunks: hashes[i] });
+    const first = await commit(task.id, a, 1, commitOf(0));
+    const ack = await first.json<any>();
+    expect(first.status, JSON.stringify(ack)).toBe(200);
+    expect(ack).toMatchObject({ round: 1, clientId: a.clientId, seq: 1, numExamples: 10 });
+    // A retried commit returns the same ack; a different one is a conflict.
+    const retry = await commit(task.id, a, 1, commitOf(0));
+    expect(retry.headers.get('fedge-replayed')).toBe('true');
+    expect(await retry.json<any>()).toEqual(ack);
+    const changed = await commit(task.id, a, 1, { ...commitOf(0), numExamples: 11 });
+    expect((await changed.json<any>()).error.code).toBe('duplicate_conflict');
+    // A commit that names a chunk the range does not hold: update_incomplete, nothing counted.
+    await sendChunk(task.id, stranger, 1, 0, chunksOf(deltas[0]!, 0)[0]!);
+    const incomplete = await commit(task.id, stranger, 1, commitOf(0));
+    expect(incomplete.status).toBe(409);
+    expect(await incomplete.json<any>()).toMatchObject({ error: { code: 'update_incomplete', message: expect.stringContaining('chunks 1, 2') } });
+    expect((await stubOf(task.id).status())!.accepted).toBe(1);
+
+    expect((await commit(task.id, b, 1, commitOf(1))).status).toBe(200);
+    expect((await commit(task.id, c, 1, commitOf(2))).status).toBe(200);
+    await runDurableObjectAlarm(stubOf(task.id));
+    const live = (await stubOf(task.id).status())!;
+    expect(live).toMatchObject({ round: 2, status: 'open', baseVersion: 1 });
+
+    const res = await api(`/tasks/${task.id}/models/1/weights`, { headers: ADMIN });
+    expect(res.status).toBe(200);
+    const bytes = new Uint8Array(await res.arrayBuffer());
+    const published = concatTensors(decodeTensors(bytes).tensors);
+    // The same float64 operations per parameter as one object summing whole updates: bit-identical.
+    const one = createRunningSum(P);
+    for (const [i, d] of deltas.entries()) one.add(d, n[i]!);
+    const expected = new Float32Array(P);
+    one.finalizeInto(base(), expected);
+    expect(maxAbsDiff(published, expected)).toBe(0);
+    const b0 = base();
+    const reference = Float64Array.from(b0, (x, j) => x + (10 * deltas[0]![j]! + 20 * deltas[1]![j]! + 30 * deltas[2]![j]!) / 60);
+    expect(maxAbsDiff(published, reference)).toBeLessThan(1e-6);
+
+    // One object in R2, its hash the manifest's, downloadable in ranges.
+    const manifest = await (await api(`/tasks/${task.id}/models/1`, { headers: ADMIN })).json<any>();
+    const digest = [...new Uint8Array(await crypto.subtle.digest('SHA-256', bytes))].map((x) => x.toString(16).padStart(2, '0')).join('');
+    expect(manifest).toMatchObject({ version: 1, participants: 3, numExamples: 60, contentHash: digest, byteLength: bytes.length });
+    const object = await env.MODELS.head(rangedKey(task.id, 1));
+    expect(object?.size).toBe(bytes.length);
+    const part = await api(`/tasks/${task.id}/models/1/weights`, { headers: { ...ADMIN, range: 'bytes=5505000-5505099' } });
+    expect(part.status).toBe(206);
+    expect(new Uint8Array(await part.arrayBuffer())).toEqual(bytes.subarray(5_505_000, 5_505_100));
+
+    // Round 2 starts from version 1: its chunks and the ranges' old chunks are gone.
+    expect(await rangeStub(task.id, 0).chunkOf(1, a.clientId)).toBeNull();
+    const ci = await checkIn(task.id, a);
+    expect(ci.body).toMatchObject({ status: 'assigned', round: 2, baseVersion: 1 });
+    const stale = await sendChunk(task.id, a, 2, 0, chunksOf(deltas[0]!, 0)[0]!);
+    expect((await stale.json<any>()).error.code).toBe('base_version_mismatch');
+  });
+
+  it('resumes a chunk whose connection dropped: nothing of it is stored, and the retry is taken', async () => {
+    const task = await (await rangedTask({}, { clientsPerRound: 1, minClients: 1 })).json<any>();
+    const c = await registerClient(task.id);
+    await checkIn(task.id, c);
+    const body = chunksOf(delta(9), 0)[0]!;
+    // The connection drops halfway: the body ends short of its declared length.
+    const half = new ReadableStream<Uint8Array>({
+      start(ctl) {
+        ctl.enqueue(body.slice(0, body.length >> 1));
+        ctl.close();
+      },
+    });
+    const cut = await api(`/tasks/${task.id}/rounds/1/update/chunks/0`, {
+      method: 'PUT',
+      headers: { ...c.auth, 'content-type': 'application/octet-stream', 'content-length': String(body.length) },
+      body: half,
+    }).catch((e: unknown) => e);
+    if (cut instanceof Response) expect(cut.status).toBeGreaterThanOrEqual(400);
+    expect(await rangeStub(task.id, 0).chunkOf(1, c.clientId)).toBeNull();
+    const retry = await sendChunk(task.id, c, 1, 0, body);
+    expect(retry.status).toBe(200);
+    expect(await retry.json<any>()).toMatchObject({ index: 0, replayed: false });
+  });
+
+  it('refuses what needs whole updates in one object, with invalid_sharding', async () => {
+    for (const [extra, why] of [
+      [{ strategy: { name: 'median' } }, 'running sum'],
+      [{ shards: 2 }, 'shards must be 1'],
+      [{ privacy: { mode: 'local', noiseMultiplier: 1, clipNorm: 1, delta: 1e-5 } }, 'differential privacy'],
+    ] as const) {
+      const res = await rangedTask(extra);
+      const body = await res.json<any>();
+      expect(res.status, JSON.stringify(body)).toBe(400);
+      expect(body.error).toMatchObject({ code: 'invalid_sharding', message: expect.stringContaining(why) });
+    }
+  });
+});
