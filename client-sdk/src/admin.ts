@@ -10,7 +10,7 @@ import { Http, type Logger, sleep } from './internal/http.ts';
 import { readSavedModel } from './io.ts';
 import type { UpdateEncoding } from './protocol/encoding.ts';
 import type { ModelManifest, TrainingPlan } from './protocol/messages.ts';
-import { encodeTensors, type WireTensor } from './protocol/safetensors.ts';
+import { concatTensors, encodeTensors, type WireTensor } from './protocol/safetensors.ts';
 
 /**
  * Options of `new FedgeAdmin(options)`. `timeoutMs` defaults to 120,000, `maxRetries` to 2.
@@ -64,7 +64,16 @@ export interface CreateTaskOptions {
   maxClients?: number;
   /** Aggregator shards a round is spread over, 1–64, or 'auto' (default: one per 1,000 assignments of a round; 1 where one object must see the round). */
   shards?: number | 'auto';
+  /**
+   * Send the initial weights in chunks (POST /weight-uploads, one PUT per chunk, retried) rather
+   * than inline in the create request. Default: above 32 MiB of weights (8M parameters), whose
+   * base64 would come near Cloudflare's 100 MB request cap.
+   */
+  weightsInChunks?: boolean;
 }
+
+/** Weights above this many bytes go in chunks by default (`weightsInChunks`). */
+const INLINE_WEIGHTS_BYTES = 32 * 1024 * 1024;
 
 export interface CreatedTask {
   id: string;
@@ -156,13 +165,16 @@ export class FedgeAdmin {
       const artifacts = 'load' in source && typeof source.load === 'function' ? await source.load() : (source as tf.io.ModelArtifacts);
       ({ modelTopology, tensors, plan } = readSavedModel(artifacts));
     }
+    const numParams = tensors.reduce((a, t) => a + t.data.length, 0);
+    const inChunks = options.weightsInChunks ?? numParams * 4 > INLINE_WEIGHTS_BYTES;
+    const weights = inChunks ? { initialWeightsUpload: await this.uploadWeights(tensors, numParams) } : { initialWeights: base64(encodeTensors(tensors)) };
     return this.http.json<CreatedTask>({
       method: 'POST',
       path: '/tasks',
       json: {
         name: options.name,
         modelTopology,
-        initialWeights: base64(encodeTensors(tensors)),
+        ...weights,
         rounds: options.rounds ?? {},
         plan: { ...plan, ...options.plan },
         ...(options.strategy ? { strategy: options.strategy } : {}),
@@ -174,6 +186,28 @@ export class FedgeAdmin {
       },
       retry: false,
     });
+  }
+
+  /** Sends a model's weights (in `model.weights` order) as a weight upload, two chunks at a time; its id. */
+  private async uploadWeights(tensors: readonly WireTensor[], numParams: number): Promise<string> {
+    const upload = await this.http.json<{ uploadId: string; chunkParams: number; chunks: number }>({
+      method: 'POST',
+      path: '/weight-uploads',
+      json: { numParams },
+      retry: true,
+    });
+    const flat = concatTensors(tensors);
+    let next = 0;
+    const worker = async () => {
+      while (next < upload.chunks) {
+        const k = next++;
+        const slice = flat.subarray(k * upload.chunkParams, Math.min(numParams, (k + 1) * upload.chunkParams));
+        const body = new Uint8Array(slice.buffer, slice.byteOffset, slice.byteLength).slice();
+        await this.http.json({ method: 'PUT', path: `/weight-uploads/${upload.uploadId}/chunks/${k}`, body, retry: true });
+      }
+    };
+    await Promise.all([worker(), worker()]);
+    return upload.uploadId;
   }
 
   /**

@@ -35,8 +35,9 @@ async function largeTask(options: Record<string, unknown> = {}) {
     plan: { epochs: 1, batchSize: 8, learningRate: 0.1 },
     ...options,
   });
+  const weights = model.getWeights().map((w) => w.dataSync() as Float32Array);
   model.dispose();
-  return task;
+  return { ...task, weights };
 }
 
 beforeAll(async () => {
@@ -45,7 +46,8 @@ beforeAll(async () => {
 
 describe('chunked updates (a model split into parameter ranges)', { timeout: 300_000 }, () => {
   it('trains with tfjs, sends Δ in chunks, and the published version is the FedAvg of both clients', async () => {
-    const task = await largeTask();
+    // The initial weights go in chunks too (POST /weight-uploads), and version 0 is the model's, exactly.
+    const task = await largeTask({ weightsInChunks: true });
     expect(task).toMatchObject({ numParams: P, chunked: { chunkParams: 1_376_256, chunks: 2 } });
     const puts: string[] = [];
     const clients = await Promise.all(
@@ -63,6 +65,7 @@ describe('chunked updates (a model split into parameter ranges)', { timeout: 300
       }),
     );
     const base = (await clients[0]!.getWeights(0)).flat;
+    expect(base).toEqual(Float32Array.from([...task.weights[0]!, ...task.weights[1]!]));
     const deltas: { delta: Float32Array; n: number }[] = [];
     for (const [i, c] of clients.entries()) {
       const assignment = await c.waitForAssignment();

@@ -42,7 +42,7 @@ describe('the OpenAPI document', () => {
   });
 
   it('names every operation, says which token it needs, and lists /v1/health and this server', () => {
-    expect(operations.length).toBe(44); // 35 + secure aggregation's 7 + chunked updates' 2
+    expect(operations.length).toBe(46); // 35 + secure aggregation's 7 + chunked updates' 2 + weight uploads' 2
     const ids = operations.map((o) => o.op.operationId);
     expect(ids.every((id) => typeof id === 'string' && /^[a-z][A-Za-z]+$/.test(id))).toBe(true);
     expect(new Set(ids).size).toBe(ids.length);

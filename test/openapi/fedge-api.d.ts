@@ -660,6 +660,40 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/weight-uploads": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Open an upload of a model's initial weights in chunks (for models too large for one request) */
+        post: operations["openWeightUpload"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/weight-uploads/{uploadId}/chunks/{index}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /** Send chunk k of the initial weights: the raw little-endian float32 bytes of parameters [k·chunkParams, …) (idempotent) */
+        put: operations["putWeightChunk"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/health": {
         parameters: {
             query?: never;
@@ -1065,8 +1099,10 @@ export interface components {
             modelTopology: {
                 [key: string]: unknown;
             };
-            /** @description Base64 of a safetensors message holding every weight of the model, float32, in model.weights order */
-            initialWeights: string;
+            /** @description Base64 of a safetensors message holding every weight of the model, float32, in model.weights order (or initialWeightsUpload) */
+            initialWeights?: string;
+            /** @description For models too large for one request: a weight upload's id (POST /weight-uploads), whose chunks are all sent; instead of initialWeights */
+            initialWeightsUpload?: string;
             rounds?: components["schemas"]["RoundRules"];
             plan?: components["schemas"]["TrainingPlan"];
             strategy?: components["schemas"]["Strategy"];
@@ -1688,6 +1724,19 @@ export interface components {
              * @default false
              */
             retireCurrent: boolean;
+        };
+        WeightUpload: {
+            uploadId: string;
+            numParams: number;
+            /** @description Parameters per chunk (the last one holds the rest) */
+            chunkParams: number;
+            chunks: number;
+            /**
+             * Format: date-time
+             * @description ISO 8601 date-time, UTC
+             * @example 2026-12-02T14:03:05.123Z
+             */
+            createdAt: string;
         };
         Health: {
             /** @enum {boolean} */
@@ -5591,6 +5640,205 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Error404"];
+                };
+            };
+            /** @description Error: `overloaded`, `upload_in_progress`, `rate_limited` */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error429"];
+                };
+            };
+            /** @description Error: `internal_error` */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error500"];
+                };
+            };
+        };
+    };
+    openWeightUpload: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    numParams: number;
+                };
+            };
+        };
+        responses: {
+            /** @description Opened */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WeightUpload"];
+                };
+            };
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_sharding`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error400"];
+                };
+            };
+            /** @description Error: `unauthorized`, `token_expired`, `token_revoked`, `enrollment_key_invalid`, `enrollment_key_revoked`, `enrollment_key_expired`, `id_token_invalid`, `id_token_unsigned`, `id_token_expired`, `id_token_wrong_issuer`, `id_token_wrong_audience`, `id_token_bad_signature` */
+            401: {
+                headers: {
+                    /** @description Bearer, with the reason (RFC 6750): `error="invalid_token"` for a wrong, expired or revoked token */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error401"];
+                };
+            };
+            /** @description Error: `forbidden`, `secagg_unknown_client`, `not_participant` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error403"];
+                };
+            };
+            /** @description Error: `overloaded`, `upload_in_progress`, `rate_limited` */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error429"];
+                };
+            };
+            /** @description Error: `internal_error` */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error500"];
+                };
+            };
+        };
+    };
+    putWeightChunk: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                uploadId: string;
+                index: number;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/octet-stream": Blob;
+            };
+        };
+        responses: {
+            /** @description Stored */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        index: number;
+                        bodySha256: string;
+                    };
+                };
+            };
+            /** @description Error: `invalid_request`, `invalid_strategy`, `invalid_privacy`, `invalid_secure_aggregation`, `invalid_sharding`, `invalid_secagg_message`, `malformed_json`, `invalid_topology`, `invalid_weights`, `weights_mismatch`, `malformed_update` */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error400"];
+                };
+            };
+            /** @description Error: `unauthorized`, `token_expired`, `token_revoked`, `enrollment_key_invalid`, `enrollment_key_revoked`, `enrollment_key_expired`, `id_token_invalid`, `id_token_unsigned`, `id_token_expired`, `id_token_wrong_issuer`, `id_token_wrong_audience`, `id_token_bad_signature` */
+            401: {
+                headers: {
+                    /** @description Bearer, with the reason (RFC 6750): `error="invalid_token"` for a wrong, expired or revoked token */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error401"];
+                };
+            };
+            /** @description Error: `forbidden`, `secagg_unknown_client`, `not_participant` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error403"];
+                };
+            };
+            /** @description Error: `not_found`, `task_not_found`, `client_not_found`, `round_not_found`, `version_not_found` */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error404"];
+                };
+            };
+            /** @description Error: `upload_timeout` */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error408"];
+                };
+            };
+            /** @description Error: `payload_too_large` */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error413"];
+                };
+            };
+            /** @description Error: `unsupported_media_type` */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error415"];
+                };
+            };
+            /** @description Error: `tensor_mismatch`, `non_finite`, `invalid_example_count`, `update_norm_exceeded`, `invalid_metadata` */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error422"];
                 };
             };
             /** @description Error: `overloaded`, `upload_in_progress`, `rate_limited` */

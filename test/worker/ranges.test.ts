@@ -205,6 +205,77 @@ describe('a model split into parameter ranges', { timeout: 120_000 }, () => {
     expect(await retry.json<any>()).toMatchObject({ index: 0, replayed: false });
   });
 
+  it('creates a task from initial weights uploaded in chunks: version 0 is assembled by its ranges, byte for byte the model', async () => {
+    const open = await adminJson('/weight-uploads', 'POST', { numParams: P });
+    const upload = await open.json<any>();
+    expect(open.status).toBe(201);
+    expect(upload).toMatchObject({ numParams: P, chunkParams: R, chunks: 3 });
+    const weights = base();
+    const put = (k: number, bytes: Uint8Array, id = upload.uploadId) =>
+      api(`/weight-uploads/${id}/chunks/${k}`, { method: 'PUT', headers: { ...ADMIN, 'content-type': 'application/octet-stream' }, body: bytes });
+    const chunk = (k: number) => new Uint8Array(weights.buffer, k * R * 4, (Math.min(P, (k + 1) * R) - k * R) * 4).slice();
+    // Refusals: a chunk of the wrong size, a NaN, an unknown upload, a chunk past the last.
+    expect((await (await put(0, chunk(0).subarray(4))).json<any>()).error.code).toBe('invalid_weights');
+    const nan = chunk(1);
+    new Float32Array(nan.buffer)[5] = Number.NaN;
+    expect((await (await put(1, nan)).json<any>()).error).toMatchObject({ code: 'non_finite', message: expect.stringContaining(`index ${R + 5}`) });
+    expect((await put(0, chunk(0), '00000000-0000-4000-8000-000000000000')).status).toBe(404);
+    expect((await put(3, chunk(0))).status).toBe(400);
+    const definition = {
+      name: 'large from chunks',
+      modelTopology: denseTopology(INPUTS, [{ name: 'big', units: UNITS }]),
+      rounds: { clientsPerRound: 1, minClients: 1 },
+      initialWeightsUpload: upload.uploadId,
+    };
+    for (const k of [0, 2]) expect((await put(k, chunk(k))).status).toBe(200);
+    const incomplete = await adminJson('/tasks', 'POST', definition);
+    expect(await incomplete.json<any>()).toMatchObject({ error: { code: 'invalid_weights', message: expect.stringContaining('chunk 1 not received') } });
+    expect((await put(1, chunk(1))).status).toBe(200);
+    const both = await adminJson('/tasks', 'POST', { ...definition, initialWeights: base64(encodeTensors(splitFlat(TENSORS, weights))) });
+    expect((await both.json<any>()).error.code).toBe('invalid_request');
+    const other = await adminJson('/tasks', 'POST', { ...definition, modelTopology: denseTopology(INPUTS, [{ name: 'big', units: UNITS - 1 }]) });
+    expect((await other.json<any>()).error.code).toBe('weights_mismatch');
+
+    const created = await adminJson('/tasks', 'POST', definition);
+    const task = await created.json<any>();
+    expect(created.status, JSON.stringify(task)).toBe(201);
+    expect(task).toMatchObject({ numParams: P, currentVersion: 0, chunked: { chunks: 3 } });
+    const res = await api(`/tasks/${task.id}/models/0/weights`, { headers: ADMIN });
+    const bytes = new Uint8Array(await res.arrayBuffer());
+    const decoded = decodeTensors(bytes);
+    expect(decoded.tensors.map((t) => [t.name, t.shape])).toEqual(TENSORS.map((t) => [t.name, t.shape]));
+    expect(maxAbsDiff(concatTensors(decoded.tensors), weights)).toBe(0);
+    const manifest = await (await api(`/tasks/${task.id}/models/0`, { headers: ADMIN })).json<any>();
+    const digest = [...new Uint8Array(await crypto.subtle.digest('SHA-256', bytes))].map((x) => x.toString(16).padStart(2, '0')).join('');
+    expect(manifest).toMatchObject({ version: 0, contentHash: digest, byteLength: bytes.length });
+    // The upload's chunks are gone; a round runs on the version as on any other.
+    expect((await env.MODELS.list({ prefix: `uploads/${upload.uploadId}/` })).objects).toEqual([]);
+    const c = await registerClient(task.id);
+    expect((await checkIn(task.id, c)).body).toMatchObject({ status: 'assigned', baseVersion: 0, chunked: { chunks: 3 } });
+  });
+
+  it('creates a task that fits one object from an upload too', async () => {
+    const upload = await (await adminJson('/weight-uploads', 'POST', { numParams: 15 })).json<any>();
+    expect(upload).toMatchObject({ chunks: 1 });
+    const weights = Float32Array.from({ length: 15 }, (_, i) => i / 7);
+    const put = await api(`/weight-uploads/${upload.uploadId}/chunks/0`, {
+      method: 'PUT',
+      headers: { ...ADMIN, 'content-type': 'application/octet-stream' },
+      body: new Uint8Array(weights.buffer),
+    });
+    expect(put.status).toBe(200);
+    const created = await adminJson('/tasks', 'POST', {
+      name: 'tiny from chunks',
+      modelTopology: denseTopology(4, [{ name: 'dense', units: 3, activation: 'softmax' }]),
+      initialWeightsUpload: upload.uploadId,
+    });
+    const task = await created.json<any>();
+    expect(created.status, JSON.stringify(task)).toBe(201);
+    expect(task).toMatchObject({ numParams: 15, chunked: null });
+    const res = await api(`/tasks/${task.id}/models/0/weights`, { headers: ADMIN });
+    expect(concatTensors(decodeTensors(await res.arrayBuffer()).tensors)).toEqual(weights);
+  });
+
   it('refuses what needs whole updates in one object, with invalid_sharding', async () => {
     for (const [extra, why] of [
       [{ strategy: { name: 'median' } }, 'running sum'],

@@ -102,6 +102,8 @@ describe('OpenAPI document', () => {
         '/v1/tasks/{taskId}/models/current/model.json',
         '/v1/tasks/{taskId}/models/{version}/model.json',
         '/v1/tasks/{taskId}/models/{version}/weights.bin',
+        '/v1/weight-uploads',
+        '/v1/weight-uploads/{uploadId}/chunks/{index}',
         '/v1/health',
       ].sort(),
     );

@@ -17,6 +17,7 @@ import { roundsApp } from './routes/rounds.ts';
 import { secaggApp } from './routes/secagg.ts';
 import { tasksApp } from './routes/tasks.ts';
 import { tfjsModelsApp } from './routes/tfjs-models.ts';
+import { weightUploadsApp } from './routes/weight-uploads.ts';
 
 /** Builds the app: `/v1` routes, `/openapi.json` and `/docs`, `/` → the dashboard, JSON errors for everything else. */
 export function createApp() {
@@ -35,7 +36,8 @@ export function createApp() {
     .route('/', modelsApp)
     .route('/', tfjsModelsApp)
     .route('/', roundsApp)
-    .route('/', adminTokensApp);
+    .route('/', adminTokensApp)
+    .route('/', weightUploadsApp);
   v1.openapi(
     createRoute({
       method: 'get',

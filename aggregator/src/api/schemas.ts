@@ -163,7 +163,14 @@ export const CreateTaskSchema = z
   .object({
     name: z.string().min(1).max(200),
     modelTopology: z.record(z.string(), z.unknown()).describe('The `modelTopology` of a TensorFlow.js model.json'),
-    initialWeights: z.base64().describe('Base64 of a safetensors message holding every weight of the model, float32, in model.weights order'),
+    initialWeights: z
+      .base64()
+      .optional()
+      .describe('Base64 of a safetensors message holding every weight of the model, float32, in model.weights order (or initialWeightsUpload)'),
+    initialWeightsUpload: z
+      .string()
+      .optional()
+      .describe("For models too large for one request: a weight upload's id (POST /weight-uploads), whose chunks are all sent; instead of initialWeights"),
     rounds: RoundRulesSchema.prefault({}),
     plan: TrainingPlanSchema.prefault({}),
     strategy: StrategySchema.prefault(DEFAULT_STRATEGY),

@@ -36,16 +36,28 @@ export interface ChunkPlace {
   length: number;
 }
 
-/** The close's work for one range: sum the accepted clients' chunks (in acceptance order), step the strategy from the base slice. */
+/**
+ * The work of one range for a new version: sum the accepted clients' chunks (in acceptance order)
+ * and step the strategy from the base slice (a round's close), or copy the operator's chunk of the
+ * initial weights (version 0).
+ */
+export type RangeWork =
+  | {
+      kind: 'sum';
+      round: number;
+      clients: { clientId: string; weight: number }[];
+      numExamples: number;
+      encoding: UpdateEncoding;
+      strategy: StrategyConfig;
+      /** The base version's file, and where this range's float32 bytes are in it. */
+      base: { key: string; offset: number };
+    }
+  | { kind: 'copy'; key: string };
+
 export interface RangeClose {
-  round: number;
   version: number;
-  clients: { clientId: string; weight: number }[];
-  numExamples: number;
-  encoding: UpdateEncoding;
-  strategy: StrategyConfig;
-  /** The base version's file, and where this range's float32 bytes are in it. */
-  base: { key: string; offset: number };
+  work: RangeWork;
+  /** Parameters of this range. */
   length: number;
   /** Multipart geometry: bytes per part (4R) and of the new file's header. */
   partBytes: number;
@@ -150,34 +162,43 @@ export class RangeAggregator extends DurableObject<Env> {
   }
 
   /**
-   * This range's part of the close: Σwᵢ·Δᵢ over the accepted clients' chunks in acceptance order
-   * (the same float64 operations, per parameter, as one object summing whole updates), the
-   * strategy's step from the base slice, stored as version `version`'s slice with the strategy's
-   * state for it. Deterministic, so a close that is retried computes the same. Returns the bytes of
-   * its output past the first P − D (the next range's part begins with them).
+   * This range's slice of version `version`, stored with the strategy's state for it: at a close,
+   * Σwᵢ·Δᵢ over the accepted clients' chunks in acceptance order (the same float64 operations, per
+   * parameter, as one object summing whole updates) and the strategy's step from the base slice;
+   * for version 0, the operator's chunk. Deterministic, so a close that is retried computes the
+   * same. Returns the bytes of its output past the first P − D (the next range's part begins with them).
    */
   async compute(job: RangeClose): Promise<{ carry: Uint8Array }> {
     if (this.outputRows(job.version) === 0) {
-      const sum = createRunningSum(job.length, { wasm: accumulateWasm });
-      try {
-        let view = emptyUpdate(job.encoding, job.length);
-        for (const { clientId, weight } of job.clients) {
-          const rows = this.sql.exec<{ data: ArrayBuffer }>(`SELECT data FROM chunk_rows WHERE round = ? AND client_id = ? ORDER BY idx`, job.round, clientId);
-          readUpdate(rows, view, `chunk of client ${clientId} in round ${job.round}`);
-          sum.addEncoded(view, weight);
+      const { work } = job;
+      let next: Float32Array;
+      let state: StrategyState | null = null;
+      if (work.kind === 'copy') next = await this.readSlice(work.key, 0, job.length);
+      else {
+        const sum = createRunningSum(job.length, { wasm: accumulateWasm });
+        try {
+          const view = emptyUpdate(work.encoding, job.length);
+          for (const { clientId, weight } of work.clients) {
+            const rows = this.sql.exec<{ data: ArrayBuffer }>(
+              `SELECT data FROM chunk_rows WHERE round = ? AND client_id = ? ORDER BY idx`,
+              work.round,
+              clientId,
+            );
+            readUpdate(rows, view, `chunk of client ${clientId} in round ${work.round}`);
+            sum.addEncoded(view, weight);
+          }
+          const base = await this.readSlice(work.base.key, work.base.offset, job.length);
+          const strategy = createStrategy(work.strategy);
+          ({ next, state } = strategy.aggregate(base, { kind: 'sum', sum, numExamples: work.numExamples }, this.readState(job.version - 1, job.length)));
+        } finally {
+          sum.dispose();
         }
-        view = emptyUpdate(job.encoding, 0);
-        const base = await this.readBase(job.base.key, job.base.offset, job.length);
-        const strategy = createStrategy(job.strategy);
-        const { next, state } = strategy.aggregate(base, { kind: 'sum', sum, numExamples: job.numExamples }, this.readState(job.version - 1, job.length));
-        this.ctx.storage.transactionSync(() => {
-          this.sql.exec(`DELETE FROM output_rows WHERE version <> ?`, job.version);
-          writeChunks(bytesOf(next), (data, idx) => this.sql.exec(`INSERT INTO output_rows (version, idx, data) VALUES (?, ?, ?)`, job.version, idx, data));
-          if (state) this.writeState(job.version, state);
-        });
-      } finally {
-        sum.dispose();
       }
+      this.ctx.storage.transactionSync(() => {
+        this.sql.exec(`DELETE FROM output_rows WHERE version <> ?`, job.version);
+        writeChunks(bytesOf(next), (data, idx) => this.sql.exec(`INSERT INTO output_rows (version, idx, data) VALUES (?, ?, ?)`, job.version, idx, data));
+        if (state) this.writeState(job.version, state);
+      });
     }
     const out = this.readOutput(job.version, job.length);
     return { carry: out.slice(Math.min(out.length, job.partBytes - job.headBytes)) };
@@ -208,11 +229,11 @@ export class RangeAggregator extends DurableObject<Env> {
     return { ok: true };
   }
 
-  private async readBase(key: string, offset: number, length: number): Promise<Float32Array> {
+  private async readSlice(key: string, offset: number, length: number): Promise<Float32Array> {
     const object = await this.env.MODELS.get(key, { range: { offset, length: length * 4 } });
-    if (!object) throw new Error(`base weights ${key} missing from R2`);
+    if (!object) throw new Error(`weights ${key} missing from R2`);
     const bytes = new Uint8Array(await object.arrayBuffer());
-    if (bytes.byteLength !== length * 4) throw new Error(`base weights ${key} hold ${bytes.byteLength} bytes at ${offset}, expected ${length * 4}`);
+    if (bytes.byteLength !== length * 4) throw new Error(`weights ${key} hold ${bytes.byteLength} bytes at ${offset}, expected ${length * 4}`);
     return new Float32Array(bytes.buffer, bytes.byteOffset, length);
   }
 

@@ -10,14 +10,12 @@
  * (the object exists) is only hashed and recorded.
  */
 import { MODEL_META } from '#protocol/messages.ts';
+import type { StoredBlob } from '../storage/weights.ts';
 import { DEFAULT_STRATEGY } from '../strategies/index.ts';
 import { abandon, type CloseHost, record } from './publish.ts';
-import type { PartJob, RangeClose } from './range-aggregator.ts';
-import { rangeBounds, rangedKey, versionHeader } from './ranges.ts';
+import type { PartJob, RangeClose, RangeWork } from './range-aggregator.ts';
+import { CLOSE_PARALLEL, rangeBounds, rangedKey, versionHeader } from './ranges.ts';
 import * as machine from './round-machine.ts';
-
-/** Range objects working on one close at a time: on Cloudflare each runs on its own thread; on one machine this bounds the memory. */
-export const CLOSE_PARALLEL = 8;
 
 /** What the master calls on a range object (RangeAggregator's RPC methods). */
 export interface RangeCalls {
@@ -47,53 +45,64 @@ export async function closeRanged(host: RangedHost, now: number): Promise<void> 
   }
   if (status !== 'closing') return;
   const { spec } = task;
-  const layout = spec.ranges!;
-  const bucket = host.env.MODELS;
-  const version = task.latestVersion + 1;
-  const key = rangedKey(spec.taskId, version);
-  const head = versionHeader(spec.tensors, { [MODEL_META.task]: spec.taskId, [MODEL_META.version]: String(version) });
-  const partBytes = layout.params * 4;
-  if (head.length >= partBytes) throw new Error(`the version header (${head.length} bytes) does not fit in one part (${partBytes})`);
   const rows = host.rows(round);
   const numExamples = rows.reduce((a, r) => a + r.num_examples, 0);
+  const version = task.latestVersion + 1;
+  const clients = host.ledger.weightsOf(round).map((r) => ({ clientId: r.client_id, weight: r.weight }));
+  const baseOffset = await dataOffset(host.env.MODELS, task.latestKey);
+  const blob = await assembleRanged(host, version, ({ start }) => ({
+    kind: 'sum',
+    round,
+    clients,
+    numExamples,
+    encoding: spec.updateEncoding ?? 'float32',
+    strategy: spec.strategy ?? DEFAULT_STRATEGY,
+    base: { key: task.latestKey, offset: baseOffset + start * 4 },
+  }));
+  host.faults.hit('after_blob');
+  await record(host, { blob, numExamples, privacy: null, strategyState: null });
+  await tellRanges(host, round, version);
+}
 
+/**
+ * Version `version` of a ranged task, assembled in R2: each range object computes its slice
+ * (`work`), then writes its part of one multipart upload; the master adds the short last part, if
+ * any, completes the upload and hashes the file as a stream. A version already assembled (the
+ * object exists) is only hashed. The upload's id is kept with the task state, so a retry resumes it.
+ */
+export async function assembleRanged(
+  host: Pick<RangedHost, 'env' | 'state' | 'setState' | 'commits' | 'range'>,
+  version: number,
+  work: (bounds: { start: number; end: number }) => RangeWork,
+): Promise<StoredBlob> {
+  const { spec } = host.state()!;
+  const layout = spec.ranges!;
+  const bucket = host.env.MODELS;
+  const key = rangedKey(spec.taskId, version);
   if ((await bucket.head(key)) === null) {
+    const head = versionHeader(spec.tensors, { [MODEL_META.task]: spec.taskId, [MODEL_META.version]: String(version) });
+    const partBytes = layout.params * 4;
+    if (head.length >= partBytes) throw new Error(`the version header (${head.length} bytes) does not fit in one part (${partBytes})`);
+    const task = host.state()!;
     let uploadId = task.publishing?.version === version ? task.publishing.uploadId : null;
     if (uploadId === null) {
       uploadId = (await bucket.createMultipartUpload(key, { httpMetadata: { contentType: 'application/octet-stream' } })).uploadId;
       host.setState({ ...host.state()!, publishing: { version, uploadId } });
       host.commits.commit();
     }
-    const clients = host.ledger.weightsOf(round).map((r) => ({ clientId: r.client_id, weight: r.weight }));
-    const baseOffset = await dataOffset(bucket, task.latestKey);
-    const lengths = Array.from({ length: layout.count }, (_, k) => {
-      const { start, end } = rangeBounds(layout, spec.numParams, k);
-      return { start, length: end - start };
-    });
+    const bounds = Array.from({ length: layout.count }, (_, k) => rangeBounds(layout, spec.numParams, k));
+    const geometry = { version, partBytes, headBytes: head.length };
     const carries = await eachLimited(layout.count, CLOSE_PARALLEL, (k) =>
-      host.range(k).compute({
-        round,
-        version,
-        clients,
-        numExamples,
-        encoding: spec.updateEncoding ?? 'float32',
-        strategy: spec.strategy ?? DEFAULT_STRATEGY,
-        base: { key: task.latestKey, offset: baseOffset + lengths[k]!.start * 4 },
-        length: lengths[k]!.length,
-        partBytes,
-        headBytes: head.length,
-      }),
+      host.range(k).compute({ ...geometry, work: work(bounds[k]!), length: bounds[k]!.end - bounds[k]!.start }),
     );
     const parts = await eachLimited(layout.count, CLOSE_PARALLEL, (k) =>
       host.range(k).writePart({
-        version,
-        length: lengths[k]!.length,
+        ...geometry,
+        length: bounds[k]!.end - bounds[k]!.start,
         key,
         uploadId: uploadId!,
         partNumber: k + 1,
         prefix: k === 0 ? head : carries[k - 1]!.carry,
-        partBytes,
-        headBytes: head.length,
       }),
     );
     const upload = bucket.resumeMultipartUpload(key, uploadId);
@@ -101,10 +110,7 @@ export async function closeRanged(host: RangedHost, now: number): Promise<void> 
     if (last.length > 0) parts.push(await upload.uploadPart(layout.count + 1, last));
     await upload.complete(parts);
   }
-  const blob = await hashObject(bucket, key);
-  host.faults.hit('after_blob');
-  await record(host, { blob, numExamples, privacy: null, strategyState: null });
-  await tellRanges(host, round, version);
+  return hashObject(bucket, key);
 }
 
 /** Where the float32 data of a stored version starts: after its 8-byte length and header. */

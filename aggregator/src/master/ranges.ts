@@ -29,6 +29,8 @@ export const RANGE_ALIGN = 65_536;
 export const MIN_PART_BYTES = 5 * 1024 * 1024;
 /** The largest model a task may have: 1 GiB of float32, 128 ranges at the default R. */
 export const MAX_RANGED_PARAMS = 268_435_456;
+/** Range objects working on one close at a time: on Cloudflare each runs on its own thread; on one machine this bounds the memory. */
+export const CLOSE_PARALLEL = 8;
 /** Chunk bodies being received at once per range object (a bound on its memory). */
 export const CHUNK_BUDGET_BYTES = 48 * 1024 * 1024;
 

@@ -16,6 +16,8 @@ import type { CheckInResponse, TrainingPlan } from '#protocol/messages.ts';
 import { database, getClientCredential } from '../db/store.ts';
 import type { RunningSum } from '../kernels/running-sum.ts';
 import { initialPrivacyState } from '../privacy/mechanism.ts';
+import { uploadChunkKey } from '../storage/weight-uploads.ts';
+import type { StoredBlob } from '../storage/weights.ts';
 import { createStrategy, DEFAULT_STRATEGY, type Strategy } from '../strategies/index.ts';
 import { type ClientAuth, ClientGate, CredentialCache, storedCredential } from './credentials.ts';
 import { Faults } from './faults.ts';
@@ -25,7 +27,7 @@ import * as lifecycle from './lifecycle.ts';
 import { budgetExhausted, clientPrivacy, type PrivacySpent, privacySpent } from './privacy.ts';
 import { abandon, publish } from './publish.ts';
 import type { ChunkPlace } from './range-aggregator.ts';
-import { closeRanged, type RangedHost } from './ranged-close.ts';
+import { assembleRanged, closeRanged, type RangedHost } from './ranged-close.ts';
 import { chunkedUpload, type RangeLayout, rangeName } from './ranges.ts';
 import { TokenBuckets } from './rate-limit.ts';
 import { readBody } from './read-body.ts';
@@ -45,7 +47,8 @@ export type { Admission, Failure, SubmitResult } from './uploads.ts';
 export interface InitArgs {
   spec: TaskSpec;
   plan: TrainingPlan;
-  version0: { key: string };
+  /** Version 0: stored already, or (a ranged task) to assemble from a weight upload's chunks. */
+  version0: { key: string } | { upload: string };
 }
 
 export class TaskAggregator extends DurableObject<Env> {
@@ -137,13 +140,29 @@ export class TaskAggregator extends DurableObject<Env> {
     };
   }
 
-  /** Creates the task's first round on version 0. Idempotent: a second call changes nothing. */
-  async init(args: InitArgs): Promise<void> {
-    if (this.task) return;
-    this.task = { spec: args.spec, plan: args.plan, state: machine.openRound(1, 0, Date.now()), latestVersion: 0, latestKey: args.version0.key };
-    if (args.spec.privacy) this.task.privacy = initialPrivacyState(args.spec.privacy);
-    if (args.spec.secureAggregation) this.task.secagg = openSecAgg(1);
+  /**
+   * Creates the task's first round on version 0: the blob given, or (a ranged task) the one its
+   * range objects assemble from the upload's chunks, which it returns. Idempotent: a second call
+   * changes nothing.
+   */
+  async init(args: InitArgs): Promise<StoredBlob | null> {
+    if (this.task) return null;
+    const key = 'key' in args.version0 ? args.version0.key : '';
+    const task: TaskState = { spec: args.spec, plan: args.plan, state: machine.openRound(1, 0, Date.now()), latestVersion: 0, latestKey: key };
+    if (args.spec.privacy) task.privacy = initialPrivacyState(args.spec.privacy);
+    if (args.spec.secureAggregation) task.secagg = openSecAgg(1);
+    let blob: StoredBlob | null = null;
+    if ('upload' in args.version0) {
+      const { upload } = args.version0;
+      if (!args.spec.ranges) throw new Error('only a ranged task assembles version 0 from an upload');
+      // Not visible to any client before init returns: the task's D1 row comes after.
+      this.task = task;
+      const layout = args.spec.ranges;
+      blob = await assembleRanged(this.host, 0, ({ start }) => ({ kind: 'copy', key: uploadChunkKey(upload, start / layout.params) }));
+      this.task = { ...this.task, latestKey: blob.key };
+    } else this.task = task;
     this.commits.commit();
+    return blob;
   }
 
   /** Authenticates one call of a client of this task (every client route asks here, whichever isolate serves it), with its request rate. */

@@ -3,7 +3,7 @@
  */
 import { createRoute, z } from '@hono/zod-openapi';
 import { TENSOR_NAME_PATTERN, type TrainingPlan } from '#protocol/messages.ts';
-import { concatTensors, type DecodedMessage, decodeTensors, WireFormatError } from '#protocol/safetensors.ts';
+import { concatTensors, type DecodedMessage, decodeTensors, elementCount, WireFormatError } from '#protocol/safetensors.ts';
 import { modelVersions, tasks } from '../../db/schema.ts';
 import { database, listTasks } from '../../db/store.ts';
 import { firstNonFinite } from '../../kernels/running-sum.ts';
@@ -16,6 +16,7 @@ import { envNumber, maxUpdateBytes, type TaskSpec } from '../../master/task-spec
 import { firstWeightDifference, topologyWeights } from '../../model/topology.ts';
 import { strategyMisfit } from '../../privacy/config.ts';
 import { configMisfit } from '../../privacy/mechanism.ts';
+import { deleteUpload, getUpload, missingChunks, readUpload, type WeightUpload } from '../../storage/weight-uploads.ts';
 import { putWeights } from '../../storage/weights.ts';
 import { createStrategy, StrategyConfigSchema } from '../../strategies/index.ts';
 import { access } from '../auth.ts';
@@ -42,13 +43,21 @@ tasksApp.openapi(
   async (c) => {
     const body = c.req.valid('json');
     // Everything is checked before anything is stored: a refused task leaves nothing behind.
-    const { spec, plan, flat } = checkTaskDefinition(body, sizeLimits(c.env));
+    const limits = sizeLimits(c.env);
+    const { spec, plan, given } = await checkTaskDefinition(body, limits, () => givenWeights(c.env.MODELS, body, limits));
     const id = spec.taskId;
     const now = new Date();
-    const blob = await putWeights(c.env.MODELS, id, 0, spec.tensors, flat);
+    // A ranged task's version 0 is assembled by its range objects from the uploaded chunks (init does it).
+    let blob = given.flat ? await putWeights(c.env.MODELS, id, 0, spec.tensors, given.flat) : null;
     try {
       // The Durable Object first: a task becomes visible (D1) only once its aggregator is ready.
-      await aggregatorOf(c.env, id).init({ spec, plan, version0: { key: blob.key } });
+      const assembled = await aggregatorOf(c.env, id).init({
+        spec,
+        plan,
+        version0: blob ? { key: blob.key } : { upload: given.upload!.uploadId },
+      });
+      blob ??= assembled;
+      if (!blob) throw new Error(`task ${id}: no version 0`);
       const db = database(c.env.DB);
       await db.batch([
         db.insert(tasks).values({
@@ -81,12 +90,78 @@ tasksApp.openapi(
       ]);
     } catch (e) {
       // No D1 row names the blob, so nothing could ever read it: remove it (a crash here leaves an orphan under tasks/<id>/).
-      await c.env.MODELS.delete(blob.key).catch(() => {});
+      if (blob) await c.env.MODELS.delete(blob.key).catch(() => {});
       throw e;
     }
+    if (given.upload) await deleteUpload(c.env.MODELS, given.upload).catch(() => {});
     return c.json(await taskView(c.env, id), 201);
   },
 );
+
+/** The initial weights a task definition gives: inline (decoded and checked here), or an upload in chunks (checked complete). */
+interface GivenWeights {
+  tensors: { name: string; shape: number[] }[];
+  numParams: number;
+  /** The whole model, for tasks that hold it in one object; null for a ranged task's upload (its range objects read the chunks). */
+  flat: Float32Array | null;
+  upload: WeightUpload | null;
+}
+
+async function givenWeights(bucket: R2Bucket, body: z.infer<typeof CreateTaskSchema>, limits: { rangedAbove: number }): Promise<GivenWeights> {
+  if ((body.initialWeights === undefined) === (body.initialWeightsUpload === undefined))
+    throw new ApiError(
+      'invalid_request',
+      'give the initial weights either inline (initialWeights) or as an upload in chunks (initialWeightsUpload), not both or neither',
+    );
+  if (body.initialWeightsUpload !== undefined) {
+    const upload = await getUpload(bucket, body.initialWeightsUpload);
+    if (!upload)
+      throw new ApiError('invalid_weights', `initialWeightsUpload: no weight upload "${body.initialWeightsUpload}" (POST /weight-uploads opens one)`);
+    const built = topologyWeights(body.modelTopology);
+    if (!built.ok) throw new ApiError('invalid_topology', `modelTopology: ${built.message}`);
+    const tensors = built.weights.map((w) => ({ name: w.name, shape: w.shape }));
+    for (const t of tensors) checkTensorName(t.name);
+    const numParams = tensors.reduce((a, t) => a + elementCount(t.shape), 0);
+    if (numParams !== upload.numParams)
+      throw new ApiError('weights_mismatch', `the topology's weights have ${numParams} parameters; upload ${upload.uploadId} holds ${upload.numParams}`);
+    const missing = await missingChunks(bucket, upload);
+    if (missing.length > 0)
+      throw new ApiError(
+        'invalid_weights',
+        `initialWeightsUpload: chunk${missing.length > 1 ? 's' : ''} ${missing.slice(0, 20).join(', ')}${missing.length > 20 ? ', …' : ''} not received`,
+      );
+    return { tensors, numParams, flat: numParams > limits.rangedAbove ? null : await readUpload(bucket, upload), upload };
+  }
+  let decoded: DecodedMessage;
+  try {
+    decoded = decodeTensors(Uint8Array.from(atob(body.initialWeights!), (ch) => ch.charCodeAt(0)));
+  } catch (e) {
+    if (e instanceof WireFormatError) throw new ApiError('invalid_weights', `initialWeights: ${e.message}`);
+    throw e;
+  }
+  if (decoded.tensors.length === 0) throw new ApiError('invalid_weights', 'initialWeights holds no tensors');
+  for (const t of decoded.tensors) {
+    checkTensorName(t.name);
+    if (t.data.length === 0) throw new ApiError('invalid_weights', `tensor "${t.name}" has shape [${t.shape.join(',')}]: no parameters`);
+  }
+  const tensors = decoded.tensors.map((t) => ({ name: t.name, shape: t.shape }));
+  const numParams = decoded.tensors.reduce((a, t) => a + t.data.length, 0);
+  if (numParams > MAX_RANGED_PARAMS)
+    throw new ApiError('payload_too_large', `the model has ${numParams} parameters; a task holds at most ${MAX_RANGED_PARAMS}`);
+  const flat = concatTensors(decoded.tensors);
+  const bad = firstNonFinite(flat, accumulateWasm);
+  if (bad >= 0) throw new ApiError('non_finite', `initialWeights has a non-finite value at flat index ${bad}`);
+
+  return { tensors, numParams, flat, upload: null };
+}
+
+function checkTensorName(name: string): void {
+  if (!TENSOR_NAME_PATTERN.test(name))
+    throw new ApiError(
+      'invalid_weights',
+      `tensor name ${JSON.stringify(name.length > 80 ? `${name.slice(0, 80)}…` : name)} (${name.length} characters) must be 1–256 letters, digits and _ . : / -`,
+    );
+}
 
 /** Where models are split into parameter ranges, and how (the `RANGED_ABOVE_PARAMS` and `RANGE_PARAMS` settings). */
 function sizeLimits(env: Env): { rangedAbove: number; rangeParams: number } {
@@ -94,14 +169,15 @@ function sizeLimits(env: Env): { rangedAbove: number; rangeParams: number } {
 }
 
 /**
- * Validates a task definition without I/O: round rules against the strategy, the initial weights
- * (decodable, named, finite, at most MAX_RANGED_PARAMS; split into ranges above `rangedAbove`),
+ * Validates a task definition: round rules against the strategy, the initial weights (`weights`:
+ * decodable, named, finite, at most MAX_RANGED_PARAMS; split into ranges above `rangedAbove`),
  * and the topology against the weights.
  */
-function checkTaskDefinition(
+async function checkTaskDefinition(
   body: z.infer<typeof CreateTaskSchema>,
   limits: { rangedAbove: number; rangeParams: number },
-): { spec: TaskSpec; plan: TrainingPlan; flat: Float32Array } {
+  weights: () => Promise<GivenWeights>,
+): Promise<{ spec: TaskSpec; plan: TrainingPlan; given: GivenWeights }> {
   const strategy = createStrategy(body.strategy);
   // Stored as the strategy states itself: its name and every parameter, defaults included.
   const config = StrategyConfigSchema.parse({ name: strategy.name, ...strategy.params });
@@ -146,27 +222,8 @@ function checkTaskDefinition(
   if (topologyJson.length > MAX_TOPOLOGY_BYTES)
     throw new ApiError('payload_too_large', `modelTopology is ${topologyJson.length} bytes; the limit is ${MAX_TOPOLOGY_BYTES}`);
 
-  let decoded: DecodedMessage;
-  try {
-    decoded = decodeTensors(Uint8Array.from(atob(body.initialWeights), (ch) => ch.charCodeAt(0)));
-  } catch (e) {
-    if (e instanceof WireFormatError) throw new ApiError('invalid_weights', `initialWeights: ${e.message}`);
-    throw e;
-  }
-  if (decoded.tensors.length === 0) throw new ApiError('invalid_weights', 'initialWeights holds no tensors');
-  for (const t of decoded.tensors) {
-    if (!TENSOR_NAME_PATTERN.test(t.name)) {
-      throw new ApiError(
-        'invalid_weights',
-        `tensor name ${JSON.stringify(t.name.length > 80 ? `${t.name.slice(0, 80)}…` : t.name)} (${t.name.length} characters) must be 1–256 letters, digits and _ . : / -`,
-      );
-    }
-    if (t.data.length === 0) throw new ApiError('invalid_weights', `tensor "${t.name}" has shape [${t.shape.join(',')}]: no parameters`);
-  }
-  const tensors = decoded.tensors.map((t) => ({ name: t.name, shape: t.shape }));
-  const numParams = decoded.tensors.reduce((a, t) => a + t.data.length, 0);
-  if (numParams > MAX_RANGED_PARAMS)
-    throw new ApiError('payload_too_large', `the model has ${numParams} parameters; a task holds at most ${MAX_RANGED_PARAMS}`);
+  const given = await weights();
+  const { tensors, numParams } = given;
   const ranges = rangeLayout(numParams, limits.rangedAbove, limits.rangeParams);
   if (ranges) {
     const rangedWhy = rangedMisfit({
@@ -178,10 +235,6 @@ function checkTaskDefinition(
     });
     if (rangedWhy) throw new ApiError('invalid_sharding', rangedWhy);
   }
-  const flat = concatTensors(decoded.tensors);
-  const bad = firstNonFinite(flat, accumulateWasm);
-  if (bad >= 0) throw new ApiError('non_finite', `initialWeights has a non-finite value at flat index ${bad}`);
-
   const built = topologyWeights(body.modelTopology);
   if (!built.ok) throw new ApiError('invalid_topology', `modelTopology: ${built.message}`);
   const difference = firstWeightDifference(built.weights, tensors);
@@ -204,7 +257,7 @@ function checkTaskDefinition(
       ...(ranges ? { ranges } : {}),
     },
     plan,
-    flat,
+    given,
   };
 }
 
