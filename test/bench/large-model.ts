@@ -19,7 +19,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { findFreePort, startLocalServer } from '../../aggregator/scripts/lib/local-server.mjs';
-import { CLOSE_PARALLEL } from '../../aggregator/src/master/ranges.ts';
+import { accumulateWasm } from '../../aggregator/src/kernels/wasm-node.ts';
+import { sumAndStep } from '../../aggregator/src/master/range-step.ts';
+import { CLOSE_PARALLEL, RANGE_PARAMS } from '../../aggregator/src/master/ranges.ts';
 import { FedgeClient } from '../../client-sdk/src/index.ts';
 import type { UpdateEncoding } from '../../client-sdk/src/protocol/encoding.ts';
 import { rng } from '../shared/random.ts';
@@ -52,6 +54,51 @@ async function json(res: Response): Promise<any> {
   if (!res.ok) throw new Error(`${res.url}: ${res.status} ${JSON.stringify(body)}`);
   return body;
 }
+
+/**
+ * What one range object holds at its close, measured: the same function it runs (sumAndStep), here
+ * alone in Node, for a range of RANGE_PARAMS and N clients' chunks (float32). The growth of the
+ * process's RSS from before it (after a GC) to its peak (sampled at each step; garbage not yet
+ * collected counts too, so an upper bound) is the object's working set; the chunks it reads
+ * (SQLite rows in the object) are made beforehand and not counted.
+ */
+async function oneRangeClose(): Promise<{ allocatedMiB: number; rangeMiB: number }> {
+  const R = RANGE_PARAMS;
+  const chunks = new Map<string, Float32Array>(Array.from({ length: N }, (_, i) => [`c${i}`, seeded(500 + i, R, 0.01)]));
+  const baseSlice = seeded(2, R, 0.1);
+  const gc = (globalThis as { gc?: () => void }).gc;
+  gc?.();
+  const before = process.memoryUsage().rss;
+  let peakBytes = before;
+  const sample = () => {
+    peakBytes = Math.max(peakBytes, process.memoryUsage().rss);
+  };
+  const { next } = await sumAndStep(
+    {
+      length: R,
+      encoding: 'float32',
+      clients: [...chunks.keys()].map((clientId, i) => ({ clientId, weight: i + 1 })),
+      numExamples: 6,
+      strategy: { name: 'fedavg' },
+    },
+    (clientId, into) => {
+      (into.data as Float32Array).set(chunks.get(clientId)!);
+      sample();
+    },
+    async () => {
+      sample();
+      const b = baseSlice.slice(); // the R2 read of the base slice
+      sample();
+      return b;
+    },
+    null,
+    accumulateWasm,
+  );
+  sample();
+  if (next.length !== R) throw new Error('range step');
+  return { allocatedMiB: Math.round((peakBytes - before) / 2 ** 20), rangeMiB: (R * 4) / 2 ** 20 };
+}
+const perObject = await oneRangeClose();
 
 const stateDir = mkdtempSync(join(tmpdir(), 'fedge-large-'));
 const server = await startLocalServer({ port: await findFreePort(), stateDir, adminToken: 'bench-admin', onOutput: () => {} });
@@ -159,6 +206,7 @@ try {
       lastAcceptToCloseSeconds: +((Date.parse(round.closedAt) - lastAccept) / 1000).toFixed(1),
       downloadSeconds: +downloadSeconds.toFixed(1),
       workerdRssMiB: { start: rssStart, createPeak: rssCreate, uploadsPeak: rssUploads, closePeak: rssClose },
+      oneRangeCloseInNode: { rangeFloat32MiB: perObject.rangeMiB, rssGrowthMiB: perObject.allocatedMiB },
       maxAbsErrorVsFloat64Reference: maxErr,
     }),
   );

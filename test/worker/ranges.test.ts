@@ -5,12 +5,13 @@
  * version is assembled in R2 by a multipart upload (miniflare enforces R2's part rules: 5 MiB, one
  * size but the last).
  */
-import { env, evictDurableObject, runDurableObjectAlarm } from 'cloudflare:test';
+import { env, evictDurableObject, runDurableObjectAlarm, runInDurableObject } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
 import { encodeChunk } from '#protocol/chunked.ts';
 import { concatTensors, decodeTensors, encodeTensors, splitFlat } from '#protocol/safetensors.ts';
 import { createRunningSum } from '../../aggregator/src/kernels/running-sum.ts';
 import { rangedKey, rangeName } from '../../aggregator/src/master/ranges.ts';
+import type { TaskAggregator } from '../../aggregator/src/master/task-aggregator.ts';
 import { rng } from '../shared/random.ts';
 import { denseTopology } from '../shared/topology.ts';
 import { ADMIN, adminJson, api, base64, type Client, checkIn, maxAbsDiff, registerClient, stubOf, submit } from './helpers.ts';
@@ -203,6 +204,42 @@ describe('a model split into parameter ranges', { timeout: 120_000 }, () => {
     const retry = await sendChunk(task.id, c, 1, 0, body);
     expect(retry.status).toBe(200);
     expect(await retry.json<any>()).toMatchObject({ index: 0, replayed: false });
+  });
+
+  it('completes a close that crashed after the version was assembled (master and a range object restarted) without assembling or recording it twice', async () => {
+    const task = await (await rangedTask({}, { clientsPerRound: 2, minClients: 2 })).json<any>();
+    const [a, b] = [await registerClient(task.id), await registerClient(task.id)];
+    const deltas = [delta(31), delta(32)];
+    for (const [i, c] of [a, b].entries()) {
+      await checkIn(task.id, c);
+      const hashes = [];
+      for (const [k, body] of chunksOf(deltas[i]!, 0).entries()) hashes[k] = (await (await sendChunk(task.id, c, 1, k, body)).json<any>()).bodySha256;
+      if (i === 1) {
+        // The first close attempt crashes once the file is in R2 (before D1 knows it).
+        await runInDurableObject(stubOf(task.id), (o: TaskAggregator) => {
+          o.faults.arm('after_blob', 'always');
+        });
+      }
+      expect((await commit(task.id, c, 1, { baseVersion: 0, numExamples: 5 * (i + 1), chunks: hashes })).status).toBe(200);
+    }
+    await expect(runDurableObjectAlarm(stubOf(task.id))).rejects.toThrow(/injected fault/);
+    expect((await env.MODELS.head(rangedKey(task.id, 1)))?.size).toBeGreaterThan(P * 4);
+    expect((await api(`/tasks/${task.id}/models/1`, { headers: ADMIN })).status).toBe(404);
+    // A range object restarts meanwhile; the master too (the fault goes with the instance), and its alarm retries.
+    await evictDurableObject(rangeStub(task.id, 1));
+    // Any call finds the round closing with no alarm (the manual run consumed it) and sets it again.
+    expect((await checkIn(task.id, a)).body).toMatchObject({ status: 'retry_later', reason: 'already_submitted' });
+    await evictDurableObject(stubOf(task.id));
+    await runDurableObjectAlarm(stubOf(task.id));
+    const res = await api(`/tasks/${task.id}/models/1/weights`, { headers: ADMIN });
+    expect(res.status, await res.clone().text()).toBe(200);
+    const published = concatTensors(decodeTensors(await res.arrayBuffer()).tensors);
+    const b0 = base();
+    const expected = Float64Array.from(b0, (x, j) => x + (5 * deltas[0]![j]! + 10 * deltas[1]![j]!) / 15);
+    expect(maxAbsDiff(published, expected)).toBeLessThan(1e-6);
+    const versions = await (await api(`/tasks/${task.id}/models`, { headers: ADMIN })).json<any>();
+    expect(versions.versions.map((v: any) => v.version).sort()).toEqual([0, 1]);
+    expect((await stubOf(task.id).status())!).toMatchObject({ round: 2, baseVersion: 1 });
   });
 
   it('creates a task from initial weights uploaded in chunks: version 0 is assembled by its ranges, byte for byte the model', async () => {

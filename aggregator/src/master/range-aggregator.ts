@@ -12,16 +12,16 @@
  */
 import { DurableObject } from 'cloudflare:workers';
 import type { ChunkAck } from '#protocol/chunked.ts';
-import type { UpdateEncoding } from '#protocol/encoding.ts';
-import { createRunningSum, firstNonFinite } from '../kernels/running-sum.ts';
+import type { EncodedView, UpdateEncoding } from '#protocol/encoding.ts';
+import { firstNonFinite } from '../kernels/running-sum.ts';
 import { accumulateWasm } from '../kernels/wasm-worker.ts';
 import { sha256Hex } from '../storage/weights.ts';
-import { createStrategy, type StrategyConfig, type StrategyState } from '../strategies/index.ts';
+import type { StrategyConfig, StrategyState } from '../strategies/index.ts';
 import { ByteBudget } from './admission.ts';
-import { bytesOf, readChunks, writeChunks } from './chunks.ts';
+import { bytesOf, encodedChunk, readChunks, readUpdate, UPDATE_CHUNK_FLOATS, writeChunks } from './chunks.ts';
+import { sumAndStep } from './range-step.ts';
 import { CHUNK_BUDGET_BYTES, maxChunkBytes, partOf, validateChunk } from './ranges.ts';
 import { readBody } from './read-body.ts';
-import { emptyUpdate, encodedChunk, readUpdate, UPDATE_CHUNK_FLOATS } from './round-store.ts';
 import { envNumber } from './task-spec.ts';
 import { type Failure, fail } from './uploads.ts';
 
@@ -175,24 +175,14 @@ export class RangeAggregator extends DurableObject<Env> {
       let state: StrategyState | null = null;
       if (work.kind === 'copy') next = await this.readSlice(work.key, 0, job.length);
       else {
-        const sum = createRunningSum(job.length, { wasm: accumulateWasm });
-        try {
-          const view = emptyUpdate(work.encoding, job.length);
-          for (const { clientId, weight } of work.clients) {
-            const rows = this.sql.exec<{ data: ArrayBuffer }>(
-              `SELECT data FROM chunk_rows WHERE round = ? AND client_id = ? ORDER BY idx`,
-              work.round,
-              clientId,
-            );
-            readUpdate(rows, view, `chunk of client ${clientId} in round ${work.round}`);
-            sum.addEncoded(view, weight);
-          }
-          const base = await this.readSlice(work.base.key, work.base.offset, job.length);
-          const strategy = createStrategy(work.strategy);
-          ({ next, state } = strategy.aggregate(base, { kind: 'sum', sum, numExamples: work.numExamples }, this.readState(job.version - 1, job.length)));
-        } finally {
-          sum.dispose();
-        }
+        const readChunk = (clientId: string, into: EncodedView) =>
+          readUpdate(
+            this.sql.exec<{ data: ArrayBuffer }>(`SELECT data FROM chunk_rows WHERE round = ? AND client_id = ? ORDER BY idx`, work.round, clientId),
+            into,
+            `chunk of client ${clientId} in round ${work.round}`,
+          );
+        const base = () => this.readSlice(work.base.key, work.base.offset, job.length);
+        ({ next, state } = await sumAndStep({ ...work, length: job.length }, readChunk, base, this.readState(job.version - 1, job.length), accumulateWasm));
       }
       this.ctx.storage.transactionSync(() => {
         this.sql.exec(`DELETE FROM output_rows WHERE version <> ?`, job.version);
