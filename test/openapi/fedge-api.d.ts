@@ -771,6 +771,7 @@ export interface components {
                 /** @description The budget allows no further round: the task finished */
                 exhausted: boolean;
             } | null;
+            /** @description The largest update body the task takes (a ranged task: the largest chunk body) */
             maxUpdateBytes: number;
             maxClients: number;
             currentRound: components["schemas"]["LiveRound"];

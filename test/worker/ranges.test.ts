@@ -75,7 +75,7 @@ describe('a model split into parameter ranges', { timeout: 120_000 }, () => {
     const created = await rangedTask({}, { overSelection: 2 });
     const task = await created.json<any>();
     expect(created.status).toBe(201);
-    expect(task).toMatchObject({ numParams: P, shards: 1, chunked: { chunkParams: R, chunks: 3 } });
+    expect(task).toMatchObject({ numParams: P, shards: 1, chunked: { chunkParams: R, chunks: 3 }, maxUpdateBytes: R * 4 + 1024 });
     const clients = [await registerClient(task.id), await registerClient(task.id), await registerClient(task.id)];
     const deltas = [delta(1), delta(2), delta(3)];
     const n = [10, 20, 30];
@@ -240,6 +240,40 @@ describe('a model split into parameter ranges', { timeout: 120_000 }, () => {
     const versions = await (await api(`/tasks/${task.id}/models`, { headers: ADMIN })).json<any>();
     expect(versions.versions.map((v: any) => v.version).sort()).toEqual([0, 1]);
     expect((await stubOf(task.id).status())!).toMatchObject({ round: 2, baseVersion: 1 });
+  });
+
+  it('abandons a round below its minimum at the deadline (its chunks dropped), and deletes a stopped task with its range objects', async () => {
+    const task = await (await rangedTask({}, { clientsPerRound: 2, minClients: 2, deadlineSeconds: 1 })).json<any>();
+    const a = await registerClient(task.id);
+    await checkIn(task.id, a);
+    const hashes = [];
+    for (const [k, body] of chunksOf(delta(41), 0).entries()) hashes[k] = (await (await sendChunk(task.id, a, 1, k, body)).json<any>()).bodySha256;
+    expect((await commit(task.id, a, 1, { baseVersion: 0, numExamples: 3, chunks: hashes })).status).toBe(200);
+    await new Promise((r) => setTimeout(r, 1_100));
+    await runDurableObjectAlarm(stubOf(task.id));
+    const rounds = await (await api(`/tasks/${task.id}/rounds`, { headers: ADMIN })).json<any>();
+    expect(rounds.rounds.map((r: any) => [r.round, r.status])).toEqual([
+      [2, 'open'],
+      [1, 'abandoned'],
+    ]);
+    for (const k of [0, 1, 2]) expect(await rangeStub(task.id, k).chunkOf(1, a.clientId)).toBeNull();
+    // A late chunk or commit for the abandoned round says so.
+    expect((await (await commit(task.id, a, 1, { baseVersion: 0, numExamples: 3, chunks: hashes })).json<any>()).error.code).toBe('round_abandoned');
+
+    expect((await adminJson(`/tasks/${task.id}/stop`, 'POST')).status).toBe(200);
+    const deleted = await adminJson(`/tasks/${task.id}`, 'DELETE');
+    expect(deleted.status, await deleted.clone().text()).toBe(200);
+    expect((await env.MODELS.list({ prefix: `tasks/${task.id}/` })).objects).toEqual([]);
+    const leftovers = await Promise.all(
+      // Each range object's storage was deleted: deleteAll drops its tables too.
+      [0, 1, 2].map((k) =>
+        runInDurableObject(
+          rangeStub(task.id, k),
+          (_o, state) => state.storage.sql.exec(`SELECT count(*) AS n FROM sqlite_master WHERE type = 'table'`).one().n,
+        ),
+      ),
+    );
+    expect(leftovers).toEqual([0, 0, 0]);
   });
 
   it('creates a task from initial weights uploaded in chunks: version 0 is assembled by its ranges, byte for byte the model', async () => {

@@ -238,7 +238,7 @@ export const TaskSchema = z
       })
       .nullable()
       .describe('What the task has spent of its privacy (null: no DP)'),
-    maxUpdateBytes: z.number().int(),
+    maxUpdateBytes: z.number().int().describe('The largest update body the task takes (a ranged task: the largest chunk body)'),
     maxClients: z.number().int(),
     currentRound: LiveRoundSchema.nullable(),
     modelTopology: z.record(z.string(), z.unknown()),

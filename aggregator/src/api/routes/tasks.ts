@@ -8,7 +8,7 @@ import { modelVersions, tasks } from '../../db/schema.ts';
 import { database, listTasks } from '../../db/store.ts';
 import { firstNonFinite } from '../../kernels/running-sum.ts';
 import { accumulateWasm } from '../../kernels/wasm-worker.ts';
-import { chunkedUpload, MAX_RANGED_PARAMS, RANGED_ABOVE_PARAMS, rangedMisfit, rangeLayout, rangeParams } from '../../master/ranges.ts';
+import { chunkedUpload, MAX_RANGED_PARAMS, maxChunkBytes, RANGED_ABOVE_PARAMS, rangedMisfit, rangeLayout, rangeParams } from '../../master/ranges.ts';
 import { assignmentCapacity } from '../../master/round-machine.ts';
 import { secAggMisfit } from '../../master/secagg-config.ts';
 import { autoShards, shardingMisfit } from '../../master/shards.ts';
@@ -317,7 +317,8 @@ export async function taskView(env: Env, taskId: string) {
     updateEncoding: overview.updateEncoding,
     shards: overview.shards,
     chunked: overview.ranges ? chunkedUpload(overview.ranges) : null,
-    maxUpdateBytes: maxUpdateBytes({ numParams: row.numParams, tensors }),
+    // A ranged task's requests carry one chunk each: its cap is a chunk's.
+    maxUpdateBytes: overview.ranges ? maxChunkBytes(overview.updateEncoding, overview.ranges.params) : maxUpdateBytes({ numParams: row.numParams, tensors }),
     maxClients: row.maxClients,
     currentRound: overview.currentRound,
     modelTopology: row.modelTopology,
