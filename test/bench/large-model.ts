@@ -77,13 +77,16 @@ async function oneRangeClose(): Promise<{ allocatedMiB: number; rangeMiB: number
     {
       length: R,
       encoding: 'float32',
-      clients: [...chunks.keys()].map((clientId, i) => ({ clientId, weight: i + 1 })),
+      clients: [...chunks.keys()].map((clientId, i) => ({ clientId, weight: i + 1, numExamples: i + 1 })),
       numExamples: 6,
       strategy: { name: 'fedavg' },
     },
-    (clientId, into) => {
-      (into.data as Float32Array).set(chunks.get(clientId)!);
-      sample();
+    {
+      whole: (clientId, into) => {
+        (into.data as Float32Array).set(chunks.get(clientId)!);
+        sample();
+      },
+      piece: (clientId, start, n) => chunks.get(clientId)!.slice(start, start + n),
     },
     async () => {
       sample();

@@ -8,10 +8,12 @@
 import { env, evictDurableObject, runDurableObjectAlarm, runInDurableObject } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
 import { encodeChunk } from '#protocol/chunked.ts';
+import { halfTable, toHalf } from '#protocol/encoding.ts';
 import { concatTensors, decodeTensors, encodeTensors, splitFlat } from '#protocol/safetensors.ts';
 import { createRunningSum } from '../../aggregator/src/kernels/running-sum.ts';
 import { rangedKey, rangeName } from '../../aggregator/src/master/ranges.ts';
 import type { TaskAggregator } from '../../aggregator/src/master/task-aggregator.ts';
+import { createStrategy } from '../../aggregator/src/strategies/index.ts';
 import { rng } from '../shared/random.ts';
 import { denseTopology } from '../shared/topology.ts';
 import { ADMIN, adminJson, api, base64, type Client, checkIn, maxAbsDiff, registerClient, stubOf, submit } from './helpers.ts';
@@ -182,6 +184,62 @@ describe('a model split into parameter ranges', { timeout: 120_000 }, () => {
     expect((await stale.json<any>()).error.code).toBe('base_version_mismatch');
   });
 
+  it('runs the coordinate-wise median range by range (float16 chunks): the version is base + the median of the updates', async () => {
+    const task = await (await rangedTask({ strategy: { name: 'median' }, updateEncoding: 'float16' })).json<any>();
+    expect(task).toMatchObject({ strategy: { name: 'median' }, chunked: { chunks: 3 } });
+    const deltas = [delta(51), delta(52), delta(53)];
+    for (const [i, c] of [await registerClient(task.id), await registerClient(task.id), await registerClient(task.id)].entries()) {
+      await checkIn(task.id, c);
+      const hashes = [];
+      for (let k = 0; k < 3; k++) {
+        const body = encodeChunk(deltas[i]!.subarray(k * R, Math.min(P, (k + 1) * R)), 'float16', { baseVersion: 0, index: k });
+        hashes[k] = (await (await sendChunk(task.id, c, 1, k, body)).json<any>()).bodySha256;
+      }
+      expect((await commit(task.id, c, 1, { baseVersion: 0, numExamples: 1 + i, chunks: hashes })).status).toBe(200);
+    }
+    await runDurableObjectAlarm(stubOf(task.id));
+    const res = await api(`/tasks/${task.id}/models/1/weights`, { headers: ADMIN });
+    expect(res.status).toBe(200);
+    const published = concatTensors(decodeTensors(await res.arrayBuffer()).tensors);
+    // The median of the three float16 values at every coordinate (rounding is monotonic: the
+    // float16 of the median), added to the base in float32: exactly.
+    const halves = halfTable();
+    const b0 = base();
+    let worst = 0;
+    for (let j = 0; j < P; j++) {
+      const v = [deltas[0]![j]!, deltas[1]![j]!, deltas[2]![j]!].sort((x, y) => x - y)[1]!;
+      worst = Math.max(worst, Math.abs(published[j]! - Math.fround(b0[j]! + halves[toHalf(v)]!)));
+    }
+    expect(worst).toBe(0);
+  });
+
+  it('runs Krum across the ranges (distances added range by range, then the selection averaged): bit-identical to one object', async () => {
+    const task = await (await rangedTask({ strategy: { name: 'krum', f: 1, m: 2 } }, { clientsPerRound: 5, minClients: 5 })).json<any>();
+    const deltas = [delta(61), delta(62), delta(63), delta(64), delta(65)];
+    // One Byzantine client: a large update, which Krum must not select.
+    for (let j = 0; j < P; j++) deltas[4]![j] = deltas[4]![j]! * 100;
+    for (const [i, d] of deltas.entries()) {
+      const c = await registerClient(task.id);
+      await checkIn(task.id, c);
+      const hashes = [];
+      for (const [k, body] of chunksOf(d, 0).entries()) hashes[k] = (await (await sendChunk(task.id, c, 1, k, body)).json<any>()).bodySha256;
+      expect((await commit(task.id, c, 1, { baseVersion: 0, numExamples: 1 + i, chunks: hashes })).status).toBe(200);
+    }
+    await runDurableObjectAlarm(stubOf(task.id));
+    const res = await api(`/tasks/${task.id}/models/1/weights`, { headers: ADMIN });
+    expect(res.status).toBe(200);
+    const published = concatTensors(decodeTensors(await res.arrayBuffer()).tensors);
+    const one = createStrategy({ name: 'krum', f: 1, m: 2, weighting: 'equal' }).aggregate(
+      base(),
+      { kind: 'updates', read: (s, e) => deltas.map((d) => d.subarray(s, e)), numParams: P, count: 5, rangeLength: 65_536, numExamples: [1, 2, 3, 4, 5] },
+      null,
+    );
+    expect(maxAbsDiff(published, one.next)).toBe(0);
+    // And it is not the plain mean, which the Byzantine update would drag.
+    const b0 = base();
+    expect(Math.abs(published[0]! - b0[0]!)).toBeLessThan(0.02);
+  });
+
   it('resumes a chunk whose connection dropped: nothing of it is stored, and the retry is taken', async () => {
     const task = await (await rangedTask({}, { clientsPerRound: 1, minClients: 1 })).json<any>();
     const c = await registerClient(task.id);
@@ -349,7 +407,7 @@ describe('a model split into parameter ranges', { timeout: 120_000 }, () => {
 
   it('refuses what needs whole updates in one object, with invalid_sharding', async () => {
     for (const [extra, why] of [
-      [{ strategy: { name: 'median' } }, 'running sum'],
+      [{ strategy: { name: 'median', clipNorm: 1 } }, 'norm'],
       [{ shards: 2 }, 'shards must be 1'],
       [{ privacy: { mode: 'local', noiseMultiplier: 1, clipNorm: 1, delta: 1e-5 } }, 'differential privacy'],
     ] as const) {

@@ -190,10 +190,13 @@ export class Ledger {
     return this.sql.exec<LedgerRow>(`SELECT client_id, num_examples, metrics, accepted_at FROM ledger WHERE round = ? ORDER BY seq`, round).toArray();
   }
 
-  /** The round's clients with their weights in the sum, in acceptance order. */
-  weightsOf(round: number): { client_id: string; weight: number }[] {
+  /** The round's clients with their weights in the sum and example counts, in acceptance order. */
+  weightsOf(round: number): { client_id: string; weight: number; num_examples: number }[] {
     return this.sql
-      .exec<{ client_id: string; weight: number }>(`SELECT client_id, coalesce(weight, num_examples) AS weight FROM ledger WHERE round = ? ORDER BY seq`, round)
+      .exec<{ client_id: string; weight: number; num_examples: number }>(
+        `SELECT client_id, coalesce(weight, num_examples) AS weight, num_examples FROM ledger WHERE round = ? ORDER BY seq`,
+        round,
+      )
       .toArray();
   }
 

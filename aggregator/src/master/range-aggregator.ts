@@ -12,14 +12,15 @@
  */
 import { DurableObject } from 'cloudflare:workers';
 import type { ChunkAck } from '#protocol/chunked.ts';
-import type { EncodedView, UpdateEncoding } from '#protocol/encoding.ts';
+import { decodeRange, type UpdateEncoding } from '#protocol/encoding.ts';
 import { firstNonFinite } from '../kernels/running-sum.ts';
 import { accumulateWasm } from '../kernels/wasm-worker.ts';
 import { sha256Hex } from '../storage/weights.ts';
 import type { StrategyConfig, StrategyState } from '../strategies/index.ts';
+import type { KrumSelection } from '../strategies/krum.ts';
 import { ByteBudget } from './admission.ts';
-import { bytesOf, encodedChunk, readChunks, readUpdate, UPDATE_CHUNK_FLOATS, writeChunks } from './chunks.ts';
-import { sumAndStep } from './range-step.ts';
+import { bytesOf, chunkView, encodedChunk, readChunks, readUpdate, UPDATE_CHUNK_FLOATS, writeChunks } from './chunks.ts';
+import { type ChunkReader, distanceParts, sumAndStep } from './range-step.ts';
 import { CHUNK_BUDGET_BYTES, maxChunkBytes, partOf, validateChunk } from './ranges.ts';
 import { readBody } from './read-body.ts';
 import { envNumber } from './task-spec.ts';
@@ -45,10 +46,12 @@ export type RangeWork =
   | {
       kind: 'sum';
       round: number;
-      clients: { clientId: string; weight: number }[];
+      clients: { clientId: string; weight: number; numExamples: number }[];
       numExamples: number;
       encoding: UpdateEncoding;
       strategy: StrategyConfig;
+      /** Krum: the master's selection (from every range's distances). */
+      selection?: KrumSelection | undefined;
       /** The base version's file, and where this range's float32 bytes are in it. */
       base: { key: string; offset: number };
     }
@@ -175,14 +178,9 @@ export class RangeAggregator extends DurableObject<Env> {
       let state: StrategyState | null = null;
       if (work.kind === 'copy') next = await this.readSlice(work.key, 0, job.length);
       else {
-        const readChunk = (clientId: string, into: EncodedView) =>
-          readUpdate(
-            this.sql.exec<{ data: ArrayBuffer }>(`SELECT data FROM chunk_rows WHERE round = ? AND client_id = ? ORDER BY idx`, work.round, clientId),
-            into,
-            `chunk of client ${clientId} in round ${work.round}`,
-          );
+        const chunks = this.chunkReader(work.round, work.encoding);
         const base = () => this.readSlice(work.base.key, work.base.offset, job.length);
-        ({ next, state } = await sumAndStep({ ...work, length: job.length }, readChunk, base, this.readState(job.version - 1, job.length), accumulateWasm));
+        ({ next, state } = await sumAndStep({ ...work, length: job.length }, chunks, base, this.readState(job.version - 1, job.length), accumulateWasm));
       }
       this.ctx.storage.transactionSync(() => {
         this.sql.exec(`DELETE FROM output_rows WHERE version <> ?`, job.version);
@@ -192,6 +190,29 @@ export class RangeAggregator extends DurableObject<Env> {
     }
     const out = this.readOutput(job.version, job.length);
     return { carry: out.slice(Math.min(out.length, job.partBytes - job.headBytes)) };
+  }
+
+  /** Krum's first pass: this range's squared distances between the clients' chunks, per stored piece (range-step.ts). */
+  async distanceParts(round: number, clientIds: string[], length: number, encoding: UpdateEncoding): Promise<Float64Array> {
+    return distanceParts(length, clientIds, this.chunkReader(round, encoding));
+  }
+
+  /** The stored chunks of `round`, read whole (sums) or one stored row at a time (the update-based rules). */
+  private chunkReader(round: number, encoding: UpdateEncoding): ChunkReader {
+    const rows = (clientId: string, idx?: number) =>
+      this.sql.exec<{ data: ArrayBuffer }>(
+        `SELECT data FROM chunk_rows WHERE round = ? AND client_id = ?${idx === undefined ? '' : ' AND idx = ?'} ORDER BY idx`,
+        ...[round, clientId, ...(idx === undefined ? [] : [idx])],
+      );
+    return {
+      whole: (clientId, into) => readUpdate(rows(clientId), into, `chunk of client ${clientId} in round ${round}`),
+      piece: (clientId, start, n) => {
+        const row = rows(clientId, start / UPDATE_CHUNK_FLOATS).toArray()[0];
+        if (!row) throw new Error(`chunk of client ${clientId} in round ${round} has no parameters at ${start}`);
+        const view = chunkView(encoding, row.data, n);
+        return view.encoding === 'float32' ? view.data : decodeRange(view, 0, n);
+      },
+    };
   }
 
   /** Uploads this range's part of version `version` (part number = range index + 1), `prefix` first. */

@@ -9,9 +9,11 @@
  * computed once per version, a part written again replaces itself, and a version already assembled
  * (the object exists) is only hashed and recorded.
  */
+import type { UpdateEncoding } from '#protocol/encoding.ts';
 import { MODEL_META } from '#protocol/messages.ts';
 import type { StoredBlob } from '../storage/weights.ts';
 import { DEFAULT_STRATEGY } from '../strategies/index.ts';
+import { type KrumParams, type KrumSelection, krumSelection } from '../strategies/krum.ts';
 import { abandon, type CloseHost, record } from './publish.ts';
 import type { PartJob, RangeClose, RangeWork } from './range-aggregator.ts';
 import { CLOSE_PARALLEL, rangeBounds, rangedKey, versionHeader } from './ranges.ts';
@@ -22,6 +24,7 @@ export interface RangeCalls {
   compute(job: RangeClose): Promise<{ carry: Uint8Array }>;
   writePart(args: PartJob): Promise<R2UploadedPart>;
   advance(round: number, version: number | null): Promise<void>;
+  distanceParts(round: number, clientIds: string[], length: number, encoding: UpdateEncoding): Promise<Float64Array>;
 }
 
 export interface RangedHost extends CloseHost {
@@ -48,15 +51,19 @@ export async function closeRanged(host: RangedHost, now: number): Promise<void> 
   const rows = host.rows(round);
   const numExamples = rows.reduce((a, r) => a + r.num_examples, 0);
   const version = task.latestVersion + 1;
-  const clients = host.ledger.weightsOf(round).map((r) => ({ clientId: r.client_id, weight: r.weight }));
+  const clients = host.ledger.weightsOf(round).map((r) => ({ clientId: r.client_id, weight: r.weight, numExamples: r.num_examples }));
   const baseOffset = await dataOffset(host.env.MODELS, task.latestKey);
+  const encoding = spec.updateEncoding ?? 'float32';
+  const strategy = host.strategy();
+  const selection = strategy.keeps === 'updates' && !strategy.coordinateWise ? await krumAcrossRanges(host, round, clients, encoding) : undefined;
   const blob = await assembleRanged(host, version, ({ start }) => ({
     kind: 'sum',
     round,
     clients,
     numExamples,
-    encoding: spec.updateEncoding ?? 'float32',
+    encoding,
     strategy: spec.strategy ?? DEFAULT_STRATEGY,
+    selection,
     base: { key: task.latestKey, offset: baseOffset + start * 4 },
   }));
   host.faults.hit('after_blob');
@@ -111,6 +118,36 @@ export async function assembleRanged(
     await upload.complete(parts);
   }
   return hashObject(bucket, key);
+}
+
+/**
+ * Krum on a ranged task: every range's squared distances between the round's chunks, added piece
+ * by piece in parameter order (as one object adds its stored pieces', so the same bits), then the
+ * scores and the selection, which the ranges average in the close's second pass.
+ */
+async function krumAcrossRanges(
+  host: RangedHost,
+  round: number,
+  clients: { clientId: string; numExamples: number }[],
+  encoding: UpdateEncoding,
+): Promise<KrumSelection> {
+  const { spec } = host.state()!;
+  const strategy = host.strategy();
+  if (strategy.name !== 'krum') throw new Error(`${strategy.name} does not work range by range`);
+  const layout = spec.ranges!;
+  const ids = clients.map((c) => c.clientId);
+  const parts = await eachLimited(layout.count, CLOSE_PARALLEL, (k) => {
+    const { start, end } = rangeBounds(layout, spec.numParams, k);
+    return host.range(k).distanceParts(round, ids, end - start, encoding);
+  });
+  const kk = ids.length * ids.length;
+  const dist = new Float64Array(kk);
+  for (const p of parts) for (let off = 0; off < p.length; off += kk) for (let i = 0; i < kk; i++) dist[i]! += p[off + i]!;
+  return krumSelection(
+    dist,
+    strategy.params as unknown as KrumParams,
+    clients.map((c) => c.numExamples),
+  );
 }
 
 /** Where the float32 data of a stored version starts: after its 8-byte length and header. */

@@ -101,7 +101,6 @@ export function partOf(prefix: Uint8Array, out: Uint8Array, partBytes: number, h
 /** Why a task cannot be split into ranges, or null: everything that needs a whole update (or all of them) in one object. */
 export function rangedMisfit(task: {
   numParams: number;
-  keepsUpdates: boolean;
   asynchronous: boolean;
   changesUpdates: boolean;
   privacy: boolean;
@@ -110,7 +109,6 @@ export function rangedMisfit(task: {
 }): string | null {
   const why = `a model of ${task.numParams} parameters is split into parameter ranges, each aggregated by its own object`;
   if (task.numParams > MAX_RANGED_PARAMS) return `the model has ${task.numParams} parameters; a task holds at most ${MAX_RANGED_PARAMS}`;
-  if (task.keepsUpdates) return `${why}: the strategy must keep a running sum (median, trimmed mean and Krum read whole updates)`;
   if (task.asynchronous) return `${why}: FedBuff is not available for it`;
   if (task.changesUpdates) return `${why}: a strategy that scales whole updates (norm bounding) needs each update's norm in one place`;
   if (task.privacy) return `${why}: differential privacy clips by the whole update's norm, which no range object sees`;

@@ -41,24 +41,37 @@ export function krum({ f, m, weighting }: KrumParams): Strategy {
         accumulatePairwiseSquaredDistances(read(s, e), part);
         for (let i = 0; i < part.length; i++) dist[i]! += part[i]!;
       });
-      const chosen = multiKrumSelect(krumScores(dist, k, f), Math.min(m, k));
-      const w = chosen.map((i) => (weighting === 'examples' ? numExamples[i]! : 1));
-      const total = w.reduce((a, b) => a + b, 0);
-      forRanges(n, len, (s, e) => {
-        const slices = read(s, e);
-        const sums = new Float64Array(e - s);
-        chosen.forEach((i, c) => {
-          const slice = slices[i]!;
-          const wi = w[c]!;
-          if (wi === 1) for (let j = 0; j < sums.length; j++) sums[j]! += slice[j]!;
-          else for (let j = 0; j < sums.length; j++) sums[j]! += wi * slice[j]!;
-        });
-        const target = out.subarray(s, e);
-        for (let j = 0; j < target.length; j++) target[j] = sums[j]! / total;
-      });
+      const selection = krumSelection(dist, { f, m, weighting }, numExamples);
+      forRanges(n, len, (s, e) => selectionMeanInto(read(s, e), selection, out.subarray(s, e)));
     },
     rules,
   );
+}
+
+/** Which updates (Multi-)Krum averages, and with which weights: from the round's k × k squared distances. */
+export interface KrumSelection {
+  chosen: number[];
+  weights: number[];
+  total: number;
+}
+
+export function krumSelection(dist: Float64Array, { f, m, weighting }: KrumParams, numExamples: readonly number[]): KrumSelection {
+  const k = numExamples.length;
+  const chosen = multiKrumSelect(krumScores(dist, k, f), Math.min(m, k));
+  const weights = chosen.map((i) => (weighting === 'examples' ? numExamples[i]! : 1));
+  return { chosen, weights, total: weights.reduce((a, b) => a + b, 0) };
+}
+
+/** The selection's weighted mean over one parameter range of every update (float64 sums in selection order, rounded once), into `target`. */
+export function selectionMeanInto(slices: readonly Float32Array[], { chosen, weights, total }: KrumSelection, target: Float32Array): void {
+  const sums = new Float64Array(target.length);
+  chosen.forEach((i, c) => {
+    const slice = slices[i]!;
+    const wi = weights[c]!;
+    if (wi === 1) for (let j = 0; j < sums.length; j++) sums[j]! += slice[j]!;
+    else for (let j = 0; j < sums.length; j++) sums[j]! += wi * slice[j]!;
+  });
+  for (let j = 0; j < target.length; j++) target[j] = sums[j]! / total;
 }
 
 /**

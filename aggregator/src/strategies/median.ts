@@ -8,7 +8,13 @@ import type { Strategy } from './strategy.ts';
 import { forRanges, updateBased } from './update-based.ts';
 
 export function median(): Strategy {
-  return updateBased('median', {}, (r, out) => forRanges(r.numParams, r.rangeLength, (s, e) => coordinateMedian(r.read(s, e), out.subarray(s, e))));
+  return updateBased(
+    'median',
+    {},
+    (r, out) => forRanges(r.numParams, r.rangeLength, (s, e) => coordinateMedian(r.read(s, e), out.subarray(s, e))),
+    undefined,
+    true,
+  );
 }
 
 /**

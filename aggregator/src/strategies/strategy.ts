@@ -57,6 +57,12 @@ export interface Strategy {
   readonly params: Readonly<Record<string, number | string>>;
   /** What the round keeps for the close. */
   readonly keeps: RoundInput['kind'];
+  /**
+   * An update-based strategy whose Δ̂ at each parameter depends only on the updates' values at that
+   * parameter (median, trimmed mean, not Krum): it runs on any parameter range alone, so a model
+   * split into ranges (master/ranges.ts) aggregates range by range.
+   */
+  readonly coordinateWise?: boolean;
   /** No synchronized rounds (FedBuff): a buffer of `bufferSize` updates plays the round; updates up to `maxStaleness` versions old count. */
   readonly asynchronous?: { readonly bufferSize: number; readonly maxStaleness: number };
   /** FedProx: the μ of the proximal term clients add to their local loss (sent in the training plan). */

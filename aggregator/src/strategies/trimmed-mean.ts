@@ -24,10 +24,17 @@ export function trimmedMeanStrategy(p: TrimmedMeanParams): Strategy {
       { f },
       (r, out) => forRanges(r.numParams, r.rangeLength, (s, e) => trimmedMeanOf(r.read(s, e), f, out.subarray(s, e))),
       rules,
+      true,
     );
   }
   const beta = p.beta;
-  return updateBased('trimmedmean', { beta }, (r, out) => forRanges(r.numParams, r.rangeLength, (s, e) => trimmedMean(r.read(s, e), beta, out.subarray(s, e))));
+  return updateBased(
+    'trimmedmean',
+    { beta },
+    (r, out) => forRanges(r.numParams, r.rangeLength, (s, e) => trimmedMean(r.read(s, e), beta, out.subarray(s, e))),
+    undefined,
+    true,
+  );
 }
 
 /**

@@ -18,18 +18,21 @@ export function forRanges(n: number, rangeLength: number, f: (start: number, end
 
 /**
  * An update-based strategy: `robustDelta` computes Δ̂ from the round's updates; `rules` adds checks
- * of its own to the bound on updates per round.
+ * of its own to the bound on updates per round; `coordinateWise`: Δ̂[j] depends on the updates' j-th
+ * values only (see Strategy).
  */
 export function updateBased(
   name: string,
   params: Record<string, number | string>,
   robustDelta: (round: UpdatesInput, out: Float32Array) => void,
   rules?: (rules: RoundRules) => string | null,
+  coordinateWise = false,
 ): Strategy {
   return {
     name,
     params,
     keeps: 'updates',
+    coordinateWise,
     initialState: emptyState,
     apply: (base, delta, state) => ({ next: addDelta(base, delta), state: { step: state.step + 1, vectors: {} } }),
     checkRules(r) {

@@ -20,7 +20,7 @@ export const ERROR_STATUS = {
   invalid_privacy: 400,
   /** Task creation: secure aggregation does not fit the strategy, the privacy setting or the round rules, or n · clipRange leaves too few bits below the modulus (the message says why). */
   invalid_secure_aggregation: 400,
-  /** Task creation: `shards` is out of range, or more than 1 for a task that needs one object (a strategy that reads every update, FedBuff, secure aggregation); or a model split into parameter ranges with something that needs whole updates in one object; the message says why. */
+  /** Task creation: `shards` is out of range, or more than 1 for a task that needs one object (a strategy that reads every update, FedBuff, secure aggregation); or a model split into parameter ranges with something that needs each whole update in one place (norm bounding, FedBuff, DP, secure aggregation); the message says why. */
   invalid_sharding: 400,
   /** A secure-aggregation message (keys, shares, masked input, reveal) that is malformed: bad base64, a key of the wrong length, shares for clients that are not the sender's neighbours, a masked input of the wrong size. */
   invalid_secagg_message: 400,
