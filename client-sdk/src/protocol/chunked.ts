@@ -17,19 +17,13 @@
  * Pure: imports only the wire format and the encodings.
  */
 import { encodeUpdate, type Uniforms, type UpdateEncoding } from './encoding.ts';
-import { UPDATE_META } from './messages.ts';
+import { type ChunkedUpload, UPDATE_META } from './messages.ts';
 import { encodeRawTensors } from './safetensors.ts';
 
 /** The one tensor of a chunk: the slice of the flat update. */
 export const CHUNK_TENSOR = 'delta';
 
-/** How a task takes its updates in chunks (the assignment's `chunked`). */
-export interface ChunkedUpload {
-  /** Parameters per chunk (the last one holds the rest). */
-  chunkParams: number;
-  /** Chunks of one update. */
-  chunks: number;
-}
+export type { ChunkedUpload } from './messages.ts';
 
 /** The commit of a chunked update: what the whole update's metadata says, and the chunks by SHA-256. */
 export interface ChunkCommit {

@@ -3,7 +3,6 @@
  * shared by the aggregator (which validates them with zod) and the client SDK.
  */
 
-import type { ChunkedUpload } from './chunked.ts';
 import type { UpdateEncoding } from './encoding.ts';
 
 /** `__metadata__` keys of an update message (all values are strings, as safetensors requires). */
@@ -135,6 +134,14 @@ export interface VersionPrivacy {
  * if (r.status === 'assigned') console.log(`round ${r.round}, from version ${r.baseVersion}`);
  * else console.log(`come back in ${r.retryAfterSeconds} s (${r.reason})`);
  */
+/** How a task takes its updates in chunks, for models too large for one request (the assignment's `chunked`; chunked.ts). */
+export interface ChunkedUpload {
+  /** Parameters per chunk (the last one holds the rest). */
+  chunkParams: number;
+  /** Chunks of one update. */
+  chunks: number;
+}
+
 export type CheckInResponse =
   | {
       status: 'assigned';
