@@ -1,5 +1,7 @@
-import { runDurableObjectAlarm } from 'cloudflare:test';
+import { runDurableObjectAlarm, runInDurableObject } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
+import type { RunningSum } from '../../aggregator/src/kernels/running-sum.ts';
+import type { TaskAggregator } from '../../aggregator/src/master/task-aggregator.ts';
 import {
   ADMIN,
   api,
@@ -36,6 +38,8 @@ describe('a whole round on the real runtime', () => {
       expect(r.status).toBe(200);
       expect(r.body).toMatchObject({ round: 1, clientId: c.clientId, seq: i + 1, numExamples: updates[i]!.n });
     }
+    // Each float32 body was read straight into the running sum's Wasm memory and folded in place (no copy).
+    expect(await runInDurableObject(stubOf(id), (o: TaskAggregator) => (o as unknown as { acc: RunningSum }).acc.inPlaceAdds)).toBe(3);
     expect(await runDurableObjectAlarm(stubOf(id))).toBe(true);
 
     // Assert

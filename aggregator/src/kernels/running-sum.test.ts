@@ -479,3 +479,42 @@ describe('compressed updates (addEncoded)', () => {
     }
   });
 });
+
+describe('staging slots (request bodies read into the sum’s memory)', () => {
+  it('lends disjoint slots, folds updates decoded from them in place with the same bits as the copy path, and takes them back', () => {
+    const n = 70_000;
+    const inPlace = createRunningSum(n, { wasm: accumulateWasm });
+    const copied = createRunningSum(n, { wasm: accumulateWasm });
+    const next = rng(9);
+    const messages = [0, 1, 2].map(() => encodeTensors([{ name: 'u', shape: [n], data: Float32Array.from({ length: n }, () => next() - 0.5) }]));
+    const slots = messages.map((m) => inPlace.stagingSlot(m.length)!);
+    const spans = slots.map((s) => [s.bytes.byteOffset, s.bytes.byteOffset + s.bytes.length] as const).sort((a, b) => a[0] - b[0]);
+    for (let i = 1; i < spans.length; i++) expect(spans[i]![0]).toBeGreaterThanOrEqual(spans[i - 1]![1]);
+    for (const [i, m] of messages.entries()) {
+      slots[i]!.bytes.set(m);
+      inPlace.add(decodeTensors(slots[i]!.bytes).tensors[0]!.data, i + 1);
+      copied.add(decodeTensors(m).tensors[0]!.data, i + 1);
+    }
+    expect(inPlace.inPlaceAdds).toBe(3);
+    expect(copied.inPlaceAdds).toBe(0);
+    expect(Buffer.from(inPlace.sum().buffer, inPlace.sum().byteOffset, n * 8).equals(Buffer.from(copied.sum().buffer, copied.sum().byteOffset, n * 8))).toBe(
+      true,
+    );
+    // staging() could grow the memory under lent slots: refused until they are back.
+    expect(() => inPlace.staging(16)).toThrow(/slots are lent out/);
+    for (const s of slots) s.release();
+    expect(inPlace.staging(16).length).toBe(16);
+  });
+
+  it('answers null when the pool has no room, and lends the space again once released', () => {
+    const sum = createRunningSum(1000, { wasm: accumulateWasm });
+    const big = sum.stagingSlot(10 * 1024 * 1024)!;
+    expect(sum.stagingSlot(10 * 1024 * 1024)).toBeNull();
+    expect(sum.stagingSlot(64 * 1024 * 1024)).toBeNull();
+    const small = sum.stagingSlot(1024 * 1024)!;
+    expect(small.bytes.byteOffset).toBeGreaterThanOrEqual(big.bytes.byteOffset + big.bytes.length);
+    big.release();
+    expect(sum.stagingSlot(10 * 1024 * 1024)).not.toBeNull();
+    expect(createRunningSum(1000).stagingSlot(100)).toBeNull(); // js: no benefit, the caller reads into its own buffer
+  });
+});

@@ -11,6 +11,12 @@ export interface SumState {
   count: number;
 }
 
+/** A staging region lent by `stagingSlot`. */
+export interface StagingSlot {
+  bytes: Uint8Array;
+  release(): void;
+}
+
 export interface RunningSum {
   /** Number of parameters. */
   readonly length: number;
@@ -53,6 +59,16 @@ export interface RunningSum {
    * implementation it is a plain reusable buffer with no speed benefit.
    */
   staging(byteLength: number): Uint8Array;
+  /**
+   * A region of `byteLength` bytes of the sum's own memory to read one request body into, for as
+   * long as the caller holds it (several at once: one per body in flight), or null when the pool
+   * has no room (or the implementation has no benefit from it: js). An update decoded from it is
+   * folded in place, without the copy into Wasm memory. Its views stay valid until `release`: the
+   * memory never grows while a slot is out. Not to be mixed with `staging()`.
+   */
+  stagingSlot(byteLength: number): StagingSlot | null;
+  /** Updates `add` read in place (from a staging area or slot) rather than copied in. */
+  readonly inPlaceAdds: number;
   /** Drops the buffers (wasm memory) so they can be collected; any later call throws. */
   dispose(): void;
 }

@@ -142,6 +142,13 @@ export class JsRunningSum extends SumBookkeeping implements RunningSum {
     jsFinalize(this.s, base, out, invWeight(this.totalWeight));
   }
 
+  /** Plain memory gains nothing from a slot: the caller reads into its own buffer. */
+  stagingSlot(): null {
+    return null;
+  }
+
+  readonly inPlaceAdds = 0;
+
   staging(byteLength: number): Uint8Array {
     checkStagingLength(byteLength);
     if (this.stage.length < byteLength) this.stage = new Uint8Array(Math.ceil(byteLength / PAGE) * PAGE);

@@ -15,6 +15,7 @@ import {
   PAGE,
   type RunningSum,
   SLICE,
+  type StagingSlot,
   SumBookkeeping,
   sumWeights,
 } from './sum-base.ts';
@@ -150,10 +151,19 @@ function wasmFinalize(h: Heap, slots: number, base: Float32Array, out: Float32Ar
   }
 }
 
+/** Bytes of the slot pool (stagingSlot): four 4 MB update bodies at once; more wait for none, they take the copy path. */
+export const SLOT_POOL_BYTES = 16 * 1024 * 1024;
+/** Slots start on this boundary (safetensors data is 8-byte aligned within its message; the kernels like 64). */
+const SLOT_ALIGN = 64;
+
 export class WasmRunningSum extends SumBookkeeping implements RunningSum {
   readonly implementation = 'wasm' as const;
+  inPlaceAdds = 0;
   private memory: WebAssembly.Memory;
   private h: Heap;
+  /** Byte ranges of the slots lent out, by start. */
+  private readonly lent = new Map<number, number>();
+  private poolReady = false;
   /** Byte offset of the FOLD staging slots (after the sum, 64-byte aligned). */
   private readonly slots: number;
 
@@ -181,6 +191,7 @@ export class WasmRunningSum extends SumBookkeeping implements RunningSum {
     checkUpdate(update, this.length);
     checkWeight(weight);
     checkOwnView(this.h, update);
+    if (update.buffer === this.h.buffer) this.inPlaceAdds++;
     wasmAdd(this.h, this.slots, update, weight, this.length);
     this.totalWeight += weight;
     this.count += 1;
@@ -214,18 +225,53 @@ export class WasmRunningSum extends SumBookkeeping implements RunningSum {
     wasmFinalize(this.h, this.slots, base, out, invWeight(this.totalWeight), this.length);
   }
 
+  stagingSlot(byteLength: number): StagingSlot | null {
+    checkStagingLength(byteLength);
+    if (byteLength > SLOT_POOL_BYTES) return null;
+    if (!this.poolReady) {
+      // Grown once, before any slot is out: views into slots are never detached by a later growth.
+      this.grow(this.h.stageBegin + SLOT_POOL_BYTES);
+      this.poolReady = true;
+    }
+    // First fit among the gaps between lent slots, in address order.
+    const begin = this.h.stageBegin;
+    const end = begin + SLOT_POOL_BYTES;
+    let at = begin;
+    for (const [start, stop] of [...this.lent].sort((a, b) => a[0] - b[0])) {
+      if (start - at >= byteLength) break;
+      at = Math.ceil(stop / SLOT_ALIGN) * SLOT_ALIGN;
+    }
+    if (at + byteLength > end) return null;
+    this.lent.set(at, at + byteLength);
+    const buffer = this.h.buffer;
+    let released = false;
+    return {
+      bytes: new Uint8Array(buffer, at, byteLength),
+      release: () => {
+        if (released) return;
+        released = true;
+        if (this.h.buffer === buffer) this.lent.delete(at);
+      },
+    };
+  }
+
   staging(byteLength: number): Uint8Array {
     checkStagingLength(byteLength);
-    const need = this.h.stageBegin + byteLength;
+    if (this.lent.size > 0) throw new Error('staging() while staging slots are lent out: it could grow the memory under them');
+    this.grow(this.h.stageBegin + byteLength);
+    return new Uint8Array(this.h.buffer, this.h.stageBegin, byteLength);
+  }
+
+  private grow(need: number): void {
     const have = this.memory.buffer.byteLength;
     if (need > have) {
       this.memory.grow(pagesFor(need) - have / PAGE);
       this.s = this.attach();
     }
-    return new Uint8Array(this.h.buffer, this.h.stageBegin, byteLength);
   }
 
   dispose(): void {
+    this.lent.clear();
     memories.delete(this.h.buffer);
     this.s = new Float64Array(0);
     this.h = { k: this.h.k, buffer: new ArrayBuffer(0), f32: new Float32Array(0), stageBegin: 0, stageEnd: 0 };

@@ -17,6 +17,8 @@ export interface BodyLimits {
   /** Slowest average rate accepted once `graceMs` has passed, bytes per second. */
   minBytesPerSecond: number;
   graceMs: number;
+  /** Where to read a body of the declared length (e.g. a staging slot of the running sum's memory); default a new buffer. */
+  into?: ((byteLength: number) => Uint8Array | null) | undefined;
 }
 
 export type BodyRead = { ok: true; body: Uint8Array } | { ok: false; reason: 'too_large' | 'too_slow' | 'broken'; received: number; elapsedMs: number };
@@ -50,7 +52,7 @@ export async function readBody(stream: ReadableStream<Uint8Array>, limits: BodyL
   };
   arm();
   try {
-    let buf = new Uint8Array(limits.declared ?? 64 * 1024);
+    let buf = (limits.declared !== null ? limits.into?.(limits.declared) : null) ?? new Uint8Array(limits.declared ?? 64 * 1024);
     for (;;) {
       let chunk: ReadableStreamReadResult<Uint8Array>;
       try {

@@ -16,6 +16,7 @@ import { decodeRange } from '#protocol/encoding.ts';
 import { UPDATE_META, type UpdateAck } from '#protocol/messages.ts';
 import { database, getRound } from '../db/store.ts';
 import { firstNonFinite, type RunningSum } from '../kernels/running-sum.ts';
+import type { StagingSlot } from '../kernels/sum-base.ts';
 import { accumulateWasm } from '../kernels/wasm-worker.ts';
 import type { CentralPrivacy } from '../privacy/config.ts';
 import { sha256Hex } from '../storage/weights.ts';
@@ -143,11 +144,21 @@ export class Uploads {
     clearTimeout(lease.timer);
     this.leases.delete(ticket);
     const { commits } = this.host;
+    // A float32 body that joins the sum is read straight into a slot of the sum's Wasm memory, so
+    // the kernel folds it in place (no copy into Wasm memory). The slot is held until the update is
+    // durable: the pending accept's Δ is a view into it until its commit stored it.
+    let slot: StagingSlot | null = null;
+    const into = this.stages(task)
+      ? (n: number) => {
+          slot = this.host.sum().stagingSlot(n);
+          return slot?.bytes ?? null;
+        }
+      : undefined;
     try {
       commits.ingesting++;
       let out: SubmitResult | { durable: Promise<void>; ack: UpdateAck; closing: boolean };
       try {
-        out = await this.ingest(clientId, round, stream, { ...this.limits, cap: maxUpdateBytes(task.spec), declared: declaredLength });
+        out = await this.ingest(clientId, round, stream, { ...this.limits, cap: maxUpdateBytes(task.spec), declared: declaredLength, into });
       } finally {
         commits.ingesting--;
       }
@@ -156,8 +167,20 @@ export class Uploads {
       await out.durable; // the acknowledgement waits for the commit
       return { ok: true, ack: out.ack, replay: false, closing: out.closing };
     } finally {
+      (slot as StagingSlot | null)?.release(); // (assigned in `into`, which TypeScript cannot see)
       lease.end();
     }
+  }
+
+  /** Whether this task's update bodies are read into the sum's memory: float32 updates folded into a running sum as they came. */
+  private stages(task: TaskState): boolean {
+    const strategy = this.host.strategy();
+    return (
+      strategy.keeps === 'sum' &&
+      task.spec.privacy?.mode !== 'central' &&
+      storedEncoding(task.spec, strategy.prepareUpdate !== undefined) === 'float32' &&
+      (task.spec.updateEncoding ?? 'float32') === 'float32'
+    );
   }
 
   private async ingest(clientId: string, round: number, stream: ReadableStream<Uint8Array>, limits: BodyLimits) {
