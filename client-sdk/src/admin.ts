@@ -7,6 +7,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { EnrollmentKey, IdentityProvider, LiveRound, PrivacyOptions, SecureAggregationOptions, Task, TaskSummary } from './admin-types.ts';
 import { FedgeError } from './errors.ts';
 import { Http, type Logger, sleep } from './internal/http.ts';
+import { inParallel } from './internal/parallel.ts';
 import { readSavedModel } from './io.ts';
 import type { UpdateEncoding } from './protocol/encoding.ts';
 import type { ModelManifest, TrainingPlan } from './protocol/messages.ts';
@@ -197,16 +198,12 @@ export class FedgeAdmin {
       retry: true,
     });
     const flat = concatTensors(tensors);
-    let next = 0;
-    const worker = async () => {
-      while (next < upload.chunks) {
-        const k = next++;
-        const slice = flat.subarray(k * upload.chunkParams, Math.min(numParams, (k + 1) * upload.chunkParams));
-        const body = new Uint8Array(slice.buffer, slice.byteOffset, slice.byteLength).slice();
-        await this.http.json({ method: 'PUT', path: `/weight-uploads/${upload.uploadId}/chunks/${k}`, body, retry: true });
-      }
-    };
-    await Promise.all([worker(), worker()]);
+    const chunks = Array.from({ length: upload.chunks }, (_, k) => k);
+    await inParallel(chunks, 2, async (k) => {
+      const slice = flat.subarray(k * upload.chunkParams, Math.min(numParams, (k + 1) * upload.chunkParams));
+      const body = new Uint8Array(slice.buffer, slice.byteOffset, slice.byteLength).slice();
+      await this.http.json({ method: 'PUT', path: `/weight-uploads/${upload.uploadId}/chunks/${k}`, body, retry: true });
+    });
     return upload.uploadId;
   }
 

@@ -9,6 +9,7 @@
  * a chunk sent again is one the server already holds, never a `duplicate_conflict`.
  */
 import type { Http } from './internal/http.ts';
+import { inParallel } from './internal/parallel.ts';
 import { type ChunkAck, type ChunkCommit, type ChunkedUpload, chunkBounds, encodeChunk } from './protocol/chunked.ts';
 import type { Uniforms, UpdateEncoding } from './protocol/encoding.ts';
 import type { UpdateAck } from './protocol/messages.ts';
@@ -52,25 +53,20 @@ export class ChunkedUploads {
       throw new RangeError(`an update of ${delta.length} parameters is not ${layout.chunks} chunks of ${layout.chunkParams}`);
     const memo = await this.memo(round);
     const todo = Array.from({ length: layout.chunks }, (_, k) => k).filter((k) => !memo.acked.has(k));
-    let next = 0;
-    const worker = async () => {
-      while (next < todo.length) {
-        const k = todo[next++]!;
-        const { start, end } = chunkBounds(layout, delta.length, k);
-        const uniform = args.encoding === 'int8' ? await roundingUniforms(memo.key, k, end - start) : undefined;
-        const body = encodeChunk(delta.subarray(start, end), args.encoding, { baseVersion: args.baseVersion, index: k }, uniform);
-        const ack = await this.http.json<ChunkAck>({
-          method: 'PUT',
-          path: `${this.base}/rounds/${round}/update/chunks/${k}`,
-          body,
-          retry: true,
-          signal: args.signal,
-        });
-        memo.acked.set(k, ack.bodySha256);
-        args.onChunk?.(memo.acked.size, layout.chunks);
-      }
-    };
-    await Promise.all(Array.from({ length: Math.min(PARALLEL, todo.length) }, worker));
+    await inParallel(todo, PARALLEL, async (k) => {
+      const { start, end } = chunkBounds(layout, delta.length, k);
+      const uniform = args.encoding === 'int8' ? await roundingUniforms(memo.key, k, end - start) : undefined;
+      const body = encodeChunk(delta.subarray(start, end), args.encoding, { baseVersion: args.baseVersion, index: k }, uniform);
+      const ack = await this.http.json<ChunkAck>({
+        method: 'PUT',
+        path: `${this.base}/rounds/${round}/update/chunks/${k}`,
+        body,
+        retry: true,
+        signal: args.signal,
+      });
+      memo.acked.set(k, ack.bodySha256);
+      args.onChunk?.(memo.acked.size, layout.chunks);
+    });
     const commit: ChunkCommit = {
       baseVersion: args.baseVersion,
       numExamples: args.numExamples,

@@ -8,6 +8,7 @@ import type { ClientPrivacy } from '#protocol/messages.ts';
 import type { RunningSum } from '../kernels/running-sum.ts';
 import { KeystreamUniform, newSeed } from '../privacy/keystream.ts';
 import { budgetAllows, closeCentral, epsilonAfter, localRecord, type PrivacyRecord, type PrivacyState } from '../privacy/mechanism.ts';
+import { hexOf } from '../storage/weights.ts';
 import type { GroupCommit } from './group-commit.ts';
 import type { Ledger } from './ledger.ts';
 import type { TaskState } from './task-spec.ts';
@@ -87,8 +88,7 @@ export function closeSeed(ledger: Ledger, commits: GroupCommit, round: number): 
     if (r === round) return Uint8Array.from(seed.match(/../g)!, (h) => Number.parseInt(h, 16));
   }
   const seed = newSeed();
-  const hex = Array.from(seed, (b) => b.toString(16).padStart(2, '0')).join('');
-  commits.commit(() => ledger.set(SEED_KEY, JSON.stringify({ round, seed: hex })));
+  commits.commit(() => ledger.set(SEED_KEY, JSON.stringify({ round, seed: hexOf(seed) })));
   return seed;
 }
 

@@ -23,7 +23,7 @@ import { bytesOf, chunkView, encodedChunk, readChunks, readUpdate, UPDATE_CHUNK_
 import { type ChunkReader, distanceParts, sumAndStep } from './range-step.ts';
 import { CHUNK_BUDGET_BYTES, maxChunkBytes, partOf, validateChunk } from './ranges.ts';
 import { readBody } from './read-body.ts';
-import { envNumber } from './task-spec.ts';
+import { uploadLimits } from './task-spec.ts';
 import { type Failure, fail } from './uploads.ts';
 
 /** What the master's admission says of a chunk it lets through. */
@@ -90,8 +90,7 @@ export class RangeAggregator extends DurableObject<Env> {
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.sql = ctx.storage.sql;
-    const idleMs = envNumber(env.UPLOAD_IDLE_SECONDS, 10) * 1000;
-    this.limits = { idleMs, graceMs: idleMs, minBytesPerSecond: envNumber(env.UPLOAD_MIN_BYTES_PER_SECOND, 16 * 1024) };
+    this.limits = uploadLimits(env);
     ctx.blockConcurrencyWhile(async () => {
       this.sql.exec(
         `CREATE TABLE IF NOT EXISTS chunks (round INTEGER NOT NULL, client_id TEXT NOT NULL, sha256 TEXT NOT NULL, PRIMARY KEY (round, client_id))`,

@@ -11,7 +11,7 @@
  */
 import type { UpdateEncoding } from '#protocol/encoding.ts';
 import { MODEL_META } from '#protocol/messages.ts';
-import type { StoredBlob } from '../storage/weights.ts';
+import { hexOf, type StoredBlob } from '../storage/weights.ts';
 import { DEFAULT_STRATEGY } from '../strategies/index.ts';
 import { type KrumParams, type KrumSelection, krumSelection } from '../strategies/krum.ts';
 import { abandon, type CloseHost, record } from './publish.ts';
@@ -48,10 +48,9 @@ export async function closeRanged(host: RangedHost, now: number): Promise<void> 
   }
   if (status !== 'closing') return;
   const { spec } = task;
-  const rows = host.rows(round);
-  const numExamples = rows.reduce((a, r) => a + r.num_examples, 0);
   const version = task.latestVersion + 1;
   const clients = host.ledger.weightsOf(round).map((r) => ({ clientId: r.client_id, weight: r.weight, numExamples: r.num_examples }));
+  const numExamples = clients.reduce((a, c) => a + c.numExamples, 0);
   const baseOffset = await dataOffset(host.env.MODELS, task.latestKey);
   const encoding = spec.updateEncoding ?? 'float32';
   const strategy = host.strategy();
@@ -159,12 +158,12 @@ async function dataOffset(bucket: R2Bucket, key: string): Promise<number> {
 }
 
 /** The SHA-256 of a stored object, read as a stream (nothing holds the whole file). */
-async function hashObject(bucket: R2Bucket, key: string): Promise<{ key: string; contentHash: string; byteLength: number }> {
+async function hashObject(bucket: R2Bucket, key: string): Promise<StoredBlob> {
   const object = await bucket.get(key);
   if (!object) throw new Error(`assembled version ${key} missing from R2`);
   const digest = new crypto.DigestStream('SHA-256');
   await object.body.pipeTo(digest);
-  const contentHash = [...new Uint8Array(await digest.digest)].map((b) => b.toString(16).padStart(2, '0')).join('');
+  const contentHash = hexOf(new Uint8Array(await digest.digest));
   return { key, contentHash, byteLength: object.size };
 }
 

@@ -46,6 +46,7 @@ import {
 } from '#protocol/secagg/wire.ts';
 import { ModularSum } from '../kernels/modular-sum.ts';
 import { accumulateWasm } from '../kernels/wasm-worker.ts';
+import { sha256Hex } from '../storage/weights.ts';
 import { writeChunks } from './chunks.ts';
 import type { GroupCommit } from './group-commit.ts';
 import type { Ledger } from './ledger.ts';
@@ -91,8 +92,6 @@ export interface SecAggHost {
   setState(s: TaskState): void;
 }
 
-const sha256 = async (bytes: Uint8Array) =>
-  Array.from(new Uint8Array(await crypto.subtle.digest('SHA-256', bytes as Uint8Array<ArrayBuffer>)), (b) => b.toString(16).padStart(2, '0')).join('');
 const json = (x: unknown) => new TextEncoder().encode(JSON.stringify(x));
 
 export class SecAggRounds {
@@ -242,7 +241,7 @@ export class SecAggRounds {
     const { secagg } = this.task;
     if (secagg.phase !== 'advertise' && !secagg.order.includes(clientId))
       return refuse('secagg_unknown_client', `this client is not among round ${round}'s advertised clients`);
-    const digest = await sha256(json(body));
+    const digest = await sha256Hex(json(body));
     const prior = this.sql
       .exec<{ body_sha256: string }>(`SELECT body_sha256 FROM secagg_shared WHERE round = ? AND client_id = ?`, round, clientId)
       .toArray()[0];
@@ -304,7 +303,7 @@ export class SecAggRounds {
   async masked(clientId: string, round: number, body: Uint8Array): Promise<{ ok: true; ack: UpdateAck; replay: boolean } | Refusal> {
     const bad = this.check(round);
     if (bad) return bad;
-    const digest = await sha256(body);
+    const digest = await sha256Hex(body);
     const prior = this.host.ledger.prior(round, clientId);
     if (prior)
       return prior.body_sha256 === digest

@@ -37,7 +37,7 @@ import { clientSecAgg, type SecureAggregation, secAggCapacity } from './secagg-c
 import { openSecAgg, type Refusal, SecAggRounds } from './secagg-round.ts';
 import { type Collected, closeSharded, eachShard, type ShardCalls, type ShardedHost, type ShardSync, syncShard, tellShards } from './sharded-close.ts';
 import { SEAL_GRACE_MS, type ShardView, shardName } from './shards.ts';
-import { envNumber, type LiveRound, liveRound, retrySeconds, storedEncoding, type TaskSpec, type TaskState } from './task-spec.ts';
+import { envNumber, type LiveRound, liveRound, retrySeconds, storedEncoding, type TaskSpec, type TaskState, uploadLimits } from './task-spec.ts';
 import { type Admission, type Failure, fail, type SubmitResult, type UploadHost, Uploads } from './uploads.ts';
 
 export type { ClientAuth } from './credentials.ts';
@@ -77,8 +77,7 @@ export class TaskAggregator extends DurableObject<Env> {
     this.ledger = new Ledger(ctx.storage.sql);
     this.host = this.makeHost(env, ctx.storage);
     this.commits = new GroupCommit(this.host);
-    const idleMs = envNumber(env.UPLOAD_IDLE_SECONDS, 10) * 1000;
-    this.uploadLimits = { idleMs, graceMs: idleMs, minBytesPerSecond: envNumber(env.UPLOAD_MIN_BYTES_PER_SECOND, 16 * 1024) };
+    this.uploadLimits = uploadLimits(env);
     this.uploads = new Uploads(this.host, this.uploadLimits);
     this.secagg = new SecAggRounds({
       sql: ctx.storage.sql,

@@ -141,6 +141,19 @@ export function envNumber(raw: string | undefined, fallback: number): number {
   return raw !== undefined && raw !== '' && Number.isFinite(n) && n > 0 ? n : fallback;
 }
 
+/**
+ * The time limits of a request body (read-body.ts) from the settings: it may pause at most
+ * `UPLOAD_IDLE_SECONDS` [10], and must average `UPLOAD_MIN_BYTES_PER_SECOND` [16 KiB/s] once that long has passed.
+ */
+export function uploadLimits(env: Pick<Env, 'UPLOAD_IDLE_SECONDS' | 'UPLOAD_MIN_BYTES_PER_SECOND'>): {
+  idleMs: number;
+  graceMs: number;
+  minBytesPerSecond: number;
+} {
+  const idleMs = envNumber(env.UPLOAD_IDLE_SECONDS, 10) * 1000;
+  return { idleMs, graceMs: idleMs, minBytesPerSecond: envNumber(env.UPLOAD_MIN_BYTES_PER_SECOND, 16 * 1024) };
+}
+
 export function retrySeconds(ms: number): number {
   return Math.max(1, Math.min(MAX_RETRY_MS / 1000, Math.ceil(ms / 1000)));
 }

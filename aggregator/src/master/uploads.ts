@@ -25,7 +25,7 @@ import { ByteBudget } from './admission.ts';
 import type { GroupCommit } from './group-commit.ts';
 import type { Ledger } from './ledger.ts';
 import type { ChunkPlace } from './range-aggregator.ts';
-import { rangeBounds } from './ranges.ts';
+import { type RangeLayout, rangeBounds } from './ranges.ts';
 import { type BodyLimits, readBody } from './read-body.ts';
 import * as machine from './round-machine.ts';
 import { maxUpdateBytes, storedEncoding, type TaskState } from './task-spec.ts';
@@ -175,12 +175,7 @@ export class Uploads {
   /** Whether this task's update bodies are read into the sum's memory: float32 updates folded into a running sum as they came. */
   private stages(task: TaskState): boolean {
     const strategy = this.host.strategy();
-    return (
-      strategy.keeps === 'sum' &&
-      task.spec.privacy?.mode !== 'central' &&
-      storedEncoding(task.spec, strategy.prepareUpdate !== undefined) === 'float32' &&
-      (task.spec.updateEncoding ?? 'float32') === 'float32'
-    );
+    return strategy.keeps === 'sum' && task.spec.privacy?.mode !== 'central' && (task.spec.updateEncoding ?? 'float32') === 'float32';
   }
 
   private async ingest(clientId: string, round: number, stream: ReadableStream<Uint8Array>, limits: BodyLimits) {
@@ -239,19 +234,30 @@ export class Uploads {
 
   /** Admits one chunk of a chunked update (ranges.ts): its place, which the range object stores it by, or the refusal. */
   async admitChunk(clientId: string, round: number, index: number): Promise<{ ok: true; place: ChunkPlace } | Failure> {
+    const open = await this.chunkedRound(clientId, round, index);
+    if ('code' in open) return open;
+    const { task, layout } = open;
+    const { start, end } = rangeBounds(layout, task.spec.numParams, index);
+    const place = { round, clientId, index, baseVersion: task.state.baseVersion, encoding: task.spec.updateEncoding ?? 'float32', length: end - start };
+    return { ok: true, place };
+  }
+
+  /**
+   * What a chunk or a commit of a chunked update first checks: a ranged task, a chunk index it has
+   * (when given), and what the round state says before anything is read (decide, without a body).
+   */
+  private async chunkedRound(clientId: string, round: number, index?: number): Promise<{ task: TaskState; layout: RangeLayout } | Failure> {
     const task = this.host.state();
     if (!task) return fail('task_not_found', 'no such task');
     const layout = task.spec.ranges;
     if (!layout) return fail('invalid_request', 'this task takes each update whole (PUT …/update), not in chunks');
-    if (!Number.isInteger(index) || index < 0 || index >= layout.count)
+    if (index !== undefined && (!Number.isInteger(index) || index < 0 || index >= layout.count))
       return fail('invalid_request', `no chunk ${index}: this task's updates have ${layout.count} chunks, 0 to ${layout.count - 1}`);
     await this.host.recoverIfStuck();
     const before = this.decide(clientId, round, null);
     if (before.kind === 'past_round') return this.pastRound(round);
     if (before.kind === 'refuse') return before.result;
-    const { start, end } = rangeBounds(layout, task.spec.numParams, index);
-    const place = { round, clientId, index, baseVersion: task.state.baseVersion, encoding: task.spec.updateEncoding ?? 'float32', length: end - start };
-    return { ok: true, place };
+    return { task: this.host.state()!, layout };
   }
 
   /**
@@ -265,14 +271,9 @@ export class Uploads {
     commit: ChunkCommit,
     chunkOf: (index: number) => Promise<string | null>,
   ): Promise<SubmitResult & { closing?: boolean }> {
-    const task = this.host.state();
-    if (!task) return fail('task_not_found', 'no such task');
-    const layout = task.spec.ranges;
-    if (!layout) return fail('invalid_request', 'this task takes each update whole (PUT …/update), not in chunks');
-    await this.host.recoverIfStuck();
-    const before = this.decide(clientId, round, null);
-    if (before.kind === 'past_round') return this.pastRound(round);
-    if (before.kind === 'refuse') return before.result;
+    const open = await this.chunkedRound(clientId, round);
+    if ('code' in open) return open;
+    const { task, layout } = open;
     const { rules } = task.spec;
     if (commit.chunks.length !== layout.count)
       return this.reject(round, 'invalid_request', `the commit names ${commit.chunks.length} chunks; this task's updates have ${layout.count}`);

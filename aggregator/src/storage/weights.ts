@@ -13,8 +13,12 @@ export interface StoredBlob {
 }
 
 export async function sha256Hex(data: ArrayBuffer | ArrayBufferView): Promise<string> {
-  const digest = await crypto.subtle.digest('SHA-256', data);
-  return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, '0')).join('');
+  return hexOf(new Uint8Array(await crypto.subtle.digest('SHA-256', data)));
+}
+
+/** Lower-case hex of bytes (digests, seeds). */
+export function hexOf(bytes: Uint8Array): string {
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
 }
 
 export function weightsKey(taskId: string, contentHash: string): string {

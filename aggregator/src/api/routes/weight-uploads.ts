@@ -7,7 +7,7 @@ import { firstNonFinite } from '../../kernels/running-sum.ts';
 import { accumulateWasm } from '../../kernels/wasm-worker.ts';
 import { MAX_RANGED_PARAMS, rangeParams } from '../../master/ranges.ts';
 import { readBody } from '../../master/read-body.ts';
-import { envNumber } from '../../master/task-spec.ts';
+import { uploadLimits } from '../../master/task-spec.ts';
 import { getUpload, openUpload, uploadBounds, uploadChunkKey } from '../../storage/weight-uploads.ts';
 import { sha256Hex } from '../../storage/weights.ts';
 import { access } from '../auth.ts';
@@ -87,14 +87,7 @@ weightUploadsApp.openapi(
     if (index >= upload.chunks) throw new ApiError('invalid_request', `no chunk ${index}: this upload has ${upload.chunks} chunks, 0 to ${upload.chunks - 1}`);
     const { start, end } = uploadBounds(upload, index);
     const bytes = (end - start) * 4;
-    const idleMs = envNumber(c.env.UPLOAD_IDLE_SECONDS, 10) * 1000;
-    const read = await readBody(c.req.raw.body ?? new Blob([]).stream(), {
-      cap: bytes,
-      declared,
-      idleMs,
-      graceMs: idleMs,
-      minBytesPerSecond: envNumber(c.env.UPLOAD_MIN_BYTES_PER_SECOND, 16 * 1024),
-    });
+    const read = await readBody(c.req.raw.body ?? new Blob([]).stream(), { cap: bytes, declared, ...uploadLimits(c.env) });
     if (!read.ok) {
       if (read.reason === 'too_large') throw new ApiError('payload_too_large', `chunk ${index} is ${bytes} bytes (parameters ${start} to ${end - 1})`);
       throw new ApiError(
